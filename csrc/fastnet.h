@@ -1,0 +1,195 @@
+/* fastnet.h - the whole C API of fastnet's compiled core.
+ *
+ * Plain C11, no Python. Every function takes raw pointers, sizes, strides
+ * (leading dimensions, in elements) and an n_threads, and returns an
+ * fn_status. Nothing here allocates inside a hot loop, prints, or aborts.
+ * Matrices are row-major: element (i, j) of A lives at a[i * lda + j].
+ *
+ * Names follow fn_<op>_<dtype>: _f32 is the fast path, _f64 a plain path
+ * used to check gradients tightly.
+ */
+#ifndef FASTNET_H
+#define FASTNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    FN_OK = 0,
+    FN_ERR_ARG = 1,       /* a size, stride or option is invalid */
+    FN_ERR_NOMEM = 2,     /* scratch memory could not be allocated */
+    FN_ERR_NONFINITE = 3, /* a NaN or Inf where a finite value is required */
+    FN_ERR_LABEL = 4,     /* a class label outside [0, n_classes) */
+    FN_ERR_CPU = 5        /* the requested CPU path is not supported here */
+} fn_status;
+
+typedef enum {
+    FN_ACT_IDENTITY = 0,
+    FN_ACT_STEP = 1,       /* forward only: the classic perceptron, x > 0 ? 1 : 0 */
+    FN_ACT_SIGMOID = 2,
+    FN_ACT_TANH = 3,
+    FN_ACT_RELU = 4,
+    FN_ACT_LEAKY_RELU = 5, /* slope for x < 0 is act_param */
+    FN_ACT_GELU = 6        /* tanh approximation */
+} fn_activation;
+
+typedef enum {
+    FN_CPU_GENERIC = 0, /* portable C, runs everywhere */
+    FN_CPU_AVX2 = 1,    /* AVX2 + FMA micro-kernels */
+    FN_CPU_AVX512 = 2   /* AVX-512F micro-kernels */
+} fn_cpu_path;
+
+/* ---- configuration (cpu.c) ---------------------------------------------- */
+fn_cpu_path fn_cpu_best_path(void);           /* best path this CPU supports */
+fn_status fn_cpu_set_path(fn_cpu_path path);  /* FN_ERR_CPU if unsupported */
+fn_cpu_path fn_cpu_get_path(void);
+const char *fn_cpu_path_name(fn_cpu_path path);
+int fn_openmp_enabled(void);                  /* 1 when built with OpenMP */
+int fn_max_threads(void);                     /* OpenMP's default team size, 1 without */
+
+/* ---- GEMM (gemm*.c) ------------------------------------------------------
+ * C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T.
+ * op(A) is m x k, op(B) is k x n, C is m x n. When trans_a is 0, A is stored
+ * m x k with leading dimension lda; when 1, A is stored k x m. Likewise B.
+ * beta == 0 means C is write-only (NaNs in C are not propagated).
+ */
+fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                      float alpha, const float *a, int64_t lda,
+                      const float *b, int64_t ldb,
+                      float beta, float *c, int64_t ldc, int n_threads);
+fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                      double alpha, const double *a, int64_t lda,
+                      const double *b, int64_t ldb,
+                      double beta, double *c, int64_t ldc, int n_threads);
+
+/* ---- dense layer (dense.c) ----------------------------------------------
+ * Forward: y = act(x @ w + bias), x is m x k, w is k x n, bias is n (or NULL),
+ * y is m x n. Bias and activation are applied in the GEMM epilogue while the
+ * tile is still in registers/L1, so the layer is one pass over y.
+ * pre (m x n, or NULL) receives x @ w + bias; it is only needed for the
+ * backward of GELU (the other activations' derivatives come from y).
+ */
+fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k,
+                               const float *x, int64_t ldx,
+                               const float *w, int64_t ldw,
+                               const float *bias, fn_activation act, float act_param,
+                               float *y, int64_t ldy, float *pre, int n_threads);
+fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
+                               const double *x, int64_t ldx,
+                               const double *w, int64_t ldw,
+                               const double *bias, fn_activation act, double act_param,
+                               double *y, int64_t ldy, double *pre, int n_threads);
+/* Backward of the dense layer given dy (m x n):
+ *   dz = dy * act'(.)          written to dz (m x n scratch, contiguous)
+ *   dw = x^T @ dz (+ dw if accumulate)      k x n
+ *   db = column sums of dz (+ db if accumulate), n, or NULL to skip
+ *   dx = dz @ w^T                           m x k, or NULL to skip
+ * y is the forward output, pre the pre-activation (only read for GELU).
+ * dz may alias dy (the derivative is then applied in place).
+ */
+fn_status fn_dense_backward_f32(int64_t m, int64_t n, int64_t k,
+                                const float *x, const float *w, const float *y,
+                                const float *pre, const float *dy,
+                                fn_activation act, float act_param,
+                                float *dz, float *dx, float *dw, float *db,
+                                int accumulate, int n_threads);
+fn_status fn_dense_backward_f64(int64_t m, int64_t n, int64_t k,
+                                const double *x, const double *w, const double *y,
+                                const double *pre, const double *dy,
+                                fn_activation act, double act_param,
+                                double *dz, double *dx, double *dw, double *db,
+                                int accumulate, int n_threads);
+
+/* ---- activations (activations.c), n contiguous elements -------------------
+ * Backward: dx = dy * act'(x), using x and/or y (the forward output) as the
+ * activation needs; pass both. dx may alias dy.
+ */
+fn_status fn_activation_forward_f32(fn_activation act, float act_param,
+                                    const float *x, float *y, int64_t n, int n_threads);
+fn_status fn_activation_forward_f64(fn_activation act, double act_param,
+                                    const double *x, double *y, int64_t n, int n_threads);
+fn_status fn_activation_backward_f32(fn_activation act, float act_param,
+                                     const float *x, const float *y, const float *dy,
+                                     float *dx, int64_t n, int n_threads);
+fn_status fn_activation_backward_f64(fn_activation act, double act_param,
+                                     const double *x, const double *y, const double *dy,
+                                     double *dx, int64_t n, int n_threads);
+/* Row-wise softmax of a rows x cols contiguous matrix (row max subtracted). */
+fn_status fn_softmax_forward_f32(const float *x, float *y, int64_t rows, int64_t cols, int n_threads);
+fn_status fn_softmax_forward_f64(const double *x, double *y, int64_t rows, int64_t cols, int n_threads);
+/* dx = y * (dy - sum(dy * y)) per row. */
+fn_status fn_softmax_backward_f32(const float *y, const float *dy, float *dx,
+                                  int64_t rows, int64_t cols, int n_threads);
+fn_status fn_softmax_backward_f64(const double *y, const double *dy, double *dx,
+                                  int64_t rows, int64_t cols, int n_threads);
+
+/* ---- losses (losses.c) ----------------------------------------------------
+ * All losses are means. Reductions are summed in a fixed order that does not
+ * depend on n_threads, so results are bitwise reproducible.
+ *
+ * Softmax cross-entropy with integer labels. Rows whose label equals
+ * ignore_index count for nothing. label_smoothing in [0, 1) mixes the one-hot
+ * target with the uniform distribution. *loss = mean over counted rows;
+ * dlogits (or NULL) receives d(loss)/d(logits); *n_counted the counted rows.
+ * row_loss is caller-provided scratch of `rows` elements.
+ * FN_ERR_LABEL if a label (other than ignore_index) is outside [0, cols).
+ */
+fn_status fn_softmax_xent_f32(const float *logits, const int64_t *labels,
+                              int64_t rows, int64_t cols, int64_t ignore_index,
+                              float label_smoothing, float *row_loss,
+                              double *loss, float *dlogits, int64_t *n_counted,
+                              int n_threads);
+fn_status fn_softmax_xent_f64(const double *logits, const int64_t *labels,
+                              int64_t rows, int64_t cols, int64_t ignore_index,
+                              double label_smoothing, double *row_loss,
+                              double *loss, double *dlogits, int64_t *n_counted,
+                              int n_threads);
+/* Mean squared error over n elements; dpred (or NULL) = 2 (pred - target) / n. */
+fn_status fn_mse_f32(const float *pred, const float *target, int64_t n,
+                     double *loss, float *dpred, int n_threads);
+fn_status fn_mse_f64(const double *pred, const double *target, int64_t n,
+                     double *loss, double *dpred, int n_threads);
+/* Binary cross-entropy on logits (stable: max(z,0) - z t + log1p(exp(-|z|))). */
+fn_status fn_bce_logits_f32(const float *logits, const float *target, int64_t n,
+                            double *loss, float *dlogits, int n_threads);
+fn_status fn_bce_logits_f64(const double *logits, const double *target, int64_t n,
+                            double *loss, double *dlogits, int n_threads);
+
+/* ---- optimizers (optim.c): one call updates a whole flat buffer -----------
+ * SGD: g' = g + weight_decay * w; v = momentum * v + g';
+ *      w -= lr * (nesterov ? g' + momentum * v : v)   (v may be NULL when momentum == 0)
+ * Adam (decoupled = 0): g' = g + weight_decay * w, L2 folded into the gradient.
+ * AdamW (decoupled = 1): w -= lr * weight_decay * w, then the Adam step on g.
+ *   m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+ *   w -= lr * (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps); step >= 1.
+ */
+fn_status fn_sgd_step_f32(float *w, const float *g, float *velocity, int64_t n,
+                          float lr, float momentum, float weight_decay, int nesterov,
+                          int n_threads);
+fn_status fn_sgd_step_f64(double *w, const double *g, double *velocity, int64_t n,
+                          double lr, double momentum, double weight_decay, int nesterov,
+                          int n_threads);
+fn_status fn_adam_step_f32(float *w, const float *g, float *m, float *v, int64_t n,
+                           float lr, float beta1, float beta2, float eps,
+                           float weight_decay, int decoupled, int64_t step, int n_threads);
+fn_status fn_adam_step_f64(double *w, const double *g, double *m, double *v, int64_t n,
+                           double lr, double beta1, double beta2, double eps,
+                           double weight_decay, int decoupled, int64_t step, int n_threads);
+/* Sum of squares (for global-norm gradient clipping), fixed summation order. */
+fn_status fn_sum_squares_f32(const float *x, int64_t n, double *out, int n_threads);
+fn_status fn_sum_squares_f64(const double *x, int64_t n, double *out, int n_threads);
+/* x *= scale in place. */
+fn_status fn_scale_f32(float *x, int64_t n, float scale, int n_threads);
+fn_status fn_scale_f64(double *x, int64_t n, double scale, int n_threads);
+
+/* ---- transformer kernels (transformer.c) --------------------------------- */
+/* (declared below by the transformer kernels; keep this the last section) */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTNET_H */

@@ -1,0 +1,112 @@
+# Shared by every wrapper: the configuration externs, the thread count, status
+# codes to exceptions, and small checks.
+from libc.stdint cimport int64_t
+import numpy as np
+
+cdef extern from "fastnet.h" nogil:
+    ctypedef enum fn_status:
+        FN_OK
+        FN_ERR_ARG
+        FN_ERR_NOMEM
+        FN_ERR_NONFINITE
+        FN_ERR_LABEL
+        FN_ERR_CPU
+    ctypedef enum fn_activation:
+        FN_ACT_IDENTITY
+        FN_ACT_STEP
+        FN_ACT_SIGMOID
+        FN_ACT_TANH
+        FN_ACT_RELU
+        FN_ACT_LEAKY_RELU
+        FN_ACT_GELU
+    ctypedef enum fn_cpu_path:
+        FN_CPU_GENERIC
+        FN_CPU_AVX2
+        FN_CPU_AVX512
+    fn_cpu_path fn_cpu_best_path() noexcept
+    fn_status fn_cpu_set_path(fn_cpu_path path) noexcept
+    fn_cpu_path fn_cpu_get_path() noexcept
+    const char *fn_cpu_path_name(fn_cpu_path path) noexcept
+    int fn_openmp_enabled() noexcept
+    int fn_max_threads() noexcept
+
+# The thread count every kernel receives. Kept in C so a tiny kernel call
+# does not pay for a Python lookup.
+cdef int _n_threads = 1
+
+_CPU_PATHS = {"generic": FN_CPU_GENERIC, "avx2": FN_CPU_AVX2, "avx512": FN_CPU_AVX512}
+
+ACTIVATIONS = {
+    "identity": FN_ACT_IDENTITY, "linear": FN_ACT_IDENTITY, None: FN_ACT_IDENTITY,
+    "step": FN_ACT_STEP, "sigmoid": FN_ACT_SIGMOID, "tanh": FN_ACT_TANH,
+    "relu": FN_ACT_RELU, "leaky_relu": FN_ACT_LEAKY_RELU, "gelu": FN_ACT_GELU,
+}
+
+
+def set_num_threads(int n):
+    """Threads every kernel may use from now on (>= 1)."""
+    global _n_threads
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _n_threads = n
+
+
+def get_num_threads():
+    return _n_threads
+
+
+def openmp_enabled():
+    return bool(fn_openmp_enabled())
+
+
+def max_threads():
+    """OpenMP's default team size (honours OMP_NUM_THREADS); 1 without OpenMP."""
+    return fn_max_threads()
+
+
+def best_cpu_path():
+    return fn_cpu_path_name(fn_cpu_best_path()).decode()
+
+
+def get_cpu_path():
+    return fn_cpu_path_name(fn_cpu_get_path()).decode()
+
+
+def set_cpu_path(name):
+    """Force a CPU path: 'generic', 'avx2', 'avx512' or 'auto' (the best one)."""
+    if name == "auto":
+        path = fn_cpu_best_path()
+    elif name in _CPU_PATHS:
+        path = _CPU_PATHS[name]
+    else:
+        raise ValueError(f"unknown CPU path {name!r}; choose from 'auto', {', '.join(map(repr, _CPU_PATHS))}")
+    if fn_cpu_set_path(path) != FN_OK:
+        raise RuntimeError(f"CPU path {name!r} is not supported on this machine (best: {best_cpu_path()!r})")
+
+
+cdef int activation_code(name) except -1:
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        names = ", ".join(repr(k) for k in ACTIVATIONS if k is not None)
+        raise ValueError(f"unknown activation {name!r}; choose from {names}") from None
+
+
+cdef int check_status(fn_status status, str what) except -1:
+    """Turn a C status code into an exception that names the operation."""
+    if status == FN_OK:
+        return 0
+    if status == FN_ERR_NOMEM:
+        raise MemoryError(f"{what}: out of memory for scratch buffers")
+    if status == FN_ERR_NONFINITE:
+        raise FloatingPointError(f"{what}: input holds NaN or infinity")
+    if status == FN_ERR_LABEL:
+        raise ValueError(f"{what}: a label is outside [0, n_classes)")
+    if status == FN_ERR_CPU:
+        raise RuntimeError(f"{what}: CPU path not supported")
+    raise ValueError(f"{what}: invalid argument (status {int(status)})")
+
+
+def shares_memory(a, b):
+    """True when two arrays may overlap in memory (cheap bounds check)."""
+    return np.may_share_memory(a, b)

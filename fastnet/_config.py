@@ -1,0 +1,65 @@
+"""Threads and CPU path: how many cores the kernels use and which code runs."""
+import contextlib
+import os
+
+from fastnet import _kernels
+
+__version__ = "0.1.0"
+
+
+def _default_threads():
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n):
+    """Use n threads in every kernel from now on (process-wide)."""
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
+    _kernels.set_num_threads(n)
+
+
+def get_num_threads():
+    return _kernels.get_num_threads()
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Run the block with n kernel threads, then restore the previous count."""
+    previous = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(previous)
+
+
+def _init_from_environment():
+    _kernels.set_num_threads(_default_threads())
+    cpu = os.environ.get("FASTNET_CPU", "auto").strip().lower() or "auto"
+    _kernels.set_cpu_path(cpu)
+
+
+def config():
+    """The build and run-time configuration as a dict."""
+    return {
+        "version": __version__,
+        "cpu_path": _kernels.get_cpu_path(),
+        "best_cpu_path": _kernels.best_cpu_path(),
+        "openmp": _kernels.openmp_enabled(),
+        "threads": get_num_threads(),
+    }
+
+
+def show_config():
+    """Print version, CPU path, OpenMP on/off and thread count."""
+    c = config()
+    print(f"fastnet {c['version']}")
+    print(f"  cpu path : {c['cpu_path']} (best on this machine: {c['best_cpu_path']})")
+    print(f"  openmp   : {'on' if c['openmp'] else 'off (single-threaded build)'}")
+    print(f"  threads  : {c['threads']}")

@@ -1,0 +1,7 @@
+# The compiled core's Python face. Each included file wraps one area of csrc/:
+# it checks dtype, shape, contiguity and aliasing, allocates outputs, releases
+# the GIL around the C call, and turns an fn_status into a Python exception.
+include "_common.pxi"
+include "_gemm.pxi"
+include "_elementwise.pxi"
+include "_transformer.pxi"

@@ -1,0 +1,12 @@
+"""The public kernel functions: what users and layers call.
+
+Each function checks its inputs, runs the C kernel with the GIL released on
+`fastnet.get_num_threads()` threads, and returns NumPy arrays. float32 is the
+fast path; float64 runs a plain path used for gradient checks.
+`fastnet.reference` holds a pure-NumPy twin of every function here.
+"""
+from fastnet._kernels import (  # noqa: F401
+    ACTIVATIONS,
+)
+
+__all__ = []
