@@ -1,0 +1,1 @@
+"""Layers: Dense, Activation, Dropout, and the base class they share."""

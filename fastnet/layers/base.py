@@ -1,0 +1,84 @@
+"""What every layer shares: named parameters living in one flat buffer.
+
+A layer declares its parameters (name, shape, initial values) when it is
+built. A `ParameterStore` then gathers every parameter of a model into one
+contiguous float buffer `data` and its gradients into `grad`, and rebinds
+each layer's arrays as views into them. So an optimizer step is a single C
+call over all the weights, and saving is one list of named arrays.
+
+Protocol of a layer:
+    y = layer.forward(x, training=False)   # caches what backward needs
+    dx = layer.backward(dy)                # adds into layer.grads[name]
+    layer.params[name], layer.grads[name]  # views once the store is built
+    layer.config()                         # JSON-able constructor arguments
+"""
+import numpy as np
+
+
+class Layer:
+    """Base class: parameter bookkeeping shared by every layer."""
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+        self.name = type(self).__name__.lower()
+
+    def add_param(self, name, value):
+        """Declare a trainable parameter with its initial value."""
+        self.params[name] = np.ascontiguousarray(value)
+        self.grads[name] = np.zeros_like(self.params[name])
+
+    def sublayers(self):
+        """Child layers whose parameters belong to this one (override)."""
+        return []
+
+    def named_params(self, prefix=""):
+        """Yield (qualified name, layer, param name) over this layer and its children, in a fixed order."""
+        for pname in self.params:
+            yield prefix + pname, self, pname
+        for i, child in enumerate(self.sublayers()):
+            yield from child.named_params(f"{prefix}{i}.{child.name}.")
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def config(self):
+        """Constructor arguments as a JSON-able dict (override)."""
+        return {}
+
+    def n_params(self):
+        return sum(layer.params[p].size for _, layer, p in self.named_params())
+
+
+class ParameterStore:
+    """All parameters of a model in one flat buffer, gradients in another."""
+
+    def __init__(self, layers, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self.entries = []  # (qualified name, layer, param name, offset, shape)
+        offset = 0
+        for i, layer in enumerate(layers):
+            for qname, owner, pname in layer.named_params(f"{i}.{layer.name}."):
+                shape = owner.params[pname].shape
+                self.entries.append((qname, owner, pname, offset, shape))
+                offset += int(np.prod(shape, dtype=np.int64))
+        self.data = np.zeros(offset, dtype=self.dtype)
+        self.grad = np.zeros(offset, dtype=self.dtype)
+        for qname, owner, pname, start, shape in self.entries:
+            size = int(np.prod(shape, dtype=np.int64))
+            self.data[start:start + size] = owner.params[pname].ravel()
+            owner.params[pname] = self.data[start:start + size].reshape(shape)
+            owner.grads[pname] = self.grad[start:start + size].reshape(shape)
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def named_arrays(self):
+        """{qualified name: parameter view}, in a fixed order."""
+        return {qname: owner.params[pname] for qname, owner, pname, _, _ in self.entries}
+
+    def __len__(self):
+        return self.data.size
