@@ -5,8 +5,20 @@ Each function checks its inputs, runs the C kernel with the GIL released on
 fast path; float64 runs a plain path used for gradient checks.
 `fastnet.reference` holds a pure-NumPy twin of every function here.
 """
-from fastnet._kernels import (  # noqa: F401
-    ACTIVATIONS,
-)
+from fastnet._kernels import ACTIVATIONS  # noqa: F401
 
-__all__ = []
+__all__ = ["ACTIVATIONS"]
+
+
+# ---- dense algebra: matmul and the fused dense layer (_gemm.pxi) ----------
+
+
+
+# ---- activations, losses, optimizer steps (_elementwise.pxi) --------------
+
+
+
+# ---- transformer kernels (_transformer.pxi) --------------------------------
+
+
+
