@@ -12,6 +12,7 @@ from fastnet._config import (
 _init_from_environment()
 
 from fastnet import ops, reference  # noqa: E402
+from fastnet import text, datasets  # noqa: E402,F401
 
 # ---- models and training (network) ----------------------------------------
 from fastnet import callbacks, data, initializers, io, losses, optimizers, schedules  # noqa: E402
