@@ -17,16 +17,16 @@ def fit_decoder(decoder, reps, images, epochs, batch_size, optimizer, validation
     _check_schedule(epochs, batch_size, minutes)
     train, val = _split_validation(decoder, reps, targets, validation_data, validation_split)
 
-    optimizer = _bind_optimizer(decoder, optimizer)
+    optimizer, store = _bind_optimizer(decoder, optimizer)
     rng = np.random.default_rng(decoder.seed if seed is None else seed)
     history = History()
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
     for epoch in range(epochs):
-        loss = _train_epoch(decoder, optimizer, train, batch_size, rng, epoch, epochs, verbose)
+        loss = _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose)
         logs = {"loss": loss}
         if val is not None:
             logs["val_loss"] = decoder.evaluate(*val)
-        _record(history, epoch, logs)
+        history.append(epoch, logs)
         if verbose:
             print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.5f}" for k, v in logs.items()))
         if deadline is not None and time.monotonic() >= deadline:
@@ -67,15 +67,19 @@ def _split_validation(decoder, reps, targets, validation_data, validation_split)
 def _bind_optimizer(decoder, optimizer):
     from fastnet.optimizers import Adam
 
+    store = decoder.store
     if optimizer is None:
         optimizer = decoder.optimizer if decoder.optimizer is not None else Adam(1e-3)
-    if optimizer is not decoder.optimizer:
-        optimizer.bind(decoder.store)
-        decoder.optimizer = optimizer
-    return optimizer
+    bound = getattr(optimizer, "store", None)
+    same_weights = (bound is not None and bound.data.size == store.data.size
+                    and np.shares_memory(bound.data, store.data))
+    if not same_weights:  # keep Adam's moments when training continues on the same weights
+        optimizer.bind(store)
+    decoder.optimizer = optimizer
+    return optimizer, store
 
 
-def _train_epoch(decoder, optimizer, train, batch_size, rng, epoch, epochs, verbose):
+def _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose):
     reps, targets = train
     order = rng.permutation(reps.shape[0])
     starts = range(0, reps.shape[0], batch_size)
@@ -83,7 +87,7 @@ def _train_epoch(decoder, optimizer, train, batch_size, rng, epoch, epochs, verb
     total, seen = 0.0, 0
     for start in starts:
         idx = order[start:start + batch_size]
-        decoder.store.zero_grad()
+        store.zero_grad()
         loss = decoder.loss_and_backward(reps[idx], targets[idx])
         optimizer.step()
         total += loss * len(idx)
@@ -101,12 +105,6 @@ def _progress(n_batches, epoch, epochs, verbose):
         return None
     from tqdm.auto import tqdm
     return tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
-
-
-def _record(history, epoch, logs):
-    history.epoch.append(epoch)
-    for key, value in logs.items():
-        history.history.setdefault(key, []).append(float(value))
 
 
 def mean_picture_baseline(train_images, test_images):

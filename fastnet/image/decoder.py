@@ -11,11 +11,11 @@ A dense head beat a nearest-neighbour upsampling head on the toy pictures
 afford its own weights, and positions are learned exactly instead of being
 smeared by an upsampling grid.
 """
-import json
 import math
+import os
 import numpy as np
 
-from fastnet import ops
+from fastnet import io, ops
 from fastnet.layers.base import Layer, ParameterStore
 
 LOSSES = ("mse", "bce")
@@ -70,14 +70,14 @@ class ImageDecoder(Layer):
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if activation not in ops.ACTIVATIONS or activation in ("step", None):
             raise ValueError(f"activation {activation!r} is not a trainable hidden activation")
-        self.loss = loss
+        self.loss_name = loss
         self.activation = activation
         self.seed = seed
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
         self._init_params(np.random.default_rng(seed))
-        self.store = ParameterStore([self], dtype=self.dtype)
+        self._own_store = ParameterStore([self], dtype=self.dtype)
         self.optimizer = None
         self.history = None
         self._cache = None
@@ -105,16 +105,13 @@ class ImageDecoder(Layer):
         return len(self.hidden) + 1
 
     def config(self):
-        return {"kind": self.kind, "d_model": self.d_model, "size": self.size,
-                "hidden": list(self.hidden), "channels": self.channels, "loss": self.loss,
+        return {"d_model": self.d_model, "size": self.size,
+                "hidden": list(self.hidden), "channels": self.channels, "loss": self.loss_name,
                 "activation": self.activation, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config, dtype=np.float32):
         config = dict(config)
-        kind = config.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise ValueError(f"configuration is for a {kind!r} decoder, not {cls.kind!r}")
         try:
             return cls(dtype=dtype, **config)
         except TypeError as exc:
@@ -133,22 +130,20 @@ class ImageDecoder(Layer):
             raise ValueError("representations contain NaN or infinity")
         return np.ascontiguousarray(reps, dtype=self.dtype)
 
-    def _forward_logits(self, reps):
-        """Hidden layers with their fused activation, then the linear output layer."""
+    def _run_layers(self, reps, output_activation):
+        """Every dense layer with its activation fused into the kernel; caches inputs and outputs."""
         x = self._check_representations(reps)
         inputs, outputs = [], []
         for i in range(self.n_layers):
-            act = self.activation if i < self.n_layers - 1 else "identity"
+            act = self.activation if i < self.n_layers - 1 else output_activation
             inputs.append(x)
             x = ops.dense(x, self.params[f"w{i}"], self.params[f"b{i}"], activation=act)
             outputs.append(x)
-        return x, (inputs, outputs)
+        return x, (inputs, outputs, output_activation)
 
     def forward(self, reps, training=False):
         """(N, d_model) -> pictures (N, size, size, channels) in [0, 1]."""
-        logits, cache = self._forward_logits(reps)
-        pixels = ops.sigmoid(logits)
-        self._cache = (cache, pixels)
+        pixels, self._cache = self._run_layers(reps, "sigmoid")
         return pixels.reshape(-1, self.size, self.size, self.channels)
 
     def backward(self, dpictures):
@@ -158,43 +153,99 @@ class ImageDecoder(Layer):
         """
         if self._cache is None:
             raise RuntimeError("backward() called before forward()")
-        cache, pixels = self._cache
-        dpix = np.ascontiguousarray(dpictures, dtype=self.dtype).reshape(pixels.shape)
-        dlogits = dpix * pixels * (1.0 - pixels)
-        return self._backward_logits(dlogits, cache)
+        outputs = self._cache[1]
+        dpix = np.asarray(dpictures)
+        if dpix.size != outputs[-1].size:
+            raise ValueError(f"backward: gradient has shape {dpix.shape}, pictures have "
+                             f"{(outputs[-1].shape[0], self.size, self.size, self.channels)}")
+        return self._backward(dpix.reshape(outputs[-1].shape), self._cache, need_dx=True)
 
-    def _backward_logits(self, dlogits, cache):
-        inputs, outputs = cache
-        dy = np.ascontiguousarray(dlogits, dtype=self.dtype)
+    def _backward(self, dy, cache, need_dx):
+        """Back through the layers from the gradient of the last layer's output."""
+        inputs, outputs, output_activation = cache
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
         for i in reversed(range(self.n_layers)):
-            act = self.activation if i < self.n_layers - 1 else "identity"
-            dy = ops.dense_backward(inputs[i], self.params[f"w{i}"], outputs[i], dy,
-                                    activation=act, dw=self.grads[f"w{i}"],
-                                    db=self.grads[f"b{i}"], accumulate=True)
+            act = self.activation if i < self.n_layers - 1 else output_activation
+            dy, _, _ = ops.dense_backward(inputs[i], self.params[f"w{i}"], outputs[i], dy,
+                                          activation=act, dw=self.grads[f"w{i}"],
+                                          db=self.grads[f"b{i}"], accumulate=True,
+                                          need_dx=need_dx or i > 0)
         return dy
 
-    def loss_and_backward(self, reps, targets):
-        """One training pass on a batch: loss (float) and gradients in self.grads."""
-        logits, cache = self._forward_logits(reps)
-        flat_targets = np.ascontiguousarray(targets, dtype=self.dtype).reshape(logits.shape)
-        if self.loss == "bce":
-            loss, dlogits = ops.bce_with_logits(logits, flat_targets)
+    def _loss_forward(self, reps, targets):
+        """Forward pass and loss on a batch: (loss, gradient of the last layer's output, cache).
+
+        MSE runs the sigmoid inside the output layer's kernel; BCE keeps the
+        logits and uses the stable fused loss on them.
+        """
+        output_activation = "identity" if self.loss_name == "bce" else "sigmoid"
+        out, cache = self._run_layers(reps, output_activation)
+        flat_targets = np.ascontiguousarray(targets, dtype=self.dtype).reshape(out.shape)
+        if self.loss_name == "bce":
+            loss, dout = ops.bce_with_logits(out, flat_targets)
         else:
-            pixels = ops.sigmoid(logits)
-            loss, dpix = ops.mse(pixels, flat_targets)
-            dlogits = dpix * pixels * (1.0 - pixels)
-        self._backward_logits(dlogits, cache)
-        return float(loss)
+            loss, dout = ops.mse(out, flat_targets)
+        return float(loss), dout, cache
+
+    def loss_and_backward(self, reps, targets):
+        """One training pass on a batch: the loss (float); gradients added into self.grads."""
+        loss, dout, cache = self._loss_forward(reps, targets)
+        self._backward(dout, cache, need_dx=False)
+        return loss
+
+    # ---- the Translator's decoder interface (see fastnet/seq2seq/decoder.py) ---------
+    input_kind = "representation"
+
+    def loss(self, context, mask, target, training=False, label_smoothing=0.0):
+        """Mean loss of the pictures `target` given sentence vectors `context` (mask must be None).
+
+        label_smoothing is for token decoders and ignored here. With
+        training=True, backward_loss() then returns the gradient w.r.t. context.
+        """
+        if mask is not None:
+            raise ValueError("an ImageDecoder reads pooled sentence vectors; it takes no padding mask")
+        context = self._check_representations(context)
+        targets = self._check_images(target, context.shape[0])
+        loss, dout, cache = self._loss_forward(context, targets)
+        self._pending = (dout, cache) if training else None
+        n_values = targets.size
+        return loss, {"squared_error": loss * n_values if self.loss_name == "mse" else None,
+                      "values": n_values}
+
+    def backward_loss(self):
+        """After loss(training=True): gradient w.r.t. the context; parameter gradients added to grads."""
+        if getattr(self, "_pending", None) is None:
+            raise RuntimeError("backward_loss() needs a loss(..., training=True) call first")
+        dout, cache = self._pending
+        self._pending = None
+        return self._backward(dout, cache, need_dx=True)
+
+    @property
+    def store(self):
+        """The flat parameter and gradient buffers this decoder trains through.
+
+        Normally its own ParameterStore. Once a Translator has gathered the
+        decoder into its store, the parameters are views into that bigger
+        buffer; then this is the slice of it they cover, so the Translator and
+        the decoder keep training one and the same set of weights.
+        """
+        if np.shares_memory(self.params["w0"], self._own_store.data):
+            return self._own_store
+        return _ParameterSpan(self)
 
     # ---- prediction ----------------------------------------------------------
-    def predict(self, reps, batch_size=256):
-        """Pictures as floats in [0, 1], shape (N, size, size, channels)."""
+    def predict(self, reps, mask=None, batch_size=256):
+        """Pictures as floats in [0, 1], shape (N, size, size, channels).
+
+        (mask is part of the Translator's decoder interface and must be None.)
+        """
+        if mask is not None:
+            raise ValueError("an ImageDecoder reads pooled sentence vectors; it takes no padding mask")
         reps = self._check_representations(reps)
         out = np.empty((reps.shape[0], self.size, self.size, self.channels), dtype=self.dtype)
         for start in range(0, reps.shape[0], batch_size):
-            logits, _ = self._forward_logits(reps[start:start + batch_size])
-            out[start:start + batch_size] = ops.sigmoid(logits).reshape(-1, self.size, self.size,
-                                                                        self.channels)
+            pixels, _ = self._run_layers(reps[start:start + batch_size], "sigmoid")
+            out[start:start + batch_size] = pixels.reshape(-1, self.size, self.size, self.channels)
         return out
 
     def predict_uint8(self, reps, batch_size=256):
@@ -250,15 +301,14 @@ class ImageDecoder(Layer):
 
     def save(self, path):
         """Weights in safetensors, configuration as JSON in its metadata; atomic."""
-        from fastnet.io import save_safetensors_atomic
-        save_safetensors_atomic(path, self.state_dict(),
-                                {"format": "fastnet.ImageDecoder", "config": json.dumps(self.config())})
+        io.save_safetensors_atomic(path, self.state_dict(),
+                                   {"fastnet_kind": "image_decoder", "config": self.config()})
         return path
 
     def summary(self):
         widths = self._widths()
         lines = [f"ImageDecoder: representation ({self.d_model}) -> picture "
-                 f"{self.size}x{self.size}x{self.channels}, loss {self.loss}"]
+                 f"{self.size}x{self.size}x{self.channels}, loss {self.loss_name}"]
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
             act = self.activation if i < self.n_layers - 1 else "sigmoid"
             lines.append(f"  dense {i}: {n_in:>6} -> {n_out:<6} {act:<8} {n_in * n_out + n_out:>10,} params")
@@ -267,18 +317,63 @@ class ImageDecoder(Layer):
 
     def __repr__(self):
         return (f"ImageDecoder(d_model={self.d_model}, size={self.size}, hidden={self.hidden}, "
-                f"loss={self.loss!r})")
+                f"loss={self.loss_name!r})")
+
+
+class _ParameterSpan:
+    """data/grad: flat views over the span of someone else's buffers holding a layer's parameters."""
+
+    def __init__(self, layer):
+        names = list(layer.params)
+        self.data = self._span([layer.params[n] for n in names], "parameters")
+        self.grad = self._span([layer.grads[n] for n in names], "gradients")
+        self.dtype = self.data.dtype
+
+    @staticmethod
+    def _span(arrays, what):
+        root = arrays[0]
+        while root.base is not None:
+            root = root.base
+        flat = root.reshape(-1)
+        if not flat.flags.c_contiguous or flat.base is not root and flat.base is not None:
+            raise RuntimeError(f"the decoder's {what} do not live in one flat buffer")
+        start = (arrays[0].__array_interface__["data"][0] - flat.__array_interface__["data"][0])
+        start //= flat.itemsize
+        offset = start
+        for array in arrays:
+            here = (array.__array_interface__["data"][0] - flat.__array_interface__["data"][0])
+            if here != offset * flat.itemsize or not array.flags.c_contiguous:
+                raise RuntimeError(f"the decoder's {what} are not one contiguous run of its owner's buffer")
+            offset += array.size
+        return flat[start:offset]
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def __len__(self):
+        return self.data.size
 
 
 def load_image_decoder(path):
-    """Load what ImageDecoder.save wrote."""
-    from fastnet.io import load_safetensors_checked
-    arrays, metadata = load_safetensors_checked(path)
-    if metadata.get("format") != "fastnet.ImageDecoder":
-        raise ValueError(f"{path}: not an ImageDecoder file (format {metadata.get('format')!r})")
-    decoder = ImageDecoder.from_config(json.loads(metadata["config"]))
-    decoder.load_state_dict(arrays)
+    """Load what ImageDecoder.save wrote (fn.load(path) does the same)."""
+    tensors, metadata = io.load_safetensors_checked(path)
+    return _decoder_from_file(tensors, metadata, os.fspath(path))
+
+
+def _decoder_from_file(tensors, metadata, path):
+    if metadata.get("fastnet_kind") != "image_decoder":
+        raise io.ModelFileError(f"{path!r} is not a saved ImageDecoder (fastnet_kind="
+                                f"{metadata.get('fastnet_kind')!r})")
+    try:
+        decoder = ImageDecoder.from_config(metadata["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise io.ModelFileError(f"{path!r}: cannot rebuild the ImageDecoder from its metadata: {exc}") from None
+    io.check_tensors(path, tensors, {name: (p.shape, np.float32) for name, p in decoder.params.items()})
+    decoder.load_state_dict(tensors)
     return decoder
+
+
+io.register_loader("image_decoder", _decoder_from_file)
 
 
 def _positive_int(value, what):
