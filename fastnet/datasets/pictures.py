@@ -300,6 +300,18 @@ def _allowed_combos(split):
     return combos
 
 
+def sample_description(rng, combos):
+    """Draw one picture's attributes with ``rng`` (a ``random.Random``) from the
+    (colour, shape) ``combos``; return them and their description in English,
+    Swedish and Spanish."""
+    colour, shape = rng.choice(combos)
+    a = {"count": rng.choices((1, 2, 3), weights=(3, 1, 1))[0],
+         "size": rng.choice(SIZES), "colour": colour, "shape": shape,
+         "position": rng.choice(POSITIONS)}
+    say_center = rng.random() < 0.5
+    return a, {language: describe(a, say_center, language) for language in ("en", "sv", "es")}
+
+
 def toy_pictures(n, seed=0, size=32, split=None):
     """``n`` pictures of ``size`` x ``size`` pixels with their descriptions.
 
@@ -315,13 +327,9 @@ def toy_pictures(n, seed=0, size=32, split=None):
     combos = _allowed_combos(split)
     attributes, texts = [], {"en": [], "sv": [], "es": []}
     for _ in range(int(n)):
-        colour, shape = rng.choice(combos)
-        a = {"count": rng.choices((1, 2, 3), weights=(3, 1, 1))[0],
-             "size": rng.choice(SIZES), "colour": colour, "shape": shape,
-             "position": rng.choice(POSITIONS)}
+        a, descriptions = sample_description(rng, combos)
         attributes.append(a)
-        say_center = rng.random() < 0.5
         for language, sentences in texts.items():
-            sentences.append(describe(a, say_center, language))
+            sentences.append(descriptions[language])
     return ToyPictures(texts["en"], draw_pictures(attributes, size), attributes,
                        texts["sv"], texts["es"])
