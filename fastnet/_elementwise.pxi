@@ -491,7 +491,8 @@ cdef int _check_same_buffer(object ref, object other, str what_ref, str what) ex
 def sgd_step(w, g, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
     """One in-place SGD step on flat buffers:
     g' = g + weight_decay w; v = momentum v + g'; w -= lr (nesterov ? g' + momentum v : v).
-    velocity is required when momentum > 0."""
+    velocity is required when momentum > 0 and left alone when momentum == 0.
+    Returns w."""
     _check_buffer(w, "w", True)
     _check_buffer(g, "g", False)
     _check_same_buffer(w, g, "w", "g")
@@ -516,11 +517,11 @@ def sgd_step(w, g, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nestero
     cdef double *vp64 = NULL
     cdef fn_status st = FN_OK
     if n == 0:
-        return None
+        return w
     if w.dtype.char == "f":
         wf = w
         gf = g
-        if velocity is not None:
+        if velocity is not None and c_mom != 0:
             vf = velocity
             vp32 = &vf[0]
         with nogil:
@@ -529,19 +530,19 @@ def sgd_step(w, g, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nestero
     else:
         wd = w
         gd = g
-        if velocity is not None:
+        if velocity is not None and c_mom != 0:
             vd = velocity
             vp64 = &vd[0]
         with nogil:
             st = fn_sgd_step_f64(&wd[0], &gd[0], vp64, n, c_lr, c_mom, c_wd, c_nesterov, _n_threads)
     check_status(st, "sgd_step")
-    return None
+    return w
 
 
 def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
               decoupled=False):
     """One in-place Adam step (AdamW when decoupled) on flat buffers; step >= 1
-    counts steps taken including this one (for the bias corrections)."""
+    counts steps taken including this one (for the bias corrections). Returns w."""
     _check_buffer(w, "w", True)
     _check_buffer(g, "g", False)
     _check_buffer(m, "m", True)
@@ -570,7 +571,7 @@ def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, we
     cdef double[::1] wd, gd, md, vd
     cdef fn_status st = FN_OK
     if n == 0:
-        return None
+        return w
     if w.dtype.char == "f":
         wf = w
         gf = g
@@ -588,7 +589,7 @@ def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, we
             st = fn_adam_step_f64(&wd[0], &gd[0], &md[0], &vd[0], n, c_lr, b1, b2, c_eps, c_wd, c_decoupled,
                                   c_step, _n_threads)
     check_status(st, "adam_step")
-    return None
+    return w
 
 
 def adamw_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
