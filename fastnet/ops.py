@@ -11,6 +11,9 @@ __all__ = ["ACTIVATIONS"]
 
 
 # ---- dense algebra: matmul and the fused dense layer (_gemm.pxi) ----------
+from fastnet._kernels import dense, dense_backward, matmul  # noqa: E402
+
+__all__ += ["matmul", "dense", "dense_backward"]
 
 
 
