@@ -48,6 +48,23 @@ __all__ += [
 
 
 # ---- transformer kernels (_transformer.pxi) --------------------------------
+from fastnet._kernels import (  # noqa: E402
+    add,
+    add_,
+    attention,
+    attention_backward,
+    dropout,
+    dropout_backward,
+    embedding,
+    embedding_backward,
+    layer_norm,
+    layer_norm_backward,
+)
+
+__all__ += [
+    "embedding", "embedding_backward", "layer_norm", "layer_norm_backward",
+    "attention", "attention_backward", "dropout", "dropout_backward", "add", "add_",
+]
 
 
 
