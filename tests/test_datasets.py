@@ -381,3 +381,33 @@ def test_batch_drawing_equals_one_at_a_time():
     data = toy_pictures(40, seed=3, size=24)
     for i in (0, 5, 17, 39):
         assert np.array_equal(draw_pictures([data.attributes[i]], 24)[0], data.images[i])
+
+
+@pytest.mark.parametrize("en,sv,es", [
+    ("a big red circle on the left", "en stor röd cirkel till vänster",
+     "un círculo rojo grande a la izquierda"),
+    ("two small blue squares", "två små blå kvadrater", "dos cuadrados azules pequeños"),
+    ("a cute orange cat", "en söt orange katt", "un gato naranja lindo"),
+    ("three big brown cats at the bottom", "tre stora bruna katter längst ner",
+     "tres gatos marrones grandes abajo"),
+    ("a green triangle in the center", "en grön triangel i mitten",
+     "un triángulo verde en el centro"),
+])
+def test_picture_descriptions_in_swedish_and_spanish(en, sv, es):
+    a = parse_description(en)
+    say_center = "center" in en
+    assert describe(a, say_center, "en") == en
+    assert describe(a, say_center, "sv") == sv
+    assert describe(a, say_center, "es") == es
+
+
+def test_picture_translations_aligned():
+    data = toy_pictures(200, seed=4)
+    assert len(data.sv) == len(data.es) == len(data.en) == 200 and data.en is data.texts
+    for en, sv, es in zip(data.en, data.sv, data.es):
+        assert ("center" in en) == ("i mitten" in sv) == ("en el centro" in es)
+        plural = not en.startswith(("a ", "an "))
+        assert sv.split()[0] in (("två", "tre") if plural else ("en",))
+        assert es.split()[0] in (("dos", "tres") if plural else ("un",))
+    with pytest.raises(ValueError, match="language"):
+        describe(data.attributes[0], language="fr")
