@@ -7,11 +7,6 @@ import fastnet as fn
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 AND, OR, XOR = np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]), np.array([0, 1, 1, 0])
 
-# Until the compiled kernels are merged, these tests cannot run (the layers call fastnet.ops).
-pytestmark = pytest.mark.skipif(not all(hasattr(fn.ops, k) for k in ("dense", "dense_backward", "softmax_cross_entropy",
-                                                                     "adam_step", "sgd_step", "sum_squares")),
-                                reason="fastnet.ops kernels not merged yet")
-
 
 @pytest.mark.parametrize("target", [AND, OR], ids=["AND", "OR"])
 def test_perceptron_rule_learns_linearly_separable_gates(target):
