@@ -218,6 +218,16 @@ def _write_points_csv(sentences, points, path):
         raise
 
 
+def _label_shifts(points):
+    """How many earlier points sit (nearly) on each point: their labels are stacked, not overprinted."""
+    span = max(float(np.ptp(points)) if points.size else 0.0, 1e-12)
+    shifts = []
+    for i, point in enumerate(points):
+        near = np.linalg.norm(points[:i] - point, axis=1) < 0.02 * span
+        shifts.append(int(near.sum()))
+    return shifts
+
+
 def representations(model, sentences, path, to_csv=None, title=None):
     """The sentences' representations as labelled dots in 2-D (PCA), as a PNG.
 
@@ -233,8 +243,8 @@ def representations(model, sentences, path, to_csv=None, title=None):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(points[:, 0], points[:, 1], s=30, c=np.arange(len(sentences)), cmap="viridis")
-    for sentence, (px, py) in zip(sentences, points):
-        ax.annotate(sentence, (px, py), xytext=(4, 3), textcoords="offset points", fontsize=8)
+    for sentence, (px, py), shift in zip(sentences, points, _label_shifts(points)):
+        ax.annotate(sentence, (px, py), xytext=(4, 3 - 10 * shift), textcoords="offset points", fontsize=8)
     ax.set_xlabel("first principal direction")
     ax.set_ylabel("second principal direction")
     d_model = np.asarray(model.represent(sentences[:1])).shape[1]

@@ -17,6 +17,8 @@ def fit_decoder(decoder, reps, images, epochs, batch_size, optimizer, validation
     _check_schedule(epochs, batch_size, minutes)
     train, val = _split_validation(decoder, reps, targets, validation_data, validation_split)
 
+    if decoder.untrained():
+        decoder.start_from_mean_picture(train[1])
     optimizer, store = _bind_optimizer(decoder, optimizer)
     rng = np.random.default_rng(decoder.seed if seed is None else seed)
     history = History()

@@ -281,6 +281,22 @@ class ImageDecoder(Layer):
                            validation_split=validation_split, seed=seed, verbose=verbose,
                            minutes=minutes)
 
+    def untrained(self):
+        """True while the output bias still has its initial zeros (a fresh decoder)."""
+        return not np.any(self.params[f"b{self.n_layers - 1}"])
+
+    def start_from_mean_picture(self, images):
+        """Set the output bias so that, before any training, every picture drawn is the mean one.
+
+        An untrained decoder draws grey (sigmoid(0) = 0.5) everywhere and
+        would spend its first epochs learning the white background. Starting
+        from the mean picture leaves only the differences to learn. fit()
+        does this on its first call.
+        """
+        mean = pictures_to_float(images, np.float64).mean(axis=0).reshape(-1)
+        mean = np.clip(mean, 0.02, 0.98)  # logit(0) and logit(1) are infinite
+        self.params[f"b{self.n_layers - 1}"][...] = np.log(mean / (1.0 - mean))
+
     # ---- files -----------------------------------------------------------------
     def state_dict(self):
         """{parameter name: float32 array}, in a fixed order."""
