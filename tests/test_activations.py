@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from fastnet import reference as ref
 from helpers import (FLOAT_DTYPES, EDGE_SIZES, kernel, kernel_settings,
-                     numerical_gradient, random_array, seeds)
+                     numerical_gradient, random_array, seeds, with_layout)
 
 ACTS = ["identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "gelu"]
 DIFFERENTIABLE = [a for a in ACTS if a != "step"]
@@ -155,6 +155,30 @@ def test_softmax_large_logits_are_stable(cpu_path, dtype):
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, ref.softmax(x.astype(np.float64)), **ACT_TOL[dtype])
     np.testing.assert_allclose(got[1], 0.25)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_softmax_of_masked_logits_gives_exact_zeros(cpu_path, dtype):
+    x = random_array(np.random.default_rng(3), (5, 37), dtype, -3, 3)
+    x[:, 1::3] = -np.inf  # how attention masks out positions
+    got = kernel("softmax")(x)
+    assert np.all(got[:, 1::3] == 0)
+    np.testing.assert_allclose(got, ref.softmax(x.astype(np.float64)), **ACT_TOL[dtype])
+
+
+@pytest.mark.parametrize("layout", ["F", "strided", "reversed"])
+def test_softmax_and_activations_accept_non_contiguous_input(cpu_path, layout):
+    x = random_array(np.random.default_rng(4), (6, 35), np.float32, -3, 3)
+    np.testing.assert_allclose(kernel("softmax")(with_layout(x, layout)), ref.softmax(x), **ACT_TOL[np.float32])
+    np.testing.assert_allclose(kernel("activation")(with_layout(x, layout), "gelu"), ref.gelu(x), **ACT_TOL[np.float32])
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_activation_in_place(cpu_path, act):
+    x = _inputs(np.random.default_rng(5), (101,), np.float64)
+    expected = ref.activation(x, act, alpha=0.3)
+    assert kernel("activation")(x, act, alpha=0.3, out=x) is x
+    np.testing.assert_allclose(x, expected, **ACT_TOL[np.float64])
 
 
 def test_softmax_works_on_the_last_axis_of_3d(cpu_path):

@@ -141,6 +141,26 @@ def test_matmul_large_shapes_cross_cache_blocks(cpu_path, m, n, k, trans_a, tran
                       f"{cpu_path} {m}x{n}x{k}")
 
 
+@pytest.mark.parametrize("m,n,k", [(1, 1, 5000), (1, 700, 300), (700, 1, 300), (2, 3, 20000), (613, 7, 1), (5, 613, 2)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
+def test_matmul_skinny_shapes(cpu_path, m, n, k, trans_a, trans_b):
+    rng = np.random.default_rng(m * n + k)
+    a, b = _operands(rng, m, n, k, trans_a, trans_b, np.float32)
+    got = kernel("matmul")(a, b, trans_a=trans_a, trans_b=trans_b)
+    expected = ref.matmul(a.astype(np.float64), b.astype(np.float64), trans_a, trans_b)
+    assert_gemm_close(got, expected, gemm_error_bound(_op(a, trans_a), _op(b, trans_b), np.float32), f"{m}x{n}x{k}")
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_matmul_propagates_nan_and_inf_to_their_rows(cpu_path, dtype):
+    a = np.ones((9, 20), dtype)
+    a[2, 5] = np.nan
+    a[7, 0] = np.inf
+    got = kernel("matmul")(a, np.ones((20, 33), dtype))
+    assert np.all(np.isnan(got[2])) and np.all(got[7] == np.inf)
+    np.testing.assert_array_equal(np.delete(got, [2, 7], axis=0), 20.0)
+
+
 def test_matmul_large_float64(cpu_path):
     rng = np.random.default_rng(3)
     a, b = _operands(rng, 130, 70, 257, True, False, np.float64)

@@ -121,6 +121,16 @@ def test_dense_rejects_mixed_dtypes():
         kernel("dense")(zeros(3, 4), zeros(4, 6), zeros(6, dtype=f64))
 
 
+def test_dense_rejects_int_bias():
+    with pytest.raises(TypeError, match="int64"):
+        kernel("dense")(zeros(3, 4), zeros(4, 6), np.zeros(6, np.int64))
+
+
+def test_matmul_rejects_scalars():
+    with pytest.raises(ValueError, match="2-D"):
+        kernel("matmul")(np.float32(1), zeros(1, 1))
+
+
 def test_dense_rejects_int_input():
     with pytest.raises(TypeError, match="int64"):
         kernel("dense")(np.zeros((3, 4), np.int64), zeros(4, 6))
@@ -200,6 +210,16 @@ def test_activation_rejects_readonly_out():
         kernel("activation")(zeros(5), "relu", out=readonly(zeros(5)))
 
 
+def test_activation_backward_needs_x_or_y():
+    with pytest.raises(ValueError, match=r"\bx\b.*\by\b"):
+        kernel("activation_backward")("relu", zeros(5))
+
+
+def test_gelu_backward_needs_x():
+    with pytest.raises(ValueError, match="gelu"):
+        kernel("activation_backward")("gelu", zeros(5), y=zeros(5))
+
+
 def test_activation_backward_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=shape(4)):
         kernel("activation_backward")("tanh", zeros(5), x=zeros(4), y=zeros(4))
@@ -236,6 +256,11 @@ def test_cross_entropy_rejects_1d_logits():
 def test_cross_entropy_rejects_float_labels():
     with pytest.raises(TypeError, match="float"):
         kernel("softmax_cross_entropy")(zeros(4, 3), np.zeros(4, f32))
+
+
+def test_cross_entropy_rejects_zero_classes():
+    with pytest.raises(ValueError, match=shape(2, 0)):
+        kernel("softmax_cross_entropy")(zeros(2, 0), np.zeros(2, np.int64))
 
 
 @pytest.mark.parametrize("smoothing", [-0.1, 1.0, 1.5])
@@ -287,6 +312,29 @@ def test_sgd_rejects_readonly_weights():
 def test_sgd_rejects_mixed_dtypes():
     with pytest.raises(TypeError, match=all_of("float32", "float64")):
         kernel("sgd_step")(zeros(10), zeros(10, dtype=f64), lr=0.1)
+
+
+def test_sgd_rejects_velocity_of_other_length():
+    with pytest.raises(ValueError, match="velocity"):
+        kernel("sgd_step")(zeros(10), zeros(10), zeros(11), lr=0.1, momentum=0.9)
+
+
+@pytest.mark.parametrize("pair", [("w", "velocity"), ("w", "g")])
+def test_sgd_rejects_shared_buffers(pair):
+    args = dict(w=np.ones(10, f32), g=np.ones(10, f32), velocity=np.zeros(10, f32))
+    args[pair[1]] = args[pair[0]]
+    w = args.pop("w")
+    with pytest.raises(ValueError, match="(?i)alias|overlap|share"):
+        kernel("sgd_step")(w, args["g"], args["velocity"], lr=0.1, momentum=0.9)
+    np.testing.assert_array_equal(w, 1.0)
+
+
+@pytest.mark.parametrize("pair", [("m", "v"), ("w", "g"), ("w", "m")])
+def test_adam_rejects_shared_buffers(pair):
+    args = dict(w=np.ones(10, f32), g=np.ones(10, f32), m=np.zeros(10, f32), v=np.zeros(10, f32))
+    args[pair[1]] = args[pair[0]]
+    with pytest.raises(ValueError, match="(?i)alias|overlap|share"):
+        kernel("adam_step")(args["w"], args["g"], args["m"], args["v"], step=1)
 
 
 @pytest.mark.parametrize("step", [0, -1])

@@ -118,6 +118,24 @@ def test_softmax_cross_entropy_ignored_rows_get_zero_gradient(cpu_path):
     np.testing.assert_allclose(grad[kept], grad_kept, rtol=1e-6)
 
 
+@pytest.mark.parametrize("label_dtype", [np.int32, np.uint8, np.int16, "list"])
+def test_softmax_cross_entropy_accepts_any_integer_labels(cpu_path, label_dtype):
+    z = random_array(np.random.default_rng(7), (6, 5), np.float32, -2, 2)
+    labels = np.array([0, 4, 1, 1, 3, 2])
+    as_given = labels.tolist() if label_dtype == "list" else labels.astype(label_dtype)
+    expected = kernel("softmax_cross_entropy")(z, labels)
+    got = kernel("softmax_cross_entropy")(z, as_given)
+    assert got[0] == expected[0]
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("rows", [0, 3])
+def test_softmax_cross_entropy_with_nothing_counted_is_zero(cpu_path, rows):
+    z = random_array(np.random.default_rng(8), (rows, 5), np.float32, -2, 2)
+    loss, grad = kernel("softmax_cross_entropy")(z, np.full(rows, IGNORE))
+    assert loss == 0.0 and grad.shape == (rows, 5) and not grad.any()
+
+
 def test_softmax_cross_entropy_custom_ignore_index(cpu_path):
     z = random_array(np.random.default_rng(5), (4, 3), np.float64, -1, 1)
     labels = np.array([0, 7, 2, 7])

@@ -82,7 +82,10 @@ ELEMENTWISE_CALLS = {
 @pytest.mark.parametrize("name", list(ELEMENTWISE_CALLS))
 def test_elementwise_one_and_two_threads_are_bitwise_equal(name):
     call = ELEMENTWISE_CALLS[name]
-    _assert_bitwise_equal(_run_with(1, call), _run_with(2, call), f"{name}: 1 vs 2 threads")
+    one = _run_with(1, call)
+    # More threads than cores, and odd counts, split the work unevenly.
+    for n_threads in (2, 3, 8):
+        _assert_bitwise_equal(one, _run_with(n_threads, call), f"{name}: 1 vs {n_threads} threads")
 
 
 @pytest.mark.parametrize("name", ["softmax_cross_entropy", "sum_squares", "mse", "adam_step"])
@@ -110,7 +113,9 @@ def test_matmul_and_dense_one_and_two_threads_are_bitwise_equal():
              "dense": lambda: kernel("dense")(A, B, BIAS, activation="gelu", return_preactivation=True),
              "dense_backward": lambda: kernel("dense_backward")(A, B, y, dy, activation="tanh")}
     for what, call in calls.items():
-        _assert_bitwise_equal(_run_with(1, call), _run_with(2, call), f"{what}: 1 vs 2 threads")
+        one = _run_with(1, call)
+        for n_threads in (2, 3, 8):
+            _assert_bitwise_equal(one, _run_with(n_threads, call), f"{what}: 1 vs {n_threads} threads")
     one = _run_with(1, calls["matmul"])
     assert_gemm_close(one, ref.matmul(A.astype(np.float64), B.astype(np.float64)),
                       gemm_error_bound(A, B, np.float32), "1 thread")
