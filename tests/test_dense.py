@@ -120,14 +120,22 @@ def test_dense_forward_into_out_without_preactivation(cpu_path, act):
         assert_gemm_close(out, y_ref, bound, act)
 
 
-def test_dense_forward_large_threaded(cpu_path):
+@pytest.mark.parametrize("m,n,k,act", [(257, 300, 190, "relu"), (289, 40, 513, "gelu"),
+                                       (6, 2000, 300, "tanh"), (385, 17, 257, "leaky_relu")])
+def test_dense_forward_large_threaded(cpu_path, m, n, k, act):
+    # k > 256 crosses a k-block of the packed GEMM: the epilogue (bias,
+    # activation) must run once, after the last block.
     import fastnet
-    rng = np.random.default_rng(2)
-    x, w, b = _layer(rng, 257, 300, 190, np.float32)
+    rng = np.random.default_rng(m + n + k)
+    x, w, b = _layer(rng, m, n, k, np.float32)
     with fastnet.threads(2):
-        y = kernel("dense")(x, w, b, activation="relu")
-    y_ref = ref.dense(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), activation="relu")
-    assert_gemm_close(y, y_ref, _pre_bound(x, w, b, np.float32), "257x300x190 relu")
+        y, pre = kernel("dense")(x, w, b, activation=act, return_preactivation=True)
+    y_ref, pre_ref = ref.dense(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                               activation=act, return_preactivation=True)
+    bound = _pre_bound(x, w, b, np.float32)
+    assert_gemm_close(pre, pre_ref, bound, f"{m}x{n}x{k} pre")
+    assert_gemm_close(y, y_ref, LIPSCHITZ[act] * bound + 8 * np.finfo(np.float32).eps * (np.abs(y_ref) + 1e-3),
+                      f"{m}x{n}x{k} {act}")
 
 
 # ---- backward: kernel against reference ------------------------------------------
@@ -204,6 +212,27 @@ def test_dense_backward_float64_matches_finite_differences(cpu_path, act):
     check(dx, lambda x_: _loss_of_dense(x_, w, b, dy, act, 0.1), x)
     check(dw, lambda w_: _loss_of_dense(x, w_, b, dy, act, 0.1), w)
     check(db, lambda b_: _loss_of_dense(x, w, b_, dy, act, 0.1), b)
+
+
+@pytest.mark.parametrize("m,n,k", [(513, 40, 33), (300, 257, 129), (7, 600, 290)])
+def test_dense_backward_large_threaded_accumulate(cpu_path, m, n, k):
+    # dw = x^T dz reduces over m: m > 256 crosses a k-block of the GEMM.
+    import fastnet
+    rng = np.random.default_rng(m * n + k)
+    x, w, b = _layer(rng, m, n, k, np.float32)
+    dy = random_array(rng, (m, n), np.float32)
+    y = ref.dense(x, w, b, activation="sigmoid")
+    dw0, db0 = random_array(rng, (k, n), np.float32), random_array(rng, (n,), np.float32)
+    dw, db = dw0.copy(), db0.copy()
+    with fastnet.threads(2):
+        dx, _, _ = kernel("dense_backward")(x, w, y, dy, activation="sigmoid", dw=dw, db=db, accumulate=True)
+    exp_dx, exp_dw, exp_db = ref.dense_backward(*(v.astype(np.float64) for v in (x, w, y, dy)), activation="sigmoid",
+                                                dw=dw0.astype(np.float64), db=db0.astype(np.float64), accumulate=True)
+    dz_mag = np.abs(dy.astype(np.float64)) * 1.25
+    bounds = _backward_bounds(x, w, dz_mag, np.float32, dw0, db0)
+    assert_gemm_close(dw, exp_dw, bounds["dw"], "dw")
+    assert_gemm_close(db, exp_db, bounds["db"], "db")
+    assert_gemm_close(dx, exp_dx, bounds["dx"], "dx")
 
 
 def test_dense_backward_accumulate_twice_doubles(cpu_path):

@@ -141,6 +141,29 @@ def test_matmul_large_shapes_cross_cache_blocks(cpu_path, m, n, k, trans_a, tran
                       f"{cpu_path} {m}x{n}x{k}")
 
 
+# Around the cache blocks of csrc/gemm*.c (KC = 256, MC = 288/384, NC = 4096;
+# dgemm KB = 128, NB = 1024), with beta so only the first k-block may apply it,
+# on 2 threads so both the row split and the panel split (few rows) run.
+BLOCK_EDGE_SHAPES = [(289, 33, 257), (385, 17, 513), (383, 40, 255), (6, 2000, 300), (7, 4097, 3),
+                     (13, 1025, 129), (2, 3, 257)]
+
+
+@pytest.mark.parametrize("m,n,k", BLOCK_EDGE_SHAPES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_matmul_across_cache_block_edges_with_alpha_beta(cpu_path, m, n, k, dtype):
+    rng = np.random.default_rng(m + 7 * n + 13 * k)
+    trans_a, trans_b = bool(m % 2), bool(k % 2)
+    a, b = _operands(rng, m, n, k, trans_a, trans_b, dtype)
+    c0 = random_array(rng, (m, n), dtype)
+    out = c0.copy()
+    with fastnet.threads(2):
+        kernel("matmul")(a, b, trans_a=trans_a, trans_b=trans_b, out=out, alpha=-0.5, beta=0.25)
+    expected = ref.matmul(a.astype(np.float64), b.astype(np.float64), trans_a, trans_b,
+                          out=c0.astype(np.float64), alpha=-0.5, beta=0.25)
+    bound = gemm_error_bound(_op(a, trans_a), _op(b, trans_b), dtype, -0.5, 0.25, c0)
+    assert_gemm_close(out, expected, bound, f"{cpu_path} {dtype.__name__} {m}x{n}x{k}")
+
+
 @pytest.mark.parametrize("m,n,k", [(1, 1, 5000), (1, 700, 300), (700, 1, 300), (2, 3, 20000), (613, 7, 1), (5, 613, 2)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True)])
 def test_matmul_skinny_shapes(cpu_path, m, n, k, trans_a, trans_b):
