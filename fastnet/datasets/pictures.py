@@ -152,12 +152,8 @@ def parse_description(text):
         if rest[-n:] == phrase.split() and len(rest) > n:
             position, rest = pos, rest[:-n]
             break
-    size = "medium"
-    if rest and rest[0] in ("small", "big", "cute"):
-        size = "medium" if rest[0] == "cute" else rest[0]
-        cute, rest = rest[0] == "cute", rest[1:]
-    else:
-        cute = False
+    size_word = rest.pop(0) if rest and rest[0] in ("small", "big", "cute") else None
+    size = size_word if size_word in ("small", "big") else "medium"
     if len(rest) != 2:
         raise ValueError(f"description {text!r}: expected '<colour> <shape>' after the count "
                          f"and size, found {' '.join(rest)!r}")
@@ -169,7 +165,7 @@ def parse_description(text):
     if shape not in SHAPES or (count > 1) != (noun != shape):
         raise ValueError(f"description {text!r}: expected a shape ({', '.join(SHAPES)}) "
                          f"{'in the plural' if count > 1 else 'in the singular'}, found {noun!r}")
-    if cute and shape != "cat":
+    if size_word == "cute" and shape != "cat":
         raise ValueError(f"description {text!r}: only cats are cute here, not a {shape}")
     return {"count": count, "size": size, "colour": colour, "shape": shape, "position": position}
 
