@@ -24,6 +24,10 @@
 
 /* Multiply-adds per thread below which another thread does not pay. */
 #define MIN_FLOPS_PER_THREAD 65536
+/* Up to this many queries per head, scores are computed as plain dot
+ * products instead of against keys packed transposed: packing costs about
+ * tk * dh moves per head, which a handful of query rows cannot repay. */
+#define DIRECT_MAX_QUERIES 4
 
 typedef struct {
     int64_t batch, tq, tk, heads, dh;

@@ -38,6 +38,21 @@ TARGET static void SIMD(row_scores)(const float *a, const float *packed, int64_t
     }
 }
 
+/* s[j] = a . rows[j] for j < n, one dot product at a time: for a few
+ * queries (decoding with a cache) this beats packing the keys first. */
+TARGET static void SIMD(row_scores_direct)(const float *a, const float *rows, int64_t row_st,
+                                           int64_t dh, int64_t n, float *s) {
+    for (int64_t j = 0; j < n; j++) {
+        const float *r = rows + j * row_st;
+        V acc = V_ZERO();
+        int64_t c = 0;
+        for (; c + W <= dh; c += W) acc = V_FMA(V_LOAD(a + c), V_LOAD(r + c), acc);
+        float dot = V_HSUM(acc);
+        for (; c < dh; c++) dot += a[c] * r[c];
+        s[j] = dot;
+    }
+}
+
 /* out[0:dh] = sum over j < n of w[j] * rows[j * row_st + 0:dh].
  * Zero weights are dropped first (live is n ints of scratch), so masked
  * rows are never read; then two output vectors and two rows at a time give
@@ -127,7 +142,9 @@ TARGET static void SIMD(head_forward)(const attn_dims *a, int64_t b, int64_t h, 
     float *oh = out + b * a->tq * out_st + h * dh;
     float *ph = probs + (b * a->heads + h) * a->tq * tk;
 
-    SIMD(pack_transposed)(k + b * a->k_sb + h * dh, a->k_st, tk, dh, tkp, kT);
+    const float *kh = k + b * a->k_sb + h * dh;
+    int direct = a->tq <= DIRECT_MAX_QUERIES;
+    if (!direct) SIMD(pack_transposed)(kh, a->k_st, tk, dh, tkp, kT);
     for (int64_t j = 0; j < tkp; j++) kill[j] = (j >= tk || (pad && pad[j])) ? 1.0f : 0.0f;
 
     for (int64_t i = 0; i < a->tq; i++) {
@@ -136,7 +153,10 @@ TARGET static void SIMD(head_forward)(const attn_dims *a, int64_t b, int64_t h, 
         int64_t nvec = (n_visible + W - 1) / W;
         int any_key = 0;
         if (n_visible > 0) {
-            SIMD(row_scores)(qh + i * a->q_st, kT, dh, tkp, nvec, s);
+            if (direct)
+                SIMD(row_scores_direct)(qh + i * a->q_st, kh, a->k_st, dh, n_visible, s);
+            else
+                SIMD(row_scores)(qh + i * a->q_st, kT, dh, tkp, nvec, s);
             for (int64_t j = n_visible; j < nvec * W; j++) s[j] = -INFINITY;  /* causal */
             any_key = SIMD(softmax_row)(s, kill, nvec, (float)a->scale);
         }
