@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastnet import reference as ref
-from helpers import (FLOAT_DTYPES, assert_gemm_close, dims, gemm_error_bound, kernel,
+from helpers import (FLOAT_DTYPES, LAYOUTS, assert_gemm_close, dims, gemm_error_bound, kernel,
                      kernel_settings, numerical_gradient, random_array, seeds, with_layout)
 
 ACTS = ["identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "gelu"]
@@ -80,7 +80,7 @@ def test_reference_dense_backward_accumulates_into_given_buffers(rng):
 
 @kernel_settings
 @given(m=dims(), n=dims(), k=dims(), act=st.sampled_from(ACTS), with_bias=st.booleans(),
-       layout=st.sampled_from(["C", "padded"]), dtype=st.sampled_from(FLOAT_DTYPES), seed=seeds())
+       layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from(FLOAT_DTYPES), seed=seeds())
 def test_dense_forward_matches_reference(cpu_path, m, n, k, act, with_bias, layout, dtype, seed):
     rng = np.random.default_rng(seed)
     x, w, b = _layer(rng, m, n, k, dtype, scale=2.0)
@@ -150,9 +150,9 @@ def _backward_bounds(x, w, dz_mag, dtype, dw0=None, db0=None):
 @kernel_settings
 @given(m=dims(), n=dims(), k=dims(), act=st.sampled_from(DIFFERENTIABLE), with_bias=st.booleans(),
        accumulate=st.booleans(), need_dx=st.booleans(), give_pre=st.booleans(),
-       dtype=st.sampled_from(FLOAT_DTYPES), seed=seeds())
+       layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from(FLOAT_DTYPES), seed=seeds())
 def test_dense_backward_matches_reference(cpu_path, m, n, k, act, with_bias, accumulate, need_dx,
-                                          give_pre, dtype, seed):
+                                          give_pre, layout, dtype, seed):
     rng = np.random.default_rng(seed)
     x, w, b = _layer(rng, m, n, k, dtype, scale=2.0)
     dy = random_array(rng, (m, n), dtype)
@@ -162,8 +162,9 @@ def test_dense_backward_matches_reference(cpu_path, m, n, k, act, with_bias, acc
     db = random_array(rng, (n,), dtype) if accumulate and with_bias else None
     dw0 = None if dw is None else dw.copy()
     db0 = None if db is None else db.copy()
+    lay = lambda v: with_layout(v, layout)
     got_dx, got_dw, got_db = kernel("dense_backward")(
-        x, w, y, dy, activation=act, alpha=0.1, pre=pre if give_pre else None, need_dx=need_dx,
+        lay(x), lay(w), y, lay(dy), activation=act, alpha=0.1, pre=pre if give_pre else None, need_dx=need_dx,
         dw=dw, db=db, accumulate=accumulate, with_bias=with_bias)
     exp_dx, exp_dw, exp_db = ref.dense_backward(
         x.astype(np.float64), w.astype(np.float64), y.astype(np.float64), dy.astype(np.float64),

@@ -176,8 +176,9 @@ def test_fastnet_cpu_env_var_runs_the_generic_kernel(tmp_path):
     kernel("matmul")
     path = tmp_path / "c.npy"
     env = {**os.environ, "FASTNET_CPU": "generic", "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", _SUBPROCESS_MATMUL, str(path)], env=env, check=True,
-                   capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _SUBPROCESS_MATMUL, str(path)], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     from_subprocess = np.load(path)
     rng = np.random.default_rng(21)
     a = rng.uniform(-1, 1, (37, 95)).astype(np.float32)

@@ -98,13 +98,22 @@ B = random_array(RNG, (300, 401), np.float32)
 BIAS = random_array(RNG, (401,), np.float32)
 
 
-def test_matmul_one_and_two_threads_agree():
-    one = _run_with(1, lambda: kernel("matmul")(A, B))
-    two = _run_with(2, lambda: kernel("matmul")(A, B))
-    expected = ref.matmul(A.astype(np.float64), B.astype(np.float64))
-    bound = gemm_error_bound(A, B, np.float32)
-    assert_gemm_close(one, expected, bound, "1 thread")
-    assert_gemm_close(two, expected, bound, "2 threads")
+def test_matmul_and_dense_one_and_two_threads_are_bitwise_equal():
+    # csrc/gemm.c: every element sums its k terms in the same order however
+    # rows or panels are split, so the result does not depend on n_threads.
+    y = ref.dense(A, B, BIAS, activation="tanh")
+    dy = random_array(np.random.default_rng(2), y.shape, np.float32)
+    calls = {"matmul": lambda: kernel("matmul")(A, B),
+             "matmul^T": lambda: kernel("matmul")(B, A, trans_a=True, trans_b=True),
+             "matmul tall-skinny": lambda: kernel("matmul")(A[:, :7], B[:7], trans_b=False),
+             "matmul float64": lambda: kernel("matmul")(A.astype(np.float64), B.astype(np.float64)),
+             "dense": lambda: kernel("dense")(A, B, BIAS, activation="gelu", return_preactivation=True),
+             "dense_backward": lambda: kernel("dense_backward")(A, B, y, dy, activation="tanh")}
+    for what, call in calls.items():
+        _assert_bitwise_equal(_run_with(1, call), _run_with(2, call), f"{what}: 1 vs 2 threads")
+    one = _run_with(1, calls["matmul"])
+    assert_gemm_close(one, ref.matmul(A.astype(np.float64), B.astype(np.float64)),
+                      gemm_error_bound(A, B, np.float32), "1 thread")
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
