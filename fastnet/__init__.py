@@ -12,3 +12,4 @@ from fastnet._config import (
 _init_from_environment()
 
 from fastnet import ops, reference  # noqa: E402
+from fastnet import text, datasets  # noqa: E402,F401

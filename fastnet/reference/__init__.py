@@ -3,3 +3,7 @@
 Same names and signatures as `fastnet.ops`; slow, simple, and trusted: the
 tests compare the compiled kernels against these functions.
 """
+from fastnet.reference.core import *  # noqa: F401,F403
+from fastnet.reference.core import __all__ as _core_all
+
+__all__ = list(_core_all)

@@ -1,0 +1,5 @@
+"""Data sets: the package's own toy data and readers for pair files."""
+from fastnet.datasets.pairs import load_pairs
+from fastnet.datasets.translations import TranslationSet, toy_translations
+
+__all__ = ["toy_translations", "TranslationSet", "load_pairs"]

@@ -1,0 +1,375 @@
+"""Pure-NumPy reference of the core kernels: GEMM, dense, activations,
+softmax, losses and optimizer steps, forward and backward.
+
+Every function has the name and signature of its twin in `fastnet.ops`.
+The arithmetic is done in float64 and cast back to the input dtype at the
+end, so float32 results are the correctly rounded value of the exact
+formula (up to float64 rounding) and the compiled kernels can be judged
+against them.
+"""
+import math
+
+import numpy as np
+
+__all__ = [
+    "matmul", "matmul_backward",
+    "dense", "dense_backward",
+    "activation", "activation_backward", "activation_derivative",
+    "identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "gelu",
+    "softmax", "softmax_backward", "log_softmax",
+    "softmax_cross_entropy", "mse", "bce_with_logits",
+    "sgd_step", "adam_step", "adamw_step", "sum_squares", "scale_",
+]
+
+_FLOATS = (np.float32, np.float64)
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_K = 0.044715
+
+
+def _float_dtype(*arrays):
+    """The common float dtype of the arrays; TypeError on ints or a mix."""
+    dtypes = {np.asarray(a).dtype for a in arrays}
+    if len(dtypes) != 1:
+        names = ", ".join(sorted(str(d) for d in dtypes))
+        raise TypeError(f"inputs must share one dtype, got {names}")
+    dtype = dtypes.pop()
+    if dtype.type not in _FLOATS:
+        raise TypeError(f"expected float32 or float64, got {dtype}")
+    return dtype
+
+
+def _f64(x):
+    return np.asarray(x, dtype=np.float64)
+
+
+def _store(result, dtype, out=None):
+    """Cast a float64 result to dtype, writing into out when given."""
+    if out is None:
+        return result.astype(dtype)
+    out[...] = result
+    return out
+
+
+# ---- GEMM ------------------------------------------------------------------
+
+def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0):
+    """C = alpha * op(A) @ op(B) + beta * C, computed in float64."""
+    dtype = _float_dtype(a, b)
+    if np.ndim(a) != 2 or np.ndim(b) != 2:
+        raise ValueError(f"matmul needs 2-D arrays, got shapes {np.shape(a)} and {np.shape(b)}")
+    opa = _f64(a).T if trans_a else _f64(a)
+    opb = _f64(b).T if trans_b else _f64(b)
+    if opa.shape[1] != opb.shape[0]:
+        raise ValueError(f"matmul: op(a) is {opa.shape}, op(b) is {opb.shape}; inner sizes differ")
+    result = alpha * (opa @ opb)
+    if beta != 0.0:
+        if out is None:
+            raise ValueError("matmul: beta != 0 needs out=")
+        result = result + beta * _f64(out)
+    if out is not None and out.shape != result.shape:
+        raise ValueError(f"matmul: out has shape {out.shape}, expected {result.shape}")
+    return _store(result, dtype, out)
+
+
+def matmul_backward(a, b, dc, trans_a=False, trans_b=False, alpha=1.0):
+    """Gradients (da, db) of sum(dc * (alpha * op(a) @ op(b))) w.r.t. a and b."""
+    dtype = _float_dtype(a, b, dc)
+    opa = _f64(a).T if trans_a else _f64(a)
+    opb = _f64(b).T if trans_b else _f64(b)
+    dc = alpha * _f64(dc)
+    d_opa = dc @ opb.T
+    d_opb = opa.T @ dc
+    da = d_opa.T if trans_a else d_opa
+    db = d_opb.T if trans_b else d_opb
+    return da.astype(dtype), db.astype(dtype)
+
+
+# ---- activations ---------------------------------------------------------
+
+def _sigmoid64(x):
+    # exp of a non-positive number only, so no overflow for large |x|.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _gelu64(x):
+    return 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + _GELU_K * x ** 3)))
+
+
+def _gelu_derivative64(x):
+    t = np.tanh(_GELU_C * (x + _GELU_K * x ** 3))
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_K * x * x)
+
+
+_FORWARD = {
+    "identity": lambda x, alpha: x,
+    "step": lambda x, alpha: (x > 0).astype(np.float64),
+    "sigmoid": lambda x, alpha: _sigmoid64(x),
+    "tanh": lambda x, alpha: np.tanh(x),
+    "relu": lambda x, alpha: np.maximum(x, 0.0),
+    "leaky_relu": lambda x, alpha: np.where(x > 0, x, alpha * x),
+    "gelu": lambda x, alpha: _gelu64(x),
+}
+_ALIASES = {"linear": "identity", None: "identity"}
+
+
+def _canonical(name):
+    name = _ALIASES.get(name, name)
+    if name not in _FORWARD:
+        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(_FORWARD)}")
+    return name
+
+
+def activation(x, name, alpha=0.01, out=None):
+    """y = act(x) elementwise."""
+    dtype = _float_dtype(x)
+    return _store(_FORWARD[_canonical(name)](_f64(x), alpha), dtype, out)
+
+
+def activation_derivative(name, x=None, y=None, alpha=0.01):
+    """act'(x) in float64, from x when given, else from the forward output y.
+
+    At x == 0, relu' = 0 and leaky_relu' = alpha (the x > 0 branch is strict).
+    """
+    name = _canonical(name)
+    if name == "step":
+        raise ValueError("the step activation has no backward (its derivative is 0 almost everywhere)")
+    if x is None and y is None:
+        raise ValueError(f"{name} backward needs x or y")
+    if name == "identity":
+        return np.ones(np.shape(x if x is not None else y))
+    if name == "gelu":
+        if x is None:
+            raise ValueError("gelu backward needs the pre-activation x")
+        return _gelu_derivative64(_f64(x))
+    if name in ("sigmoid", "tanh"):
+        s = _f64(y) if y is not None else _FORWARD[name](_f64(x), alpha)
+        return s * (1.0 - s) if name == "sigmoid" else 1.0 - s * s
+    positive = _f64(x) > 0 if x is not None else _f64(y) > 0
+    if name == "relu":
+        return positive.astype(np.float64)
+    return np.where(positive, 1.0, alpha)  # leaky_relu
+
+
+def activation_backward(name, dy, x=None, y=None, alpha=0.01):
+    """dx = dy * act'(x)."""
+    dtype = _float_dtype(dy)
+    return (_f64(dy) * activation_derivative(name, x, y, alpha)).astype(dtype)
+
+
+def identity(x):
+    return activation(x, "identity")
+
+
+def step(x):
+    return activation(x, "step")
+
+
+def sigmoid(x):
+    return activation(x, "sigmoid")
+
+
+def tanh(x):
+    return activation(x, "tanh")
+
+
+def relu(x):
+    return activation(x, "relu")
+
+
+def leaky_relu(x, alpha=0.01):
+    return activation(x, "leaky_relu", alpha=alpha)
+
+
+def gelu(x):
+    return activation(x, "gelu")
+
+
+# ---- dense layer ---------------------------------------------------------
+
+def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_preactivation=False):
+    """y = act(x @ w + b); with return_preactivation also pre = x @ w + b."""
+    dtype = _float_dtype(*([x, w] if b is None else [x, w, b]))
+    if np.ndim(x) != 2 or np.ndim(w) != 2 or np.shape(x)[1] != np.shape(w)[0]:
+        raise ValueError(f"dense: x {np.shape(x)} @ w {np.shape(w)} does not fit")
+    if b is not None and np.shape(b) != (np.shape(w)[1],):
+        raise ValueError(f"dense: bias has shape {np.shape(b)}, expected ({np.shape(w)[1]},)")
+    pre = _f64(x) @ _f64(w)
+    if b is not None:
+        pre = pre + _f64(b)
+    y = _store(_FORWARD[_canonical(activation)](pre, alpha), dtype, out)
+    if return_preactivation:
+        return y, pre.astype(dtype)
+    return y
+
+
+def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, need_dx=True,
+                   dw=None, db=None, accumulate=False, with_bias=True):
+    """(dx or None, dw, db or None) of the dense layer, given dy = dL/dy.
+
+    dz = dy * act'; dw = x^T dz; db = column sums of dz; dx = dz w^T.
+    dw/db given: results are written into them (added when accumulate).
+    """
+    dtype = _float_dtype(x, w, dy)
+    dz = _f64(dy) * activation_derivative(activation, x=pre, y=y, alpha=alpha)
+    dw_new = _f64(x).T @ dz
+    db_new = dz.sum(axis=0) if with_bias else None
+    dx = (dz @ _f64(w).T).astype(dtype) if need_dx else None
+    return dx, _accumulate(dw_new, dw, accumulate, dtype), (
+        _accumulate(db_new, db, accumulate, dtype) if with_bias else None)
+
+
+def _accumulate(new, target, accumulate, dtype):
+    if target is None:
+        return new.astype(dtype)
+    target[...] = (_f64(target) + new) if accumulate else new
+    return target
+
+
+# ---- softmax ---------------------------------------------------------------
+
+def log_softmax(x):
+    """log(softmax(x)) along the last axis, in the input dtype."""
+    dtype = _float_dtype(x)
+    return _log_softmax64(_f64(x)).astype(dtype)
+
+
+def _log_softmax64(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(x):
+    """Softmax along the last axis, the row max subtracted first."""
+    dtype = _float_dtype(x)
+    x = _f64(x)
+    if x.shape[-1] == 0:
+        return x.astype(dtype)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(dtype)
+
+
+def softmax_backward(y, dy):
+    """dx = y * (dy - sum(dy * y)) along the last axis."""
+    dtype = _float_dtype(y, dy)
+    y, dy = _f64(y), _f64(dy)
+    return (y * (dy - (dy * y).sum(axis=-1, keepdims=True))).astype(dtype)
+
+
+# ---- losses ----------------------------------------------------------------
+
+def softmax_cross_entropy(logits, labels, ignore_index=-100, label_smoothing=0.0, return_grad=True):
+    """(mean loss over rows whose label is not ignore_index, dlogits or None).
+
+    target = (1 - s) * onehot(label) + s / C. With no counted row the loss
+    is 0.0 and the gradient is zero.
+    """
+    dtype = _float_dtype(logits)
+    z = _f64(logits)
+    if z.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy: logits must be 2-D (rows, classes), got shape {z.shape}")
+    labels = np.asarray(labels)
+    rows, classes = z.shape
+    if labels.shape != (rows,):
+        raise ValueError(f"softmax_cross_entropy: labels have shape {labels.shape}, expected ({rows},)")
+    counted = labels != ignore_index
+    bad = counted & ((labels < 0) | (labels >= classes))
+    if bad.any():
+        raise ValueError(f"softmax_cross_entropy: label {labels[bad][0]} is outside [0, {classes})")
+    n_counted = int(counted.sum())
+    target = np.zeros_like(z)
+    target[np.flatnonzero(counted), labels[counted].astype(np.int64)] = 1.0 - label_smoothing
+    target[counted] += label_smoothing / classes
+    logp = _log_softmax64(z) if classes else z
+    row_loss = -(target * logp).sum(axis=1)
+    loss = float(row_loss[counted].sum() / n_counted) if n_counted else 0.0
+    if not return_grad:
+        return loss, None
+    grad = np.zeros_like(z)
+    if n_counted:
+        grad[counted] = (np.exp(logp[counted]) - target[counted]) / n_counted
+    return loss, grad.astype(dtype)
+
+
+def mse(pred, target, return_grad=True):
+    """(mean((pred - target)^2), 2 (pred - target) / n or None)."""
+    dtype = _float_dtype(pred, target)
+    _same_shape("mse", pred, target)
+    diff = _f64(pred) - _f64(target)
+    n = diff.size
+    loss = float((diff * diff).sum() / n) if n else 0.0
+    grad = (2.0 * diff / max(n, 1)).astype(dtype) if return_grad else None
+    return loss, grad
+
+
+def bce_with_logits(logits, target, return_grad=True):
+    """(mean binary cross-entropy of sigmoid(logits) vs target, gradient or None)."""
+    dtype = _float_dtype(logits, target)
+    _same_shape("bce_with_logits", logits, target)
+    z, t = _f64(logits), _f64(target)
+    n = z.size
+    per_element = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    loss = float(per_element.sum() / n) if n else 0.0
+    grad = ((_sigmoid64(z) - t) / max(n, 1)).astype(dtype) if return_grad else None
+    return loss, grad
+
+
+def _same_shape(what, a, b):
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"{what}: shapes {np.shape(a)} and {np.shape(b)} differ")
+
+
+# ---- optimizer steps (in place) ---------------------------------------------
+
+def sgd_step(w, g, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """One SGD step in place on w (and velocity when momentum != 0)."""
+    g2 = _f64(g) + weight_decay * _f64(w)
+    if momentum == 0.0:
+        update = g2
+    else:
+        if velocity is None:
+            raise ValueError("sgd_step: momentum != 0 needs a velocity buffer")
+        v = momentum * _f64(velocity) + g2
+        velocity[...] = v
+        update = g2 + momentum * v if nesterov else v
+    w[...] = _f64(w) - lr * update
+    return w
+
+
+def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+              weight_decay=0.0, decoupled=False):
+    """One Adam step in place on w, m, v (AdamW when decoupled)."""
+    if step < 1:
+        raise ValueError(f"adam_step: step must be >= 1, got {step}")
+    w64 = _f64(w)
+    if decoupled:
+        w64 = w64 - lr * weight_decay * w64
+        g2 = _f64(g)
+    else:
+        g2 = _f64(g) + weight_decay * w64
+    m64 = beta1 * _f64(m) + (1.0 - beta1) * g2
+    v64 = beta2 * _f64(v) + (1.0 - beta2) * g2 * g2
+    m_hat = m64 / (1.0 - beta1 ** step)
+    v_hat = v64 / (1.0 - beta2 ** step)
+    m[...] = m64
+    v[...] = v64
+    w[...] = w64 - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return w
+
+
+def adamw_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+    """Adam with decoupled weight decay (Loshchilov & Hutter)."""
+    return adam_step(w, g, m, v, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                     weight_decay=weight_decay, decoupled=True)
+
+
+def sum_squares(x):
+    """sum(x^2) as a Python float, accumulated in float64."""
+    x = _f64(x)
+    return float((x * x).sum())
+
+
+def scale_(x, s):
+    """x *= s in place."""
+    x[...] = _f64(x) * s
+    return x

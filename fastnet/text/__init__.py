@@ -1,0 +1,11 @@
+"""Text to numbers: tokenizers with special tokens, padding and a JSON form."""
+from fastnet.text.tokenizers import (
+    SPECIAL_TOKENS,
+    AsciiTokenizer,
+    CharTokenizer,
+    WordTokenizer,
+    tokenizer_from_dict,
+)
+
+__all__ = ["AsciiTokenizer", "CharTokenizer", "WordTokenizer", "tokenizer_from_dict",
+           "SPECIAL_TOKENS"]

@@ -1,0 +1,116 @@
+"""Shared by the kernel tests: error bounds, finite differences, array layouts,
+hypothesis strategies for awkward sizes."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+import fastnet
+
+# The cpu_path fixture is set once per test and is the same for every example.
+kernel_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# Sizes around register-tile and vector-width edges (6x16 tiles, 8/16 lanes).
+EDGE_SIZES = [0, 1, 2, 3, 5, 6, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 95, 97]
+LAYOUTS = ["C", "F", "strided", "padded", "reversed"]
+FLOAT_DTYPES = [np.float32, np.float64]
+
+
+def kernel(name):
+    """fastnet.ops.<name>, or skip while that kernel has not landed yet."""
+    fn = getattr(fastnet.ops, name, None)
+    if fn is None:
+        pytest.skip(f"fastnet.ops.{name} is not implemented yet")
+    return fn
+
+
+def dims(max_value=40):
+    """A dimension: mostly tile-edge sizes, sometimes any small size."""
+    return st.one_of(st.sampled_from([s for s in EDGE_SIZES if s <= max_value]),
+                     st.integers(0, max_value))
+
+
+def seeds():
+    return st.integers(0, 2**32 - 1)
+
+
+def random_array(rng, shape, dtype, low=-1.0, high=1.0):
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def with_layout(x, layout):
+    """Same values as x, laid out in memory as C, Fortran, strided, padded rows
+    (leading dimension larger than the row) or with negative strides."""
+    x = np.asarray(x)
+    if layout == "C":
+        return np.ascontiguousarray(x)
+    if layout == "F":
+        return np.asfortranarray(x)
+    if layout == "strided":
+        buf = np.full(tuple(2 * s + 1 for s in x.shape), np.nan, dtype=x.dtype)
+        view = buf[tuple(slice(1, None, 2) for _ in x.shape)]
+    elif layout == "padded":
+        buf = np.full(x.shape[:-1] + (x.shape[-1] + 3,), np.nan, dtype=x.dtype)
+        view = buf[..., 1:x.shape[-1] + 1]
+    elif layout == "reversed":
+        buf = np.empty(x.shape, dtype=x.dtype)
+        view = buf[tuple(slice(None, None, -1) for _ in x.shape)]
+    else:
+        raise ValueError(layout)
+    view[...] = x
+    assert np.array_equal(view, x)
+    return view
+
+
+def gemm_error_bound(a_op, b_op, dtype, alpha=1.0, beta=0.0, c0=None, factor=2.0):
+    """Elementwise bound on |C - Cref| for C = alpha op(A) op(B) + beta C0.
+
+    A dot product of length k summed in any order in precision eps errs by at
+    most k * eps * (|A||B|)_ij (first order); alpha, beta and the final sum add
+    a few roundings more, hence k + 3. `factor` leaves room for the second order.
+    """
+    a64, b64 = np.abs(np.asarray(a_op, np.float64)), np.abs(np.asarray(b_op, np.float64))
+    k = a64.shape[1]
+    eps = np.finfo(dtype).eps
+    magnitude = abs(alpha) * (a64 @ b64)
+    if c0 is not None and beta != 0.0:
+        magnitude = magnitude + abs(beta) * np.abs(np.asarray(c0, np.float64))
+    return factor * (k + 3) * eps * magnitude + np.finfo(dtype).tiny
+
+
+def assert_gemm_close(got, expected, bound, what=""):
+    got64 = np.asarray(got, np.float64)
+    err = np.abs(got64 - np.asarray(expected, np.float64))
+    bad = ~(err <= bound)  # also catches NaN
+    if bad.any():
+        i = tuple(int(t[0]) for t in np.nonzero(bad))
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {bad.size} elements outside the GEMM error bound; "
+            f"first at {i}: got {got64[i]!r}, expected {expected[i]!r}, |err| {err[i]:.3g} > bound {bound[i]:.3g}")
+
+
+def tolerance(dtype, f32=(2e-5, 1e-6), f64=(1e-12, 1e-14)):
+    """(rtol, atol) for a short elementwise formula in the given dtype."""
+    rtol, atol = f32 if np.dtype(dtype) == np.float32 else f64
+    return dict(rtol=rtol, atol=atol)
+
+
+def assert_close(got, expected, dtype, **kwargs):
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(expected, np.float64),
+                               **{**tolerance(dtype), **kwargs})
+
+
+def numerical_gradient(f, x, h=1e-6):
+    """Central finite differences of the scalar f at the float64 array x."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + h
+        up = f(x)
+        flat[i] = saved - h
+        down = f(x)
+        flat[i] = saved
+        gflat[i] = (up - down) / (2 * h)
+    return grad

@@ -1,0 +1,317 @@
+"""Bad input to the kernels: each case raises a clear exception whose message
+names the offending shapes or dtypes. Everything runs in-process, so a
+crash in a wrapper or kernel would take the whole file down."""
+import re
+
+import numpy as np
+import pytest
+
+from helpers import kernel
+
+f32, f64 = np.float32, np.float64
+
+
+def shape(*dims):
+    """Regex for a shape in a message: (3, 4), 3x4 or 3 x 4."""
+    return r"\(?" + r"(?:, | ?x ?)".join(str(d) for d in dims) + r"\)?"
+
+
+def all_of(*patterns):
+    """Regex that matches when every pattern appears, in any order."""
+    return "(?s)" + "".join(f"(?=.*{p})" for p in patterns)
+
+
+def zeros(*dims, dtype=f32):
+    return np.zeros(dims, dtype)
+
+
+def readonly(a):
+    a.setflags(write=False)
+    return a
+
+
+# ---- matmul ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float16, np.complex64])
+def test_matmul_rejects_non_float_dtypes(dtype):
+    a = zeros(3, 4, dtype=dtype)
+    with pytest.raises(TypeError, match=np.dtype(dtype).name):
+        kernel("matmul")(a, a.T.copy())
+
+
+def test_matmul_rejects_mixed_dtypes():
+    with pytest.raises(TypeError, match=all_of("float32", "float64")):
+        kernel("matmul")(zeros(3, 4, dtype=f32), zeros(4, 5, dtype=f64))
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((3, 4), (4,)), ((12,), (4, 3)), ((2, 3, 4), (4, 5))])
+def test_matmul_rejects_wrong_ndim(a_shape, b_shape):
+    bad = a_shape if len(a_shape) != 2 else b_shape
+    with pytest.raises(ValueError, match=shape(*bad)):
+        kernel("matmul")(np.zeros(a_shape, f32), np.zeros(b_shape, f32))
+
+
+@pytest.mark.parametrize("trans_a,trans_b,a_shape,b_shape", [
+    (False, False, (3, 4), (5, 6)),
+    (True, False, (3, 4), (5, 6)),
+    (False, True, (3, 4), (6, 5)),
+    (True, True, (4, 3), (6, 5)),
+])
+def test_matmul_rejects_mismatched_inner_sizes(trans_a, trans_b, a_shape, b_shape):
+    with pytest.raises(ValueError, match=all_of(shape(*a_shape), shape(*b_shape))):
+        kernel("matmul")(np.zeros(a_shape, f32), np.zeros(b_shape, f32), trans_a=trans_a, trans_b=trans_b)
+
+
+def test_matmul_rejects_out_of_wrong_shape():
+    with pytest.raises(ValueError, match=all_of(shape(3, 6), shape(3, 5))):
+        kernel("matmul")(zeros(3, 4), zeros(4, 5), out=zeros(3, 6))
+
+
+def test_matmul_rejects_out_of_wrong_dtype():
+    with pytest.raises((TypeError, ValueError), match="float64"):
+        kernel("matmul")(zeros(3, 4), zeros(4, 5), out=zeros(3, 5, dtype=f64))
+
+
+@pytest.mark.parametrize("make_out", [lambda: np.zeros((5, 3), f32).T, lambda: np.zeros((3, 10), f32)[:, ::2]])
+def test_matmul_rejects_non_contiguous_out(make_out):
+    with pytest.raises(ValueError, match="contiguous"):
+        kernel("matmul")(zeros(3, 4), zeros(4, 5), out=make_out())
+
+
+def test_matmul_rejects_readonly_out():
+    with pytest.raises(ValueError, match="(?i)read-?only|writeable|writable"):
+        kernel("matmul")(zeros(3, 4), zeros(4, 5), out=readonly(zeros(3, 5)))
+
+
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_matmul_rejects_out_aliasing_an_input(which):
+    a = np.ones((4, 4), f32)
+    b = np.ones((4, 4), f32)
+    with pytest.raises(ValueError, match="(?i)alias|overlap|share"):
+        kernel("matmul")(a, b, out=a if which == "a" else b)
+    np.testing.assert_array_equal(a, 1.0)
+    np.testing.assert_array_equal(b, 1.0)
+
+
+def test_matmul_rejects_out_overlapping_a_view_of_an_input():
+    buf = np.ones((8, 4), f32)
+    with pytest.raises(ValueError, match="(?i)alias|overlap|share"):
+        kernel("matmul")(buf[:4], np.ones((4, 4), f32), out=buf[2:6])
+
+
+def test_matmul_beta_needs_out():
+    with pytest.raises(ValueError, match="out"):
+        kernel("matmul")(zeros(3, 4), zeros(4, 5), beta=1.0)
+
+
+# ---- dense -----------------------------------------------------------------------
+
+def test_dense_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=all_of(shape(3, 4), shape(5, 6))):
+        kernel("dense")(zeros(3, 4), zeros(5, 6))
+
+
+def test_dense_rejects_wrong_bias_shape():
+    with pytest.raises(ValueError, match=shape(7)):
+        kernel("dense")(zeros(3, 4), zeros(4, 6), zeros(7))
+
+
+def test_dense_rejects_mixed_dtypes():
+    with pytest.raises(TypeError, match=all_of("float32", "float64")):
+        kernel("dense")(zeros(3, 4), zeros(4, 6), zeros(6, dtype=f64))
+
+
+def test_dense_rejects_int_input():
+    with pytest.raises(TypeError, match="int64"):
+        kernel("dense")(np.zeros((3, 4), np.int64), zeros(4, 6))
+
+
+def test_dense_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        kernel("dense")(zeros(3, 4), zeros(4, 6), activation="swish")
+
+
+def test_dense_rejects_out_aliasing_x():
+    x = np.ones((4, 4), f32)
+    with pytest.raises(ValueError, match="(?i)alias|overlap|share"):
+        kernel("dense")(x, np.ones((4, 4), f32), out=x)
+
+
+def test_dense_rejects_out_of_wrong_shape():
+    with pytest.raises(ValueError, match=shape(3, 5)):
+        kernel("dense")(zeros(3, 4), zeros(4, 6), out=zeros(3, 5))
+
+
+def test_dense_backward_of_step_is_an_error():
+    x, w = zeros(3, 4), zeros(4, 6)
+    with pytest.raises(ValueError, match="step"):
+        kernel("dense_backward")(x, w, zeros(3, 6), zeros(3, 6), activation="step")
+
+
+def test_dense_backward_of_gelu_needs_pre():
+    x, w = zeros(3, 4), zeros(4, 6)
+    with pytest.raises(ValueError, match="pre"):
+        kernel("dense_backward")(x, w, zeros(3, 6), zeros(3, 6), activation="gelu")
+
+
+@pytest.mark.parametrize("arg", ["y", "dy"])
+def test_dense_backward_rejects_wrong_output_shapes(arg):
+    args = dict(x=zeros(3, 4), w=zeros(4, 6), y=zeros(3, 6), dy=zeros(3, 6))
+    args[arg] = zeros(3, 7)
+    with pytest.raises(ValueError, match=shape(3, 7)):
+        kernel("dense_backward")(**args, activation="relu")
+
+
+def test_dense_backward_rejects_wrong_dw_shape():
+    with pytest.raises(ValueError, match=shape(6, 4)):
+        kernel("dense_backward")(zeros(3, 4), zeros(4, 6), zeros(3, 6), zeros(3, 6), dw=zeros(6, 4))
+
+
+def test_dense_backward_rejects_readonly_dw():
+    with pytest.raises(ValueError, match="(?i)read-?only|writeable|writable"):
+        kernel("dense_backward")(zeros(3, 4), zeros(4, 6), zeros(3, 6), zeros(3, 6), dw=readonly(zeros(4, 6)))
+
+
+# ---- activations and softmax -------------------------------------------------------
+
+def test_activation_rejects_unknown_name():
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        kernel("activation")(zeros(5), "swish")
+
+
+def test_activation_backward_of_step_is_an_error():
+    with pytest.raises(ValueError, match="step"):
+        kernel("activation_backward")("step", zeros(5), x=zeros(5), y=zeros(5))
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "gelu", "step"])
+def test_activations_reject_int_input(name):
+    with pytest.raises(TypeError, match="int32"):
+        kernel(name)(np.zeros(5, np.int32))
+
+
+def test_activation_rejects_out_of_wrong_shape():
+    with pytest.raises(ValueError, match=shape(4)):
+        kernel("activation")(zeros(5), "relu", out=zeros(4))
+
+
+def test_activation_rejects_readonly_out():
+    with pytest.raises(ValueError, match="(?i)read-?only|writeable|writable"):
+        kernel("activation")(zeros(5), "relu", out=readonly(zeros(5)))
+
+
+def test_activation_backward_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=shape(4)):
+        kernel("activation_backward")("tanh", zeros(5), x=zeros(4), y=zeros(4))
+
+
+def test_softmax_rejects_int_input():
+    with pytest.raises(TypeError, match="int64"):
+        kernel("softmax")(np.zeros((2, 3), np.int64))
+
+
+def test_softmax_backward_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=all_of(shape(2, 3), shape(2, 4))):
+        kernel("softmax_backward")(zeros(2, 3), zeros(2, 4))
+
+
+# ---- losses ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad_label", [3, 17, -1])
+def test_cross_entropy_rejects_out_of_range_labels(bad_label):
+    with pytest.raises(ValueError, match="label"):
+        kernel("softmax_cross_entropy")(zeros(4, 3), np.array([0, 1, bad_label, 2]))
+
+
+def test_cross_entropy_rejects_labels_of_wrong_length():
+    with pytest.raises(ValueError, match=all_of(shape(4, 3), shape(5))):
+        kernel("softmax_cross_entropy")(zeros(4, 3), np.zeros(5, np.int64))
+
+
+def test_cross_entropy_rejects_1d_logits():
+    with pytest.raises(ValueError, match=shape(12)):
+        kernel("softmax_cross_entropy")(zeros(12), np.zeros(12, np.int64))
+
+
+def test_cross_entropy_rejects_float_labels():
+    with pytest.raises(TypeError, match="float"):
+        kernel("softmax_cross_entropy")(zeros(4, 3), np.zeros(4, f32))
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0, 1.5])
+def test_cross_entropy_rejects_bad_label_smoothing(smoothing):
+    with pytest.raises(ValueError, match="smoothing"):
+        kernel("softmax_cross_entropy")(zeros(4, 3), np.zeros(4, np.int64), label_smoothing=smoothing)
+
+
+@pytest.mark.parametrize("name", ["mse", "bce_with_logits"])
+def test_elementwise_losses_reject_mismatched_shapes(name):
+    with pytest.raises(ValueError, match=all_of(shape(3, 4), shape(4, 3))):
+        kernel(name)(zeros(3, 4), zeros(4, 3))
+
+
+@pytest.mark.parametrize("name", ["mse", "bce_with_logits"])
+def test_elementwise_losses_reject_mixed_dtypes(name):
+    with pytest.raises(TypeError, match=all_of("float32", "float64")):
+        kernel(name)(zeros(3, 4), zeros(3, 4, dtype=f64))
+
+
+# ---- optimizer steps ---------------------------------------------------------------
+
+def test_sgd_rejects_non_contiguous_weights():
+    w = zeros(20)[::2]
+    with pytest.raises(ValueError, match="contiguous"):
+        kernel("sgd_step")(w, zeros(10), lr=0.1)
+
+
+def test_sgd_rejects_2d_weights():
+    with pytest.raises(ValueError, match=shape(3, 4)):
+        kernel("sgd_step")(zeros(3, 4), zeros(3, 4), lr=0.1)
+
+
+def test_sgd_rejects_gradient_of_other_length():
+    with pytest.raises(ValueError, match=all_of(shape(10), shape(9))):
+        kernel("sgd_step")(zeros(10), zeros(9), lr=0.1)
+
+
+def test_sgd_momentum_needs_velocity():
+    with pytest.raises(ValueError, match="velocity"):
+        kernel("sgd_step")(zeros(10), zeros(10), lr=0.1, momentum=0.9)
+
+
+def test_sgd_rejects_readonly_weights():
+    with pytest.raises(ValueError, match="(?i)read-?only|writeable|writable"):
+        kernel("sgd_step")(readonly(zeros(10)), zeros(10), lr=0.1)
+
+
+def test_sgd_rejects_mixed_dtypes():
+    with pytest.raises(TypeError, match=all_of("float32", "float64")):
+        kernel("sgd_step")(zeros(10), zeros(10, dtype=f64), lr=0.1)
+
+
+@pytest.mark.parametrize("step", [0, -1])
+def test_adam_rejects_step_below_one(step):
+    with pytest.raises(ValueError, match="step"):
+        kernel("adam_step")(zeros(10), zeros(10), zeros(10), zeros(10), step=step)
+
+
+def test_adam_rejects_moment_of_other_length():
+    with pytest.raises(ValueError, match=shape(11)):
+        kernel("adam_step")(zeros(10), zeros(10), zeros(11), zeros(10), step=1)
+
+
+def test_sum_squares_rejects_int_input():
+    with pytest.raises(TypeError, match="int64"):
+        kernel("sum_squares")(np.zeros(10, np.int64))
+
+
+def test_scale_rejects_readonly():
+    with pytest.raises(ValueError, match="(?i)read-?only|writeable|writable"):
+        kernel("scale_")(readonly(zeros(10)), 2.0)
+
+
+def test_error_messages_are_not_empty():
+    # A bare status code would be useless to the user: messages say what was wrong.
+    with pytest.raises(ValueError) as info:
+        kernel("matmul")(zeros(3, 4), zeros(5, 6))
+    assert re.search(r"[a-z]{4,}", str(info.value))

@@ -1,0 +1,216 @@
+"""Threads: 1 and 2 kernel threads agree, repeated calls are bitwise equal,
+several Python threads may call kernels at once (the GIL is released), and
+fastnet.threads(n) scopes the thread count."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet import reference as ref
+from helpers import assert_gemm_close, gemm_error_bound, kernel, random_array
+
+RNG = np.random.default_rng(99)
+# Big enough that every elementwise kernel splits the work across threads.
+N = 300_007
+X = random_array(RNG, N, np.float32, -4, 4)
+DY = random_array(RNG, N, np.float32)
+LOGITS = random_array(RNG, (600, 513), np.float32, -5, 5)
+LABELS = RNG.integers(0, 513, 600)
+LABELS[::7] = -100
+
+
+def _run_with(n_threads, fn):
+    with fastnet.threads(n_threads):
+        return fn()
+
+
+def _as_arrays(result):
+    """Every array (and float) in a kernel result, for bitwise comparison."""
+    if isinstance(result, tuple):
+        return [np.asarray(r) for r in result if r is not None]
+    return [np.asarray(result)]
+
+
+def _assert_bitwise_equal(first, second, what):
+    for a, b in zip(_as_arrays(first), _as_arrays(second)):
+        assert a.dtype == b.dtype and a.shape == b.shape, what
+        assert a.tobytes() == b.tobytes(), f"{what}: results differ bitwise"
+
+
+def _optimizer_run(name):
+    def run():
+        rng = np.random.default_rng(5)
+        w = random_array(rng, N, np.float32)
+        g = random_array(rng, N, np.float32)
+        state = [np.zeros(N, np.float32), np.zeros(N, np.float32)]
+        if name == "sgd_step":
+            kernel("sgd_step")(w, g, state[0], lr=0.1, momentum=0.9, weight_decay=1e-3, nesterov=True)
+        else:
+            for step in (1, 2):
+                kernel(name)(w, g, state[0], state[1], step=step, lr=0.01, weight_decay=0.1)
+        return (w, *state)
+    return run
+
+
+def _scaled():
+    x = X.copy()
+    kernel("scale_")(x, 0.37)
+    return x
+
+
+ELEMENTWISE_CALLS = {
+    **{f"activation[{a}]": (lambda a=a: kernel("activation")(X, a, alpha=0.1))
+       for a in ["sigmoid", "tanh", "relu", "leaky_relu", "gelu", "step"]},
+    **{f"activation_backward[{a}]": (lambda a=a: kernel("activation_backward")(
+        a, DY, x=X, y=ref.activation(X, a, alpha=0.1), alpha=0.1))
+       for a in ["sigmoid", "tanh", "relu", "leaky_relu", "gelu"]},
+    "softmax": lambda: kernel("softmax")(LOGITS),
+    "softmax_backward": lambda: kernel("softmax_backward")(ref.softmax(LOGITS), LOGITS * 0.1),
+    "softmax_cross_entropy": lambda: kernel("softmax_cross_entropy")(LOGITS, LABELS, label_smoothing=0.1),
+    "mse": lambda: kernel("mse")(X, DY),
+    "bce_with_logits": lambda: kernel("bce_with_logits")(X, (DY > 0).astype(np.float32)),
+    "sum_squares": lambda: kernel("sum_squares")(X),
+    "scale_": _scaled,
+    "sgd_step": _optimizer_run("sgd_step"),
+    "adam_step": _optimizer_run("adam_step"),
+    "adamw_step": _optimizer_run("adamw_step"),
+}
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE_CALLS))
+def test_elementwise_one_and_two_threads_are_bitwise_equal(name):
+    call = ELEMENTWISE_CALLS[name]
+    _assert_bitwise_equal(_run_with(1, call), _run_with(2, call), f"{name}: 1 vs 2 threads")
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "sum_squares", "mse", "adam_step"])
+def test_elementwise_repeated_calls_are_bitwise_equal(name):
+    call = ELEMENTWISE_CALLS[name]
+    _assert_bitwise_equal(_run_with(2, call), _run_with(2, call), f"{name}: twice on 2 threads")
+
+
+# ---- GEMM and dense -----------------------------------------------------------------
+
+A = random_array(RNG, (517, 300), np.float32)
+B = random_array(RNG, (300, 401), np.float32)
+BIAS = random_array(RNG, (401,), np.float32)
+
+
+def test_matmul_one_and_two_threads_agree():
+    one = _run_with(1, lambda: kernel("matmul")(A, B))
+    two = _run_with(2, lambda: kernel("matmul")(A, B))
+    expected = ref.matmul(A.astype(np.float64), B.astype(np.float64))
+    bound = gemm_error_bound(A, B, np.float32)
+    assert_gemm_close(one, expected, bound, "1 thread")
+    assert_gemm_close(two, expected, bound, "2 threads")
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_matmul_and_dense_repeated_calls_are_bitwise_equal(n_threads):
+    for call in (lambda: kernel("matmul")(A, B, trans_b=False),
+                 lambda: kernel("matmul")(B, A, trans_a=True, trans_b=True),
+                 lambda: kernel("dense")(A, B, BIAS, activation="gelu", return_preactivation=True)):
+        _assert_bitwise_equal(_run_with(n_threads, call), _run_with(n_threads, call), f"{n_threads} threads")
+
+
+def test_dense_backward_repeated_calls_are_bitwise_equal():
+    y = ref.dense(A, B, BIAS, activation="tanh")
+    dy = random_array(np.random.default_rng(1), y.shape, np.float32)
+    call = lambda: kernel("dense_backward")(A, B, y, dy, activation="tanh")
+    _assert_bitwise_equal(_run_with(2, call), _run_with(2, call), "dense_backward")
+
+
+def test_four_python_threads_calling_kernels_get_correct_results():
+    rng = np.random.default_rng(12)
+    jobs = []
+    for i in range(4):
+        m, n, k = 90 + 13 * i, 70 + 17 * i, 150 + 7 * i
+        jobs.append((random_array(rng, (m, k), np.float32), random_array(rng, (k, n), np.float32),
+                     random_array(rng, (n,), np.float32)))
+    results, errors = [None] * 4, []
+    matmul, dense = kernel("matmul"), kernel("dense")
+
+    def work(i):
+        x, w, b = jobs[i]
+        try:
+            out = []
+            for _ in range(5):
+                out.append((matmul(x, w), dense(x, w, b, activation="relu")))
+            results[i] = out
+        except Exception as exc:  # reported in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for (x, w, b), out in zip(jobs, results):
+        x64, w64, b64 = (v.astype(np.float64) for v in (x, w, b))
+        bound = gemm_error_bound(x, w, np.float32) + 2 * np.finfo(np.float32).eps * np.abs(b64)
+        for c, y in out:
+            assert_gemm_close(c, x64 @ w64, bound, "matmul from a Python thread")
+            assert_gemm_close(y, np.maximum(x64 @ w64 + b64, 0), bound, "dense from a Python thread")
+
+
+def _call_lasting_at_least(seconds):
+    """A float64 matmul big enough to take `seconds` on one thread."""
+    m = 128
+    while True:
+        a = np.ones((m, m))
+        start = time.perf_counter()
+        with fastnet.threads(1):
+            kernel("matmul")(a, a)
+        if time.perf_counter() - start >= seconds or m >= 2048:
+            return a
+        m *= 2
+
+
+def test_matmul_releases_the_gil():
+    a = _call_lasting_at_least(0.1)
+    ticks, done = [], threading.Event()
+
+    def ticker():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    time.sleep(0.01)
+    with fastnet.threads(1):
+        start = time.perf_counter()
+        kernel("matmul")(a, a)
+        end = time.perf_counter()
+    done.set()
+    t.join()
+    # With the GIL held for the whole C call the ticker could not run at all
+    # in the middle of it.
+    middle = [s for s in ticks if start + 0.25 * (end - start) < s < start + 0.75 * (end - start)]
+    assert middle, f"no Python thread ran during a {end - start:.3f} s matmul"
+
+
+# ---- fastnet.threads ------------------------------------------------------------------
+
+def test_threads_context_manager_nests_and_restores_after_errors():
+    before = fastnet.get_num_threads()
+    with fastnet.threads(2):
+        with fastnet.threads(1):
+            assert fastnet.get_num_threads() == 1
+        assert fastnet.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            with fastnet.threads(1):
+                raise RuntimeError("inside")
+        assert fastnet.get_num_threads() == 2
+    assert fastnet.get_num_threads() == before
+
+
+def test_threads_context_manager_rejects_bad_counts_without_changing_state():
+    before = fastnet.get_num_threads()
+    with pytest.raises(ValueError):
+        with fastnet.threads(0):
+            pass
+    assert fastnet.get_num_threads() == before
