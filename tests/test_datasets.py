@@ -1,8 +1,26 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from fastnet.datasets import load_pairs, toy_translations
+from fastnet.datasets import (
+    describe,
+    draw_pictures,
+    load_pairs,
+    parse_description,
+    toy_pictures,
+    toy_translations,
+)
+from fastnet.datasets.pictures import (
+    BACKGROUND,
+    COLOURS,
+    EYES,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    TEST_COMBOS,
+    _layout,
+)
 from fastnet.datasets._grammar import ADJECTIVES, NOUNS, Clause, NounPhrase, render
 from fastnet.datasets.translations import is_test_combo
 
@@ -229,3 +247,137 @@ def test_load_pairs_on_tatoeba():
     short_src, short_tgt = load_pairs(TATOEBA, max_len=5)
     assert 0 < len(short_src) < len(src)
     assert all(len(s.split()) <= 5 and len(t.split()) <= 5 for s, t in zip(short_src, short_tgt))
+
+
+# ------------------------------------------------------------------ toy_pictures
+def _layout_of(attributes, size):
+    cx, cy, r = _layout([attributes], size)
+    k = attributes["count"]
+    return cx[0, :k], cy[0, :k], r[0, :k]
+
+
+def _pixel(image, x, y):
+    return tuple(image[int(y), int(x)])
+
+
+def test_toy_pictures_deterministic_and_shaped():
+    a, b = toy_pictures(50, seed=7), toy_pictures(50, seed=7)
+    assert a.texts == b.texts and a.attributes == b.attributes
+    assert np.array_equal(a.images, b.images)
+    assert a.images.shape == (50, 32, 32, 3) and a.images.dtype == np.uint8
+    assert toy_pictures(50, seed=8).texts != a.texts
+    assert toy_pictures(3, seed=0, size=20).images.shape == (3, 20, 20, 3)
+    f = a.float_images()
+    assert f.dtype == np.float32 and f.min() >= 0 and f.max() <= 1
+    assert len(toy_pictures(0)) == 0
+
+
+def test_every_description_parses_back():
+    data = toy_pictures(600, seed=1)
+    for text, attributes in zip(data.texts, data.attributes):
+        assert parse_description(text) == attributes
+    said = " ".join(data.texts)
+    for word in list(COLOURS) + ["circle", "squares", "triangle", "cats", "cute", "two",
+                                 "three", "an orange", "on the left", "at the top",
+                                 "in the center"]:
+        assert word in said
+
+
+def test_parse_examples_and_errors():
+    assert parse_description("a big red circle on the left") == {
+        "count": 1, "size": "big", "colour": "red", "shape": "circle", "position": "left"}
+    assert parse_description("two small blue squares") == {
+        "count": 2, "size": "small", "colour": "blue", "shape": "square", "position": "center"}
+    assert parse_description("A cute orange cat.")["size"] == "medium"
+    assert describe(parse_description("a cute orange cat")) == "a cute orange cat in the center"
+    for bad, message in [("", "empty"), ("four red circles", "must start"),
+                         ("a red circles", "singular"), ("two red circle", "plural"),
+                         ("a teal circle", "unknown colour 'teal'"),
+                         ("a cute red square", "only cats"), ("a red", "expected")]:
+        with pytest.raises(ValueError, match=message):
+            parse_description(bad)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("position", POSITIONS)
+def test_single_shapes_are_really_drawn(shape, position):
+    size = 64
+    a = {"count": 1, "size": "big", "colour": "purple", "shape": shape, "position": position}
+    image = draw_pictures([a], size)[0]
+    (x,), (y,), (r,) = _layout_of(a, size)
+    colour = COLOURS["purple"]
+
+    def coloured(u, v):  # the pixel at (x + u r, y + v r)
+        return _pixel(image, x + u * r, y + v * r) == colour
+
+    assert coloured(0, 0.4)                                  # every shape covers its middle
+    assert coloured(0, -0.7) == (shape != "cat")             # a cat's head is between its ears
+    assert coloured(0.8, -0.8) == (shape == "square")        # only a square has corners
+    assert coloured(0.5, -0.7) == (shape != "triangle")      # a triangle is narrow at the top
+    assert coloured(0.9, 0.95) == (shape == "triangle")      # and wide at the bottom
+    if shape == "cat":
+        assert _pixel(image, x + 0.3 * r, y + 0.15 * r) == EYES
+        assert _pixel(image, x - 0.3 * r, y + 0.15 * r) == EYES
+    far_x = size - 1 - x if position in ("left", "right") else x
+    far_y = size - 1 - y if position in ("top", "bottom") else 1
+    assert _pixel(image, far_x, far_y) == BACKGROUND
+    area = np.all(image == colour, axis=-1).sum() / r ** 2
+    expected = {"circle": np.pi, "square": 1.7 ** 2, "triangle": 2.0, "cat": 2.2}[shape]
+    assert abs(area - expected) < 0.15 * expected
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("position", ["center", "left"])
+def test_counts_and_sizes(count, position):
+    size = 32
+    runs = []
+    areas = {}
+    for s in SIZES:
+        a = {"count": count, "size": s, "colour": "red", "shape": "circle", "position": position}
+        image = draw_pictures([a], size)[0]
+        red = np.all(image == COLOURS["red"], axis=-1)
+        areas[s] = red.sum()
+        cx, cy, _ = _layout_of(a, size)
+        line = red[:, int(cx[0])] if position == "left" else red[int(cy[0]), :]
+        runs.append(np.count_nonzero(np.diff(line.astype(int)) == 1) + int(line[0]))
+    assert runs == [count] * 3
+    assert areas["small"] < areas["medium"] < areas["big"]
+
+
+def test_colours_are_drawn_exactly():
+    attributes = [{"count": 1, "size": "big", "colour": c, "shape": "square", "position": "center"}
+                  for c in COLOURS]
+    images = draw_pictures(attributes, 16)
+    for image, colour in zip(images, COLOURS.values()):
+        assert set(map(tuple, image.reshape(-1, 3))) == {colour, BACKGROUND}
+
+
+def test_picture_split_disjoint():
+    train = toy_pictures(800, seed=0, split="train")
+    test = toy_pictures(200, seed=0, split="test")
+    train_combos = {(a["colour"], a["shape"]) for a in train.attributes}
+    test_combos = {(a["colour"], a["shape"]) for a in test.attributes}
+    assert test_combos == set(TEST_COMBOS)
+    assert not train_combos & test_combos
+    assert {c for c, _ in train_combos} == set(COLOURS)
+    assert {s for _, s in train_combos} == set(SHAPES)
+    everything = toy_pictures(800, seed=0)
+    assert {(a["colour"], a["shape"]) for a in everything.attributes} >= set(TEST_COMBOS)
+
+
+def test_picture_bad_arguments():
+    with pytest.raises(ValueError, match="split"):
+        toy_pictures(5, split="dev")
+    with pytest.raises(ValueError, match="size"):
+        toy_pictures(5, size=4)
+    with pytest.raises(ValueError, match="colour='teal'"):
+        draw_pictures([{"count": 1, "size": "big", "colour": "teal", "shape": "cat",
+                        "position": "left"}])
+    with pytest.raises(ValueError, match="keys"):
+        draw_pictures([{"count": 1}])
+
+
+def test_batch_drawing_equals_one_at_a_time():
+    data = toy_pictures(40, seed=3, size=24)
+    for i in (0, 5, 17, 39):
+        assert np.array_equal(draw_pictures([data.attributes[i]], 24)[0], data.images[i])

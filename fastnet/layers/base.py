@@ -39,6 +39,20 @@ class Layer:
         for i, child in enumerate(self.sublayers()):
             yield from child.named_params(f"{prefix}{i}.{child.name}.")
 
+    def initialize(self, rng):
+        """Draw fresh initial parameter values from `rng` (a numpy Generator).
+
+        The model owning the layer calls this once, before building its
+        ParameterStore; layers with training-time randomness (Dropout) keep
+        `rng` so one seed fixes a whole run. The default initialises children.
+        """
+        for child in self.sublayers():
+            child.initialize(rng)
+
+    def output_shape(self, input_shape):
+        """Shape of the output for an input of `input_shape` (None for the batch axis); default: unchanged."""
+        return input_shape
+
     def forward(self, x, training=False):
         raise NotImplementedError
 

@@ -1,0 +1,184 @@
+"""Dense, Activation and Dropout: the layers a feed-forward network is made of."""
+import numpy as np
+
+from fastnet import initializers, ops
+from fastnet.layers.base import Layer
+
+_NO_GRADIENT = {"step"}
+
+
+def _check_size(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_activation(name, extra=()):
+    if name not in ops.ACTIVATIONS and name not in extra:
+        names = ", ".join(repr(k) for k in list(ops.ACTIVATIONS) + list(extra) if k is not None)
+        raise ValueError(f"unknown activation {name!r}; choose from {names}")
+    return name
+
+
+class _Buffers:
+    """Output buffers reused from step to step, one set per batch size.
+
+    A training epoch sees at most two batch sizes (full and the last, partial
+    one), so a tiny dict avoids allocating on every step.
+    """
+
+    def __init__(self):
+        self._by_rows = {}
+
+    def get(self, shape, dtype):
+        buf = self._by_rows.get(shape)
+        if buf is None or buf.dtype != dtype:
+            buf = self._by_rows[shape] = np.empty(shape, dtype=dtype)
+        return buf
+
+
+class Dense(Layer):
+    """A layer of perceptrons: y = activation(x @ w + b), w has shape (n_in, n_out).
+
+    The bias add and the activation run inside the matrix multiply's epilogue
+    (one C call forward, one backward).
+    """
+
+    def __init__(self, n_in, n_out, activation=None, init=None, use_bias=True, alpha=0.01):
+        super().__init__()
+        self.n_in = _check_size(n_in, "Dense n_in")
+        self.n_out = _check_size(n_out, "Dense n_out")
+        self.activation = _check_activation(activation)
+        if init is not None:
+            initializers.get(init)
+        self.init = init
+        self.use_bias = bool(use_bias)
+        self.alpha = float(alpha)
+        self.need_input_grad = True  # the Network turns this off for its first layer
+        # float64 placeholders; the ParameterStore casts them to the model's dtype.
+        self.add_param("w", np.zeros((self.n_in, self.n_out)))
+        if self.use_bias:
+            self.add_param("b", np.zeros(self.n_out))
+        self._buffers = _Buffers()
+        self._x = self._y = self._pre = None
+
+    def initialize(self, rng):
+        init = initializers.get(self.init or initializers.default_for(self.activation))
+        self.params["w"][...] = init((self.n_in, self.n_out), rng, self.n_in, self.n_out)
+        if self.use_bias:
+            self.params["b"][...] = 0.0
+
+    def output_shape(self, input_shape):
+        return input_shape[:-1] + (self.n_out,)
+
+    def forward(self, x, training=False):
+        w = self.params["w"]
+        bias = self.params["b"] if self.use_bias else None
+        out = self._buffers.get((x.shape[0], self.n_out), w.dtype) if training else None
+        if self.activation == "gelu":  # GELU's derivative needs the pre-activation
+            y, self._pre = ops.dense(x, w, bias, activation="gelu", out=out, return_preactivation=True)
+        else:
+            y = ops.dense(x, w, bias, activation=self.activation, alpha=self.alpha, out=out)
+        self._x, self._y = x, y
+        return y
+
+    def backward(self, dy):
+        if self._x is None:
+            raise RuntimeError("Dense.backward called before forward")
+        if self.activation in _NO_GRADIENT:
+            raise ValueError("the step activation has no gradient; train it with the perceptron rule "
+                             "(fn.Perceptron) or use 'sigmoid'")
+        dx, _, _ = ops.dense_backward(
+            self._x, self.params["w"], self._y, dy, self.activation, self.alpha, pre=self._pre,
+            need_dx=self.need_input_grad, dw=self.grads["w"], db=self.grads.get("b"),
+            accumulate=True, with_bias=self.use_bias)
+        return dx
+
+    def config(self):
+        return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation, "init": self.init,
+                "use_bias": self.use_bias, "alpha": self.alpha}
+
+    def __repr__(self):
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+
+
+class Activation(Layer):
+    """An activation on its own: relu, sigmoid, tanh, gelu, leaky_relu, identity or softmax (row-wise)."""
+
+    def __init__(self, name, alpha=0.01):
+        super().__init__()
+        self.activation = _check_activation(name, extra=("softmax",))
+        self.alpha = float(alpha)
+        self._x = self._y = None
+
+    def forward(self, x, training=False):
+        if self.activation == "softmax":
+            y = ops.softmax(x)
+        else:
+            y = ops.activation(x, self.activation, alpha=self.alpha)
+        self._x, self._y = x, y
+        return y
+
+    def backward(self, dy):
+        if self._y is None:
+            raise RuntimeError("Activation.backward called before forward")
+        if self.activation in _NO_GRADIENT:
+            raise ValueError("the step activation has no gradient; use 'sigmoid' to train by gradient descent")
+        if self.activation == "softmax":
+            return ops.softmax_backward(self._y, dy)
+        return ops.activation_backward(self.activation, dy, x=self._x, y=self._y, alpha=self.alpha)
+
+    def config(self):
+        return {"name": self.activation, "alpha": self.alpha}
+
+    def __repr__(self):
+        return f"Activation({self.activation!r})"
+
+
+class Dropout(Layer):
+    """Zero each input with probability `rate` while training, scaling the rest by 1/(1-rate).
+
+    The mask comes from the random generator the owning network passes to
+    `initialize`, so a seeded network drops the same units on every run.
+    At inference it is the identity.
+    """
+
+    def __init__(self, rate):
+        super().__init__()
+        if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.rng = None
+        self._mask = None
+        self._buffers = _Buffers()
+        self._noise = _Buffers()
+
+    def initialize(self, rng):
+        self.rng = rng
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        if self.rng is None:  # used outside a network: still reproducible
+            self.rng = np.random.default_rng(0)
+        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+        noise = self._noise.get(x.shape, dtype)
+        self.rng.random(out=noise, dtype=dtype)
+        mask = self._buffers.get(x.shape, dtype)
+        # mask = (noise >= rate) / (1 - rate), computed in place without temporaries
+        np.greater_equal(noise, self.rate, out=mask, casting="unsafe")
+        mask *= 1.0 / (1.0 - self.rate)
+        self._mask = mask
+        return x * mask
+
+    def backward(self, dy):
+        if self._mask is None:
+            return dy
+        return dy * self._mask
+
+    def config(self):
+        return {"rate": self.rate}
+
+    def __repr__(self):
+        return f"Dropout({self.rate})"

@@ -1,0 +1,161 @@
+"""Losses: how wrong the network's outputs are, and which way to push them.
+
+Each loss turns raw outputs (logits for the classification losses) and
+targets into (mean loss, gradient w.r.t. the outputs), checks and converts
+targets once per `fit`, and knows how to turn outputs into predictions and
+metrics.
+"""
+import numpy as np
+
+from fastnet import ops
+
+
+class Loss:
+    name = ""
+    is_classifier = False
+
+    def __call__(self, output, target):
+        """(mean loss as a float, d loss / d output)."""
+        raise NotImplementedError
+
+    def prepare_targets(self, y, n_samples, n_outputs, dtype):
+        raise NotImplementedError
+
+    def predict(self, output):
+        return output
+
+    def predict_proba(self, output):
+        raise TypeError(f"predict_proba needs a classification loss; this network uses {self.name!r}")
+
+    def metrics(self, output, target):
+        """Metrics other than the loss, on outputs and prepared targets."""
+        return {}
+
+
+def _check_length(y, n_samples):
+    if y.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}; they must match")
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax over the outputs, then cross-entropy with integer class labels."""
+
+    name = "softmax_cross_entropy"
+    is_classifier = True
+
+    def __call__(self, output, target):
+        return ops.softmax_cross_entropy(output, target)
+
+    def prepare_targets(self, y, n_samples, n_outputs, dtype):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"y must hold one integer class label per sample (shape ({n_samples},)), got shape {y.shape}")
+        _check_length(y, n_samples)
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+                raise ValueError("y must hold integer class labels for softmax_cross_entropy, got non-integer values")
+        elif y.dtype.kind not in "iub":
+            raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
+        labels = y.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= n_outputs):
+            bad = labels[(labels < 0) | (labels >= n_outputs)][0]
+            raise ValueError(f"y holds label {bad}, but the network has {n_outputs} outputs "
+                             f"(classes 0..{n_outputs - 1})")
+        return np.ascontiguousarray(labels)
+
+    def predict(self, output):
+        return np.argmax(output, axis=1)
+
+    def predict_proba(self, output):
+        return ops.softmax(output)
+
+    def metrics(self, output, target):
+        return {"accuracy": float(np.mean(np.argmax(output, axis=1) == target))}
+
+
+class BinaryCrossEntropy(Loss):
+    """Sigmoid then cross-entropy, one independent yes/no per output (targets in [0, 1])."""
+
+    name = "binary_cross_entropy"
+    is_classifier = True
+
+    def __call__(self, output, target):
+        return ops.bce_with_logits(output, target)
+
+    def prepare_targets(self, y, n_samples, n_outputs, dtype):
+        y = np.asarray(y)
+        if y.ndim == 1 and n_outputs == 1:
+            y = y[:, None]
+        if y.ndim != 2 or y.shape[1] != n_outputs:
+            raise ValueError(f"y must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} "
+                             f"outputs, got {y.shape}")
+        _check_length(y, n_samples)
+        if y.dtype.kind not in "iubf":
+            raise ValueError(f"y must be numeric, got dtype {y.dtype}")
+        y = y.astype(dtype)
+        if y.size and not (np.all(np.isfinite(y)) and y.min() >= 0 and y.max() <= 1):
+            raise ValueError("y must hold targets in [0, 1] for binary_cross_entropy")
+        return np.ascontiguousarray(y)
+
+    def predict(self, output):
+        labels = (output > 0).astype(np.int64)
+        return labels[:, 0] if labels.shape[1] == 1 else labels
+
+    def predict_proba(self, output):
+        return ops.activation(output, "sigmoid")
+
+    def metrics(self, output, target):
+        return {"accuracy": float(np.mean((output > 0) == (target >= 0.5)))}
+
+
+class MeanSquaredError(Loss):
+    """Mean of the squared differences: regression."""
+
+    name = "mse"
+
+    def __call__(self, output, target):
+        return ops.mse(output, target)
+
+    def prepare_targets(self, y, n_samples, n_outputs, dtype):
+        y = np.asarray(y)
+        if y.ndim == 1 and n_outputs == 1:
+            y = y[:, None]
+        if y.ndim != 2 or y.shape[1] != n_outputs:
+            raise ValueError(f"y must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} "
+                             f"outputs, got {y.shape}")
+        _check_length(y, n_samples)
+        if y.dtype.kind not in "iubf":
+            raise ValueError(f"y must be numeric, got dtype {y.dtype}")
+        y = np.ascontiguousarray(y, dtype=dtype)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinity")
+        return y
+
+    def predict(self, output):
+        return output[:, 0] if output.shape[1] == 1 else output
+
+    def metrics(self, output, target):
+        diff = output.astype(np.float64) - target
+        return {"mse": float(np.mean(diff * diff)), "mae": float(np.mean(np.abs(diff)))}
+
+
+LOSSES = {
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "cross_entropy": SoftmaxCrossEntropy,
+    "categorical_crossentropy": SoftmaxCrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+    "bce": BinaryCrossEntropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+}
+
+
+def get(loss):
+    """A Loss instance from a name or an instance."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]()
+    raise ValueError(f"unknown loss {loss!r}; choose from 'softmax_cross_entropy', 'binary_cross_entropy', 'mse'")

@@ -1,0 +1,371 @@
+"""Network: layers stacked into a model you can fit, evaluate, predict with, save and load."""
+import math
+import time
+
+import numpy as np
+
+from fastnet import io as _io
+from fastnet import losses as _losses
+from fastnet import optimizers as _optimizers
+from fastnet._config import __version__
+from fastnet.callbacks import Callback, OverfittingWarning
+from fastnet.history import History
+from fastnet.layers import Layer, ParameterStore, layer_from_config, layer_to_config
+
+_PREDICT_CHUNK = 4096  # rows per forward pass at inference: bounds the memory of big inputs
+_FORMAT_VERSION = 1
+
+
+def _first_with(layers, attr, reverse=False):
+    for layer in (reversed(layers) if reverse else layers):
+        if hasattr(layer, attr):
+            return getattr(layer, attr)
+    return None
+
+
+class Network:
+    """A feed-forward stack of layers trained by backpropagation.
+
+        net = fn.Network([fn.Dense(64, 128, activation="relu"), fn.Dense(128, 10)],
+                         loss="softmax_cross_entropy", optimizer=fn.Adam(1e-3), seed=0)
+        history = net.fit(X, y, epochs=30, validation_split=0.2)
+
+    One numpy Generator, seeded by `seed`, draws the initial weights, shuffles
+    the batches and samples dropout masks: the same seed, data and thread
+    count give bitwise the same weights. All parameters live in one flat
+    buffer `net.store.data` (gradients in `net.store.grad`).
+    """
+
+    def __init__(self, layers, loss="softmax_cross_entropy", optimizer=None, seed=0, dtype=np.float32):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("a Network needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}, not a fastnet Layer")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.layers = layers
+        self.loss = _losses.get(loss)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        for layer in layers:
+            layer.initialize(self.rng)
+        self.store = ParameterStore(layers, dtype=self.dtype)
+        self._check_chain()
+        if hasattr(layers[0], "need_input_grad"):
+            layers[0].need_input_grad = False  # nobody needs d loss / d X
+        self.optimizer = _optimizers.get(optimizer if optimizer is not None else _optimizers.Adam(1e-3))
+        self.optimizer.bind(self.store)
+        self.n_features = _first_with(layers, "n_in")
+        self.n_outputs = _first_with(layers, "n_out", reverse=True)
+        self.epochs_trained = 0
+        self.stop_training = False
+        self.history = History()
+        self._reversed = layers[::-1]
+
+    def _check_chain(self):
+        width = None
+        for i, layer in enumerate(self.layers):
+            n_in = getattr(layer, "n_in", None)
+            if width is not None and n_in is not None and n_in != width:
+                raise ValueError(f"layer {i} ({layer!r}) expects {n_in} inputs but the layer before it "
+                                 f"gives {width}")
+            width = getattr(layer, "n_out", width)
+
+    # ---- input checks ------------------------------------------------------
+    def _check_X(self, X, name="X"):
+        X = np.asarray(X)
+        if X.dtype.kind not in "iufb":
+            raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+        if X.ndim == 1 and self.n_features == 1:
+            X = X[:, None]
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} is empty: 0 samples")
+        if self.n_features is not None and X.shape[1] != self.n_features:
+            raise ValueError(f"{name} has {X.shape[1]} features, but the network expects {self.n_features} "
+                             f"(the first layer's n_in)")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not np.isfinite(X).all():
+            row, col = np.argwhere(~np.isfinite(X))[0]
+            raise ValueError(f"{name} contains NaN or infinity (first at row {row}, column {col})")
+        return X
+
+    def _check_data(self, X, y, names=("X", "y")):
+        X = self._check_X(X, names[0])
+        y = self.loss.prepare_targets(y, X.shape[0], self.n_outputs, self.dtype)
+        return X, y
+
+    # ---- forward / backward --------------------------------------------------
+    def _forward(self, x, training):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def _output(self, X):
+        """Raw outputs (logits for classifiers) of checked X, in chunks."""
+        if X.shape[0] <= _PREDICT_CHUNK:
+            return self._forward(X, False)
+        parts = [self._forward(X[i:i + _PREDICT_CHUNK], False) for i in range(0, X.shape[0], _PREDICT_CHUNK)]
+        return np.concatenate(parts)
+
+    def _train_step(self, x, y):
+        """Forward, loss, backward, update on one checked batch; returns (loss, outputs)."""
+        if self.optimizer.requires_closure:
+            return self._random_search_step(x, y)
+        out = x
+        for layer in self.layers:
+            out = layer.forward(out, True)
+        loss, grad = self.loss(out, y)
+        self.store.grad.fill(0)
+        for layer in self._reversed:
+            grad = layer.backward(grad)
+        self.optimizer.step()
+        return loss, out
+
+    def _random_search_step(self, x, y):
+        def batch_loss():
+            return self.loss(self._forward(x, False), y)[0]
+
+        loss = self.optimizer.step(batch_loss)
+        return loss, self._forward(x, False)
+
+    def train_on_batch(self, x, y):
+        """One training step (forward, backward, optimizer update) on a batch; returns the batch loss."""
+        x, y = self._check_data(x, y)
+        loss = self._train_step(x, y)[0]
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} at optimizer step {self.optimizer.iterations}")
+        return loss
+
+    # ---- training --------------------------------------------------------------
+    def _split_validation(self, X, y, validation_data, validation_split):
+        if validation_data is not None:
+            if validation_split:
+                raise ValueError("pass either validation_data or validation_split, not both")
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv, yv = self._check_data(*validation_data, names=("validation X", "validation y"))
+            return X, y, (Xv, yv)
+        if not validation_split:
+            return X, y, None
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {validation_split!r}")
+        n_val = int(math.ceil(validation_split * X.shape[0]))
+        if n_val >= X.shape[0]:
+            raise ValueError(f"validation_split={validation_split} leaves no training samples")
+        # The last rows, before any shuffling, as Keras does: the split never changes between runs.
+        return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
+
+    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
+            callbacks=(), verbose=1):
+        """Train on (X, y) for `epochs` passes in mini-batches; returns this run's History.
+
+        verbose: 0 silent, 1 a progress bar per epoch (loss, samples/s), 2 one line per epoch.
+        Raises FloatingPointError naming the epoch and step if the loss becomes NaN or infinite.
+        """
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        X, y = self._check_data(X, y)
+        X, y, validation = self._split_validation(X, y, validation_data, validation_split)
+        callbacks = self._callbacks(callbacks, validation is not None)
+        history = History()
+        self.stop_training = False
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        logs = {}
+        try:
+            for _ in range(epochs):
+                epoch = self.epochs_trained
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+                logs = self._run_epoch(X, y, batch_size, shuffle, callbacks, epoch, epochs, verbose, validation)
+                self.epochs_trained += 1
+                history.append(epoch, logs)
+                self.history.append(epoch, logs)
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            for cb in callbacks:
+                cb.on_train_end(logs)
+        return history
+
+    def _callbacks(self, callbacks, has_validation):
+        if isinstance(callbacks, Callback):
+            callbacks = [callbacks]
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be fastnet Callback instances, got {type(cb).__name__}")
+        if has_validation and not any(isinstance(cb, OverfittingWarning) for cb in callbacks):
+            callbacks.append(OverfittingWarning())
+        return callbacks
+
+    def _run_epoch(self, X, y, batch_size, shuffle, callbacks, epoch, epochs, verbose, validation):
+        n = X.shape[0]
+        order = self.rng.permutation(n) if shuffle else None
+        batch_x = np.empty((min(batch_size, n),) + X.shape[1:], dtype=X.dtype)
+        batch_y = np.empty((min(batch_size, n),) + y.shape[1:], dtype=y.dtype)
+        bar = self._progress_bar(n, epoch, epochs, verbose)
+        start = time.perf_counter()
+        loss_sum = 0.0
+        metric_sums = {}
+        try:
+            for step, lo in enumerate(range(0, n, batch_size)):
+                hi = min(lo + batch_size, n)
+                if order is None:
+                    xb, yb = X[lo:hi], y[lo:hi]
+                else:
+                    xb, yb = batch_x[:hi - lo], batch_y[:hi - lo]
+                    np.take(X, order[lo:hi], axis=0, out=xb)
+                    np.take(y, order[lo:hi], axis=0, out=yb)
+                loss, out = self._train_step(xb, yb)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training loss became {loss} at epoch {epoch + 1}, step {step + 1} (samples {lo}..{hi - 1}); "
+                        f"training stopped. Try a smaller learning rate, gradient clipping (clip_norm=...) "
+                        f"or check the inputs for huge values")
+                m = hi - lo
+                loss_sum += loss * m
+                for key, value in self.loss.metrics(out, yb).items():
+                    metric_sums[key] = metric_sums.get(key, 0.0) + value * m
+                for cb in callbacks:
+                    cb.on_batch_end(step, {"loss": loss, "batch_size": m})
+                if bar is not None:
+                    bar.update(m)
+                    if step % 16 == 0:
+                        bar.set_postfix(loss=f"{loss_sum / hi:.4f}", refresh=False)
+            logs = {"loss": loss_sum / n}
+            logs.update({key: total / n for key, total in metric_sums.items()})
+            if validation is not None:
+                val = self._evaluate_checked(*validation)
+                logs.update({"val_" + key: value for key, value in val.items()})
+            logs["time"] = time.perf_counter() - start
+        finally:
+            if bar is not None:
+                if "logs" in locals():
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "time"}, refresh=False)
+                bar.close()
+        if verbose == 2:
+            shown = "  ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "time")
+            print(f"epoch {epoch + 1}: {shown}  ({logs['time']:.2f}s)")
+        return logs
+
+    def _progress_bar(self, n, epoch, epochs, verbose):
+        if verbose != 1:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=n, unit="sample", unit_scale=False, desc=f"epoch {epoch + 1}", leave=True,
+                    dynamic_ncols=True)
+
+    # ---- inference and evaluation -------------------------------------------
+    def predict(self, X):
+        """Class labels for classifiers, values for regression."""
+        return self.loss.predict(self._output(self._check_X(X)))
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax) or per-output probabilities (sigmoid) for classifiers."""
+        return self.loss.predict_proba(self._output(self._check_X(X)))
+
+    def evaluate(self, X, y):
+        """{'loss': ..., 'accuracy': ...} for classifiers, {'loss', 'mse', 'mae'} for regression."""
+        X, y = self._check_data(X, y)
+        return self._evaluate_checked(X, y)
+
+    def _evaluate_checked(self, X, y):
+        out = self._output(X)
+        loss = self.loss(out, y)[0]
+        return {"loss": float(loss), **self.loss.metrics(out, y)}
+
+    # ---- description -------------------------------------------------------
+    def summary(self, print_fn=print):
+        """A table of layers, output shapes and parameter counts; printed and returned."""
+        rows = [("#", "layer", "output shape", "params")]
+        shape = (None, self.n_features)
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = layer.output_shape(shape)
+                shown = str(shape).replace("None", "batch")
+            except Exception:
+                shape, shown = shape, "?"
+            rows.append((str(i), repr(layer), shown, f"{layer.n_params():,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "-" * (sum(widths) + 6)
+        fmt = lambda r: f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}"
+        lines = [fmt(rows[0]), line] + [fmt(r) for r in rows[1:]] + [line]
+        lines.append(f"total parameters: {len(self.store):,} ({self.dtype.name})")
+        lines.append(f"loss: {self.loss.name}   optimizer: {self.optimizer!r}")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self):
+        return f"Network({len(self.layers)} layers, {len(self.store)} parameters, loss={self.loss.name!r})"
+
+    # ---- files ---------------------------------------------------------------
+    def architecture(self):
+        return {"layers": [layer_to_config(layer) for layer in self.layers], "loss": self.loss.name,
+                "dtype": self.dtype.name}
+
+    def save(self, path):
+        """Write weights, architecture, optimizer state and RNG state to a safetensors file, atomically."""
+        tensors = {"param/" + name: arr for name, arr in self.store.named_arrays().items()}
+        opt_arrays, opt_meta = self.optimizer.state_dict()
+        tensors.update({"optimizer/" + name: arr for name, arr in opt_arrays.items()})
+        metadata = {
+            "fastnet_kind": "network",
+            "fastnet_version": __version__,
+            "format_version": _FORMAT_VERSION,
+            "architecture": self.architecture(),
+            "seed": self.seed,
+            "optimizer": self.optimizer.config(),
+            "optimizer_state": opt_meta,
+            "rng_state": self.rng.bit_generator.state,
+            "epochs_trained": self.epochs_trained,
+            "history": self.history.to_dict(),
+        }
+        _io.save_safetensors_atomic(path, tensors, metadata)
+
+    def _expected_tensors(self):
+        expected = {"param/" + name: (arr.shape, arr.dtype) for name, arr in self.store.named_arrays().items()}
+        opt_arrays, _ = self.optimizer.state_dict()
+        expected.update({"optimizer/" + name: (arr.shape, arr.dtype) for name, arr in opt_arrays.items()})
+        return expected
+
+    @classmethod
+    def _from_file(cls, tensors, metadata, path):
+        try:
+            arch = metadata["architecture"]
+            layers = [layer_from_config(spec) for spec in arch["layers"]]
+            optimizer = _optimizers.from_config(metadata["optimizer"])
+            net = cls(layers, loss=arch["loss"], optimizer=optimizer, seed=metadata["seed"], dtype=arch["dtype"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _io.ModelFileError(f"{path!r}: cannot rebuild the network from its metadata: {exc}") from None
+        _io.check_tensors(path, tensors, net._expected_tensors())
+        for name, arr in net.store.named_arrays().items():
+            arr[...] = tensors["param/" + name]
+        prefix = "optimizer/"
+        net.optimizer.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                      metadata["optimizer_state"])
+        net.rng.bit_generator.state = metadata["rng_state"]
+        net.epochs_trained = int(metadata.get("epochs_trained", 0))
+        saved_history = metadata.get("history") or {}
+        for i, epoch in enumerate(saved_history.get("epoch", [])):
+            net.history.append(epoch, {k: v[i] for k, v in saved_history.get("history", {}).items()})
+        return net
+
+
+def load(path):
+    """Load a model file saved by `Network.save` (or any registered kind, e.g. a Translator)."""
+    return _io.load(path)
+
+
+_io.register_loader("network", Network._from_file)
