@@ -4,3 +4,8 @@ from fastnet.seq2seq.layers import (  # noqa: F401
     PositionalEncoding, TransformerDecoderLayer, TransformerEncoderLayer)
 from fastnet.seq2seq.encoder import Encoder  # noqa: F401
 from fastnet.seq2seq.decoder import Decoder, DecoderState  # noqa: F401
+from fastnet.seq2seq.translator import Translator, register_decoder_kind  # noqa: F401
+
+from fastnet import io as _io  # noqa: E402
+
+_io.register_loader("translator", Translator._from_file)
