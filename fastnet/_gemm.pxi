@@ -1,0 +1,446 @@
+# Dense algebra: matmul and the fused dense layer (csrc/gemm*.c, csrc/dense.c).
+#
+# Arrays reach C through the buffer protocol (one PyObject_GetBuffer per
+# operand): cheaper than a typed memoryview, which matters for tiny matmuls
+# where the call overhead is the whole cost. A matrix whose rows are
+# contiguous (any row stride) is passed as is; one whose columns are
+# contiguous (e.g. Fortran order) is passed as the transpose of a row-major
+# matrix; anything else is copied first.
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES, PyBUF_WRITABLE
+from libc.stdint cimport intptr_t
+
+cdef extern from "fastnet.h" nogil:
+    fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                          float beta, float *c, int64_t ldc, int n_threads) noexcept
+    fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                          double alpha, const double *a, int64_t lda, const double *b, int64_t ldb,
+                          double beta, double *c, int64_t ldc, int n_threads) noexcept
+    fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                                   const float *w, int64_t ldw, const float *bias,
+                                   fn_activation act, float act_param,
+                                   float *y, int64_t ldy, float *pre, int n_threads) noexcept
+    fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k, const double *x, int64_t ldx,
+                                   const double *w, int64_t ldw, const double *bias,
+                                   fn_activation act, double act_param,
+                                   double *y, int64_t ldy, double *pre, int n_threads) noexcept
+    fn_status fn_dense_backward_f32(int64_t m, int64_t n, int64_t k, const float *x, const float *w,
+                                    const float *y, const float *pre, const float *dy,
+                                    fn_activation act, float act_param, float *dz, float *dx,
+                                    float *dw, float *db, int accumulate, int n_threads) noexcept
+    fn_status fn_dense_backward_f64(int64_t m, int64_t n, int64_t k, const double *x, const double *w,
+                                    const double *y, const double *pre, const double *dy,
+                                    fn_activation act, double act_param, double *dz, double *dx,
+                                    double *dw, double *db, int accumulate, int n_threads) noexcept
+
+cdef object _ndarray = np.ndarray
+cdef object _F32 = np.dtype(np.float32)
+cdef object _F64 = np.dtype(np.float64)
+
+
+cdef struct _Matrix:
+    char *data
+    int64_t rows, cols   # of the matrix as the C call sees it (row-major)
+    int64_t ld           # leading dimension in elements
+    bint transposed      # the array given is the transpose of that matrix
+    char *lo             # first and one-past-last byte the array may touch
+    char *hi
+
+
+cdef object _float_dtype(object a, object b, str what):
+    """The common float dtype of a and b; TypeError otherwise (no silent casts)."""
+    dt = a.dtype
+    if dt is not b.dtype and dt != b.dtype:
+        raise TypeError(f"{what}: arrays must have the same dtype, got {a.dtype} and {b.dtype}")
+    if dt is _F32 or dt is _F64:
+        return dt
+    if dt == _F32 or dt == _F64:  # non-native byte order
+        return _F32 if dt == _F32 else _F64
+    raise TypeError(f"{what}: needs float32 or float64 arrays, got {a.dtype} and {b.dtype}")
+
+
+cdef inline object _as_array(object x, object dtype, str what, str name):
+    """x as an ndarray of exactly `dtype` (native byte order); other kinds are refused."""
+    if type(x) is not _ndarray:
+        x = np.asarray(x)
+    if x.dtype is not dtype:
+        if x.dtype != dtype:
+            raise TypeError(f"{what}: {name} has dtype {x.dtype}, expected {dtype}")
+        x = x.astype(dtype)  # same type, other byte order
+    return x
+
+
+cdef int _extent(Py_buffer *view, _Matrix *mat) except -1:
+    """Record the byte range the array spans (for aliasing checks)."""
+    cdef Py_ssize_t i, lo = 0, hi = 0
+    cdef bint empty = False
+    for i in range(view.ndim):
+        if view.shape[i] == 0:
+            empty = True
+        elif view.strides[i] > 0:
+            hi += (view.shape[i] - 1) * view.strides[i]
+        else:
+            lo += (view.shape[i] - 1) * view.strides[i]
+    if empty:  # touches no memory at all
+        mat.lo = mat.hi = <char *>view.buf
+        return 0
+    mat.lo = <char *>view.buf + lo
+    mat.hi = <char *>view.buf + hi + view.itemsize
+    return 0
+
+
+cdef bint _overlaps(_Matrix *x, _Matrix *y):
+    return x.lo < y.hi and y.lo < x.hi and x.lo < x.hi and y.lo < y.hi
+
+
+cdef bint _layout(Py_buffer *view, _Matrix *mat):
+    """Fill mat for a 2-D buffer passed without copying; False if it must be copied."""
+    cdef Py_ssize_t isz = view.itemsize
+    cdef int64_t rows = view.shape[0], cols = view.shape[1]
+    cdef Py_ssize_t s0 = view.strides[0], s1 = view.strides[1]
+    mat.data = <char *>view.buf
+    _extent(view, mat)
+    if rows == 0 or cols == 0:  # nothing is read; strides may be anything
+        mat.rows, mat.cols, mat.transposed, mat.ld = rows, cols, False, max(cols, 1)
+        return True
+    if (cols <= 1 or s1 == isz) and (rows <= 1 or (s0 > 0 and s0 % isz == 0 and s0 >= cols * isz)):
+        mat.rows, mat.cols, mat.transposed = rows, cols, False
+        mat.ld = s0 // isz if rows > 1 else max(cols, 1)
+        return True
+    if (rows <= 1 or s0 == isz) and (cols <= 1 or (s1 > 0 and s1 % isz == 0 and s1 >= rows * isz)):
+        mat.rows, mat.cols, mat.transposed = cols, rows, True
+        mat.ld = s1 // isz if cols > 1 else max(rows, 1)
+        return True
+    return False
+
+
+cdef object _matrix(object arr, Py_buffer *view, _Matrix *mat, bint allow_transposed, str what, str name):
+    """Acquire arr's buffer (the caller releases it) and describe it in mat.
+    Returns the array actually used: arr itself or a C-contiguous copy."""
+    if arr.ndim != 2:
+        raise ValueError(f"{what}: {name} must be 2-D, got shape {arr.shape}")
+    PyObject_GetBuffer(arr, view, PyBUF_STRIDES)
+    if _layout(view, mat) and (allow_transposed or not mat.transposed):
+        return arr
+    PyBuffer_Release(view)
+    arr = np.ascontiguousarray(arr)
+    PyObject_GetBuffer(arr, view, PyBUF_STRIDES)
+    _layout(view, mat)
+    return arr
+
+
+cdef object _vector(object arr, Py_buffer *view, _Matrix *mat, int64_t length, str what, str name):
+    """A contiguous 1-D array of `length` elements (copied if strided)."""
+    if arr.ndim != 1 or arr.shape[0] != length:
+        raise ValueError(f"{what}: {name} must have shape ({length},), got {arr.shape}")
+    PyObject_GetBuffer(arr, view, PyBUF_STRIDES)
+    if length > 1 and view.strides[0] != view.itemsize:
+        PyBuffer_Release(view)
+        arr = np.ascontiguousarray(arr)
+        PyObject_GetBuffer(arr, view, PyBUF_STRIDES)
+    mat.data = <char *>view.buf
+    mat.rows, mat.cols, mat.ld, mat.transposed = 1, length, max(length, 1), False
+    _extent(view, mat)
+    return arr
+
+
+cdef object _output(object out, object dtype, tuple shape, Py_buffer *view, _Matrix *mat,
+                    str what, str name):
+    """A writable C-contiguous array of `shape` and `dtype`: `out`, checked, or a new one."""
+    if out is None:
+        out = np.empty(shape, dtype)
+    else:
+        if not isinstance(out, _ndarray):
+            raise TypeError(f"{what}: {name} must be a numpy array, got {type(out).__name__}")
+        if out.dtype != dtype:
+            raise TypeError(f"{what}: {name} has dtype {out.dtype}, expected {dtype}")
+        if out.shape != shape:
+            raise ValueError(f"{what}: {name} has shape {out.shape}, expected {shape}")
+        if not out.flags.c_contiguous:
+            raise ValueError(f"{what}: {name} must be C-contiguous")
+        if not out.flags.writeable:
+            raise ValueError(f"{what}: {name} is read-only")
+    PyObject_GetBuffer(out, view, PyBUF_STRIDES | PyBUF_WRITABLE)
+    mat.data = <char *>view.buf
+    mat.rows = shape[0]
+    mat.cols = shape[1] if len(shape) > 1 else 1
+    mat.ld = max(mat.cols, 1)
+    mat.transposed = False
+    _extent(view, mat)
+    return out
+
+
+cdef str _op_shape(object arr, bint trans):
+    return f"{arr.shape}{'.T' if trans else ''}"
+
+
+def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0):
+    """C = alpha * op(a) @ op(b) + beta * out, op(x) = x.T when trans_x.
+
+    a and b are 2-D float32 or float64 arrays of the same dtype. A
+    Fortran-ordered (or otherwise column-contiguous) input is read as a
+    transpose without a copy. `out` (C-contiguous, not overlapping a or b)
+    receives the result; beta != 0 requires it.
+    """
+    if type(a) is not _ndarray:
+        a = np.asarray(a)
+    if type(b) is not _ndarray:
+        b = np.asarray(b)
+    dtype = _float_dtype(a, b, "matmul")
+    if a.dtype is not dtype or b.dtype is not dtype:
+        a = _as_array(a, dtype, "matmul", "a")
+        b = _as_array(b, dtype, "matmul", "b")
+    cdef bint ta = trans_a, tb = trans_b
+    cdef double alpha_d = alpha, beta_d = beta
+    if beta_d != 0.0 and out is None:
+        raise ValueError("matmul: beta != 0 needs out= (the matrix to add to)")
+    cdef Py_buffer va, vb, vc
+    cdef _Matrix ma, mb, mc
+    cdef int64_t m, n, k, k2
+    cdef fn_status status
+    cdef int nth = _n_threads
+    a = _matrix(a, &va, &ma, True, "matmul", "a")
+    try:
+        b = _matrix(b, &vb, &mb, True, "matmul", "b")
+        try:
+            # A transposed buffer flips the transpose flag: op(a) stays the same matrix.
+            ta = ta != ma.transposed
+            tb = tb != mb.transposed
+            m = ma.cols if ta else ma.rows
+            k = ma.rows if ta else ma.cols
+            k2 = mb.cols if tb else mb.rows
+            n = mb.rows if tb else mb.cols
+            if k != k2:
+                raise ValueError(
+                    f"matmul: shapes {_op_shape(a, trans_a)} and {_op_shape(b, trans_b)} do not align "
+                    f"(trans_a={bool(trans_a)}, trans_b={bool(trans_b)}): {k} != {k2}")
+            out = _output(out, dtype, (m, n), &vc, &mc, "matmul", "out")
+            try:
+                if _overlaps(&mc, &ma) or _overlaps(&mc, &mb):
+                    raise ValueError("matmul: out aliases " + ("a" if _overlaps(&mc, &ma) else "b") +
+                                     "; pass a separate output array")
+                if dtype is _F32:
+                    with nogil:
+                        status = fn_gemm_f32(ta, tb, m, n, k, <float>alpha_d, <const float *>ma.data, ma.ld,
+                                             <const float *>mb.data, mb.ld, <float>beta_d,
+                                             <float *>mc.data, mc.ld, nth)
+                else:
+                    with nogil:
+                        status = fn_gemm_f64(ta, tb, m, n, k, alpha_d, <const double *>ma.data, ma.ld,
+                                             <const double *>mb.data, mb.ld, beta_d,
+                                             <double *>mc.data, mc.ld, nth)
+            finally:
+                PyBuffer_Release(&vc)
+        finally:
+            PyBuffer_Release(&vb)
+    finally:
+        PyBuffer_Release(&va)
+    check_status(status, "matmul")
+    return out
+
+
+def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_preactivation=False):
+    """y = act(x @ w + b) in one fused pass; x (m, k), w (k, n), b (n,) or None.
+
+    alpha is the negative slope of leaky_relu. Returns y, or (y, pre) with
+    pre = x @ w + b when return_preactivation (needed by the GELU backward).
+    """
+    if type(x) is not _ndarray:
+        x = np.asarray(x)
+    if type(w) is not _ndarray:
+        w = np.asarray(w)
+    dtype = _float_dtype(x, w, "dense")
+    x = _as_array(x, dtype, "dense", "x")
+    w = _as_array(w, dtype, "dense", "w")
+    cdef int act = activation_code(activation)
+    cdef double slope = alpha
+    cdef Py_buffer vx, vw, vb, vy, vp
+    cdef _Matrix mx, mw, mb, my, mp
+    cdef bint has_b = b is not None, want_pre = return_preactivation
+    cdef int64_t m, n, k
+    cdef fn_status status
+    cdef int nth = _n_threads
+    pre = None
+    x = _matrix(x, &vx, &mx, False, "dense", "x")
+    try:
+        w = _matrix(w, &vw, &mw, False, "dense", "w")
+        try:
+            m, k, n = mx.rows, mx.cols, mw.cols
+            if mw.rows != k:
+                raise ValueError(f"dense: x has shape {x.shape} and w has shape {w.shape}; "
+                                 f"w must have {k} rows")
+            if has_b:
+                b = _vector(_as_array(b, dtype, "dense", "b"), &vb, &mb, n, "dense", "b")
+            else:
+                mb.data = mb.lo = mb.hi = NULL
+            try:
+                out = _output(out, dtype, (m, n), &vy, &my, "dense", "out")
+                try:
+                    if _overlaps(&my, &mx) or _overlaps(&my, &mw) or (has_b and _overlaps(&my, &mb)):
+                        raise ValueError("dense: out aliases an input (x, w or b)")
+                    if want_pre:
+                        pre = _output(None, dtype, (m, n), &vp, &mp, "dense", "pre")
+                    else:
+                        mp.data = NULL
+                    try:
+                        if dtype is _F32:
+                            with nogil:
+                                status = fn_dense_forward_f32(
+                                    m, n, k, <const float *>mx.data, mx.ld, <const float *>mw.data, mw.ld,
+                                    <const float *>mb.data, <fn_activation>act, <float>slope,
+                                    <float *>my.data, my.ld, <float *>mp.data, nth)
+                        else:
+                            with nogil:
+                                status = fn_dense_forward_f64(
+                                    m, n, k, <const double *>mx.data, mx.ld, <const double *>mw.data, mw.ld,
+                                    <const double *>mb.data, <fn_activation>act, slope,
+                                    <double *>my.data, my.ld, <double *>mp.data, nth)
+                    finally:
+                        if want_pre:
+                            PyBuffer_Release(&vp)
+                finally:
+                    PyBuffer_Release(&vy)
+            finally:
+                if has_b:
+                    PyBuffer_Release(&vb)
+        finally:
+            PyBuffer_Release(&vw)
+    finally:
+        PyBuffer_Release(&vx)
+    check_status(status, "dense")
+    return (out, pre) if want_pre else out
+
+
+cdef object _contiguous(object arr, object dtype, tuple shape, str name):
+    arr = _as_array(arr, dtype, "dense_backward", name)
+    if arr.shape != shape:
+        raise ValueError(f"dense_backward: {name} has shape {arr.shape}, expected {shape}")
+    return np.ascontiguousarray(arr)
+
+
+def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, need_dx=True,
+                   dw=None, db=None, accumulate=False, with_bias=True):
+    """Gradients of y = act(x @ w + b) given dy: returns (dx or None, dw, db or None).
+
+    y is the forward output (read by relu, leaky_relu, sigmoid, tanh); pre the
+    pre-activation (required for gelu). dw / db, when given, are written in
+    place, or added to with accumulate=True (which requires them).
+    """
+    if type(x) is not _ndarray:
+        x = np.asarray(x)
+    if type(w) is not _ndarray:
+        w = np.asarray(w)
+    dtype = _float_dtype(x, w, "dense_backward")
+    cdef int act = activation_code(activation)
+    if act == FN_ACT_STEP:
+        raise ValueError("dense_backward: the step activation has no gradient")
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
+        raise ValueError(f"dense_backward: x has shape {np.shape(x)} and w has shape {np.shape(w)}; "
+                         "expected (m, k) and (k, n)")
+    cdef int64_t m = x.shape[0], k = x.shape[1], n = w.shape[1]
+    x = _contiguous(x, dtype, (m, k), "x")
+    w = _contiguous(w, dtype, (k, n), "w")
+    dy = _contiguous(dy, dtype, (m, n), "dy")
+    if act == FN_ACT_GELU:
+        if pre is None:
+            raise ValueError("dense_backward: gelu needs pre (the pre-activation from dense(..., return_preactivation=True))")
+        pre = _contiguous(pre, dtype, (m, n), "pre")
+    elif act != FN_ACT_IDENTITY:
+        if y is None:
+            raise ValueError(f"dense_backward: {activation} needs y (the forward output)")
+        y = _contiguous(y, dtype, (m, n), "y")
+    if accumulate and (dw is None or (with_bias and db is None)):
+        raise ValueError("dense_backward: accumulate=True needs dw (and db when with_bias) to add to")
+    if db is not None and not with_bias:
+        raise ValueError("dense_backward: db given but with_bias=False")
+    cdef Py_buffer vdw, vdb, vdx
+    cdef _Matrix mdw, mdb, mdx, mx, mw, mdy
+    cdef bint bias_grad = with_bias, want_dx = need_dx
+    dw = _output(dw, dtype, (k, n), &vdw, &mdw, "dense_backward", "dw")
+    PyBuffer_Release(&vdw)
+    if bias_grad:
+        db = _output(db, dtype, (n,), &vdb, &mdb, "dense_backward", "db")
+        PyBuffer_Release(&vdb)
+    dx = None
+    if want_dx:
+        dx = np.empty((m, k), dtype)
+    for name, arr in (("dw", dw), ("db", db)):
+        if arr is not None and any(np.may_share_memory(arr, other) for other in (x, w, y, dy, pre) if other is not None):
+            raise ValueError(f"dense_backward: {name} aliases an input")
+    # dz is scratch; identity needs none (dz = dy is never written).
+    dz = dy if act == FN_ACT_IDENTITY else np.empty((m, n), dtype)
+    cdef fn_status status
+    cdef int nth = _n_threads
+    cdef bint acc = accumulate
+    if dtype is _F32:
+        status = _dense_backward_f32(x, w, y, pre, dy, dz, dx, dw, db, act, alpha, acc, nth)
+    else:
+        status = _dense_backward_f64(x, w, y, pre, dy, dz, dx, dw, db, act, alpha, acc, nth)
+    check_status(status, "dense_backward")
+    return dx, dw, (db if bias_grad else None)
+
+
+cdef fn_status _dense_backward_f32(x, w, y, pre, dy, dz, dx, dw, db, int act, double slope, bint acc, int nth):
+    cdef const float[:, ::1] vx = x, vw = w, vdy = dy
+    cdef const float[:, ::1] vy = y if y is not None else None
+    cdef const float[:, ::1] vpre = pre if pre is not None else None
+    cdef float[:, ::1] vdw = dw
+    cdef float[:, ::1] vdx = dx if dx is not None else None
+    cdef float[::1] vdb = db if db is not None else None
+    cdef int64_t m = vdy.shape[0], n = vdy.shape[1], k = vx.shape[1]
+    cdef const float *py = &vy[0, 0] if vy is not None and vy.size else NULL
+    cdef const float *ppre = &vpre[0, 0] if vpre is not None and vpre.size else NULL
+    cdef float *pdx = &vdx[0, 0] if vdx is not None and vdx.size else NULL
+    cdef float *pdb = &vdb[0] if vdb is not None and vdb.size else NULL
+    cdef const float *px = &vx[0, 0] if vx.size else NULL
+    cdef const float *pw = &vw[0, 0] if vw.size else NULL
+    cdef const float *pdy = &vdy[0, 0] if vdy.size else NULL
+    cdef float *pdw = &vdw[0, 0] if vdw.size else NULL
+    cdef float *pdz
+    cdef float[:, ::1] vdz
+    if dz is dy:
+        pdz = <float *>pdy
+    else:
+        vdz = dz
+        pdz = &vdz[0, 0] if vdz.size else NULL
+    cdef float dummy = 0
+    if pdw == NULL:
+        pdw = &dummy  # k * n == 0: nothing is written, but C wants a pointer
+    cdef fn_status status
+    with nogil:
+        status = fn_dense_backward_f32(m, n, k, px, pw, py, ppre, pdy, <fn_activation>act, <float>slope,
+                                       pdz, pdx, pdw, pdb, acc, nth)
+    return status
+
+
+cdef fn_status _dense_backward_f64(x, w, y, pre, dy, dz, dx, dw, db, int act, double slope, bint acc, int nth):
+    cdef const double[:, ::1] vx = x, vw = w, vdy = dy
+    cdef const double[:, ::1] vy = y if y is not None else None
+    cdef const double[:, ::1] vpre = pre if pre is not None else None
+    cdef double[:, ::1] vdw = dw
+    cdef double[:, ::1] vdx = dx if dx is not None else None
+    cdef double[::1] vdb = db if db is not None else None
+    cdef int64_t m = vdy.shape[0], n = vdy.shape[1], k = vx.shape[1]
+    cdef const double *py = &vy[0, 0] if vy is not None and vy.size else NULL
+    cdef const double *ppre = &vpre[0, 0] if vpre is not None and vpre.size else NULL
+    cdef double *pdx = &vdx[0, 0] if vdx is not None and vdx.size else NULL
+    cdef double *pdb = &vdb[0] if vdb is not None and vdb.size else NULL
+    cdef const double *px = &vx[0, 0] if vx.size else NULL
+    cdef const double *pw = &vw[0, 0] if vw.size else NULL
+    cdef const double *pdy = &vdy[0, 0] if vdy.size else NULL
+    cdef double *pdw = &vdw[0, 0] if vdw.size else NULL
+    cdef double *pdz
+    cdef double[:, ::1] vdz
+    if dz is dy:
+        pdz = <double *>pdy
+    else:
+        vdz = dz
+        pdz = &vdz[0, 0] if vdz.size else NULL
+    cdef double dummy = 0
+    if pdw == NULL:
+        pdw = &dummy
+    cdef fn_status status
+    with nogil:
+        status = fn_dense_backward_f64(m, n, k, px, pw, py, ppre, pdy, <fn_activation>act, slope,
+                                       pdz, pdx, pdw, pdb, acc, nth)
+    return status

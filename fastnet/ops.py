@@ -11,6 +11,9 @@ __all__ = ["ACTIVATIONS"]
 
 
 # ---- dense algebra: matmul and the fused dense layer (_gemm.pxi) ----------
+from fastnet._kernels import dense, dense_backward, matmul  # noqa: E402
+
+__all__ += ["matmul", "dense", "dense_backward"]
 
 
 
@@ -19,6 +22,23 @@ __all__ = ["ACTIVATIONS"]
 
 
 # ---- transformer kernels (_transformer.pxi) --------------------------------
+from fastnet._kernels import (  # noqa: E402
+    add,
+    add_,
+    attention,
+    attention_backward,
+    dropout,
+    dropout_backward,
+    embedding,
+    embedding_backward,
+    layer_norm,
+    layer_norm_backward,
+)
+
+__all__ += [
+    "embedding", "embedding_backward", "layer_norm", "layer_norm_backward",
+    "attention", "attention_backward", "dropout", "dropout_backward", "add", "add_",
+]
 
 
 

@@ -1,0 +1,170 @@
+/* attention.c - multi-head scaled dot-product attention, forward and backward.
+ *
+ * Work is split over (batch, head) pairs: each pair reads its own slices of
+ * q, k, v and writes its own slices of every output, so threads never share
+ * an output element and results do not depend on the thread count.
+ *
+ * One query row is handled in a single pass: scores, scale, mask, softmax
+ * and the weighted sum of values, with the score row kept in L1. The SIMD
+ * path first packs the head's keys transposed (dh x tk, padded to the vector
+ * width) so a whole row of scores is a run of broadcast-FMAs over the keys,
+ * without horizontal sums; the sizes this is built for (tk <= 64, dh = 32)
+ * keep that packed block in L1.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fn_internal.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define ATTN_HAVE_X86 1
+#endif
+
+/* Multiply-adds per thread below which another thread does not pay. */
+#define MIN_FLOPS_PER_THREAD 65536
+
+typedef struct {
+    int64_t batch, tq, tk, heads, dh;
+    int64_t q_sb, q_st, k_sb, k_st, v_sb, v_st, do_sb, do_st;
+    const uint8_t *pad; /* batch x tk, 1 = padding, or NULL */
+    int causal;
+    double scale;
+} attn_dims;
+
+/* Keys [0, n) are visible to query i before padding is considered. */
+static inline int64_t attn_visible_keys(const attn_dims *a, int64_t i) {
+    if (!a->causal) return a->tk;
+    int64_t n = i + (a->tk - a->tq) + 1;
+    return n < 0 ? 0 : (n > a->tk ? a->tk : n);
+}
+
+#define REAL float
+#define SUFFIX f32
+#define EXP expf
+#include "attention_generic.h"
+#undef REAL
+#undef SUFFIX
+#undef EXP
+
+#define REAL double
+#define SUFFIX f64
+#define EXP exp
+#include "attention_generic.h"
+#undef REAL
+#undef SUFFIX
+#undef EXP
+
+static fn_status attn_fill_dims(attn_dims *a, int64_t batch, int64_t tq, int64_t tk,
+                                int64_t heads, int64_t dh, int64_t q_sb, int64_t q_st,
+                                int64_t k_sb, int64_t k_st, int64_t v_sb, int64_t v_st,
+                                const uint8_t *pad, int causal) {
+    if (batch < 0 || tq < 0 || tk < 0 || heads < 1 || dh < 1) return FN_ERR_ARG;
+    a->batch = batch; a->tq = tq; a->tk = tk; a->heads = heads; a->dh = dh;
+    a->q_sb = q_sb; a->q_st = q_st; a->k_sb = k_sb; a->k_st = k_st;
+    a->v_sb = v_sb; a->v_st = v_st; a->do_sb = 0; a->do_st = 0;
+    a->pad = pad; a->causal = causal != 0;
+    a->scale = 1.0 / sqrt((double)dh);
+    return FN_OK;
+}
+
+static int attn_threads(const attn_dims *a, int n_threads) {
+    int64_t pairs = a->batch * a->heads;
+    int nth = fn_threads_for(pairs * a->tq * (a->tk + 1) * a->dh, MIN_FLOPS_PER_THREAD, n_threads);
+    if (nth > pairs) nth = pairs > 0 ? (int)pairs : 1;
+    return nth;
+}
+
+#define DEFINE_ATTENTION_PORTABLE(REAL, SUFFIX)                                             \
+    static void attention_forward_portable_##SUFFIX(const attn_dims *a, const REAL *q,      \
+                                                    const REAL *k, const REAL *v, REAL *out, \
+                                                    REAL *probs, int nth) {                 \
+        FN_PARALLEL(nth) {                                                                  \
+            int64_t begin, end;                                                             \
+            fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end); \
+            for (int64_t bh = begin; bh < end; bh++)                                        \
+                head_forward_##SUFFIX(a, bh / a->heads, bh % a->heads, q, k, v, out, probs); \
+        }                                                                                   \
+    }                                                                                       \
+    static fn_status attention_backward_portable_##SUFFIX(                                  \
+        const attn_dims *a, const REAL *dout, const REAL *q, const REAL *k, const REAL *v,  \
+        const REAL *probs, REAL *dq, REAL *dk, REAL *dv, int nth) {                         \
+        REAL *scratch = malloc(sizeof(REAL) * (size_t)(a->tk + 1) * (size_t)nth);           \
+        if (!scratch) return FN_ERR_NOMEM;                                                  \
+        FN_PARALLEL(nth) {                                                                  \
+            int64_t begin, end;                                                             \
+            fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end); \
+            REAL *row = scratch + fn_thread_id() * (a->tk + 1);                             \
+            for (int64_t bh = begin; bh < end; bh++)                                        \
+                head_backward_##SUFFIX(a, bh / a->heads, bh % a->heads, dout, q, k, v,      \
+                                       probs, dq, dk, dv, row);                             \
+        }                                                                                   \
+        free(scratch);                                                                      \
+        return FN_OK;                                                                       \
+    }
+
+DEFINE_ATTENTION_PORTABLE(float, f32)
+DEFINE_ATTENTION_PORTABLE(double, f64)
+
+fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                   const float *q, int64_t q_sb, int64_t q_st,
+                                   const float *k, int64_t k_sb, int64_t k_st,
+                                   const float *v, int64_t v_sb, int64_t v_st,
+                                   const uint8_t *key_padding_mask, int causal,
+                                   float *out, float *probs, int n_threads) {
+    attn_dims a;
+    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
+                                  v_sb, v_st, key_padding_mask, causal);
+    if (st != FN_OK) return st;
+    attention_forward_portable_f32(&a, q, k, v, out, probs, attn_threads(&a, n_threads));
+    return FN_OK;
+}
+
+fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                   const double *q, int64_t q_sb, int64_t q_st,
+                                   const double *k, int64_t k_sb, int64_t k_st,
+                                   const double *v, int64_t v_sb, int64_t v_st,
+                                   const uint8_t *key_padding_mask, int causal,
+                                   double *out, double *probs, int n_threads) {
+    attn_dims a;
+    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
+                                  v_sb, v_st, key_padding_mask, causal);
+    if (st != FN_OK) return st;
+    attention_forward_portable_f64(&a, q, k, v, out, probs, attn_threads(&a, n_threads));
+    return FN_OK;
+}
+
+fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                    const float *dout, int64_t do_sb, int64_t do_st,
+                                    const float *q, int64_t q_sb, int64_t q_st,
+                                    const float *k, int64_t k_sb, int64_t k_st,
+                                    const float *v, int64_t v_sb, int64_t v_st,
+                                    const float *probs, float *dq, float *dk, float *dv,
+                                    int n_threads) {
+    attn_dims a;
+    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
+                                  v_sb, v_st, NULL, 0);
+    if (st != FN_OK) return st;
+    a.do_sb = do_sb;
+    a.do_st = do_st;
+    return attention_backward_portable_f32(&a, dout, q, k, v, probs, dq, dk, dv,
+                                           attn_threads(&a, n_threads));
+}
+
+fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                    const double *dout, int64_t do_sb, int64_t do_st,
+                                    const double *q, int64_t q_sb, int64_t q_st,
+                                    const double *k, int64_t k_sb, int64_t k_st,
+                                    const double *v, int64_t v_sb, int64_t v_st,
+                                    const double *probs, double *dq, double *dk, double *dv,
+                                    int n_threads) {
+    attn_dims a;
+    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
+                                  v_sb, v_st, NULL, 0);
+    if (st != FN_OK) return st;
+    a.do_sb = do_sb;
+    a.do_st = do_st;
+    return attention_backward_portable_f64(&a, dout, q, k, v, probs, dq, dk, dv,
+                                           attn_threads(&a, n_threads));
+}

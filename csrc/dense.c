@@ -1,0 +1,169 @@
+/* dense.c - the fused dense layer: y = act(x @ w + bias) and its backward.
+ *
+ * float32 forward runs the packed sgemm with an epilogue: as soon as a
+ * register tile of y holds its final sum (last KC block), the bias is added,
+ * the pre-activation copied out (if wanted) and the activation applied while
+ * the tile is still in L1 - one pass over y. float64 multiplies first and
+ * then applies bias and activation in a second pass (plain path).
+ * pre, when given, is m x n contiguous.
+ *
+ * Backward: dz = dy * act'(.) from y (relu, leaky_relu, sigmoid, tanh) or
+ * from pre (gelu); step has no useful gradient (FN_ERR_ARG). Then
+ * dw = x^T dz, db = column sums of dz (rows added in order 0..m-1, threads
+ * split the columns, so the order never depends on n_threads), dx = dz w^T.
+ * leaky_relu reads the sign of y, which matches the sign of x for a slope >= 0.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "gemm_internal.h"
+
+static int act_valid(fn_activation act) {
+    return (int)act >= FN_ACT_IDENTITY && (int)act <= FN_ACT_GELU;
+}
+
+static int forward_args_ok(int64_t m, int64_t n, int64_t k, const void *x, int64_t ldx,
+                           const void *w, int64_t ldw, const void *y, int64_t ldy, fn_activation act) {
+    if (m < 0 || n < 0 || k < 0 || !act_valid(act)) return 0;
+    if (ldx < (k > 1 ? k : 1) || ldw < (n > 1 ? n : 1) || ldy < (n > 1 ? n : 1)) return 0;
+    if (m > 0 && n > 0 && (!y || (k > 0 && (!x || !w)))) return 0;
+    return 1;
+}
+
+fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k,
+                               const float *x, int64_t ldx,
+                               const float *w, int64_t ldw,
+                               const float *bias, fn_activation act, float act_param,
+                               float *y, int64_t ldy, float *pre, int n_threads) {
+    if (!forward_args_ok(m, n, k, x, ldx, w, ldw, y, ldy, act)) return FN_ERR_ARG;
+    fn_epilogue_f32 epi = {bias, act, act_param, pre, n};
+    return fn_sgemm_run(fn_sgemm_arch_current(), 0, 0, m, n, k, 1.0f, x, ldx, w, ldw,
+                        0.0f, y, ldy, &epi, n_threads);
+}
+
+static double act_f64(fn_activation act, double param, double z) {
+    switch (act) {
+    case FN_ACT_STEP: return z > 0.0 ? 1.0 : 0.0;
+    case FN_ACT_SIGMOID:
+        if (z >= 0.0) return 1.0 / (1.0 + exp(-z));
+        return exp(z) / (1.0 + exp(z));
+    case FN_ACT_TANH: return tanh(z);
+    case FN_ACT_RELU: return z < 0.0 ? 0.0 : z;
+    case FN_ACT_LEAKY_RELU: return z < 0.0 ? param * z : z;
+    case FN_ACT_GELU: {
+        const double sqrt_2_over_pi = 0.79788456080286535588;
+        return 0.5 * z * (1.0 + tanh(sqrt_2_over_pi * (z + 0.044715 * z * z * z)));
+    }
+    default: return z;
+    }
+}
+
+fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
+                               const double *x, int64_t ldx,
+                               const double *w, int64_t ldw,
+                               const double *bias, fn_activation act, double act_param,
+                               double *y, int64_t ldy, double *pre, int n_threads) {
+    if (!forward_args_ok(m, n, k, x, ldx, w, ldw, y, ldy, act)) return FN_ERR_ARG;
+    fn_status status = fn_gemm_f64(0, 0, m, n, k, 1.0, x, ldx, w, ldw, 0.0, y, ldy, n_threads);
+    if (status != FN_OK) return status;
+    for (int64_t i = 0; i < m; ++i) {
+        double *row = y + i * ldy;
+        for (int64_t j = 0; j < n; ++j) {
+            double z = row[j] + (bias ? bias[j] : 0.0);
+            if (pre) pre[i * n + j] = z;
+            row[j] = act_f64(act, act_param, z);
+        }
+    }
+    return FN_OK;
+}
+
+/* ---- backward -------------------------------------------------------------- */
+
+/* Elements per thread before a second thread helps an elementwise pass. */
+#define DENSE_MIN_ELEMENTS_PER_THREAD (1 << 15)
+
+/* dz = dy * act'(.) over count elements; dz may alias dy. One body for both
+ * dtypes: T is the element type, EXPR the derivative of the activation. */
+#define DEFINE_ACT_GRAD(NAME, T, TANH)                                                       \
+    static void NAME(fn_activation act, T param, const T *y, const T *pre, const T *dy,     \
+                     T *dz, int64_t begin, int64_t end) {                                    \
+        const T s = (T)0.79788456080286535588, c3 = (T)0.044715;                             \
+        switch (act) {                                                                       \
+        case FN_ACT_RELU:                                                                    \
+            for (int64_t i = begin; i < end; ++i) dz[i] = y[i] > 0 ? dy[i] : (T)0;           \
+            break;                                                                           \
+        case FN_ACT_LEAKY_RELU:                                                              \
+            for (int64_t i = begin; i < end; ++i) dz[i] = y[i] > 0 ? dy[i] : param * dy[i];  \
+            break;                                                                           \
+        case FN_ACT_SIGMOID:                                                                 \
+            for (int64_t i = begin; i < end; ++i) dz[i] = dy[i] * y[i] * ((T)1 - y[i]);      \
+            break;                                                                           \
+        case FN_ACT_TANH:                                                                    \
+            for (int64_t i = begin; i < end; ++i) dz[i] = dy[i] * ((T)1 - y[i] * y[i]);      \
+            break;                                                                           \
+        case FN_ACT_GELU:                                                                    \
+            for (int64_t i = begin; i < end; ++i) {                                          \
+                T x = pre[i], t = TANH(s * (x + c3 * x * x * x));                            \
+                T du = s * ((T)1 + (T)3 * c3 * x * x);                                       \
+                dz[i] = dy[i] * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);    \
+            }                                                                                \
+            break;                                                                           \
+        default:                                                                             \
+            if (dz != dy) memcpy(dz + begin, dy + begin, (size_t)(end - begin) * sizeof(T)); \
+        }                                                                                    \
+    }
+
+DEFINE_ACT_GRAD(act_grad_f32, float, tanhf)
+DEFINE_ACT_GRAD(act_grad_f64, double, tanh)
+
+/* db[j] (+)= sum over rows of dz[:, j], rows in order; threads own columns. */
+#define DEFINE_COLUMN_SUMS(NAME, T)                                                  \
+    static void NAME(const T *dz, int64_t m, int64_t n, T *db, int accumulate,      \
+                     int64_t j0, int64_t j1) {                                       \
+        if (!accumulate)                                                             \
+            for (int64_t j = j0; j < j1; ++j) db[j] = 0;                             \
+        for (int64_t i = 0; i < m; ++i) {                                            \
+            const T *row = dz + i * n;                                               \
+            for (int64_t j = j0; j < j1; ++j) db[j] += row[j];                       \
+        }                                                                            \
+    }
+
+DEFINE_COLUMN_SUMS(column_sums_f32, float)
+DEFINE_COLUMN_SUMS(column_sums_f64, double)
+
+#define DEFINE_DENSE_BACKWARD(NAME, T, ACT_GRAD, COLUMN_SUMS, GEMM)                              \
+    fn_status NAME(int64_t m, int64_t n, int64_t k, const T *x, const T *w, const T *y,          \
+                   const T *pre, const T *dy, fn_activation act, T act_param, T *dz, T *dx,      \
+                   T *dw, T *db, int accumulate, int n_threads) {                                \
+        if (m < 0 || n < 0 || k < 0 || !act_valid(act) || act == FN_ACT_STEP) return FN_ERR_ARG; \
+        if (!dw) return FN_ERR_ARG;                                                              \
+        int64_t count = m * n;                                                                   \
+        if (count > 0 && (!dy || !dz || (act == FN_ACT_GELU ? !pre : (act != FN_ACT_IDENTITY && !y)))) \
+            return FN_ERR_ARG;                                                                   \
+        if ((m > 0 && k > 0 && !x) || (n > 0 && k > 0 && !w)) return FN_ERR_ARG;                 \
+        int nth = fn_threads_for(count, DENSE_MIN_ELEMENTS_PER_THREAD, n_threads);               \
+        if (nth <= 1) {                                                                          \
+            ACT_GRAD(act, act_param, y, pre, dy, dz, 0, count);                                  \
+            if (db) COLUMN_SUMS(dz, m, n, db, accumulate, 0, n);                                 \
+        } else {                                                                                 \
+            FN_PARALLEL(nth) {                                                                   \
+                int tid = fn_thread_id(), team = fn_thread_count();                              \
+                int64_t b0, b1;                                                                  \
+                fn_split(count, tid, team, &b0, &b1);                                            \
+                ACT_GRAD(act, act_param, y, pre, dy, dz, b0, b1);                                \
+                FN_BARRIER();                                                                    \
+                if (db) {                                                                        \
+                    fn_split((n + 15) / 16, tid, team, &b0, &b1);                                \
+                    COLUMN_SUMS(dz, m, n, db, accumulate, b0 * 16, b1 * 16 < n ? b1 * 16 : n);   \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+        fn_status status = GEMM(1, 0, k, n, m, 1, x, k > 1 ? k : 1, dz, n > 1 ? n : 1,            \
+                                accumulate ? 1 : 0, dw, n > 1 ? n : 1, n_threads);               \
+        if (status != FN_OK || !dx) return status;                                               \
+        return GEMM(0, 1, m, k, n, 1, dz, n > 1 ? n : 1, w, n > 1 ? n : 1, 0, dx,                 \
+                    k > 1 ? k : 1, n_threads);                                                   \
+    }
+
+DEFINE_DENSE_BACKWARD(fn_dense_backward_f32, float, act_grad_f32, column_sums_f32, fn_gemm_f32)
+DEFINE_DENSE_BACKWARD(fn_dense_backward_f64, double, act_grad_f64, column_sums_f64, fn_gemm_f64)

@@ -1,0 +1,434 @@
+/* gemm.c - packed sgemm driver (GotoBLAS/BLIS loop nest), the portable
+ * micro-kernel, the scalar dense epilogue, and the plain blocked dgemm.
+ *
+ * Loop nest of the float32 driver (one OpenMP region for the whole call):
+ *   for jc in N step NC            B block (KC x NC, shared by all threads)
+ *     for pc in K step KC          pack B[pc:pc+kc, jc:jc+nc]   (threads split the panels)
+ *       barrier
+ *       for ic in my rows step MC  pack A[ic:ic+mc, pc:pc+kc]   (private to a thread)
+ *         for jr over my NR panels      the B micro-panel (kc x NR) stays in L1
+ *           for ir in mc step MR        the A block (mc x kc) stays in L2
+ *             micro-kernel on an MR x NR tile of C (+ epilogue on the last pc)
+ *       barrier
+ * Threads split the rows of C (in whole MR slivers), or the NR panels when C
+ * has too few rows to share. Every element of C sums its k terms in the same
+ * order (p = 0..k-1, one partial sum per KC block, blocks added in order),
+ * however the rows or panels are split, so the result does not depend on
+ * n_threads: it is bitwise the same for 1, 2 or more threads.
+ *
+ * Small shapes skip packing A: the micro-kernel reads A in place through its
+ * strides (B is still packed: it is small and the kernel needs zero-padded
+ * NR-wide rows). Both variants run the same arithmetic, so the choice does
+ * not change any result bit.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "gemm_internal.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define FN_ALWAYS_INLINE inline
+#endif
+
+/* ---- scalar activations for the epilogue --------------------------------- */
+
+static float sigmoid_scalar(float z) {
+    /* Only ever exponentiate a non-positive number: no overflow for large |z|. */
+    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
+    float e = expf(z);
+    return e / (1.0f + e);
+}
+
+static float gelu_scalar(float z) {
+    const float sqrt_2_over_pi = 0.7978845608028654f;
+    float u = sqrt_2_over_pi * (z + 0.044715f * z * z * z);
+    return 0.5f * z * (1.0f + tanhf(u));
+}
+
+float fn_epilogue_act_scalar(fn_activation act, float param, float z) {
+    switch (act) {
+    case FN_ACT_STEP: return z > 0.0f ? 1.0f : 0.0f;
+    case FN_ACT_SIGMOID: return sigmoid_scalar(z);
+    case FN_ACT_TANH: return tanhf(z);
+    /* Written so NaN passes through, as in NumPy's maximum. */
+    case FN_ACT_RELU: return z < 0.0f ? 0.0f : z;
+    case FN_ACT_LEAKY_RELU: return z < 0.0f ? param * z : z;
+    case FN_ACT_GELU: return gelu_scalar(z);
+    default: return z;
+    }
+}
+
+static void activate_row(float *row, int64_t cols, fn_activation act, float param) {
+    switch (act) {
+    case FN_ACT_IDENTITY: return;
+    case FN_ACT_RELU:
+        for (int64_t j = 0; j < cols; ++j) row[j] = row[j] < 0.0f ? 0.0f : row[j];
+        return;
+    case FN_ACT_LEAKY_RELU:
+        for (int64_t j = 0; j < cols; ++j) row[j] = row[j] < 0.0f ? param * row[j] : row[j];
+        return;
+    default:
+        for (int64_t j = 0; j < cols; ++j) row[j] = fn_epilogue_act_scalar(act, param, row[j]);
+    }
+}
+
+void fn_sgemm_epilogue_scalar(float *c, int64_t ldc, int64_t rows, int64_t cols,
+                              int64_t i0, int64_t j0, const fn_epilogue_f32 *epi) {
+    for (int64_t r = 0; r < rows; ++r) {
+        float *row = c + r * ldc;
+        if (epi->bias) {
+            const float *bias = epi->bias + j0;
+            for (int64_t j = 0; j < cols; ++j) row[j] += bias[j];
+        }
+        if (epi->pre) memcpy(epi->pre + (i0 + r) * epi->ldpre + j0, row, (size_t)cols * sizeof(float));
+        activate_row(row, cols, epi->act, epi->act_param);
+    }
+}
+
+/* ---- portable micro-kernel: 6 x 8, written so GCC vectorises the j loop
+ * with baseline SSE2 (12 accumulator registers of 4 floats). ------------- */
+
+#define GEN_MR 6
+#define GEN_NR 8
+
+static FN_ALWAYS_INLINE void generic_tile(const int mr, int nr, int64_t kc,
+                                          const float *a, int64_t rsa, int64_t csa,
+                                          const float *b, float *c, int64_t ldc,
+                                          float alpha, float beta) {
+    float acc[GEN_MR][GEN_NR];
+    for (int i = 0; i < GEN_MR; ++i)
+        for (int j = 0; j < GEN_NR; ++j) acc[i][j] = 0.0f;
+    for (int64_t p = 0; p < kc; ++p) {
+        const float *bp = b + p * GEN_NR;
+        const float *ap = a + p * csa;
+        for (int i = 0; i < mr; ++i) {
+            float ai = ap[i * rsa];
+            for (int j = 0; j < GEN_NR; ++j) acc[i][j] += ai * bp[j];
+        }
+    }
+    for (int i = 0; i < mr; ++i) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f)
+            for (int j = 0; j < nr; ++j) ci[j] = alpha * acc[i][j];
+        else
+            for (int j = 0; j < nr; ++j) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
+static void generic_kernel(int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
+                           const float *b, float *c, int64_t ldc, float alpha, float beta) {
+    /* A constant row count per case lets the compiler unroll and keep acc in registers. */
+    switch (mr) {
+    case 6: generic_tile(6, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 5: generic_tile(5, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 4: generic_tile(4, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 3: generic_tile(3, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 2: generic_tile(2, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    default: generic_tile(1, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    }
+}
+
+/* Blocking of the portable path: the B micro-panel (KC x 8 floats = 8 KiB)
+ * sits in L1, the A block (MC x KC = 288 KiB) in a 512 KiB L2. */
+const fn_sgemm_arch fn_sgemm_arch_generic = {
+    "generic", GEN_MR, GEN_NR, 288, 256, 4096, generic_kernel, fn_sgemm_epilogue_scalar,
+};
+
+const fn_sgemm_arch *fn_sgemm_arch_current(void) {
+#ifdef FN_GEMM_X86
+    switch (fn_cpu_get_path()) {
+    case FN_CPU_AVX512: return &fn_sgemm_arch_avx512;
+    case FN_CPU_AVX2: return &fn_sgemm_arch_avx2;
+    default: break;
+    }
+#endif
+    return &fn_sgemm_arch_generic;
+}
+
+/* ---- packing --------------------------------------------------------------- */
+
+/* Panels [q0, q1) of B[pc:pc+kc, jc:jc+nc] into dst (panel q at dst + q*NR*kc),
+ * zero-padding the columns past nc. */
+static void pack_b_panels(const float *b, int64_t ldb, int trans_b, int64_t pc, int64_t kc,
+                          int64_t jc, int64_t nc, int nr_tile, int64_t q0, int64_t q1, float *dst) {
+    for (int64_t q = q0; q < q1; ++q) {
+        int64_t j0 = q * nr_tile;
+        int64_t nr = nc - j0 < nr_tile ? nc - j0 : nr_tile;
+        float *d = dst + q * nr_tile * kc;
+        if (!trans_b) {
+            for (int64_t p = 0; p < kc; ++p) {
+                const float *src = b + (pc + p) * ldb + jc + j0;
+                float *dp = d + p * nr_tile;
+                for (int64_t j = 0; j < nr; ++j) dp[j] = src[j];
+                for (int64_t j = nr; j < nr_tile; ++j) dp[j] = 0.0f;
+            }
+        } else {
+            for (int64_t j = 0; j < nr; ++j) {
+                const float *src = b + (jc + j0 + j) * ldb + pc;
+                for (int64_t p = 0; p < kc; ++p) d[p * nr_tile + j] = src[p];
+            }
+            for (int64_t p = 0; p < kc && nr < nr_tile; ++p)
+                for (int64_t j = nr; j < nr_tile; ++j) d[p * nr_tile + j] = 0.0f;
+        }
+    }
+}
+
+/* A[ic:ic+mc, pc:pc+kc] into MR-row slivers (sliver s at dst + s*MR*kc). Rows
+ * past mc in the last sliver are never read by the kernel, so not written. */
+static void pack_a_block(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
+                         int64_t pc, int64_t kc, int mr_tile, float *dst) {
+    for (int64_t s = 0; s * mr_tile < mc; ++s) {
+        int64_t i0 = ic + s * mr_tile;
+        int64_t mr = mc - s * mr_tile < mr_tile ? mc - s * mr_tile : mr_tile;
+        float *d = dst + s * mr_tile * kc;
+        if (!trans_a) {
+            for (int64_t i = 0; i < mr; ++i) {
+                const float *src = a + (i0 + i) * lda + pc;
+                for (int64_t p = 0; p < kc; ++p) d[p * mr_tile + i] = src[p];
+            }
+        } else {
+            for (int64_t p = 0; p < kc; ++p) {
+                const float *src = a + (pc + p) * lda + i0;
+                float *dp = d + p * mr_tile;
+                for (int64_t i = 0; i < mr; ++i) dp[i] = src[i];
+            }
+        }
+    }
+}
+
+/* ---- the driver ------------------------------------------------------------ */
+
+typedef struct {
+    const fn_sgemm_arch *arch;
+    int trans_a, trans_b;
+    int64_t m, n, k;
+    float alpha, beta;
+    const float *a, *b;
+    int64_t lda, ldb, ldc;
+    float *c;
+    const fn_epilogue_f32 *epi;
+    int pack_a;      /* 1: pack A blocks; 0: the kernel reads A in place */
+    int split_rows;  /* 1: threads share the rows of C; 0: the NR panels */
+    float *b_packed; /* KC x NC, shared */
+    float *a_packed; /* one MC x KC block per thread */
+    int64_t a_stride;/* floats between two threads' A blocks */
+} sgemm_job;
+
+static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int64_t q0, int64_t q1,
+                      int64_t jc, int64_t nc, int64_t pc, int64_t kc) {
+    const fn_sgemm_arch *arch = job->arch;
+    const int MR = arch->mr, NR = arch->nr;
+    const float beta = pc == 0 ? job->beta : 1.0f;
+    const int last_k_block = pc + kc >= job->k;
+    float *a_buf = job->a_packed + tid * job->a_stride;
+    for (int64_t ic = r0; ic < r1; ic += arch->mc) {
+        int64_t mc = r1 - ic < arch->mc ? r1 - ic : arch->mc;
+        const float *a_src;
+        int64_t rsa, csa, sliver_step;
+        if (job->pack_a) {
+            pack_a_block(job->a, job->lda, job->trans_a, ic, mc, pc, kc, MR, a_buf);
+            a_src = a_buf, rsa = 1, csa = MR, sliver_step = MR * kc;
+        } else if (!job->trans_a) {
+            a_src = job->a + ic * job->lda + pc, rsa = job->lda, csa = 1, sliver_step = MR * job->lda;
+        } else {
+            a_src = job->a + pc * job->lda + ic, rsa = 1, csa = job->lda, sliver_step = MR;
+        }
+        for (int64_t q = q0; q < q1; ++q) {
+            int64_t j = q * NR;
+            int nr = nc - j < NR ? (int)(nc - j) : NR;
+            const float *b_panel = job->b_packed + q * NR * kc;
+            for (int64_t ir = 0; ir < mc; ir += MR) {
+                int mr = mc - ir < MR ? (int)(mc - ir) : MR;
+                float *c_tile = job->c + (ic + ir) * job->ldc + jc + j;
+                arch->kernel(mr, nr, kc, a_src + (ir / MR) * sliver_step, rsa, csa, b_panel,
+                             c_tile, job->ldc, job->alpha, beta);
+                if (last_k_block && job->epi)
+                    arch->epilogue(c_tile, job->ldc, mr, nr, ic + ir, jc + j, job->epi);
+            }
+        }
+    }
+}
+
+static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
+    const fn_sgemm_arch *arch = job->arch;
+    const int MR = arch->mr, NR = arch->nr;
+    for (int64_t jc = 0; jc < job->n; jc += arch->nc) {
+        int64_t nc = job->n - jc < arch->nc ? job->n - jc : arch->nc;
+        int64_t panels = (nc + NR - 1) / NR;
+        for (int64_t pc = 0; pc < job->k; pc += arch->kc) {
+            int64_t kc = job->k - pc < arch->kc ? job->k - pc : arch->kc;
+            int64_t q0, q1;
+            fn_split(panels, tid, nth, &q0, &q1);
+            pack_b_panels(job->b, job->ldb, job->trans_b, pc, kc, jc, nc, NR, q0, q1, job->b_packed);
+            FN_BARRIER();
+            int64_t r0 = 0, r1 = job->m;
+            if (job->split_rows) {
+                int64_t slivers = (job->m + MR - 1) / MR, s0, s1;
+                fn_split(slivers, tid, nth, &s0, &s1);
+                r0 = s0 * MR;
+                r1 = s1 * MR < job->m ? s1 * MR : job->m;
+                q0 = 0, q1 = panels;
+            }
+            run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc);
+            FN_BARRIER(); /* b_packed is rewritten next */
+        }
+    }
+}
+
+/* Multiply-adds one thread should have before a second one pays off: waking
+ * an OpenMP team costs a few microseconds, about 2^18 multiply-adds here. */
+#define SGEMM_MIN_WORK_PER_THREAD (1 << 18)
+/* Scratch up to this many floats comes from the stack (no malloc for small calls). */
+#define SGEMM_STACK_FLOATS 4096
+
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+static void scale_matrix(float *c, int64_t ldc, int64_t m, int64_t n, float beta) {
+    if (beta == 1.0f) return;
+    for (int64_t i = 0; i < m; ++i) {
+        float *row = c + i * ldc;
+        if (beta == 0.0f)
+            memset(row, 0, (size_t)n * sizeof(float));
+        else
+            for (int64_t j = 0; j < n; ++j) row[j] *= beta;
+    }
+}
+
+fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
+                       int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float beta, float *c, int64_t ldc,
+                       const fn_epilogue_f32 *epi, int n_threads) {
+    if (m == 0 || n == 0) return FN_OK;
+    if (k == 0) {
+        scale_matrix(c, ldc, m, n, beta);
+        if (epi) arch->epilogue(c, ldc, m, n, 0, 0, epi);
+        return FN_OK;
+    }
+    const int MR = arch->mr, NR = arch->nr;
+    int64_t slivers = (m + MR - 1) / MR;
+    int64_t panels = (n + NR - 1) / NR;
+    int64_t parallel_units = slivers > panels ? slivers : panels;
+    int nth = fn_threads_for(m * n * k, SGEMM_MIN_WORK_PER_THREAD, n_threads);
+    if (nth > parallel_units) nth = (int)parallel_units;
+
+    sgemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c, epi};
+    /* Packing A pays off once the block is reused across several B panels. */
+    job.pack_a = panels > 4;
+    job.split_rows = slivers >= 2 * (int64_t)nth || slivers >= panels;
+
+    int64_t kc_max = k < arch->kc ? k : arch->kc;
+    int64_t nc_max = round_up(n < arch->nc ? n : arch->nc, NR);
+    int64_t b_floats = round_up(kc_max * nc_max, 16);
+    int64_t mc_max = job.split_rows ? round_up((slivers + nth - 1) / nth * MR, MR) : round_up(m, MR);
+    if (mc_max > arch->mc) mc_max = arch->mc;
+    job.a_stride = job.pack_a ? round_up(mc_max * kc_max, 16) : 0;
+    int64_t total = b_floats + job.a_stride * nth;
+
+    _Alignas(64) float stack_buf[SGEMM_STACK_FLOATS];
+    void *heap = NULL;
+    float *scratch = stack_buf;
+    if (total > SGEMM_STACK_FLOATS) {
+        heap = malloc((size_t)total * sizeof(float) + 64);
+        if (!heap) return FN_ERR_NOMEM;
+        scratch = (float *)(((uintptr_t)heap + 63) & ~(uintptr_t)63);
+    }
+    job.b_packed = scratch;
+    job.a_packed = scratch + b_floats;
+
+    if (nth <= 1) {
+        sgemm_thread(&job, 0, 1);
+    } else {
+        FN_PARALLEL(nth) { sgemm_thread(&job, fn_thread_id(), fn_thread_count()); }
+    }
+    free(heap);
+    return FN_OK;
+}
+
+static int gemm_args_ok(int64_t m, int64_t n, int64_t k, int trans_a, int trans_b,
+                        const void *a, int64_t lda, const void *b, int64_t ldb,
+                        const void *c, int64_t ldc) {
+    if (m < 0 || n < 0 || k < 0) return 0;
+    int64_t a_cols = trans_a ? m : k, b_cols = trans_b ? k : n;
+    if (lda < (a_cols > 1 ? a_cols : 1) || ldb < (b_cols > 1 ? b_cols : 1) || ldc < (n > 1 ? n : 1)) return 0;
+    if (m > 0 && n > 0 && !c) return 0;
+    if (m > 0 && n > 0 && k > 0 && (!a || !b)) return 0;
+    return 1;
+}
+
+fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                      float alpha, const float *a, int64_t lda,
+                      const float *b, int64_t ldb,
+                      float beta, float *c, int64_t ldc, int n_threads) {
+    if (!gemm_args_ok(m, n, k, trans_a, trans_b, a, lda, b, ldb, c, ldc)) return FN_ERR_ARG;
+    return fn_sgemm_run(fn_sgemm_arch_current(), trans_a != 0, trans_b != 0, m, n, k, alpha,
+                        a, lda, b, ldb, beta, c, ldc, NULL, n_threads);
+}
+
+/* ---- float64: plain blocked loops ------------------------------------------
+ * C is first scaled by beta, then for each block of KB rows of op(B) (copied
+ * row-major into scratch, which also handles trans_b) every row of C adds
+ * alpha * A[i, p] * B[p, :] for p in order. Threads split the rows of C, and
+ * each element's sum order is fixed, so the result does not depend on
+ * n_threads. The inner j loop is contiguous and vectorises. */
+
+#define DGEMM_KB 128
+#define DGEMM_NB 1024
+
+static void dgemm_rows(int trans_a, int64_t i0, int64_t i1, int64_t pb, int64_t kb,
+                       int64_t jb, int64_t nb, double alpha, const double *a, int64_t lda,
+                       const double *b_block, double *c, int64_t ldc) {
+    for (int64_t i = i0; i < i1; ++i) {
+        double *ci = c + i * ldc + jb;
+        for (int64_t p = 0; p < kb; ++p) {
+            double aip = trans_a ? a[(pb + p) * lda + i] : a[i * lda + pb + p];
+            double s = alpha * aip;
+            const double *bp = b_block + p * nb;
+            for (int64_t j = 0; j < nb; ++j) ci[j] += s * bp[j];
+        }
+    }
+}
+
+fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                      double alpha, const double *a, int64_t lda,
+                      const double *b, int64_t ldb,
+                      double beta, double *c, int64_t ldc, int n_threads) {
+    if (!gemm_args_ok(m, n, k, trans_a, trans_b, a, lda, b, ldb, c, ldc)) return FN_ERR_ARG;
+    if (m == 0 || n == 0) return FN_OK;
+    for (int64_t i = 0; i < m; ++i) {
+        double *row = c + i * ldc;
+        if (beta == 0.0)
+            memset(row, 0, (size_t)n * sizeof(double));
+        else if (beta != 1.0)
+            for (int64_t j = 0; j < n; ++j) row[j] *= beta;
+    }
+    if (k == 0) return FN_OK;
+    int64_t nb_max = n < DGEMM_NB ? n : DGEMM_NB, kb_max = k < DGEMM_KB ? k : DGEMM_KB;
+    double *block = malloc((size_t)(nb_max * kb_max) * sizeof(double));
+    if (!block) return FN_ERR_NOMEM;
+    int nth = fn_threads_for(m * n * k, SGEMM_MIN_WORK_PER_THREAD / 2, n_threads);
+    if (nth > m) nth = (int)m;
+    for (int64_t jb = 0; jb < n; jb += DGEMM_NB) {
+        int64_t nb = n - jb < DGEMM_NB ? n - jb : DGEMM_NB;
+        for (int64_t pb = 0; pb < k; pb += DGEMM_KB) {
+            int64_t kb = k - pb < DGEMM_KB ? k - pb : DGEMM_KB;
+            for (int64_t p = 0; p < kb; ++p)
+                for (int64_t j = 0; j < nb; ++j)
+                    block[p * nb + j] = trans_b ? b[(jb + j) * ldb + pb + p] : b[(pb + p) * ldb + jb + j];
+            if (nth <= 1) {
+                dgemm_rows(trans_a, 0, m, pb, kb, jb, nb, alpha, a, lda, block, c, ldc);
+            } else {
+                FN_PARALLEL(nth) {
+                    int64_t i0, i1;
+                    fn_split(m, fn_thread_id(), fn_thread_count(), &i0, &i1);
+                    dgemm_rows(trans_a, i0, i1, pb, kb, jb, nb, alpha, a, lda, block, c, ldc);
+                }
+            }
+        }
+    }
+    free(block);
+    return FN_OK;
+}

@@ -1,0 +1,115 @@
+/* gemm_avx2.c - the 6 x 16 AVX2/FMA sgemm micro-kernel and its epilogue.
+ *
+ * Register tile: 6 rows x 16 columns = 12 ymm accumulators, 2 ymm for the
+ * B row, 1 for the broadcast of A: 15 of the 16 ymm registers. Per k step:
+ * 2 loads + 6 broadcasts feed 12 FMAs, enough to keep both FMA ports busy
+ * (FMA latency 4 x 2 ports = 8 independent chains < 12).
+ *
+ * Blocking: the B micro-panel (KC x 16 floats = 16 KiB at KC = 256) stays in a
+ * 32-48 KiB L1d across the MC/6 tiles that reuse it; the A block (MC x KC =
+ * 288 x 256 floats = 288 KiB) stays in a 512 KiB - 2 MiB L2; the B block
+ * (KC x NC = 4 MiB) is streamed from L3.
+ */
+#include <string.h>
+
+#include "gemm_internal.h"
+
+#ifdef FN_GEMM_X86
+#include <immintrin.h>
+
+#define MR 6
+#define NR 16
+
+static inline __attribute__((always_inline)) FN_TARGET_AVX2 void
+avx2_tile(const int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
+          const float *b, float *c, int64_t ldc, float alpha, float beta) {
+    __m256 acc[MR][2];
+    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < kc; ++p) {
+        __m256 b0 = _mm256_load_ps(b + p * NR);
+        __m256 b1 = _mm256_load_ps(b + p * NR + 8);
+        const float *ap = a + p * csa;
+        for (int i = 0; i < mr; ++i) {
+            __m256 ai = _mm256_broadcast_ss(ap + i * rsa);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    if (nr == NR) {
+        for (int i = 0; i < mr; ++i) {
+            float *ci = c + i * ldc;
+            __m256 r0 = _mm256_mul_ps(va, acc[i][0]), r1 = _mm256_mul_ps(va, acc[i][1]);
+            if (beta != 0.0f) {
+                r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
+                r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);
+            }
+            _mm256_storeu_ps(ci, r0);
+            _mm256_storeu_ps(ci + 8, r1);
+        }
+        return;
+    }
+    /* Edge tile: finish in a small buffer, copy the valid columns. */
+    float tile[NR];
+    for (int i = 0; i < mr; ++i) {
+        float *ci = c + i * ldc;
+        _mm256_storeu_ps(tile, _mm256_mul_ps(va, acc[i][0]));
+        _mm256_storeu_ps(tile + 8, _mm256_mul_ps(va, acc[i][1]));
+        if (beta == 0.0f)
+            for (int j = 0; j < nr; ++j) ci[j] = tile[j];
+        else
+            for (int j = 0; j < nr; ++j) ci[j] = tile[j] + beta * ci[j];
+    }
+}
+
+static FN_TARGET_AVX2 void avx2_kernel(int mr, int nr, int64_t kc, const float *a, int64_t rsa,
+                                       int64_t csa, const float *b, float *c, int64_t ldc,
+                                       float alpha, float beta) {
+    switch (mr) {
+    case 6: avx2_tile(6, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 5: avx2_tile(5, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 4: avx2_tile(4, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 3: avx2_tile(3, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 2: avx2_tile(2, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    default: avx2_tile(1, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    }
+}
+
+/* Bias, pre-activation copy and the cheap activations in 8-wide vectors; the
+ * transcendental ones go through the scalar helpers after the bias add. */
+static FN_TARGET_AVX2 void avx2_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols,
+                                         int64_t i0, int64_t j0, const fn_epilogue_f32 *epi) {
+    fn_activation act = epi->act;
+    int vector_act = act == FN_ACT_IDENTITY || act == FN_ACT_RELU || act == FN_ACT_LEAKY_RELU;
+    const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(epi->act_param);
+    for (int64_t r = 0; r < rows; ++r) {
+        float *row = c + r * ldc;
+        float *pre = epi->pre ? epi->pre + (i0 + r) * epi->ldpre + j0 : NULL;
+        const float *bias = epi->bias ? epi->bias + j0 : NULL;
+        int64_t j = 0;
+        for (; j + 8 <= cols; j += 8) {
+            __m256 z = _mm256_loadu_ps(row + j);
+            if (bias) z = _mm256_add_ps(z, _mm256_loadu_ps(bias + j));
+            if (pre) _mm256_storeu_ps(pre + j, z);
+            if (act == FN_ACT_RELU)
+                z = _mm256_max_ps(zero, z); /* NaN passes through */
+            else if (act == FN_ACT_LEAKY_RELU)
+                z = _mm256_blendv_ps(z, _mm256_mul_ps(z, slope), _mm256_cmp_ps(z, zero, _CMP_LT_OQ));
+            _mm256_storeu_ps(row + j, z);
+        }
+        for (; j < cols; ++j) {
+            float z = row[j] + (bias ? bias[j] : 0.0f);
+            if (pre) pre[j] = z;
+            row[j] = vector_act ? fn_epilogue_act_scalar(act, epi->act_param, z) : z;
+        }
+        if (!vector_act) {
+            for (j = 0; j < cols; ++j) row[j] = fn_epilogue_act_scalar(act, epi->act_param, row[j]);
+        }
+    }
+}
+
+const fn_sgemm_arch fn_sgemm_arch_avx2 = {
+    "avx2", MR, NR, 288, 256, 4096, avx2_kernel, avx2_epilogue,
+};
+
+#endif /* FN_GEMM_X86 */
