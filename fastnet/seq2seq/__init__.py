@@ -9,3 +9,4 @@ from fastnet.seq2seq.translator import Translator, register_decoder_kind  # noqa
 from fastnet import io as _io  # noqa: E402
 
 _io.register_loader("translator", Translator._from_file)
+from fastnet.seq2seq.tasks import demo_translator, split_by_source, train_on_pairs  # noqa: E402,F401

@@ -98,7 +98,7 @@ class Embedding(Layer):
 
     def backward(self, dy):
         dy = dy * dy.dtype.type(self.scale)
-        self.grads["table"] += ops.embedding_backward(self._ids, np.ascontiguousarray(dy), self.vocab_size)
+        ops.embedding_backward(self._ids, dy, self.vocab_size, out=self.grads["table"])
         return None
 
     def config(self):
@@ -212,7 +212,7 @@ class KVCache:
         self.k[:, self.length:self.length + t] = k
         self.v[:, self.length:self.length + t] = v
         self.length += t
-        return (np.ascontiguousarray(self.k[:, :self.length]), np.ascontiguousarray(self.v[:, :self.length]))
+        return self.k[:, :self.length], self.v[:, :self.length]
 
     def reorder(self, index):
         """Keep batch rows `index` (beam search picks which hypotheses survive)."""
@@ -251,10 +251,10 @@ class MultiHeadAttention(Layer):
         return [self.qkv_proj, self.out_proj]
 
     def _heads(self, x, n):
-        """(B, T, n*D) projection -> n contiguous (B, T, H, dh) arrays."""
+        """(B, T, n*D) projection -> n (B, T, H, dh) views; the kernels accept strided batch/time axes."""
         B, T = x.shape[:2]
         x = x.reshape(B, T, n, self.n_heads, self.d_head)
-        return [np.ascontiguousarray(x[:, :, i]) for i in range(n)]
+        return [x[:, :, i] for i in range(n)]
 
     def project_memory(self, memory):
         """Keys and values of the encoder memory (cross-attention), each (B, S, H, dh)."""
