@@ -17,6 +17,13 @@ from fastnet.text import WordTokenizer
 SMALL = dict(d_model=32, n_heads=2, n_layers=1, d_ff=64, dropout=0.0, tokenizer="word")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread is fastest, and it keeps the suite quick on a loaded machine."""
+    with fn.threads(1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def toy():
     return toy_translations(600, seed=0, split="train"), toy_translations(80, seed=1, split="test")
