@@ -186,8 +186,109 @@ fn_status fn_sum_squares_f64(const double *x, int64_t n, double *out, int n_thre
 fn_status fn_scale_f32(float *x, int64_t n, float scale, int n_threads);
 fn_status fn_scale_f64(double *x, int64_t n, double scale, int n_threads);
 
-/* ---- transformer kernels (transformer.c) --------------------------------- */
-/* (declared below by the transformer kernels; keep this the last section) */
+/* ---- transformer kernels (transformer.c, layernorm.c, attention.c) -------
+ * Same inputs and any n_threads give bitwise the same result in all of them.
+ */
+/* Embedding gather: out[i, :] = table[ids[i], :] for the n ids; table is
+ * vocab x dim, out n x dim. FN_ERR_LABEL when an id is outside [0, vocab);
+ * *bad_pos then receives the first such position (nothing is written). */
+fn_status fn_embedding_forward_f32(const int64_t *ids, int64_t n, const float *table,
+                                   int64_t vocab, int64_t dim, float *out,
+                                   int64_t *bad_pos, int n_threads);
+fn_status fn_embedding_forward_f64(const int64_t *ids, int64_t n, const double *table,
+                                   int64_t vocab, int64_t dim, double *out,
+                                   int64_t *bad_pos, int n_threads);
+/* Embedding scatter-add: dtable[ids[i], :] += dout[i, :] (dtable vocab x dim,
+ * dout n x dim). Every column adds its rows in the order of i whatever the
+ * thread count. Ids are checked first, as in the forward. */
+fn_status fn_embedding_backward_f32(const int64_t *ids, int64_t n, const float *dout,
+                                    int64_t vocab, int64_t dim, float *dtable,
+                                    int64_t *bad_pos, int n_threads);
+fn_status fn_embedding_backward_f64(const int64_t *ids, int64_t n, const double *dout,
+                                    int64_t vocab, int64_t dim, double *dtable,
+                                    int64_t *bad_pos, int n_threads);
+
+/* Layer normalisation of each row of x (rows x dim, contiguous):
+ *   y = (x - mean) * rstd * gamma + beta,  rstd = 1 / sqrt(var + eps)
+ * with the biased variance; mean and rstd (rows each) are saved for backward. */
+fn_status fn_layer_norm_forward_f32(const float *x, const float *gamma, const float *beta,
+                                    int64_t rows, int64_t dim, float eps,
+                                    float *y, float *mean, float *rstd, int n_threads);
+fn_status fn_layer_norm_forward_f64(const double *x, const double *gamma, const double *beta,
+                                    int64_t rows, int64_t dim, double eps,
+                                    double *y, double *mean, double *rstd, int n_threads);
+/* dx (rows x dim); dgamma, dbeta (dim) are column sums over the rows, added
+ * in row order (overwritten, not accumulated). dx may alias dy. */
+fn_status fn_layer_norm_backward_f32(const float *dy, const float *x, const float *gamma,
+                                     const float *mean, const float *rstd,
+                                     int64_t rows, int64_t dim,
+                                     float *dx, float *dgamma, float *dbeta, int n_threads);
+fn_status fn_layer_norm_backward_f64(const double *dy, const double *x, const double *gamma,
+                                     const double *mean, const double *rstd,
+                                     int64_t rows, int64_t dim,
+                                     double *dx, double *dgamma, double *dbeta, int n_threads);
+
+/* Multi-head scaled dot-product attention.
+ * q is batch x tq x heads x dh, k and v batch x tk x heads x dh: a (B, T, D)
+ * projection viewed as (B, T, H, D/H), so no head transposes are needed.
+ * Element (b, t, h, d) of q lives at q[b * q_sb + t * q_st + h * dh + d]
+ * (heads x dh contiguous; the batch and time strides are free, so slices of
+ * a fused projection work). out is contiguous batch x tq x heads x dh, probs
+ * contiguous batch x heads x tq x tk (kept for the backward).
+ * key_padding_mask (batch x tk, 1 = padding, or NULL) and causal (query i
+ * sees key j only when j <= i + tk - tq) remove keys; a row with no key left
+ * gives probs and out of zeros. Scores are scaled by 1/sqrt(dh). */
+fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                   const float *q, int64_t q_sb, int64_t q_st,
+                                   const float *k, int64_t k_sb, int64_t k_st,
+                                   const float *v, int64_t v_sb, int64_t v_st,
+                                   const uint8_t *key_padding_mask, int causal,
+                                   float *out, float *probs, int n_threads);
+fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                   const double *q, int64_t q_sb, int64_t q_st,
+                                   const double *k, int64_t k_sb, int64_t k_st,
+                                   const double *v, int64_t v_sb, int64_t v_st,
+                                   const uint8_t *key_padding_mask, int causal,
+                                   double *out, double *probs, int n_threads);
+/* Backward of the attention given dout (strided like q, with do_sb, do_st)
+ * and the forward's probs. dq (like out), dk and dv (contiguous
+ * batch x tk x heads x dh) are overwritten. */
+fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                    const float *dout, int64_t do_sb, int64_t do_st,
+                                    const float *q, int64_t q_sb, int64_t q_st,
+                                    const float *k, int64_t k_sb, int64_t k_st,
+                                    const float *v, int64_t v_sb, int64_t v_st,
+                                    const float *probs, float *dq, float *dk, float *dv,
+                                    int n_threads);
+fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                    const double *dout, int64_t do_sb, int64_t do_st,
+                                    const double *q, int64_t q_sb, int64_t q_st,
+                                    const double *k, int64_t k_sb, int64_t k_st,
+                                    const double *v, int64_t v_sb, int64_t v_st,
+                                    const double *probs, double *dq, double *dk, double *dv,
+                                    int n_threads);
+
+/* Dropout of n contiguous elements: mask[i] = 1 keeps x[i] (scaled by
+ * 1 / (1 - p)), 0 drops it. The keep decision is a counter-based hash of
+ * (seed, i), so it depends on neither the thread count nor the CPU path:
+ *   key = low 32 bits of splitmix64(splitmix64(seed) + (i >> 32) * 0x9E3779B97F4A7C15)
+ *   h   = mix32((uint32)i * 0x9E3779B9 + key), mix32(x): x ^= x >> 16;
+ *         x *= 0x7FEB352D; x ^= x >> 15; x *= 0x846CA68B; x ^= x >> 16
+ *   kept when h >> 8 >= floor(p * 2^24).
+ * p must be in [0, 1). y may alias x. */
+fn_status fn_dropout_forward_f32(const float *x, float *y, uint8_t *mask, int64_t n,
+                                 double p, uint64_t seed, int n_threads);
+fn_status fn_dropout_forward_f64(const double *x, double *y, uint8_t *mask, int64_t n,
+                                 double p, uint64_t seed, int n_threads);
+/* dx = dy * mask / (1 - p); dx may alias dy. */
+fn_status fn_dropout_backward_f32(const float *dy, const uint8_t *mask, float *dx, int64_t n,
+                                  double p, int n_threads);
+fn_status fn_dropout_backward_f64(const double *dy, const uint8_t *mask, double *dx, int64_t n,
+                                  double p, int n_threads);
+
+/* Residual add: out = a + b over n elements; out may alias a or b. */
+fn_status fn_add_f32(const float *a, const float *b, float *out, int64_t n, int n_threads);
+fn_status fn_add_f64(const double *a, const double *b, double *out, int64_t n, int n_threads);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,563 @@
+# Transformer kernels: embedding, layer norm, attention, dropout, residual add
+# (csrc/transformer.c, csrc/layernorm.c, csrc/attention.c).
+cimport cython
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+
+cdef extern from "fastnet.h" nogil:
+    fn_status fn_embedding_forward_f32(const int64_t *ids, int64_t n, const float *table, int64_t vocab, int64_t dim, float *out, int64_t *bad_pos, int n_threads) noexcept
+    fn_status fn_embedding_forward_f64(const int64_t *ids, int64_t n, const double *table, int64_t vocab, int64_t dim, double *out, int64_t *bad_pos, int n_threads) noexcept
+    fn_status fn_embedding_backward_f32(const int64_t *ids, int64_t n, const float *dout, int64_t vocab, int64_t dim, float *dtable, int64_t *bad_pos, int n_threads) noexcept
+    fn_status fn_embedding_backward_f64(const int64_t *ids, int64_t n, const double *dout, int64_t vocab, int64_t dim, double *dtable, int64_t *bad_pos, int n_threads) noexcept
+    fn_status fn_layer_norm_forward_f32(const float *x, const float *gamma, const float *beta, int64_t rows, int64_t dim, float eps, float *y, float *mean, float *rstd, int n_threads) noexcept
+    fn_status fn_layer_norm_forward_f64(const double *x, const double *gamma, const double *beta, int64_t rows, int64_t dim, double eps, double *y, double *mean, double *rstd, int n_threads) noexcept
+    fn_status fn_layer_norm_backward_f32(const float *dy, const float *x, const float *gamma, const float *mean, const float *rstd, int64_t rows, int64_t dim, float *dx, float *dgamma, float *dbeta, int n_threads) noexcept
+    fn_status fn_layer_norm_backward_f64(const double *dy, const double *x, const double *gamma, const double *mean, const double *rstd, int64_t rows, int64_t dim, double *dx, double *dgamma, double *dbeta, int n_threads) noexcept
+    fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const float *q, int64_t q_sb, int64_t q_st, const float *k, int64_t k_sb, int64_t k_st, const float *v, int64_t v_sb, int64_t v_st, const uint8_t *key_padding_mask, int causal, float *out, float *probs, int n_threads) noexcept
+    fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const double *q, int64_t q_sb, int64_t q_st, const double *k, int64_t k_sb, int64_t k_st, const double *v, int64_t v_sb, int64_t v_st, const uint8_t *key_padding_mask, int causal, double *out, double *probs, int n_threads) noexcept
+    fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const float *dout, int64_t do_sb, int64_t do_st, const float *q, int64_t q_sb, int64_t q_st, const float *k, int64_t k_sb, int64_t k_st, const float *v, int64_t v_sb, int64_t v_st, const float *probs, float *dq, float *dk, float *dv, int n_threads) noexcept
+    fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const double *dout, int64_t do_sb, int64_t do_st, const double *q, int64_t q_sb, int64_t q_st, const double *k, int64_t k_sb, int64_t k_st, const double *v, int64_t v_sb, int64_t v_st, const double *probs, double *dq, double *dk, double *dv, int n_threads) noexcept
+    fn_status fn_dropout_forward_f32(const float *x, float *y, uint8_t *mask, int64_t n, double p, uint64_t seed, int n_threads) noexcept
+    fn_status fn_dropout_forward_f64(const double *x, double *y, uint8_t *mask, int64_t n, double p, uint64_t seed, int n_threads) noexcept
+    fn_status fn_dropout_backward_f32(const float *dy, const uint8_t *mask, float *dx, int64_t n, double p, int n_threads) noexcept
+    fn_status fn_dropout_backward_f64(const double *dy, const uint8_t *mask, double *dx, int64_t n, double p, int n_threads) noexcept
+    fn_status fn_add_f32(const float *a, const float *b, float *out, int64_t n, int n_threads) noexcept
+    fn_status fn_add_f64(const double *a, const double *b, double *out, int64_t n, int n_threads) noexcept
+
+ctypedef fused tf_real:
+    float
+    double
+
+_INT64_MAX = (1 << 63) - 1
+_UINT64_MASK = (1 << 64) - 1
+
+
+# ---- argument checks shared by the wrappers --------------------------------
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+cdef inline bint _tf_is_f32(x):
+    # Identity first: comparing a dtype with a type object is slow, and these
+    # wrappers sit on the per-token decoding path.
+    dt = x.dtype
+    return dt is _F32 or dt == _F32
+
+
+cdef object _tf_float(x, str what, str name):
+    """x as a float32/float64 ndarray, or a TypeError naming the argument."""
+    x = np.asarray(x)
+    dt = x.dtype
+    if dt is not _F32 and dt is not _F64 and dt != _F32 and dt != _F64:
+        raise TypeError(f"{what}: {name} must be float32 or float64, got {x.dtype}")
+    return x
+
+
+cdef int _tf_same_dtype(x, y, str what, str xname, str yname) except -1:
+    if x.dtype is not y.dtype and x.dtype != y.dtype:
+        raise TypeError(f"{what}: {yname} has dtype {y.dtype} but {xname} has dtype {x.dtype}")
+    return 0
+
+
+cdef object _tf_ids(ids, str what):
+    """ids as a contiguous int64 array (any integer dtype accepted)."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{what}: ids must have an integer dtype, got {ids.dtype}")
+    if ids.dtype.kind == "u" and ids.dtype.itemsize == 8 and ids.size and int(ids.max()) > _INT64_MAX:
+        pos = np.unravel_index(int(np.argmax(ids)), ids.shape)
+        raise ValueError(f"{what}: id {int(ids[pos])} at position {tuple(int(i) for i in pos)} is outside the vocabulary")
+    return np.ascontiguousarray(ids, dtype=np.int64)
+
+
+cdef int _tf_raise_bad_id(ids, int64_t flat_pos, int64_t vocab, str what) except -1:
+    pos = tuple(int(i) for i in np.unravel_index(flat_pos, ids.shape))
+    raise ValueError(f"{what}: id {int(ids.reshape(-1)[flat_pos])} at position {pos} "
+                     f"(ids shape {ids.shape}) is outside the vocabulary [0, {vocab})")
+
+
+cdef int64_t _tf_elem_stride(x, int axis):
+    return x.strides[axis] // x.itemsize
+
+
+cdef object _tf_heads_contiguous(x):
+    """x with its last two axes (heads, dh) contiguous; batch/time strides stay free."""
+    if (x.strides[3] == x.itemsize and x.strides[2] == x.shape[3] * x.itemsize
+            and x.strides[0] % x.itemsize == 0 and x.strides[1] % x.itemsize == 0):
+        return x
+    return np.ascontiguousarray(x)
+
+
+# ---- embedding --------------------------------------------------------------
+
+cdef int _embedding_forward_impl(const int64_t[::1] ids, const tf_real[:, ::1] table,
+                                 tf_real[:, ::1] out, int64_t *bad_pos) except -1 nogil:
+    cdef fn_status st
+    if tf_real is float:
+        st = fn_embedding_forward_f32(&ids[0], ids.shape[0], &table[0, 0], table.shape[0],
+                                      table.shape[1], &out[0, 0], bad_pos, _n_threads)
+    else:
+        st = fn_embedding_forward_f64(&ids[0], ids.shape[0], &table[0, 0], table.shape[0],
+                                      table.shape[1], &out[0, 0], bad_pos, _n_threads)
+    return st
+
+
+cdef int _embedding_backward_impl(const int64_t[::1] ids, const tf_real[:, ::1] dout,
+                                  tf_real[:, ::1] dtable, int64_t *bad_pos) except -1 nogil:
+    cdef fn_status st
+    if tf_real is float:
+        st = fn_embedding_backward_f32(&ids[0], ids.shape[0], &dout[0, 0], dtable.shape[0],
+                                       dtable.shape[1], &dtable[0, 0], bad_pos, _n_threads)
+    else:
+        st = fn_embedding_backward_f64(&ids[0], ids.shape[0], &dout[0, 0], dtable.shape[0],
+                                       dtable.shape[1], &dtable[0, 0], bad_pos, _n_threads)
+    return st
+
+
+def embedding(ids, table):
+    """Rows of `table` (V, D) picked by integer `ids`: shape ids.shape + (D,)."""
+    what = "embedding"
+    table = _tf_float(table, what, "table")
+    if table.ndim != 2:
+        raise ValueError(f"{what}: table must be 2-D (vocab, dim), got shape {table.shape}")
+    table = np.ascontiguousarray(table)
+    ids_in = np.asarray(ids)
+    flat = _tf_ids(ids_in, what).reshape(-1)
+    cdef int64_t vocab = table.shape[0], dim = table.shape[1], bad = -1
+    out = np.empty(ids_in.shape + (dim,), dtype=table.dtype)
+    if flat.size == 0 or dim == 0:
+        # Nothing to copy, but ids must still be valid.
+        bad_ids = np.flatnonzero((flat < 0) | (flat >= vocab))
+        if bad_ids.size:
+            _tf_raise_bad_id(ids_in, bad_ids[0], vocab, what)
+        return out
+    out2 = out.reshape(-1, dim)
+    if _tf_is_f32(table):
+        st = _embedding_forward_impl[cython.float](flat, table, out2, &bad)
+    else:
+        st = _embedding_forward_impl[cython.double](flat, table, out2, &bad)
+    if st == FN_ERR_LABEL:
+        _tf_raise_bad_id(ids_in, bad, vocab, what)
+    if st != FN_OK:
+        check_status(st, f"{what}(ids {ids_in.shape}, table {table.shape})")
+    return out
+
+
+@cython.wraparound(True)  # shape[-1] and shape[:-1] below
+def embedding_backward(ids, dout, vocab_size, out=None):
+    """Gradient of the table: dout rows (ids.shape + (D,)) summed into their ids' rows.
+
+    Returns a new (vocab_size, D) array, or adds into `out` in place and returns it.
+    """
+    what = "embedding_backward"
+    dout = _tf_float(dout, what, "dout")
+    ids_in = np.asarray(ids)
+    flat = _tf_ids(ids_in, what).reshape(-1)
+    if dout.ndim != ids_in.ndim + 1 or dout.shape[:-1] != ids_in.shape:
+        raise ValueError(f"{what}: dout must have shape ids.shape + (dim,) = {ids_in.shape} + (dim,), got {dout.shape}")
+    vocab = int(vocab_size)
+    if vocab < 0:
+        raise ValueError(f"{what}: vocab_size must be >= 0, got {vocab_size}")
+    dim = dout.shape[-1]
+    if out is None:
+        out = np.zeros((vocab, dim), dtype=dout.dtype)
+    else:
+        if not isinstance(out, np.ndarray) or out.shape != (vocab, dim):
+            raise ValueError(f"{what}: out must be an array of shape (vocab_size, dim) = {(vocab, dim)}, got {getattr(out, 'shape', type(out).__name__)}")
+        _tf_same_dtype(dout, out, what, "dout", "out")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"{what}: out must be C-contiguous and writeable")
+        if np.may_share_memory(out, dout):
+            raise ValueError(f"{what}: out overlaps dout")
+    cdef int64_t bad = -1
+    if flat.size == 0 or dim == 0:
+        bad_ids = np.flatnonzero((flat < 0) | (flat >= vocab))
+        if bad_ids.size:
+            _tf_raise_bad_id(ids_in, bad_ids[0], vocab, what)
+        return out
+    dout2 = np.ascontiguousarray(dout).reshape(-1, dim)
+    if _tf_is_f32(dout):
+        st = _embedding_backward_impl[cython.float](flat, dout2, out, &bad)
+    else:
+        st = _embedding_backward_impl[cython.double](flat, dout2, out, &bad)
+    if st == FN_ERR_LABEL:
+        _tf_raise_bad_id(ids_in, bad, vocab, what)
+    if st != FN_OK:
+        check_status(st, f"{what}(ids {ids_in.shape}, dout {dout.shape})")
+    return out
+
+
+# ---- layer norm ---------------------------------------------------------------
+
+cdef int _layer_norm_forward_impl(const tf_real[:, ::1] x, const tf_real[::1] gamma,
+                                  const tf_real[::1] beta, double eps, tf_real[:, ::1] y,
+                                  tf_real[::1] mean, tf_real[::1] rstd) except -1 nogil:
+    if tf_real is float:
+        return fn_layer_norm_forward_f32(&x[0, 0], &gamma[0], &beta[0], x.shape[0], x.shape[1],
+                                         <float>eps, &y[0, 0], &mean[0], &rstd[0], _n_threads)
+    else:
+        return fn_layer_norm_forward_f64(&x[0, 0], &gamma[0], &beta[0], x.shape[0], x.shape[1],
+                                         eps, &y[0, 0], &mean[0], &rstd[0], _n_threads)
+
+
+cdef int _layer_norm_backward_impl(const tf_real[:, ::1] dy, const tf_real[:, ::1] x,
+                                   const tf_real[::1] gamma, const tf_real[::1] mean,
+                                   const tf_real[::1] rstd, tf_real[:, ::1] dx,
+                                   tf_real[::1] dgamma, tf_real[::1] dbeta) except -1 nogil:
+    if tf_real is float:
+        return fn_layer_norm_backward_f32(&dy[0, 0], &x[0, 0], &gamma[0], &mean[0], &rstd[0],
+                                          x.shape[0], x.shape[1], &dx[0, 0], &dgamma[0],
+                                          &dbeta[0], _n_threads)
+    else:
+        return fn_layer_norm_backward_f64(&dy[0, 0], &x[0, 0], &gamma[0], &mean[0], &rstd[0],
+                                          x.shape[0], x.shape[1], &dx[0, 0], &dgamma[0],
+                                          &dbeta[0], _n_threads)
+
+
+@cython.wraparound(True)  # shape[-1] and shape[:-1] below
+cdef object _tf_vector(v, x, str what, str name):
+    v = _tf_float(v, what, name)
+    _tf_same_dtype(x, v, what, "x", name)
+    if v.shape != (x.shape[-1],):
+        raise ValueError(f"{what}: {name} must have shape ({x.shape[-1]},) for x of shape {x.shape}, got {v.shape}")
+    return np.ascontiguousarray(v)
+
+
+@cython.wraparound(True)  # shape[-1] and shape[:-1] below
+def layer_norm(x, gamma, beta, eps=1e-5):
+    """Normalise over the last axis, then scale by gamma and shift by beta.
+
+    Returns (y, mean, rstd); mean and rstd have shape x.shape[:-1] and are
+    what layer_norm_backward needs.
+    """
+    what = "layer_norm"
+    x = _tf_float(x, what, "x")
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"{what}: x must have a non-empty last axis, got shape {x.shape}")
+    gamma = _tf_vector(gamma, x, what, "gamma")
+    beta = _tf_vector(beta, x, what, "beta")
+    if not eps >= 0:
+        raise ValueError(f"{what}: eps must be >= 0, got {eps}")
+    dim = x.shape[-1]
+    x2 = np.ascontiguousarray(x).reshape(-1, dim)
+    y = np.empty(x.shape, dtype=x.dtype)
+    mean = np.empty(x.shape[:-1], dtype=x.dtype)
+    rstd = np.empty(x.shape[:-1], dtype=x.dtype)
+    if x2.shape[0] == 0:
+        return y, mean, rstd
+    y2, mean1, rstd1 = y.reshape(-1, dim), mean.reshape(-1), rstd.reshape(-1)
+    if _tf_is_f32(x):
+        st = _layer_norm_forward_impl[cython.float](x2, gamma, beta, eps, y2, mean1, rstd1)
+    else:
+        st = _layer_norm_forward_impl[cython.double](x2, gamma, beta, eps, y2, mean1, rstd1)
+    if st != FN_OK:
+        check_status(st, f"{what}(x {x.shape})")
+    return y, mean, rstd
+
+
+@cython.wraparound(True)  # shape[-1] and shape[:-1] below
+def layer_norm_backward(dy, x, gamma, mean, rstd):
+    """(dx, dgamma, dbeta) of layer_norm; dgamma and dbeta are summed over all rows."""
+    what = "layer_norm_backward"
+    x = _tf_float(x, what, "x")
+    dy = _tf_float(dy, what, "dy")
+    _tf_same_dtype(x, dy, what, "x", "dy")
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"{what}: x must have a non-empty last axis, got shape {x.shape}")
+    if dy.shape != x.shape:
+        raise ValueError(f"{what}: dy has shape {dy.shape} but x has shape {x.shape}")
+    gamma = _tf_vector(gamma, x, what, "gamma")
+    stats = []
+    for name, s in (("mean", mean), ("rstd", rstd)):
+        s = _tf_float(s, what, name)
+        _tf_same_dtype(x, s, what, "x", name)
+        if s.shape != x.shape[:-1]:
+            raise ValueError(f"{what}: {name} must have shape x.shape[:-1] = {x.shape[:-1]}, got {s.shape}")
+        stats.append(np.ascontiguousarray(s).reshape(-1))
+    dim = x.shape[-1]
+    x2 = np.ascontiguousarray(x).reshape(-1, dim)
+    dy2 = np.ascontiguousarray(dy).reshape(-1, dim)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    dgamma = np.zeros(dim, dtype=x.dtype)
+    dbeta = np.zeros(dim, dtype=x.dtype)
+    if x2.shape[0] == 0:
+        return dx, dgamma, dbeta
+    dx2 = dx.reshape(-1, dim)
+    if _tf_is_f32(x):
+        st = _layer_norm_backward_impl[cython.float](dy2, x2, gamma, stats[0], stats[1], dx2, dgamma, dbeta)
+    else:
+        st = _layer_norm_backward_impl[cython.double](dy2, x2, gamma, stats[0], stats[1], dx2, dgamma, dbeta)
+    if st != FN_OK:
+        check_status(st, f"{what}(x {x.shape})")
+    return dx, dgamma, dbeta
+
+
+# ---- attention ------------------------------------------------------------------
+
+# q, k, v and dout are strided over batch and time; (heads, dh) is contiguous
+# (checked by _tf_heads_contiguous), which is all the C code assumes.
+cdef int _attention_forward_impl(const tf_real[:, :, :, :] q, const tf_real[:, :, :, :] k,
+                                 const tf_real[:, :, :, :] v, const uint8_t *pad, int causal,
+                                 tf_real[:, :, :, ::1] out, tf_real[:, :, :, ::1] probs) except -1 nogil:
+    cdef int64_t es = sizeof(tf_real)
+    if tf_real is float:
+        return fn_attention_forward_f32(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
+                                        &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
+                                        &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
+                                        &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
+                                        pad, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0], _n_threads)
+    else:
+        return fn_attention_forward_f64(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
+                                        &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
+                                        &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
+                                        &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
+                                        pad, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0], _n_threads)
+
+
+cdef int _attention_backward_impl(const tf_real[:, :, :, :] dout, const tf_real[:, :, :, :] q,
+                                  const tf_real[:, :, :, :] k, const tf_real[:, :, :, :] v,
+                                  const tf_real[:, :, :, ::1] probs, tf_real[:, :, :, ::1] dq,
+                                  tf_real[:, :, :, ::1] dk, tf_real[:, :, :, ::1] dv) except -1 nogil:
+    cdef int64_t es = sizeof(tf_real)
+    if tf_real is float:
+        return fn_attention_backward_f32(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
+                                         &dout[0, 0, 0, 0], dout.strides[0] // es, dout.strides[1] // es,
+                                         &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
+                                         &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
+                                         &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
+                                         &probs[0, 0, 0, 0], &dq[0, 0, 0, 0], &dk[0, 0, 0, 0],
+                                         &dv[0, 0, 0, 0], _n_threads)
+    else:
+        return fn_attention_backward_f64(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
+                                         &dout[0, 0, 0, 0], dout.strides[0] // es, dout.strides[1] // es,
+                                         &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
+                                         &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
+                                         &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
+                                         &probs[0, 0, 0, 0], &dq[0, 0, 0, 0], &dk[0, 0, 0, 0],
+                                         &dv[0, 0, 0, 0], _n_threads)
+
+
+cdef tuple _tf_qkv(q, k, v, str what):
+    """Checked q (B, Tq, H, dh), k and v (B, Tk, H, dh) of one float dtype."""
+    q = _tf_float(q, what, "q")
+    k = _tf_float(k, what, "k")
+    v = _tf_float(v, what, "v")
+    _tf_same_dtype(q, k, what, "q", "k")
+    _tf_same_dtype(q, v, what, "q", "v")
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        if a.ndim != 4:
+            raise ValueError(f"{what}: {name} must be 4-D (batch, time, heads, head_dim), got shape {a.shape}")
+    if k.shape != v.shape:
+        raise ValueError(f"{what}: k has shape {k.shape} but v has shape {v.shape}; they must match")
+    if (q.shape[0], q.shape[2], q.shape[3]) != (k.shape[0], k.shape[2], k.shape[3]):
+        raise ValueError(f"{what}: q of shape {q.shape} and k of shape {k.shape} must agree in "
+                         f"batch, heads and head_dim (axes 0, 2, 3)")
+    if q.shape[2] == 0 or q.shape[3] == 0:
+        raise ValueError(f"{what}: heads and head_dim must be >= 1, got q of shape {q.shape}")
+    return _tf_heads_contiguous(q), _tf_heads_contiguous(k), _tf_heads_contiguous(v)
+
+
+def attention(q, k, v, key_padding_mask=None, causal=False):
+    """Multi-head scaled dot-product attention.
+
+    q is (B, Tq, H, dh), k and v are (B, Tk, H, dh): a (B, T, D) projection
+    reshaped to (B, T, H, D/H). key_padding_mask (B, Tk) bool marks padding
+    keys with True; causal lets query i see key j only when j <= i + Tk - Tq.
+    Returns out (B, Tq, H, dh) and probs (B, H, Tq, Tk); a query that sees
+    no key gets zeros.
+    """
+    what = "attention"
+    q, k, v = _tf_qkv(q, k, v, what)
+    batch, tq, heads, dh = q.shape
+    tk = k.shape[1]
+    cdef const uint8_t[::1] pad_view
+    cdef const uint8_t *pad = NULL
+    if key_padding_mask is not None:
+        mask = np.asarray(key_padding_mask)
+        if mask.shape != (batch, tk):
+            raise ValueError(f"{what}: key_padding_mask must have shape (batch, Tk) = {(batch, tk)} "
+                             f"for k of shape {k.shape}, got {mask.shape}")
+        if mask.dtype != np.bool_:
+            if mask.dtype.kind not in "iu" or (mask.size and not np.isin(mask, (0, 1)).all()):
+                raise TypeError(f"{what}: key_padding_mask must be bool (True = padding), got {mask.dtype}")
+            mask = mask.astype(np.bool_)
+        if mask.size:
+            pad_view = np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
+            pad = &pad_view[0]
+    out = np.empty((batch, tq, heads, dh), dtype=q.dtype)
+    probs = np.empty((batch, heads, tq, tk), dtype=q.dtype)
+    if batch == 0 or tq == 0:
+        return out, probs
+    if tk == 0:
+        out.fill(0)
+        return out, probs
+    if _tf_is_f32(q):
+        st = _attention_forward_impl[cython.float](q, k, v, pad, bool(causal), out, probs)
+    else:
+        st = _attention_forward_impl[cython.double](q, k, v, pad, bool(causal), out, probs)
+    if st != FN_OK:
+        check_status(st, f"{what}(q {q.shape}, k {k.shape})")
+    return out, probs
+
+
+def attention_backward(dout, q, k, v, probs):
+    """(dq, dk, dv) of attention given dout (like its out) and the probs it returned."""
+    what = "attention_backward"
+    q, k, v = _tf_qkv(q, k, v, what)
+    dout = _tf_float(dout, what, "dout")
+    probs = _tf_float(probs, what, "probs")
+    _tf_same_dtype(q, dout, what, "q", "dout")
+    _tf_same_dtype(q, probs, what, "q", "probs")
+    batch, tq, heads, dh = q.shape
+    tk = k.shape[1]
+    if dout.shape != q.shape:
+        raise ValueError(f"{what}: dout must have the shape of q {q.shape}, got {dout.shape}")
+    if probs.shape != (batch, heads, tq, tk):
+        raise ValueError(f"{what}: probs must have shape (B, H, Tq, Tk) = {(batch, heads, tq, tk)}, got {probs.shape}")
+    dout = _tf_heads_contiguous(dout)
+    probs = np.ascontiguousarray(probs)
+    dq = np.empty(q.shape, dtype=q.dtype)
+    dk = np.empty(k.shape, dtype=q.dtype)
+    dv = np.empty(k.shape, dtype=q.dtype)
+    if batch == 0 or tq == 0 or tk == 0:
+        dq.fill(0)
+        dk.fill(0)
+        dv.fill(0)
+        return dq, dk, dv
+    if _tf_is_f32(q):
+        st = _attention_backward_impl[cython.float](dout, q, k, v, probs, dq, dk, dv)
+    else:
+        st = _attention_backward_impl[cython.double](dout, q, k, v, probs, dq, dk, dv)
+    if st != FN_OK:
+        check_status(st, f"{what}(q {q.shape}, k {k.shape})")
+    return dq, dk, dv
+
+
+# ---- dropout and residual add ------------------------------------------------------
+
+cdef int _dropout_forward_impl(const tf_real[::1] x, tf_real[::1] y, uint8_t[::1] mask,
+                               double p, uint64_t seed) except -1 nogil:
+    if tf_real is float:
+        return fn_dropout_forward_f32(&x[0], &y[0], &mask[0], x.shape[0], p, seed, _n_threads)
+    else:
+        return fn_dropout_forward_f64(&x[0], &y[0], &mask[0], x.shape[0], p, seed, _n_threads)
+
+
+cdef int _dropout_backward_impl(const tf_real[::1] dy, const uint8_t[::1] mask, tf_real[::1] dx,
+                                double p) except -1 nogil:
+    if tf_real is float:
+        return fn_dropout_backward_f32(&dy[0], &mask[0], &dx[0], dy.shape[0], p, _n_threads)
+    else:
+        return fn_dropout_backward_f64(&dy[0], &mask[0], &dx[0], dy.shape[0], p, _n_threads)
+
+
+cdef double _tf_dropout_p(p, str what) except? -1:
+    cdef double value = float(p)
+    if not (0.0 <= value < 1.0):
+        raise ValueError(f"{what}: p must be in [0, 1), got {p}")
+    return value
+
+
+def dropout(x, p, seed):
+    """(y, mask): y = x * mask / (1 - p), mask uint8 (1 = kept).
+
+    The mask is a hash of (seed, element index): the same seed gives the same
+    mask whatever the thread count or CPU path.
+    """
+    what = "dropout"
+    x = _tf_float(x, what, "x")
+    cdef double prob = _tf_dropout_p(p, what)
+    cdef uint64_t key = int(seed) & _UINT64_MASK
+    x1 = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty(x.shape, dtype=x.dtype)
+    mask = np.empty(x.shape, dtype=np.uint8)
+    if x1.size == 0:
+        return y, mask
+    if _tf_is_f32(x):
+        st = _dropout_forward_impl[cython.float](x1, y.reshape(-1), mask.reshape(-1), prob, key)
+    else:
+        st = _dropout_forward_impl[cython.double](x1, y.reshape(-1), mask.reshape(-1), prob, key)
+    if st != FN_OK:
+        check_status(st, f"{what}(x {x.shape}, p={p})")
+    return y, mask
+
+
+def dropout_backward(dy, mask, p):
+    """dx = dy * mask / (1 - p), with the mask dropout returned."""
+    what = "dropout_backward"
+    dy = _tf_float(dy, what, "dy")
+    cdef double prob = _tf_dropout_p(p, what)
+    mask = np.asarray(mask)
+    if mask.shape != dy.shape:
+        raise ValueError(f"{what}: mask has shape {mask.shape} but dy has shape {dy.shape}")
+    if mask.dtype != np.uint8 and mask.dtype != np.bool_:
+        raise TypeError(f"{what}: mask must be uint8 or bool, got {mask.dtype}")
+    mask1 = np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
+    dy1 = np.ascontiguousarray(dy).reshape(-1)
+    dx = np.empty(dy.shape, dtype=dy.dtype)
+    if dy1.size == 0:
+        return dx
+    if _tf_is_f32(dy):
+        st = _dropout_backward_impl[cython.float](dy1, mask1, dx.reshape(-1), prob)
+    else:
+        st = _dropout_backward_impl[cython.double](dy1, mask1, dx.reshape(-1), prob)
+    if st != FN_OK:
+        check_status(st, f"{what}(dy {dy.shape}, p={p})")
+    return dx
+
+
+cdef int _add_impl(const tf_real[::1] a, const tf_real[::1] b, tf_real[::1] out) except -1 nogil:
+    if tf_real is float:
+        return fn_add_f32(&a[0], &b[0], &out[0], a.shape[0], _n_threads)
+    else:
+        return fn_add_f64(&a[0], &b[0], &out[0], a.shape[0], _n_threads)
+
+
+cdef tuple _tf_add_args(a, b, str what):
+    a = _tf_float(a, what, "a")
+    b = _tf_float(b, what, "b")
+    _tf_same_dtype(a, b, what, "a", "b")
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: a has shape {a.shape} but b has shape {b.shape}; they must match")
+    return a, b
+
+
+def add_(a, b):
+    """Residual add in place: a += b (same shape and dtype); returns a."""
+    what = "add_"
+    a, b = _tf_add_args(a, b, what)
+    if not a.flags.c_contiguous or not a.flags.writeable:
+        raise ValueError(f"{what}: a (shape {a.shape}) must be C-contiguous and writeable")
+    if a.size == 0:
+        return a
+    # An exact alias (a += a) is fine elementwise; any other overlap is not.
+    if np.may_share_memory(a, b) and not (b.flags.c_contiguous and
+                                          b.__array_interface__["data"][0] == a.__array_interface__["data"][0]):
+        b = b.copy()
+    a1 = a.reshape(-1)
+    b1 = np.ascontiguousarray(b).reshape(-1)
+    if _tf_is_f32(a):
+        st = _add_impl[cython.float](a1, b1, a1)
+    else:
+        st = _add_impl[cython.double](a1, b1, a1)
+    if st != FN_OK:
+        check_status(st, f"{what}(a {a.shape})")
+    return a
+
+
+def add(a, b):
+    """a + b as a new array (same shape and dtype)."""
+    what = "add"
+    a, b = _tf_add_args(a, b, what)
+    out = np.empty(a.shape, dtype=a.dtype)
+    if a.size == 0:
+        return out
+    a1 = np.ascontiguousarray(a).reshape(-1)
+    b1 = np.ascontiguousarray(b).reshape(-1)
+    if _tf_is_f32(a):
+        st = _add_impl[cython.float](a1, b1, out.reshape(-1))
+    else:
+        st = _add_impl[cython.double](a1, b1, out.reshape(-1))
+    if st != FN_OK:
+        check_status(st, f"{what}(a {a.shape})")
+    return out

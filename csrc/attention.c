@@ -1,0 +1,387 @@
+/* attention.c - multi-head scaled dot-product attention, forward and backward.
+ *
+ * Work is split over (batch, head) pairs: each pair reads its own slices of
+ * q, k, v and writes its own slices of every output, so threads never share
+ * an output element and results do not depend on the thread count.
+ *
+ * One query row is handled in a single pass: scores, scale, mask, softmax
+ * and the weighted sum of values, with the score row kept in L1. The SIMD
+ * path first packs the head's keys transposed (dh x tk, padded to the vector
+ * width) so a whole row of scores is a run of broadcast-FMAs over the keys,
+ * without horizontal sums; the sizes this is built for (tk <= 64, dh = 32)
+ * keep that packed block in L1.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fn_internal.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define ATTN_HAVE_X86 1
+#endif
+
+/* Multiply-adds per thread below which another thread does not pay. */
+#define MIN_FLOPS_PER_THREAD 65536
+/* Up to this many queries per head, scores are computed as plain dot
+ * products instead of against keys packed transposed: packing costs about
+ * tk * dh moves per head, which a handful of query rows cannot repay. */
+#define DIRECT_MAX_QUERIES 4
+
+typedef struct {
+    int64_t batch, tq, tk, heads, dh;
+    int64_t q_sb, q_st, k_sb, k_st, v_sb, v_st, do_sb, do_st;
+    const uint8_t *pad; /* batch x tk, 1 = padding, or NULL */
+    int causal;
+    double scale;
+} attn_dims;
+
+/* Keys [0, n) are visible to query i before padding is considered. */
+static inline int64_t attn_visible_keys(const attn_dims *a, int64_t i) {
+    if (!a->causal) return a->tk;
+    int64_t n = i + (a->tk - a->tq) + 1;
+    return n < 0 ? 0 : (n > a->tk ? a->tk : n);
+}
+
+#define REAL float
+#define SUFFIX f32
+#define EXP expf
+#include "attention_generic.h"
+#undef REAL
+#undef SUFFIX
+#undef EXP
+
+#define REAL double
+#define SUFFIX f64
+#define EXP exp
+#include "attention_generic.h"
+#undef REAL
+#undef SUFFIX
+#undef EXP
+
+static fn_status attn_fill_dims(attn_dims *a, int64_t batch, int64_t tq, int64_t tk,
+                                int64_t heads, int64_t dh, int64_t q_sb, int64_t q_st,
+                                int64_t k_sb, int64_t k_st, int64_t v_sb, int64_t v_st,
+                                const uint8_t *pad, int causal) {
+    if (batch < 0 || tq < 0 || tk < 0 || heads < 1 || dh < 1) return FN_ERR_ARG;
+    a->batch = batch; a->tq = tq; a->tk = tk; a->heads = heads; a->dh = dh;
+    a->q_sb = q_sb; a->q_st = q_st; a->k_sb = k_sb; a->k_st = k_st;
+    a->v_sb = v_sb; a->v_st = v_st; a->do_sb = 0; a->do_st = 0;
+    a->pad = pad; a->causal = causal != 0;
+    a->scale = 1.0 / sqrt((double)dh);
+    return FN_OK;
+}
+
+static int attn_threads(const attn_dims *a, int n_threads) {
+    int64_t pairs = a->batch * a->heads;
+    int nth = fn_threads_for(pairs * a->tq * (a->tk + 1) * a->dh, MIN_FLOPS_PER_THREAD, n_threads);
+    if (nth > pairs) nth = pairs > 0 ? (int)pairs : 1;
+    return nth;
+}
+
+/* ---- float SIMD path: vector primitives, then the shared template -------- */
+#ifdef ATTN_HAVE_X86
+
+/* exp for x <= 88: 2^n * poly(r) with x = n ln2 + r, |r| <= ln2 / 2 (Cephes'
+ * split of ln2 and degree-7 polynomial, ~1 ulp). Lanes below -87 (including
+ * -inf, i.e. masked keys) give exactly 0, so masked weights are true zeros. */
+#define EXP_LOW -87.0f
+#define EXP_HIGH 88.0f
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO -2.12194440e-4f
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+
+FN_TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
+    __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LOW), _CMP_GE_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LOW)), _mm256_set1_ps(EXP_HIGH));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+    __m256 y = _mm256_set1_ps(EXP_P0);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P1));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P2));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P4));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P5));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), live);
+}
+
+FN_TARGET_AVX2 static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+FN_TARGET_AVX2 static inline float hmax_avx2(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+FN_TARGET_AVX512 static inline __m512 exp_avx512(__m512 x) {
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LOW), _CMP_GE_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LOW)), _mm512_set1_ps(EXP_HIGH));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
+    __m512 y = _mm512_set1_ps(EXP_P0);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P1));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P2));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P3));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P4));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P5));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
+}
+
+#define ISA avx2
+#define TARGET FN_TARGET_AVX2
+#define W 8
+#define V __m256
+#define V_ZERO() _mm256_setzero_ps()
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_STORE(p, x) _mm256_storeu_ps(p, x)
+#define V_ADD(a, b) _mm256_add_ps(a, b)
+#define V_SUB(a, b) _mm256_sub_ps(a, b)
+#define V_MUL(a, b) _mm256_mul_ps(a, b)
+#define V_MAX(a, b) _mm256_max_ps(a, b)
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_HSUM(x) hsum_avx2(x)
+#define V_HMAX(x) hmax_avx2(x)
+#define V_EXP(x) exp_avx2(x)
+/* x with -inf in the lanes where kill != 0 */
+#define V_KILL(x, kill) \
+    _mm256_blendv_ps(x, _mm256_set1_ps(-INFINITY), _mm256_cmp_ps(kill, _mm256_setzero_ps(), _CMP_NEQ_UQ))
+/* x with 0 in the lanes where p == 0 */
+#define V_ZERO_WHERE_ZERO(x, p) _mm256_and_ps(x, _mm256_cmp_ps(p, _mm256_setzero_ps(), _CMP_NEQ_UQ))
+#include "attention_simd.h"
+#undef ISA
+#undef TARGET
+#undef W
+#undef V
+#undef V_ZERO
+#undef V_SET1
+#undef V_LOAD
+#undef V_STORE
+#undef V_ADD
+#undef V_SUB
+#undef V_MUL
+#undef V_MAX
+#undef V_FMA
+#undef V_HSUM
+#undef V_HMAX
+#undef V_EXP
+#undef V_KILL
+#undef V_ZERO_WHERE_ZERO
+
+#define ISA avx512
+#define TARGET FN_TARGET_AVX512
+#define W 16
+#define V __m512
+#define V_ZERO() _mm512_setzero_ps()
+#define V_SET1(x) _mm512_set1_ps(x)
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_STORE(p, x) _mm512_storeu_ps(p, x)
+#define V_ADD(a, b) _mm512_add_ps(a, b)
+#define V_SUB(a, b) _mm512_sub_ps(a, b)
+#define V_MUL(a, b) _mm512_mul_ps(a, b)
+#define V_MAX(a, b) _mm512_max_ps(a, b)
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_HSUM(x) _mm512_reduce_add_ps(x)
+#define V_HMAX(x) _mm512_reduce_max_ps(x)
+#define V_EXP(x) exp_avx512(x)
+#define V_KILL(x, kill) \
+    _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(kill, _mm512_setzero_ps(), _CMP_NEQ_UQ), _mm512_set1_ps(-INFINITY))
+#define V_ZERO_WHERE_ZERO(x, p) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(p, _mm512_setzero_ps(), _CMP_NEQ_UQ), x)
+#include "attention_simd.h"
+#undef ISA
+#undef TARGET
+#undef W
+#undef V
+#undef V_ZERO
+#undef V_SET1
+#undef V_LOAD
+#undef V_STORE
+#undef V_ADD
+#undef V_SUB
+#undef V_MUL
+#undef V_MAX
+#undef V_FMA
+#undef V_HSUM
+#undef V_HMAX
+#undef V_EXP
+#undef V_KILL
+#undef V_ZERO_WHERE_ZERO
+
+/* Padded key count and per-thread scratch (rounded to a cache line). */
+static void simd_layout(const attn_dims *a, fn_cpu_path path, int64_t *tkp, int64_t *per_thread) {
+    int64_t w = path == FN_CPU_AVX512 ? 16 : 8;
+    *tkp = a->tk < 1 ? w : (a->tk + w - 1) / w * w;
+    int64_t floats = path == FN_CPU_AVX512 ? scratch_floats_avx512(a, *tkp) : scratch_floats_avx2(a, *tkp);
+    *per_thread = (floats + 15) / 16 * 16;
+}
+
+static fn_status attention_forward_simd(const attn_dims *a, fn_cpu_path path, const float *q,
+                                        const float *k, const float *v, float *out,
+                                        float *probs, int nth) {
+    int64_t tkp, per_thread;
+    simd_layout(a, path, &tkp, &per_thread);
+    /* calloc: the padding columns of the packed keys must read as zeros. */
+    float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
+    if (!scratch) return FN_ERR_NOMEM;
+    FN_PARALLEL(nth) {
+        int64_t begin, end;
+        fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
+        float *mine = scratch + fn_thread_id() * per_thread;
+        for (int64_t bh = begin; bh < end; bh++) {
+            if (path == FN_CPU_AVX512)
+                head_forward_avx512(a, bh / a->heads, bh % a->heads, tkp, q, k, v, out, probs, mine);
+            else
+                head_forward_avx2(a, bh / a->heads, bh % a->heads, tkp, q, k, v, out, probs, mine);
+        }
+    }
+    free(scratch);
+    return FN_OK;
+}
+
+static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, const float *dout,
+                                         const float *q, const float *k, const float *v,
+                                         const float *probs, float *dq, float *dk, float *dv,
+                                         int nth) {
+    int64_t tkp, per_thread;
+    simd_layout(a, path, &tkp, &per_thread);
+    float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
+    if (!scratch) return FN_ERR_NOMEM;
+    FN_PARALLEL(nth) {
+        int64_t begin, end;
+        fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
+        float *mine = scratch + fn_thread_id() * per_thread;
+        for (int64_t bh = begin; bh < end; bh++) {
+            if (path == FN_CPU_AVX512)
+                head_backward_avx512(a, bh / a->heads, bh % a->heads, tkp, dout, q, k, v, probs,
+                                     dq, dk, dv, mine);
+            else
+                head_backward_avx2(a, bh / a->heads, bh % a->heads, tkp, dout, q, k, v, probs,
+                                   dq, dk, dv, mine);
+        }
+    }
+    free(scratch);
+    return FN_OK;
+}
+
+#endif /* ATTN_HAVE_X86 */
+
+#define DEFINE_ATTENTION_PORTABLE(REAL, SUFFIX)                                             \
+    static void attention_forward_portable_##SUFFIX(const attn_dims *a, const REAL *q,      \
+                                                    const REAL *k, const REAL *v, REAL *out, \
+                                                    REAL *probs, int nth) {                 \
+        FN_PARALLEL(nth) {                                                                  \
+            int64_t begin, end;                                                             \
+            fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end); \
+            for (int64_t bh = begin; bh < end; bh++)                                        \
+                head_forward_##SUFFIX(a, bh / a->heads, bh % a->heads, q, k, v, out, probs); \
+        }                                                                                   \
+    }                                                                                       \
+    static fn_status attention_backward_portable_##SUFFIX(                                  \
+        const attn_dims *a, const REAL *dout, const REAL *q, const REAL *k, const REAL *v,  \
+        const REAL *probs, REAL *dq, REAL *dk, REAL *dv, int nth) {                         \
+        REAL *scratch = malloc(sizeof(REAL) * (size_t)(a->tk + 1) * (size_t)nth);           \
+        if (!scratch) return FN_ERR_NOMEM;                                                  \
+        FN_PARALLEL(nth) {                                                                  \
+            int64_t begin, end;                                                             \
+            fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end); \
+            REAL *row = scratch + fn_thread_id() * (a->tk + 1);                             \
+            for (int64_t bh = begin; bh < end; bh++)                                        \
+                head_backward_##SUFFIX(a, bh / a->heads, bh % a->heads, dout, q, k, v,      \
+                                       probs, dq, dk, dv, row);                             \
+        }                                                                                   \
+        free(scratch);                                                                      \
+        return FN_OK;                                                                       \
+    }
+
+DEFINE_ATTENTION_PORTABLE(float, f32)
+DEFINE_ATTENTION_PORTABLE(double, f64)
+
+fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                   const float *q, int64_t q_sb, int64_t q_st,
+                                   const float *k, int64_t k_sb, int64_t k_st,
+                                   const float *v, int64_t v_sb, int64_t v_st,
+                                   const uint8_t *key_padding_mask, int causal,
+                                   float *out, float *probs, int n_threads) {
+    attn_dims a;
+    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
+                                  v_sb, v_st, key_padding_mask, causal);
+    if (st != FN_OK) return st;
+    int nth = attn_threads(&a, n_threads);
+#ifdef ATTN_HAVE_X86
+    fn_cpu_path path = fn_cpu_get_path();
+    if (path != FN_CPU_GENERIC) return attention_forward_simd(&a, path, q, k, v, out, probs, nth);
+#endif
+    attention_forward_portable_f32(&a, q, k, v, out, probs, nth);
+    return FN_OK;
+}
+
+fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                   const double *q, int64_t q_sb, int64_t q_st,
+                                   const double *k, int64_t k_sb, int64_t k_st,
+                                   const double *v, int64_t v_sb, int64_t v_st,
+                                   const uint8_t *key_padding_mask, int causal,
+                                   double *out, double *probs, int n_threads) {
+    attn_dims a;
+    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
+                                  v_sb, v_st, key_padding_mask, causal);
+    if (st != FN_OK) return st;
+    attention_forward_portable_f64(&a, q, k, v, out, probs, attn_threads(&a, n_threads));
+    return FN_OK;
+}
+
+fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                    const float *dout, int64_t do_sb, int64_t do_st,
+                                    const float *q, int64_t q_sb, int64_t q_st,
+                                    const float *k, int64_t k_sb, int64_t k_st,
+                                    const float *v, int64_t v_sb, int64_t v_st,
+                                    const float *probs, float *dq, float *dk, float *dv,
+                                    int n_threads) {
+    attn_dims a;
+    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
+                                  v_sb, v_st, NULL, 0);
+    if (st != FN_OK) return st;
+    a.do_sb = do_sb;
+    a.do_st = do_st;
+    int nth = attn_threads(&a, n_threads);
+#ifdef ATTN_HAVE_X86
+    fn_cpu_path path = fn_cpu_get_path();
+    if (path != FN_CPU_GENERIC)
+        return attention_backward_simd(&a, path, dout, q, k, v, probs, dq, dk, dv, nth);
+#endif
+    return attention_backward_portable_f32(&a, dout, q, k, v, probs, dq, dk, dv, nth);
+}
+
+fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
+                                    const double *dout, int64_t do_sb, int64_t do_st,
+                                    const double *q, int64_t q_sb, int64_t q_st,
+                                    const double *k, int64_t k_sb, int64_t k_st,
+                                    const double *v, int64_t v_sb, int64_t v_st,
+                                    const double *probs, double *dq, double *dk, double *dv,
+                                    int n_threads) {
+    attn_dims a;
+    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
+                                  v_sb, v_st, NULL, 0);
+    if (st != FN_OK) return st;
+    a.do_sb = do_sb;
+    a.do_st = do_st;
+    return attention_backward_portable_f64(&a, dout, q, k, v, probs, dq, dk, dv,
+                                           attn_threads(&a, n_threads));
+}

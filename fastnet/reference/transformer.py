@@ -1,0 +1,169 @@
+"""NumPy reference of the transformer kernels: embedding, layer norm,
+attention, dropout and the residual add, forward and backward.
+
+Layouts match `fastnet.ops`: attention takes q (B, Tq, H, dh) and k, v
+(B, Tk, H, dh), i.e. a (B, T, D) projection reshaped to (B, T, H, D/H), and
+returns out (B, Tq, H, dh) with probs (B, H, Tq, Tk).
+"""
+import numpy as np
+
+__all__ = [
+    "embedding", "embedding_backward",
+    "layer_norm", "layer_norm_backward",
+    "attention", "attention_backward",
+    "dropout", "dropout_backward", "dropout_mask",
+    "add", "add_",
+]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _check_ids(ids, vocab_size):
+    ids = np.asarray(ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"ids must have an integer dtype, got {ids.dtype}")
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        pos = np.unravel_index(int(np.flatnonzero(bad)[0]), ids.shape)
+        raise ValueError(f"id {int(ids[pos])} at position {tuple(int(p) for p in pos)} "
+                         f"is outside the vocabulary [0, {vocab_size})")
+    return ids.astype(np.int64)
+
+
+def embedding(ids, table):
+    """table[ids]: shape ids.shape + (D,)."""
+    ids = _check_ids(ids, table.shape[0])
+    return table[ids]
+
+
+def embedding_backward(ids, dout, vocab_size, out=None):
+    """dtable (V, D): every row of dout added into the row of its id."""
+    ids = _check_ids(ids, vocab_size)
+    dim = dout.shape[-1]
+    if out is None:
+        out = np.zeros((vocab_size, dim), dtype=dout.dtype)
+    np.add.at(out, ids.reshape(-1), dout.reshape(-1, dim))
+    return out
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    """Normalise over the last axis: (y, mean, rstd), mean/rstd shape x.shape[:-1]."""
+    mean = x.mean(axis=-1)
+    var = ((x - mean[..., None]) ** 2).mean(axis=-1)
+    rstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    xhat = (x - mean[..., None]) * rstd[..., None]
+    return xhat * gamma + beta, mean, rstd
+
+
+def layer_norm_backward(dy, x, gamma, mean, rstd):
+    """(dx, dgamma, dbeta) of layer_norm."""
+    dim = x.shape[-1]
+    xhat = (x - mean[..., None]) * rstd[..., None]
+    g = dy * gamma
+    dx = rstd[..., None] * (g - g.mean(axis=-1, keepdims=True)
+                            - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    dgamma = (dy * xhat).reshape(-1, dim).sum(axis=0)
+    dbeta = dy.reshape(-1, dim).sum(axis=0)
+    return dx, dgamma, dbeta
+
+
+def _allowed_keys(batch, tq, tk, key_padding_mask, causal):
+    """(B, 1, Tq, Tk) bool: which key each query may attend."""
+    allowed = np.ones((batch, 1, tq, tk), dtype=bool)
+    if key_padding_mask is not None:
+        allowed &= ~np.asarray(key_padding_mask, dtype=bool)[:, None, None, :]
+    if causal:
+        i = np.arange(tq)[:, None]
+        j = np.arange(tk)[None, :]
+        allowed &= (j <= i + (tk - tq))[None, None]
+    return allowed
+
+
+def attention(q, k, v, key_padding_mask=None, causal=False):
+    """Scaled dot-product attention: (out (B, Tq, H, dh), probs (B, H, Tq, Tk))."""
+    batch, tq, _, dh = q.shape
+    tk = k.shape[1]
+    scale = 1.0 / np.sqrt(dh)
+    scores = np.einsum("bihd,bjhd->bhij", q, k) * scale
+    allowed = _allowed_keys(batch, tq, tk, key_padding_mask, causal)
+    scores = np.where(allowed, scores, -np.inf)
+    row_max = scores.max(axis=-1, keepdims=True)
+    row_max = np.where(np.isfinite(row_max), row_max, 0.0)
+    e = np.where(allowed, np.exp(scores - row_max), 0.0)
+    total = e.sum(axis=-1, keepdims=True)
+    probs = (e / np.where(total > 0, total, 1.0)).astype(q.dtype)
+    out = np.einsum("bhij,bjhd->bihd", probs, v).astype(q.dtype)
+    return out, probs
+
+
+def attention_backward(dout, q, k, v, probs):
+    """(dq, dk, dv) of attention, given the probs it returned."""
+    dh = q.shape[-1]
+    scale = 1.0 / np.sqrt(dh)
+    dv = np.einsum("bhij,bihd->bjhd", probs, dout)
+    dprobs = np.einsum("bihd,bjhd->bhij", dout, v)
+    dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True)) * scale
+    dq = np.einsum("bhij,bjhd->bihd", dscores, k)
+    dk = np.einsum("bhij,bihd->bjhd", dscores, q)
+    return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)
+
+
+def _mix64(z):
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _mix32(x):
+    """A 32-bit xorshift-multiply mixer on uint32 arrays (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def dropout_mask(n, p, seed):
+    """uint8 keep-mask of n elements: a counter-based hash of (seed, index).
+
+    Element i hashes (i mod 2^32) * 0x9E3779B9 + key, with a 32-bit key drawn
+    from splitmix64 of the seed and i >> 32; it is kept when the top 24 bits
+    of the hash are >= floor(p * 2^24).
+    """
+    index = np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        seed_key = _mix64(np.array([int(seed) & _MASK64], dtype=np.uint64))[0]
+        block_key = _mix64(seed_key + (index >> np.uint64(32)) * np.uint64(0x9E3779B97F4A7C15))
+        key = (block_key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        h = _mix32((index & np.uint64(0xFFFFFFFF)).astype(np.uint32) * np.uint32(0x9E3779B9) + key)
+    threshold = np.uint32(int(np.floor(p * 16777216.0)))
+    return ((h >> np.uint32(8)) >= threshold).astype(np.uint8)
+
+
+def _check_p(p):
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
+
+
+def dropout(x, p, seed):
+    """(y, mask): y = x * mask / (1 - p), mask uint8 with 1 = kept."""
+    _check_p(p)
+    mask = dropout_mask(x.size, p, seed).reshape(x.shape)
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    return np.where(mask.astype(bool), x * scale, x.dtype.type(0)), mask
+
+
+def dropout_backward(dy, mask, p):
+    _check_p(p)
+    scale = dy.dtype.type(1.0 / (1.0 - p))
+    return np.where(np.asarray(mask).astype(bool), dy * scale, dy.dtype.type(0))
+
+
+def add(a, b):
+    return a + b
+
+
+def add_(a, b):
+    a += b
+    return a
