@@ -279,6 +279,19 @@ class Translator:
             return dec.predict(pool(memory, mask), None)
         return dec.predict(memory, mask)
 
+    def draw(self, text, decoder=None):
+        """Picture(s) for English text through a pixel decoder: (H, W, 3) uint8, or (N, H, W, 3) for a list."""
+        from fastnet.image import draw
+
+        return draw(self, text, decoder=decoder)
+
+    def to_onnx(self, directory, decoders=None):
+        """Export the encoder, decoder steps and a greedy-decoding recipe to `directory`
+        (pip install "fastnet[onnx]"); run them with fastnet.export.onnx_greedy_translate(directory, texts, to=...)."""
+        from fastnet.export.onnx import translator_to_onnx
+
+        return translator_to_onnx(self, directory, decoders=decoders)
+
     def represent(self, sentences, batch_size=256):
         """The intermediate representation: one d_model vector per sentence, (N, d_model) float32."""
         texts = _as_texts(sentences, "represent")
