@@ -38,8 +38,9 @@ def demo_pictures(print=builtins.print, out_dir=None, translator=None, minutes=1
     (train it on toy_translations(..., pictures=0.3) for instance). None
     trains a small one on such data first (about a third of `minutes`).
     Returns a dict: paths ("pictures", "representations", "representations_csv",
-    "history"; None when matplotlib is missing), "mse" on held-out descriptions,
-    "baseline_mse" (predicting the mean training picture), "ratio", "translator".
+    "history_plot"; None when matplotlib is missing), "mse" on held-out
+    descriptions, "baseline_mse" (predicting the mean training picture),
+    "ratio", "translator", "decoder" (its name there), "history".
     """
     out_dir = os.path.abspath(out_dir or DEFAULT_OUT_DIR)
     os.makedirs(out_dir, exist_ok=True)
@@ -93,7 +94,7 @@ def _pick_drawn(test, n):
 def _save_plots(translator, name, test, history, out_dir, n_drawn, print):
     from fastnet import plot
 
-    paths = {"pictures": None, "representations": None, "representations_csv": None, "history": None}
+    paths = {"pictures": None, "representations": None, "representations_csv": None, "history_plot": None}
     try:
         plot._pyplot()
     except ImportError as exc:
@@ -111,8 +112,8 @@ def _save_plots(translator, name, test, history, out_dir, n_drawn, print):
     paths["representations"] = plot.representations(
         translator, DOTS_SENTENCES, os.path.join(out_dir, "representations.png"),
         to_csv=paths["representations_csv"])
-    paths["history"] = plot.plot_history(history, os.path.join(out_dir, "pixel_history.png"),
+    paths["history_plot"] = plot.plot_history(history, os.path.join(out_dir, "pixel_history.png"),
                                          title="Pixel decoder training")
-    for key in ("pictures", "representations", "representations_csv", "history"):
+    for key in ("pictures", "representations", "representations_csv", "history_plot"):
         print(f"  saved {key.replace('_', ' ')}: {paths[key]}")
     return paths
