@@ -67,7 +67,9 @@ step "fresh venv with the repaired wheel only"
 rm -rf "$OUT/venv"
 "$PYTHON" -m venv "$OUT/venv"
 VPY="$OUT/venv/bin/python"
-"$VPY" -m pip install --quiet --disable-pip-version-check "${WHEEL}[${EXTRAS}]"
+"$VPY" -m pip install --disable-pip-version-check "${WHEEL}[${EXTRAS}]" >"$OUT/venv_install.log" 2>&1 \
+    || { tail -n 40 "$OUT/venv_install.log"; fail "installing the wheel into the venv failed"; }
+"$VPY" -m pip list --disable-pip-version-check 2>/dev/null | grep -i -E "^(fastnet|numpy|onnx|onnxruntime) " || true
 
 step "the tests, from a copy outside the source tree"
 SUITE="$OUT/suite"
@@ -87,7 +89,7 @@ env -u PYTHONPATH "$VPY" -c 'import fastnet; fastnet.show_config()'
 env -u PYTHONPATH "$VPY" -c 'import fastnet, sys; sys.exit(0 if fastnet.config()["openmp"] else 1)' \
     || echo "warning: the wheel was built without OpenMP (single-threaded)"
 # shellcheck disable=SC2086
-env -u PYTHONPATH "$VPY" -m pytest -q -p no:cacheprovider ${FASTNET_WHEEL_PYTEST:-} tests
+env -u PYTHONPATH "$VPY" -m pytest -q -ra -p no:cacheprovider ${FASTNET_WHEEL_PYTEST:-} tests
 
 if [ "${FASTNET_WHEEL_COMPARE:-1}" != "0" ]; then
     step "wheel vs in-place source build"
