@@ -273,7 +273,7 @@ class Network:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=n, unit="sample", unit_scale=False, desc=f"epoch {epoch + 1}", leave=True,
+        return tqdm(total=n, unit=" samples", unit_scale=False, desc=f"epoch {epoch + 1}", leave=True,
                     dynamic_ncols=True)
 
     # ---- inference and evaluation -------------------------------------------
@@ -320,6 +320,13 @@ class Network:
 
     def __repr__(self):
         return f"Network({len(self.layers)} layers, {len(self.store)} parameters, loss={self.loss.name!r})"
+
+    def to_onnx(self, path, proba=False):
+        """Write this network as an ONNX graph (input "input" -> "output", or "probabilities" with proba=True);
+        needs `pip install "fastnet[onnx]"`."""
+        from fastnet.export.onnx import network_to_onnx
+
+        return network_to_onnx(self, path, proba=proba)
 
     # ---- files ---------------------------------------------------------------
     def architecture(self):
