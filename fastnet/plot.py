@@ -188,14 +188,14 @@ def _projected(model, sentences):
     reps = np.asarray(model.represent(sentences))
     if reps.ndim != 2 or reps.shape[0] != len(sentences):
         raise ValueError(f"represent() returned shape {reps.shape} for {len(sentences)} sentences")
-    return pca_2d(reps)
+    return pca_2d(reps), reps.shape[1]
 
 
 def representations_to_csv(model, sentences, path):
     """Write sentence, x, y (the 2-D PCA projection of each representation) as CSV."""
     sentences = _sentences(sentences)
     path = _check_writable(path)
-    points = _projected(model, sentences)
+    points, _ = _projected(model, sentences)
     _write_points_csv(sentences, points, path)
     return path
 
@@ -239,7 +239,7 @@ def representations(model, sentences, path, to_csv=None, title=None):
     path = _check_writable(path)
     if to_csv is not None:
         to_csv = _check_writable(to_csv)
-    points = _projected(model, sentences)
+    points, d_model = _projected(model, sentences)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(points[:, 0], points[:, 1], s=30, c=np.arange(len(sentences)), cmap="viridis")
@@ -247,7 +247,6 @@ def representations(model, sentences, path, to_csv=None, title=None):
         ax.annotate(sentence, (px, py), xytext=(4, 3 - 10 * shift), textcoords="offset points", fontsize=8)
     ax.set_xlabel("first principal direction")
     ax.set_ylabel("second principal direction")
-    d_model = np.asarray(model.represent(sentences[:1])).shape[1]
     ax.set_title(title or f"Sentence representations ({d_model} numbers each) seen in 2-D")
     ax.grid(alpha=0.3)
     ax.margins(0.15)

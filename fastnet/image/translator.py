@@ -72,6 +72,8 @@ def train_pixels(tr, texts, images, decoder=None, name="pixels", epochs=20, batc
     validation_data: (texts, images).
     """
     texts, _ = _texts(texts, "train_pixels")
+    if decoder is not None and decoder_options:
+        raise ValueError(f"give a decoder or decoder options, not both (got {sorted(decoder_options)})")
     if name in tr.decoders:
         if decoder is not None and decoder is not tr.decoders[name]:
             raise ValueError(f"the model already has a decoder {name!r}; pick another name")
