@@ -48,6 +48,17 @@ def _check_writable(path):
     return path
 
 
+def _publish(tmp, path):
+    """Give the finished temporary file the permissions a plain open() would have, then rename it.
+
+    mkstemp creates files readable by their owner only; a picture is meant to be shared.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def _save_figure(fig, path, dpi=100):
     """Write the figure as PNG through a temporary file and a rename, then close it."""
     plt = _pyplot()
@@ -58,7 +69,7 @@ def _save_figure(fig, path, dpi=100):
             fig.savefig(handle, format="png", dpi=dpi)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -211,7 +222,7 @@ def _write_points_csv(sentences, points, path):
                 writer.writerow([sentence, f"{px:.6g}", f"{py:.6g}"])
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

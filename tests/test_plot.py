@@ -173,3 +173,12 @@ def test_read_only_folder_is_refused(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match="is not writable"):
         plot.pictures(toy_pictures(1, seed=0).images, ["x"], tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pictures_are_readable_by_others_like_any_new_file(tmp_path):
+    import os
+
+    path = plot.pictures(toy_pictures(1, seed=0).images, ["x"], tmp_path / "x.png")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
