@@ -5,7 +5,7 @@
 
 Shape (the issue's): d_model 128, 4 heads, 2 encoder + 2 decoder layers,
 feed-forward 512, vocabulary 64, batch 32, source and target length 20, Adam.
-PyTorch runs nn.Transformer of the same shape (pre-norm, batch_first, GELU)
+PyTorch runs nn.Transformer of the same shape (pre-norm, batch_first, ReLU: its default)
 with the same embeddings, output projection, label smoothing and thread
 count; its cases skip when torch is not installed. Greedy translation of
 1000 sentences: fastnet uses its key/value cache; PyTorch's nn.Transformer
@@ -25,6 +25,7 @@ BATCH, SRC_LEN, TGT_LEN = 32, 20, 20
 N_SENTENCES, DECODE_BATCH, MAX_STEPS = 1000, 250, 20
 PAD, BOS = 0, 1
 LR, SMOOTHING = 1e-3, 0.1
+ACTIVATION = "relu"  # nn.Transformer's default feed-forward activation; both sides use it
 
 
 def token_batch(n, length, seed):
@@ -38,7 +39,8 @@ def token_batch(n, length, seed):
 
 # ---- fastnet --------------------------------------------------------------------
 def fastnet_model(dropout=0.1):
-    arch = dict(d_model=D_MODEL, n_heads=HEADS, n_layers=LAYERS, d_ff=D_FF, max_len=64, dropout=dropout)
+    arch = dict(d_model=D_MODEL, n_heads=HEADS, n_layers=LAYERS, d_ff=D_FF, max_len=64, dropout=dropout,
+                activation=ACTIVATION)
     enc, dec = Encoder(VOCAB, seed=0, **arch), Decoder(VOCAB, seed=1, **arch)
     return enc, dec
 
@@ -90,7 +92,7 @@ def torch_model(torch, dropout=0.1):
             super().__init__()
             self.src_embed = nn.Embedding(VOCAB, D_MODEL)
             self.tgt_embed = nn.Embedding(VOCAB, D_MODEL)
-            self.core = nn.Transformer(D_MODEL, HEADS, LAYERS, LAYERS, D_FF, dropout=dropout, activation="gelu",
+            self.core = nn.Transformer(D_MODEL, HEADS, LAYERS, LAYERS, D_FF, dropout=dropout, activation=ACTIVATION,
                                        batch_first=True, norm_first=True)
             self.out = nn.Linear(D_MODEL, VOCAB)
             position = torch.arange(64, dtype=torch.float32)[:, None]
