@@ -24,3 +24,5 @@ from fastnet.network import Network, load  # noqa: E402
 from fastnet.optimizers import SGD, Adam, AdamW, RandomSearch  # noqa: E402
 from fastnet.perceptron import Perceptron  # noqa: E402
 from fastnet.schedules import Constant, Cosine, InverseSqrt, StepDecay, Warmup  # noqa: E402
+from fastnet.image import ImageDecoder  # noqa: E402
+from fastnet import plot  # noqa: E402

@@ -1,11 +1,9 @@
 """Shared by the kernel tests: error bounds, finite differences, array layouts,
 hypothesis strategies for awkward sizes."""
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-import fastnet
 
 # The cpu_path fixture is set once per test and is the same for every example.
 kernel_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -14,14 +12,6 @@ kernel_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fi
 EDGE_SIZES = [0, 1, 2, 3, 5, 6, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 95, 97]
 LAYOUTS = ["C", "F", "strided", "padded", "reversed"]
 FLOAT_DTYPES = [np.float32, np.float64]
-
-
-def kernel(name):
-    """fastnet.ops.<name>, or skip while that kernel has not landed yet."""
-    fn = getattr(fastnet.ops, name, None)
-    if fn is None:
-        pytest.skip(f"fastnet.ops.{name} is not implemented yet")
-    return fn
 
 
 def dims(max_value=40):
@@ -114,3 +104,29 @@ def numerical_gradient(f, x, h=1e-6):
         flat[i] = saved
         gflat[i] = (up - down) / (2 * h)
     return grad
+
+
+def guarded_array(values, at_end=True):
+    """A copy of values placed flush against an inaccessible page (after its
+    last byte, or before its first with at_end=False): reading or writing
+    one element past the buffer kills the process with SIGSEGV. Linux only."""
+    import ctypes
+    import mmap
+    values = np.asarray(values)
+    page = mmap.PAGESIZE
+    data_pages = max(1, -(-values.nbytes // page))
+    total = (data_pages + 2) * page
+    region = mmap.mmap(-1, total)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    mprotect = ctypes.CDLL(None).mprotect
+    mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if mprotect(base, page, 0) != 0 or mprotect(base + total - page, page, 0) != 0:
+        raise OSError("mprotect failed")
+    offset = total - page - values.nbytes if at_end else page
+    arr = np.frombuffer(region, values.dtype, count=values.size, offset=offset).reshape(values.shape)
+    arr[...] = values
+    _GUARDED_REGIONS.append(region)  # the mapping must outlive the array
+    return arr
+
+
+_GUARDED_REGIONS = []

@@ -411,3 +411,36 @@ def test_picture_translations_aligned():
         assert es.split()[0] in (("dos", "tres") if plural else ("un",))
     with pytest.raises(ValueError, match="language"):
         describe(data.attributes[0], language="fr")
+
+
+def test_translations_with_picture_sentences():
+    plain = toy_translations(200, seed=6)
+    assert toy_translations(200, seed=6, pictures=0.0).en == plain.en
+    mixed = toy_translations(400, seed=6, pictures=0.3)
+    picture_sentences = [(en, sv, es) for en, sv, es in zip(mixed.en, mixed.sv, mixed.es)
+                         if en.split()[-1] in ("left", "right", "top", "bottom", "center")
+                         or any(w.rstrip("s") in ("circle", "square", "triangle")
+                                for w in en.split())]
+    assert 60 < len(picture_sentences) < 200
+    for en, sv, es in picture_sentences:
+        a = parse_description(en)
+        say_center = en.endswith("center")
+        assert (sv, es) == (describe(a, say_center, "sv"), describe(a, say_center, "es"))
+    train = toy_translations(1500, seed=6, split="train", pictures=0.3)
+    test = toy_translations(500, seed=6, split="test", pictures=0.3)
+    train_combos, test_combos = set().union(*train.combos), set().union(*test.combos)
+    held_out = {c for c in test_combos if is_test_combo(*c)}
+    assert {(s, c) for c, s in TEST_COMBOS} <= held_out
+    assert not held_out & train_combos
+    # No training picture description draws a held-out (colour, shape).
+    n_pictures = 0
+    for en in train.en:
+        try:
+            a = parse_description(en)
+        except ValueError:
+            continue
+        n_pictures += 1
+        assert (a["colour"], a["shape"]) not in TEST_COMBOS, en
+    assert n_pictures > 200
+    with pytest.raises(ValueError, match="pictures"):
+        toy_translations(5, pictures=1.5)

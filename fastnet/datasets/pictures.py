@@ -152,12 +152,8 @@ def parse_description(text):
         if rest[-n:] == phrase.split() and len(rest) > n:
             position, rest = pos, rest[:-n]
             break
-    size = "medium"
-    if rest and rest[0] in ("small", "big", "cute"):
-        size = "medium" if rest[0] == "cute" else rest[0]
-        cute, rest = rest[0] == "cute", rest[1:]
-    else:
-        cute = False
+    size_word = rest.pop(0) if rest and rest[0] in ("small", "big", "cute") else None
+    size = size_word if size_word in ("small", "big") else "medium"
     if len(rest) != 2:
         raise ValueError(f"description {text!r}: expected '<colour> <shape>' after the count "
                          f"and size, found {' '.join(rest)!r}")
@@ -169,7 +165,7 @@ def parse_description(text):
     if shape not in SHAPES or (count > 1) != (noun != shape):
         raise ValueError(f"description {text!r}: expected a shape ({', '.join(SHAPES)}) "
                          f"{'in the plural' if count > 1 else 'in the singular'}, found {noun!r}")
-    if cute and shape != "cat":
+    if size_word == "cute" and shape != "cat":
         raise ValueError(f"description {text!r}: only cats are cute here, not a {shape}")
     return {"count": count, "size": size, "colour": colour, "shape": shape, "position": position}
 
@@ -300,6 +296,18 @@ def _allowed_combos(split):
     return combos
 
 
+def sample_description(rng, combos):
+    """Draw one picture's attributes with ``rng`` (a ``random.Random``) from the
+    (colour, shape) ``combos``; return them and their description in English,
+    Swedish and Spanish."""
+    colour, shape = rng.choice(combos)
+    a = {"count": rng.choices((1, 2, 3), weights=(3, 1, 1))[0],
+         "size": rng.choice(SIZES), "colour": colour, "shape": shape,
+         "position": rng.choice(POSITIONS)}
+    say_center = rng.random() < 0.5
+    return a, {language: describe(a, say_center, language) for language in ("en", "sv", "es")}
+
+
 def toy_pictures(n, seed=0, size=32, split=None):
     """``n`` pictures of ``size`` x ``size`` pixels with their descriptions.
 
@@ -315,13 +323,9 @@ def toy_pictures(n, seed=0, size=32, split=None):
     combos = _allowed_combos(split)
     attributes, texts = [], {"en": [], "sv": [], "es": []}
     for _ in range(int(n)):
-        colour, shape = rng.choice(combos)
-        a = {"count": rng.choices((1, 2, 3), weights=(3, 1, 1))[0],
-             "size": rng.choice(SIZES), "colour": colour, "shape": shape,
-             "position": rng.choice(POSITIONS)}
+        a, descriptions = sample_description(rng, combos)
         attributes.append(a)
-        say_center = rng.random() < 0.5
         for language, sentences in texts.items():
-            sentences.append(describe(a, say_center, language))
+            sentences.append(descriptions[language])
     return ToyPictures(texts["en"], draw_pictures(attributes, size), attributes,
                        texts["sv"], texts["es"])

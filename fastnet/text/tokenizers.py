@@ -64,8 +64,10 @@ def _check_texts(texts):
 
 
 class _Tokenizer:
-    """Shared machinery. Subclasses set ``_special_offset`` and implement
-    ``_encode_many`` (texts -> flat ids + lengths) and ``_render`` (ids -> str).
+    """Shared machinery. Subclasses set ``_special_offset`` (where the special
+    tokens start) and implement ``vocab_size``, ``_encode_many`` (texts -> flat
+    ids + per-text lengths), ``_id_texts`` (the text of every id) and, when
+    tokens are separated by spaces, ``_spaces_before``.
     """
 
     _special_offset = 0
@@ -233,7 +235,7 @@ class _Tokenizer:
         return cache[key]
 
     def _spaces_before(self, flat, first_of_row):
-        """Whether a space goes before each token: never, for characters."""
+        """1 where a space goes before a token, else 0: never, for characters."""
         return np.zeros(flat.size, dtype=np.int64)
 
     # ----------------------------------------------------------- misc
