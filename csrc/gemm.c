@@ -26,6 +26,7 @@
 #include <math.h>
 
 #include "gemm_internal.h"
+#include "elementwise_internal.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FN_ALWAYS_INLINE inline __attribute__((always_inline))
@@ -33,30 +34,17 @@
 #define FN_ALWAYS_INLINE inline
 #endif
 
-/* ---- scalar activations for the epilogue --------------------------------- */
-
-static float sigmoid_scalar(float z) {
-    /* Only ever exponentiate a non-positive number: no overflow for large |z|. */
-    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
-    float e = expf(z);
-    return e / (1.0f + e);
-}
-
-static float gelu_scalar(float z) {
-    const float sqrt_2_over_pi = 0.7978845608028654f;
-    float u = sqrt_2_over_pi * (z + 0.044715f * z * z * z);
-    return 0.5f * z * (1.0f + tanhf(u));
-}
+/* ---- scalar activations for the epilogue (math of activations.c) -------- */
 
 float fn_epilogue_act_scalar(fn_activation act, float param, float z) {
     switch (act) {
     case FN_ACT_STEP: return z > 0.0f ? 1.0f : 0.0f;
-    case FN_ACT_SIGMOID: return sigmoid_scalar(z);
+    case FN_ACT_SIGMOID: return fn_sigmoid_f32(z);
     case FN_ACT_TANH: return tanhf(z);
     /* Written so NaN passes through, as in NumPy's maximum. */
     case FN_ACT_RELU: return z < 0.0f ? 0.0f : z;
     case FN_ACT_LEAKY_RELU: return z < 0.0f ? param * z : z;
-    case FN_ACT_GELU: return gelu_scalar(z);
+    case FN_ACT_GELU: return fn_gelu_f32(z);
     default: return z;
     }
 }
