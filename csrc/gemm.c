@@ -302,10 +302,11 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
 }
 
 /* Multiply-adds one thread should have before a second one pays off. Waking
- * an OpenMP team and its barriers cost a few microseconds on an idle machine
- * and far more on a busy one (a descheduled thread stalls the team), so a
- * thread must have about 6 us of work: 2^20 multiply-adds. */
-#define SGEMM_MIN_WORK_PER_THREAD (1 << 20)
+ * an OpenMP team costs a few microseconds on an idle machine, but on a busy
+ * one the team waits until the other thread is scheduled again (measured:
+ * 64x256x784 took 37 ms on 2 threads instead of 0.2 ms on 1 at load 10), so
+ * a thread must bring ~25 us of work: 2^22 multiply-adds (16 MFLOP for two). */
+#define SGEMM_MIN_WORK_PER_THREAD (1 << 22)
 /* Footprint (floats of A + B + C) below which nothing is packed. */
 #define SGEMM_DIRECT_FLOATS (1 << 20)
 /* Scratch up to this many floats comes from the stack (no malloc for small calls). */
