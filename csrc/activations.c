@@ -412,6 +412,23 @@ fn_status fn_activation_backward_f64(fn_activation act, double act_param,
     return FN_OK;
 }
 
+fn_status fn_activation_block_f32(fn_activation act, float act_param, const float *x, float *y, int64_t n) {
+    map_f32 kernel = forward_kernel_f32(act);
+    if (!kernel || n < 0 || (n > 0 && (!x || !y))) return FN_ERR_ARG;
+    if (n > 0) kernel(x, y, n, act_param);
+    return FN_OK;
+}
+
+fn_status fn_activation_grad_block_f32(fn_activation act, float act_param, const float *x, const float *y,
+                                       const float *dy, float *dx, int64_t n) {
+    int input = backward_input(act, act_param, x, y);
+    zip_f32 kernel = input ? backward_kernel_f32(act, input) : NULL;
+    if (!kernel || n < 0 || (n > 0 && (!dy || !dx))) return FN_ERR_ARG;
+    const float *a = input == 'x' ? x : input == 'y' ? y : dy;
+    if (n > 0) kernel(a, dy, dx, n, act_param);
+    return FN_OK;
+}
+
 /* ---- row primitives (softmax here, cross-entropy in losses.c) ------------ */
 
 static float row_max_f32(const float *x, int64_t n) {

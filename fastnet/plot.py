@@ -223,7 +223,7 @@ def _label_shifts(points):
     span = max(float(np.ptp(points)) if points.size else 0.0, 1e-12)
     shifts = []
     for i, point in enumerate(points):
-        near = np.linalg.norm(points[:i] - point, axis=1) < 0.02 * span
+        near = np.linalg.norm(points[:i] - point, axis=1) < 0.04 * span
         shifts.append(int(near.sum()))
     return shifts
 

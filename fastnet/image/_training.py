@@ -24,11 +24,13 @@ def fit_decoder(decoder, reps, images, epochs, batch_size, optimizer, validation
     history = History()
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
     for epoch in range(epochs):
-        loss = _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose)
+        loss = _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose,
+                            deadline)
         logs = {"loss": loss}
         if val is not None:
             logs["val_loss"] = decoder.evaluate(*val)
-        history.append(epoch, logs)
+        history.append(decoder.epochs_trained, logs)
+        decoder.epochs_trained += 1
         if verbose:
             print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.5f}" for k, v in logs.items()))
         if deadline is not None and time.monotonic() >= deadline:
@@ -81,7 +83,7 @@ def _bind_optimizer(decoder, optimizer):
     return optimizer, store
 
 
-def _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose):
+def _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose, deadline):
     reps, targets = train
     order = rng.permutation(reps.shape[0])
     starts = range(0, reps.shape[0], batch_size)
@@ -97,6 +99,8 @@ def _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epoch
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{total / seen:.5f}", refresh=False)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
     if bar is not None:
         bar.close()
     return total / seen
