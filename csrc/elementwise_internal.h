@@ -133,6 +133,15 @@ static inline int64_t fn_chunk_size(int64_t n) {
         for (int64_t c = 0; c < chunks_; c++) TOTAL += partial_[c];                     \
     } while (0)
 
+/* ---- single-thread activation of one block (activations.c) ------------
+ * The same per-path kernels as fn_activation_forward/backward_f32, without
+ * threading: for a caller that is already inside its own parallel region
+ * (the dense epilogue), so both give the same bits on a CPU path. y may be x
+ * (in place); dx may be dy. Return FN_ERR_ARG as the public functions do. */
+fn_status fn_activation_block_f32(fn_activation act, float act_param, const float *x, float *y, int64_t n);
+fn_status fn_activation_grad_block_f32(fn_activation act, float act_param, const float *x, const float *y,
+                                       const float *dy, float *dx, int64_t n);
+
 /* ---- row primitives for softmax and cross-entropy (activations.c) ------- */
 
 /* One set per CPU path, chosen by fn_row_ops_f32(). */
