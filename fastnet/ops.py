@@ -18,6 +18,32 @@ __all__ += ["matmul", "dense", "dense_backward"]
 
 
 # ---- activations, losses, optimizer steps (_elementwise.pxi) --------------
+from fastnet._kernels import (  # noqa: E402
+    activation,
+    activation_backward,
+    adam_step,
+    adamw_step,
+    bce_with_logits,
+    gelu,
+    leaky_relu,
+    mse,
+    relu,
+    scale_,
+    sgd_step,
+    sigmoid,
+    softmax,
+    softmax_backward,
+    softmax_cross_entropy,
+    step,
+    sum_squares,
+    tanh,
+)
+
+__all__ += [
+    "activation", "activation_backward", "relu", "sigmoid", "tanh", "gelu", "leaky_relu", "step",
+    "softmax", "softmax_backward", "softmax_cross_entropy", "mse", "bce_with_logits",
+    "sgd_step", "adam_step", "adamw_step", "sum_squares", "scale_",
+]
 
 
 

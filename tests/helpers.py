@@ -1,11 +1,9 @@
 """Shared by the kernel tests: error bounds, finite differences, array layouts,
 hypothesis strategies for awkward sizes."""
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-import fastnet
 
 # The cpu_path fixture is set once per test and is the same for every example.
 kernel_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -14,14 +12,6 @@ kernel_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fi
 EDGE_SIZES = [0, 1, 2, 3, 5, 6, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 95, 97]
 LAYOUTS = ["C", "F", "strided", "padded", "reversed"]
 FLOAT_DTYPES = [np.float32, np.float64]
-
-
-def kernel(name):
-    """fastnet.ops.<name>, or skip while that kernel has not landed yet."""
-    fn = getattr(fastnet.ops, name, None)
-    if fn is None:
-        pytest.skip(f"fastnet.ops.{name} is not implemented yet")
-    return fn
 
 
 def dims(max_value=40):

@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fastnet import ops
 from fastnet import reference as ref
-from helpers import (FLOAT_DTYPES, EDGE_SIZES, kernel, kernel_settings,
-                     numerical_gradient, random_array, seeds)
+from helpers import (FLOAT_DTYPES, EDGE_SIZES, kernel_settings,
+                     numerical_gradient, random_array, seeds, with_layout)
 
 ACTS = ["identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "gelu"]
 DIFFERENTIABLE = [a for a in ACTS if a != "step"]
@@ -27,8 +28,8 @@ def _inputs(rng, shape, dtype, scale=4.0):
 
 def _by_name(name, x, alpha):
     if name == "leaky_relu":
-        return kernel("leaky_relu")(x, alpha=alpha)
-    return kernel(name)(x)
+        return ops.leaky_relu(x, alpha=alpha)
+    return getattr(ops, name)(x)
 
 
 # ---- the reference itself ---------------------------------------------------
@@ -69,7 +70,7 @@ def test_reference_softmax_backward_matches_finite_differences(rng):
 def test_activation_forward_matches_reference(cpu_path, shape, act, dtype, alpha, seed):
     x = _inputs(np.random.default_rng(seed), shape, dtype)
     expected = ref.activation(x.astype(np.float64), act, alpha=alpha)
-    for got in (kernel("activation")(x, act, alpha=alpha),
+    for got in (ops.activation(x, act, alpha=alpha),
                 _by_name(act, x, alpha) if act != "identity" else None):
         if got is None:
             continue
@@ -82,7 +83,7 @@ def test_activation_forward_matches_reference(cpu_path, shape, act, dtype, alpha
 def test_activation_forward_into_out(cpu_path, act):
     x = _inputs(np.random.default_rng(1), (33,), np.float32)
     out = np.full(33, np.nan, np.float32)
-    assert kernel("activation")(x, act, alpha=0.1, out=out) is out
+    assert ops.activation(x, act, alpha=0.1, out=out) is out
     np.testing.assert_allclose(out, ref.activation(x.astype(np.float64), act, alpha=0.1), **ACT_TOL[np.float32])
 
 
@@ -94,7 +95,7 @@ def test_activation_backward_matches_reference(cpu_path, shape, act, dtype, alph
     x = _inputs(rng, shape, dtype)
     y = ref.activation(x, act, alpha=alpha)
     dy = random_array(rng, shape, dtype)
-    got = kernel("activation_backward")(act, dy, x=x, y=y, alpha=alpha)
+    got = ops.activation_backward(act, dy, x=x, y=y, alpha=alpha)
     assert got.shape == x.shape and got.dtype == dtype
     expected = ref.activation_backward(act, dy.astype(np.float64), x=x.astype(np.float64),
                                        y=y.astype(np.float64), alpha=alpha)
@@ -109,8 +110,8 @@ def test_activation_backward_float64_matches_finite_differences(cpu_path, act):
     rng = np.random.default_rng(3)
     x = rng.uniform(-3, 3, 37)
     dy = rng.standard_normal(37)
-    y = kernel("activation")(x, act, alpha=0.2)
-    got = kernel("activation_backward")(act, dy, x=x, y=y, alpha=0.2)
+    y = ops.activation(x, act, alpha=0.2)
+    got = ops.activation_backward(act, dy, x=x, y=y, alpha=0.2)
     fd = numerical_gradient(lambda x_: float((dy * ref.activation(x_, act, alpha=0.2)).sum()), x)
     np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-8)
 
@@ -118,14 +119,14 @@ def test_activation_backward_float64_matches_finite_differences(cpu_path, act):
 def test_relu_and_leaky_relu_derivative_at_zero(cpu_path):
     x = np.zeros(20, np.float32)
     dy = np.ones(20, np.float32)
-    np.testing.assert_array_equal(kernel("activation_backward")("relu", dy, x=x, y=x), 0.0)
-    got = kernel("activation_backward")("leaky_relu", dy, x=x, y=x, alpha=0.25)
+    np.testing.assert_array_equal(ops.activation_backward("relu", dy, x=x, y=x), 0.0)
+    got = ops.activation_backward("leaky_relu", dy, x=x, y=x, alpha=0.25)
     np.testing.assert_array_equal(got, ref.activation_backward("leaky_relu", dy, x=x, y=x, alpha=0.25))
 
 
 def test_step_is_the_perceptron_threshold(cpu_path):
     x = np.array([-2.0, -1e-30, 0.0, 1e-30, 3.0] * 4, np.float32)
-    np.testing.assert_array_equal(kernel("step")(x), np.array([0, 0, 0, 1, 1] * 4, np.float32))
+    np.testing.assert_array_equal(ops.step(x), np.array([0, 0, 0, 1, 1] * 4, np.float32))
 
 
 # ---- softmax -------------------------------------------------------------------
@@ -136,7 +137,7 @@ def test_step_is_the_perceptron_threshold(cpu_path):
 def test_softmax_matches_reference(cpu_path, rows, cols, dtype, scale, seed):
     rng = np.random.default_rng(seed)
     x = random_array(rng, (rows, cols), dtype, -scale, scale)
-    got = kernel("softmax")(x)
+    got = ops.softmax(x)
     assert got.shape == x.shape and got.dtype == dtype
     assert np.all(np.isfinite(got))
     expected = ref.softmax(x.astype(np.float64))
@@ -151,15 +152,39 @@ def test_softmax_large_logits_are_stable(cpu_path, dtype):
     x = np.array([[1000.0, 1000.0, -1000.0, 999.0],
                   [-1e4, -1e4, -1e4, -1e4],
                   [88.0, 89.0, 90.0, -88.0]], dtype)
-    got = kernel("softmax")(x)
+    got = ops.softmax(x)
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, ref.softmax(x.astype(np.float64)), **ACT_TOL[dtype])
     np.testing.assert_allclose(got[1], 0.25)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_softmax_of_masked_logits_gives_exact_zeros(cpu_path, dtype):
+    x = random_array(np.random.default_rng(3), (5, 37), dtype, -3, 3)
+    x[:, 1::3] = -np.inf  # how attention masks out positions
+    got = ops.softmax(x)
+    assert np.all(got[:, 1::3] == 0)
+    np.testing.assert_allclose(got, ref.softmax(x.astype(np.float64)), **ACT_TOL[dtype])
+
+
+@pytest.mark.parametrize("layout", ["F", "strided", "reversed"])
+def test_softmax_and_activations_accept_non_contiguous_input(cpu_path, layout):
+    x = random_array(np.random.default_rng(4), (6, 35), np.float32, -3, 3)
+    np.testing.assert_allclose(ops.softmax(with_layout(x, layout)), ref.softmax(x), **ACT_TOL[np.float32])
+    np.testing.assert_allclose(ops.activation(with_layout(x, layout), "gelu"), ref.gelu(x), **ACT_TOL[np.float32])
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_activation_in_place(cpu_path, act):
+    x = _inputs(np.random.default_rng(5), (101,), np.float64)
+    expected = ref.activation(x, act, alpha=0.3)
+    assert ops.activation(x, act, alpha=0.3, out=x) is x
+    np.testing.assert_allclose(x, expected, **ACT_TOL[np.float64])
+
+
 def test_softmax_works_on_the_last_axis_of_3d(cpu_path):
     x = random_array(np.random.default_rng(0), (2, 3, 17), np.float32, -5, 5)
-    got = kernel("softmax")(x)
+    got = ops.softmax(x)
     np.testing.assert_allclose(got, ref.softmax(x.astype(np.float64)), **ACT_TOL[np.float32])
 
 
@@ -170,7 +195,7 @@ def test_softmax_backward_matches_reference(cpu_path, rows, cols, dtype, seed):
     rng = np.random.default_rng(seed)
     y = ref.softmax(random_array(rng, (rows, cols), dtype, -3, 3))
     dy = random_array(rng, (rows, cols), dtype)
-    got = kernel("softmax_backward")(y, dy)
+    got = ops.softmax_backward(y, dy)
     assert got.shape == y.shape and got.dtype == dtype
     expected = ref.softmax_backward(y.astype(np.float64), dy.astype(np.float64))
     # Per row: sum(dy * y) carries cols roundings, scaled by y.
@@ -183,6 +208,6 @@ def test_softmax_backward_float64_matches_finite_differences(cpu_path):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((4, 19))
     dy = rng.standard_normal((4, 19))
-    got = kernel("softmax_backward")(kernel("softmax")(x), dy)
+    got = ops.softmax_backward(ops.softmax(x), dy)
     fd = numerical_gradient(lambda x_: float((dy * ref.softmax(x_)).sum()), x)
     np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-9)

@@ -381,3 +381,66 @@ def test_batch_drawing_equals_one_at_a_time():
     data = toy_pictures(40, seed=3, size=24)
     for i in (0, 5, 17, 39):
         assert np.array_equal(draw_pictures([data.attributes[i]], 24)[0], data.images[i])
+
+
+@pytest.mark.parametrize("en,sv,es", [
+    ("a big red circle on the left", "en stor röd cirkel till vänster",
+     "un círculo rojo grande a la izquierda"),
+    ("two small blue squares", "två små blå kvadrater", "dos cuadrados azules pequeños"),
+    ("a cute orange cat", "en söt orange katt", "un gato naranja lindo"),
+    ("three big brown cats at the bottom", "tre stora bruna katter längst ner",
+     "tres gatos marrones grandes abajo"),
+    ("a green triangle in the center", "en grön triangel i mitten",
+     "un triángulo verde en el centro"),
+])
+def test_picture_descriptions_in_swedish_and_spanish(en, sv, es):
+    a = parse_description(en)
+    say_center = "center" in en
+    assert describe(a, say_center, "en") == en
+    assert describe(a, say_center, "sv") == sv
+    assert describe(a, say_center, "es") == es
+
+
+def test_picture_translations_aligned():
+    data = toy_pictures(200, seed=4)
+    assert len(data.sv) == len(data.es) == len(data.en) == 200 and data.en is data.texts
+    for en, sv, es in zip(data.en, data.sv, data.es):
+        assert ("center" in en) == ("i mitten" in sv) == ("en el centro" in es)
+        plural = not en.startswith(("a ", "an "))
+        assert sv.split()[0] in (("två", "tre") if plural else ("en",))
+        assert es.split()[0] in (("dos", "tres") if plural else ("un",))
+    with pytest.raises(ValueError, match="language"):
+        describe(data.attributes[0], language="fr")
+
+
+def test_translations_with_picture_sentences():
+    plain = toy_translations(200, seed=6)
+    assert toy_translations(200, seed=6, pictures=0.0).en == plain.en
+    mixed = toy_translations(400, seed=6, pictures=0.3)
+    picture_sentences = [(en, sv, es) for en, sv, es in zip(mixed.en, mixed.sv, mixed.es)
+                         if en.split()[-1] in ("left", "right", "top", "bottom", "center")
+                         or any(w.rstrip("s") in ("circle", "square", "triangle")
+                                for w in en.split())]
+    assert 60 < len(picture_sentences) < 200
+    for en, sv, es in picture_sentences:
+        a = parse_description(en)
+        say_center = en.endswith("center")
+        assert (sv, es) == (describe(a, say_center, "sv"), describe(a, say_center, "es"))
+    train = toy_translations(1500, seed=6, split="train", pictures=0.3)
+    test = toy_translations(500, seed=6, split="test", pictures=0.3)
+    train_combos, test_combos = set().union(*train.combos), set().union(*test.combos)
+    held_out = {c for c in test_combos if is_test_combo(*c)}
+    assert {(s, c) for c, s in TEST_COMBOS} <= held_out
+    assert not held_out & train_combos
+    # No training picture description draws a held-out (colour, shape).
+    n_pictures = 0
+    for en in train.en:
+        try:
+            a = parse_description(en)
+        except ValueError:
+            continue
+        n_pictures += 1
+        assert (a["colour"], a["shape"]) not in TEST_COMBOS, en
+    assert n_pictures > 200
+    with pytest.raises(ValueError, match="pictures"):
+        toy_translations(5, pictures=1.5)

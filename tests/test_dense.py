@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fastnet import ops
 from fastnet import reference as ref
-from helpers import (FLOAT_DTYPES, LAYOUTS, assert_gemm_close, dims, gemm_error_bound, kernel,
+from helpers import (FLOAT_DTYPES, LAYOUTS, assert_gemm_close, dims, gemm_error_bound,
                      kernel_settings, numerical_gradient, random_array, seeds, with_layout)
 
 ACTS = ["identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "gelu"]
@@ -85,7 +86,7 @@ def test_dense_forward_matches_reference(cpu_path, m, n, k, act, with_bias, layo
     rng = np.random.default_rng(seed)
     x, w, b = _layer(rng, m, n, k, dtype, scale=2.0)
     b = b if with_bias else None
-    y, pre = kernel("dense")(with_layout(x, layout), with_layout(w, layout), b, activation=act,
+    y, pre = ops.dense(with_layout(x, layout), with_layout(w, layout), b, activation=act,
                              alpha=0.1, return_preactivation=True)
     assert y.shape == pre.shape == (m, n) and y.dtype == pre.dtype == dtype
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
@@ -108,7 +109,7 @@ def test_dense_forward_into_out_without_preactivation(cpu_path, act):
     rng = np.random.default_rng(11)
     x, w, b = _layer(rng, 19, 33, 17, np.float32)
     out = np.full((19, 33), np.nan, np.float32)
-    y = kernel("dense")(x, w, b, activation=act, alpha=0.2, out=out)
+    y = ops.dense(x, w, b, activation=act, alpha=0.2, out=out)
     assert y is out
     y_ref, pre_ref = ref.dense(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                                activation=act, alpha=0.2, return_preactivation=True)
@@ -120,14 +121,22 @@ def test_dense_forward_into_out_without_preactivation(cpu_path, act):
         assert_gemm_close(out, y_ref, bound, act)
 
 
-def test_dense_forward_large_threaded(cpu_path):
+@pytest.mark.parametrize("m,n,k,act", [(257, 300, 190, "relu"), (289, 40, 513, "gelu"),
+                                       (6, 2000, 300, "tanh"), (385, 17, 257, "leaky_relu")])
+def test_dense_forward_large_threaded(cpu_path, m, n, k, act):
+    # k > 256 crosses a k-block of the packed GEMM: the epilogue (bias,
+    # activation) must run once, after the last block.
     import fastnet
-    rng = np.random.default_rng(2)
-    x, w, b = _layer(rng, 257, 300, 190, np.float32)
+    rng = np.random.default_rng(m + n + k)
+    x, w, b = _layer(rng, m, n, k, np.float32)
     with fastnet.threads(2):
-        y = kernel("dense")(x, w, b, activation="relu")
-    y_ref = ref.dense(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), activation="relu")
-    assert_gemm_close(y, y_ref, _pre_bound(x, w, b, np.float32), "257x300x190 relu")
+        y, pre = ops.dense(x, w, b, activation=act, return_preactivation=True)
+    y_ref, pre_ref = ref.dense(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                               activation=act, return_preactivation=True)
+    bound = _pre_bound(x, w, b, np.float32)
+    assert_gemm_close(pre, pre_ref, bound, f"{m}x{n}x{k} pre")
+    assert_gemm_close(y, y_ref, LIPSCHITZ[act] * bound + 8 * np.finfo(np.float32).eps * (np.abs(y_ref) + 1e-3),
+                      f"{m}x{n}x{k} {act}")
 
 
 # ---- backward: kernel against reference ------------------------------------------
@@ -163,7 +172,7 @@ def test_dense_backward_matches_reference(cpu_path, m, n, k, act, with_bias, acc
     dw0 = None if dw is None else dw.copy()
     db0 = None if db is None else db.copy()
     lay = lambda v: with_layout(v, layout)
-    got_dx, got_dw, got_db = kernel("dense_backward")(
+    got_dx, got_dw, got_db = ops.dense_backward(
         lay(x), lay(w), y, lay(dy), activation=act, alpha=0.1, pre=pre if give_pre else None, need_dx=need_dx,
         dw=dw, db=db, accumulate=accumulate, with_bias=with_bias)
     exp_dx, exp_dw, exp_db = ref.dense_backward(
@@ -198,14 +207,15 @@ def test_dense_backward_float64_matches_finite_differences(cpu_path, act):
     rng = np.random.default_rng(ACTS.index(act))
     x, w, b = _layer(rng, 5, 7, 6, np.float64)
     dy = rng.standard_normal((5, 7))
-    y, pre = kernel("dense")(x, w, b, activation=act, alpha=0.1, return_preactivation=True)
-    dx, dw, db = kernel("dense_backward")(x, w, y, dy, activation=act, alpha=0.1, pre=pre)
+    y, pre = ops.dense(x, w, b, activation=act, alpha=0.1, return_preactivation=True)
+    dx, dw, db = ops.dense_backward(x, w, y, dy, activation=act, alpha=0.1, pre=pre)
     check = lambda got, f, at: np.testing.assert_allclose(got, numerical_gradient(f, at), rtol=1e-6, atol=1e-8)
     check(dx, lambda x_: _loss_of_dense(x_, w, b, dy, act, 0.1), x)
     check(dw, lambda w_: _loss_of_dense(x, w_, b, dy, act, 0.1), w)
     check(db, lambda b_: _loss_of_dense(x, w, b_, dy, act, 0.1), b)
 
 
+<<<<<<< HEAD
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh", "gelu"])
 @pytest.mark.parametrize("layout", ["F", "strided", "reversed"])
 def test_dense_backward_accepts_any_layout_of_y_and_pre(act, layout):
@@ -213,10 +223,31 @@ def test_dense_backward_accepts_any_layout_of_y_and_pre(act, layout):
     x, w, b = _layer(rng, 7, 17, 5, np.float32)
     dy = random_array(rng, (7, 17), np.float32)
     y, pre = ref.dense(x, w, b, activation=act, return_preactivation=True)
-    expected = kernel("dense_backward")(x, w, y, dy, activation=act, pre=pre)
-    got = kernel("dense_backward")(x, w, with_layout(y, layout), dy, activation=act, pre=with_layout(pre, layout))
+    expected = ops.dense_backward(x, w, y, dy, activation=act, pre=pre)
+    got = ops.dense_backward(x, w, with_layout(y, layout), dy, activation=act, pre=with_layout(pre, layout))
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(g, e)
+=======
+@pytest.mark.parametrize("m,n,k", [(513, 40, 33), (300, 257, 129), (7, 600, 290)])
+def test_dense_backward_large_threaded_accumulate(cpu_path, m, n, k):
+    # dw = x^T dz reduces over m: m > 256 crosses a k-block of the GEMM.
+    import fastnet
+    rng = np.random.default_rng(m * n + k)
+    x, w, b = _layer(rng, m, n, k, np.float32)
+    dy = random_array(rng, (m, n), np.float32)
+    y = ref.dense(x, w, b, activation="sigmoid")
+    dw0, db0 = random_array(rng, (k, n), np.float32), random_array(rng, (n,), np.float32)
+    dw, db = dw0.copy(), db0.copy()
+    with fastnet.threads(2):
+        dx, _, _ = ops.dense_backward(x, w, y, dy, activation="sigmoid", dw=dw, db=db, accumulate=True)
+    exp_dx, exp_dw, exp_db = ref.dense_backward(*(v.astype(np.float64) for v in (x, w, y, dy)), activation="sigmoid",
+                                                dw=dw0.astype(np.float64), db=db0.astype(np.float64), accumulate=True)
+    dz_mag = np.abs(dy.astype(np.float64)) * 1.25
+    bounds = _backward_bounds(x, w, dz_mag, np.float32, dw0, db0)
+    assert_gemm_close(dw, exp_dw, bounds["dw"], "dw")
+    assert_gemm_close(db, exp_db, bounds["db"], "db")
+    assert_gemm_close(dx, exp_dx, bounds["dx"], "dx")
+>>>>>>> kerneltests
 
 
 def test_dense_backward_accumulate_twice_doubles(cpu_path):
@@ -226,7 +257,7 @@ def test_dense_backward_accumulate_twice_doubles(cpu_path):
     y = ref.dense(x, w, b, activation="sigmoid")
     dw, db = np.zeros((6, 17)), np.zeros(17)
     for _ in range(2):
-        kernel("dense_backward")(x, w, y, dy, activation="sigmoid", dw=dw, db=db, accumulate=True, need_dx=False)
+        ops.dense_backward(x, w, y, dy, activation="sigmoid", dw=dw, db=db, accumulate=True, need_dx=False)
     _, dw1, db1 = ref.dense_backward(x, w, y, dy, activation="sigmoid")
     np.testing.assert_allclose(dw, 2 * dw1, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(db, 2 * db1, rtol=1e-12, atol=1e-14)
@@ -238,5 +269,5 @@ def test_dense_backward_does_not_modify_dy(cpu_path):
     dy = random_array(rng, (8, 16), np.float32)
     dy0 = dy.copy()
     y, pre = ref.dense(x, w, b, activation="gelu", return_preactivation=True)
-    kernel("dense_backward")(x, w, y, dy, activation="gelu", pre=pre)
+    ops.dense_backward(x, w, y, dy, activation="gelu", pre=pre)
     np.testing.assert_array_equal(dy, dy0)

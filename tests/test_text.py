@@ -225,3 +225,26 @@ def test_large_batch_matches_one_by_one():
             ids = tok.encode(texts[i], add_eos=True)
             assert list(batch[i, :len(ids)]) == ids
         assert tok.decode_batch(batch)[1234] == tok.decode(tok.encode(texts[1234]))
+
+
+@pytest.mark.parametrize("tok", _all_tokenizers(), ids=lambda t: repr(t))
+def test_decode_batch_accepts_lists_and_ragged_rows(tok):
+    a, b = tok.encode("cats are cute"), tok.encode("los gatos")
+    ragged = [a + [tok.eos_id], [tok.bos_id] + b, []]
+    expected = ["cats are cute", tok.decode(b), ""]
+    assert tok.decode_batch(ragged) == expected
+    padded = tok.encode_batch(["cats are cute", "los gatos", ""], add_bos=True, add_eos=True)
+    assert tok.decode_batch(padded.tolist()) == expected
+    assert tok.decode_batch([]) == []
+    raw = tok.decode_batch(padded, skip_special=False)
+    assert raw[2].replace(" ", "").startswith("<bos><eos><pad>")
+    assert raw[0].replace(" ", "") == "<bos>" + expected[0].replace(" ", "") + "<eos>"
+    with pytest.raises(ValueError, match=r"token id -3 at position \(1, 0\)"):
+        tok.decode_batch(np.array([[tok.pad_id], [-3]]))
+
+
+@given(st.lists(word_text, min_size=1, max_size=6))
+def test_word_decode_batch_matches_join(texts):
+    tok = WordTokenizer.fit(texts)
+    batch = tok.encode_batch(texts, add_bos=True, add_eos=True)
+    assert tok.decode_batch(batch) == [tok.join(tok.split(t)) for t in texts]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import fastnet
+from fastnet import ops
 from fastnet import reference as ref
-from helpers import assert_gemm_close, gemm_error_bound, kernel, random_array
+from helpers import assert_gemm_close, gemm_error_bound, random_array
 
 RNG = np.random.default_rng(99)
 # Big enough that every elementwise kernel splits the work across threads.
@@ -46,32 +47,32 @@ def _optimizer_run(name):
         g = random_array(rng, N, np.float32)
         state = [np.zeros(N, np.float32), np.zeros(N, np.float32)]
         if name == "sgd_step":
-            kernel("sgd_step")(w, g, state[0], lr=0.1, momentum=0.9, weight_decay=1e-3, nesterov=True)
+            ops.sgd_step(w, g, state[0], lr=0.1, momentum=0.9, weight_decay=1e-3, nesterov=True)
         else:
             for step in (1, 2):
-                kernel(name)(w, g, state[0], state[1], step=step, lr=0.01, weight_decay=0.1)
+                getattr(ops, name)(w, g, state[0], state[1], step=step, lr=0.01, weight_decay=0.1)
         return (w, *state)
     return run
 
 
 def _scaled():
     x = X.copy()
-    kernel("scale_")(x, 0.37)
+    ops.scale_(x, 0.37)
     return x
 
 
 ELEMENTWISE_CALLS = {
-    **{f"activation[{a}]": (lambda a=a: kernel("activation")(X, a, alpha=0.1))
+    **{f"activation[{a}]": (lambda a=a: ops.activation(X, a, alpha=0.1))
        for a in ["sigmoid", "tanh", "relu", "leaky_relu", "gelu", "step"]},
-    **{f"activation_backward[{a}]": (lambda a=a: kernel("activation_backward")(
+    **{f"activation_backward[{a}]": (lambda a=a: ops.activation_backward(
         a, DY, x=X, y=ref.activation(X, a, alpha=0.1), alpha=0.1))
        for a in ["sigmoid", "tanh", "relu", "leaky_relu", "gelu"]},
-    "softmax": lambda: kernel("softmax")(LOGITS),
-    "softmax_backward": lambda: kernel("softmax_backward")(ref.softmax(LOGITS), LOGITS * 0.1),
-    "softmax_cross_entropy": lambda: kernel("softmax_cross_entropy")(LOGITS, LABELS, label_smoothing=0.1),
-    "mse": lambda: kernel("mse")(X, DY),
-    "bce_with_logits": lambda: kernel("bce_with_logits")(X, (DY > 0).astype(np.float32)),
-    "sum_squares": lambda: kernel("sum_squares")(X),
+    "softmax": lambda: ops.softmax(LOGITS),
+    "softmax_backward": lambda: ops.softmax_backward(ref.softmax(LOGITS), LOGITS * 0.1),
+    "softmax_cross_entropy": lambda: ops.softmax_cross_entropy(LOGITS, LABELS, label_smoothing=0.1),
+    "mse": lambda: ops.mse(X, DY),
+    "bce_with_logits": lambda: ops.bce_with_logits(X, (DY > 0).astype(np.float32)),
+    "sum_squares": lambda: ops.sum_squares(X),
     "scale_": _scaled,
     "sgd_step": _optimizer_run("sgd_step"),
     "adam_step": _optimizer_run("adam_step"),
@@ -82,7 +83,10 @@ ELEMENTWISE_CALLS = {
 @pytest.mark.parametrize("name", list(ELEMENTWISE_CALLS))
 def test_elementwise_one_and_two_threads_are_bitwise_equal(name):
     call = ELEMENTWISE_CALLS[name]
-    _assert_bitwise_equal(_run_with(1, call), _run_with(2, call), f"{name}: 1 vs 2 threads")
+    one = _run_with(1, call)
+    # More threads than cores, and odd counts, split the work unevenly.
+    for n_threads in (2, 3, 8):
+        _assert_bitwise_equal(one, _run_with(n_threads, call), f"{name}: 1 vs {n_threads} threads")
 
 
 @pytest.mark.parametrize("name", ["softmax_cross_entropy", "sum_squares", "mse", "adam_step"])
@@ -103,14 +107,16 @@ def test_matmul_and_dense_one_and_two_threads_are_bitwise_equal():
     # rows or panels are split, so the result does not depend on n_threads.
     y = ref.dense(A, B, BIAS, activation="tanh")
     dy = random_array(np.random.default_rng(2), y.shape, np.float32)
-    calls = {"matmul": lambda: kernel("matmul")(A, B),
-             "matmul^T": lambda: kernel("matmul")(B, A, trans_a=True, trans_b=True),
-             "matmul tall-skinny": lambda: kernel("matmul")(A[:, :7], B[:7], trans_b=False),
-             "matmul float64": lambda: kernel("matmul")(A.astype(np.float64), B.astype(np.float64)),
-             "dense": lambda: kernel("dense")(A, B, BIAS, activation="gelu", return_preactivation=True),
-             "dense_backward": lambda: kernel("dense_backward")(A, B, y, dy, activation="tanh")}
+    calls = {"matmul": lambda: ops.matmul(A, B),
+             "matmul^T": lambda: ops.matmul(B, A, trans_a=True, trans_b=True),
+             "matmul tall-skinny": lambda: ops.matmul(A[:, :7], B[:7], trans_b=False),
+             "matmul float64": lambda: ops.matmul(A.astype(np.float64), B.astype(np.float64)),
+             "dense": lambda: ops.dense(A, B, BIAS, activation="gelu", return_preactivation=True),
+             "dense_backward": lambda: ops.dense_backward(A, B, y, dy, activation="tanh")}
     for what, call in calls.items():
-        _assert_bitwise_equal(_run_with(1, call), _run_with(2, call), f"{what}: 1 vs 2 threads")
+        one = _run_with(1, call)
+        for n_threads in (2, 3, 8):
+            _assert_bitwise_equal(one, _run_with(n_threads, call), f"{what}: 1 vs {n_threads} threads")
     one = _run_with(1, calls["matmul"])
     assert_gemm_close(one, ref.matmul(A.astype(np.float64), B.astype(np.float64)),
                       gemm_error_bound(A, B, np.float32), "1 thread")
@@ -118,16 +124,16 @@ def test_matmul_and_dense_one_and_two_threads_are_bitwise_equal():
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_matmul_and_dense_repeated_calls_are_bitwise_equal(n_threads):
-    for call in (lambda: kernel("matmul")(A, B, trans_b=False),
-                 lambda: kernel("matmul")(B, A, trans_a=True, trans_b=True),
-                 lambda: kernel("dense")(A, B, BIAS, activation="gelu", return_preactivation=True)):
+    for call in (lambda: ops.matmul(A, B, trans_b=False),
+                 lambda: ops.matmul(B, A, trans_a=True, trans_b=True),
+                 lambda: ops.dense(A, B, BIAS, activation="gelu", return_preactivation=True)):
         _assert_bitwise_equal(_run_with(n_threads, call), _run_with(n_threads, call), f"{n_threads} threads")
 
 
 def test_dense_backward_repeated_calls_are_bitwise_equal():
     y = ref.dense(A, B, BIAS, activation="tanh")
     dy = random_array(np.random.default_rng(1), y.shape, np.float32)
-    call = lambda: kernel("dense_backward")(A, B, y, dy, activation="tanh")
+    call = lambda: ops.dense_backward(A, B, y, dy, activation="tanh")
     _assert_bitwise_equal(_run_with(2, call), _run_with(2, call), "dense_backward")
 
 
@@ -139,7 +145,7 @@ def test_four_python_threads_calling_kernels_get_correct_results():
         jobs.append((random_array(rng, (m, k), np.float32), random_array(rng, (k, n), np.float32),
                      random_array(rng, (n,), np.float32)))
     results, errors = [None] * 4, []
-    matmul, dense = kernel("matmul"), kernel("dense")
+    matmul, dense = ops.matmul, ops.dense
 
     def work(i):
         x, w, b = jobs[i]
@@ -172,7 +178,7 @@ def _call_lasting_at_least(seconds):
         a = np.ones((m, m))
         start = time.perf_counter()
         with fastnet.threads(1):
-            kernel("matmul")(a, a)
+            ops.matmul(a, a)
         if time.perf_counter() - start >= seconds or m >= 2048:
             return a
         m *= 2
@@ -192,7 +198,7 @@ def test_matmul_releases_the_gil():
     time.sleep(0.01)
     with fastnet.threads(1):
         start = time.perf_counter()
-        kernel("matmul")(a, a)
+        ops.matmul(a, a)
         end = time.perf_counter()
     done.set()
     t.join()

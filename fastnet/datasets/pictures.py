@@ -6,6 +6,9 @@ triangle or a cat face -- in one colour, on a white background:
     "a big red circle on the left"     "two small blue squares"
     "a cute orange cat"                "three green triangles at the top"
 
+The same descriptions come in Swedish and Spanish too (``.sv``, ``.es``):
+"en stor röd cirkel till vänster", "un círculo rojo grande a la izquierda".
+
 A description names the count (a/an, two, three), the size (small, big, or
 nothing for the medium size -- a medium cat is "cute"), the colour, the shape
 and the position ("on the left", "on the right", "at the top", "at the
@@ -64,22 +67,65 @@ _ANCHOR = {"left": 0.27, "right": 0.73, "top": 0.27, "bottom": 0.73, "center": 0
 
 
 # ------------------------------------------------------------------ text
-def describe(attributes, say_center=True):
-    """The English description of one picture's attributes."""
-    a = _check_attributes(attributes)
-    count, shape = a["count"], a["shape"]
-    words = [_COUNT_WORDS[count]]
+# Swedish and Spanish: every shape noun is an "en" word and masculine, so only
+# number changes the adjectives. Forms are (singular, plural).
+_SV = {
+    "count": {1: "en", 2: "två", 3: "tre"},
+    "size": {"small": ("liten", "små"), "big": ("stor", "stora"), "cute": ("söt", "söta")},
+    "colour": {"red": ("röd", "röda"), "green": ("grön", "gröna"), "blue": ("blå", "blå"),
+               "yellow": ("gul", "gula"), "orange": ("orange", "orange"),
+               "purple": ("lila", "lila"), "pink": ("rosa", "rosa"), "brown": ("brun", "bruna")},
+    "shape": {"circle": ("cirkel", "cirklar"), "square": ("kvadrat", "kvadrater"),
+              "triangle": ("triangel", "trianglar"), "cat": ("katt", "katter")},
+    "position": {"left": "till vänster", "right": "till höger", "top": "högst upp",
+                 "bottom": "längst ner", "center": "i mitten"},
+}
+_ES = {
+    "count": {1: "un", 2: "dos", 3: "tres"},
+    "size": {"small": ("pequeño", "pequeños"), "big": ("grande", "grandes"),
+             "cute": ("lindo", "lindos")},
+    "colour": {"red": ("rojo", "rojos"), "green": ("verde", "verdes"), "blue": ("azul", "azules"),
+               "yellow": ("amarillo", "amarillos"), "orange": ("naranja", "naranja"),
+               "purple": ("morado", "morados"), "pink": ("rosa", "rosa"),
+               "brown": ("marrón", "marrones")},
+    "shape": {"circle": ("círculo", "círculos"), "square": ("cuadrado", "cuadrados"),
+              "triangle": ("triángulo", "triángulos"), "cat": ("gato", "gatos")},
+    "position": {"left": "a la izquierda", "right": "a la derecha", "top": "arriba",
+                 "bottom": "abajo", "center": "en el centro"},
+}
+
+
+def _size_word(a):
     if a["size"] != "medium":
-        words.append(a["size"])
-    elif shape == "cat":
-        words.append("cute")
-    words.append(a["colour"])
-    words.append(shape + ("s" if count > 1 else ""))
-    if a["position"] != "center" or say_center:
-        words.append(_POSITION_PHRASES[a["position"]])
-    if words[0] == "a" and words[1][0] in "aeiou":
-        words[0] = "an"
-    return " ".join(words)
+        return a["size"]
+    return "cute" if a["shape"] == "cat" else None
+
+
+def describe(attributes, say_center=True, language="en"):
+    """The description of one picture's attributes in English ("en"),
+    Swedish ("sv") or Spanish ("es"). ``say_center=False`` leaves the
+    center position unsaid."""
+    a = _check_attributes(attributes)
+    if language not in ("en", "sv", "es"):
+        raise ValueError(f"language must be 'en', 'sv' or 'es', got {language!r}")
+    count, size = a["count"], _size_word(a)
+    say_position = a["position"] != "center" or say_center
+    if language == "en":
+        words = [_COUNT_WORDS[count], size, a["colour"], a["shape"] + ("s" if count > 1 else "")]
+        if words[0] == "a" and (size or a["colour"])[0] in "aeiou":
+            words[0] = "an"
+        position = _POSITION_PHRASES[a["position"]]
+    else:
+        table, number = (_SV if language == "sv" else _ES), int(count > 1)
+        size_form = table["size"][size][number] if size else None
+        colour, noun = table["colour"][a["colour"]][number], table["shape"][a["shape"]][number]
+        # Swedish: en stor röd cirkel; Spanish: un círculo rojo grande.
+        middle = [size_form, colour, noun] if language == "sv" else [noun, colour, size_form]
+        words = [table["count"][count]] + middle
+        position = table["position"][a["position"]]
+    if say_position:
+        words.append(position)
+    return " ".join(w for w in words if w)
 
 
 _PHRASE_POSITIONS = {phrase: pos for pos, phrase in _POSITION_PHRASES.items()}
@@ -106,12 +152,8 @@ def parse_description(text):
         if rest[-n:] == phrase.split() and len(rest) > n:
             position, rest = pos, rest[:-n]
             break
-    size = "medium"
-    if rest and rest[0] in ("small", "big", "cute"):
-        size = "medium" if rest[0] == "cute" else rest[0]
-        cute, rest = rest[0] == "cute", rest[1:]
-    else:
-        cute = False
+    size_word = rest.pop(0) if rest and rest[0] in ("small", "big", "cute") else None
+    size = size_word if size_word in ("small", "big") else "medium"
     if len(rest) != 2:
         raise ValueError(f"description {text!r}: expected '<colour> <shape>' after the count "
                          f"and size, found {' '.join(rest)!r}")
@@ -123,7 +165,7 @@ def parse_description(text):
     if shape not in SHAPES or (count > 1) != (noun != shape):
         raise ValueError(f"description {text!r}: expected a shape ({', '.join(SHAPES)}) "
                          f"{'in the plural' if count > 1 else 'in the singular'}, found {noun!r}")
-    if cute and shape != "cat":
+    if size_word == "cute" and shape != "cat":
         raise ValueError(f"description {text!r}: only cats are cute here, not a {shape}")
     return {"count": count, "size": size, "colour": colour, "shape": shape, "position": position}
 
@@ -225,10 +267,17 @@ def draw_pictures(attributes, size=32):
 # ------------------------------------------------------------------ data set
 @dataclass
 class ToyPictures:
-    """``texts[i]`` describes ``images[i]``; ``attributes[i]`` is its parse."""
+    """``texts[i]`` (also ``en[i]``) describes ``images[i]``, as do ``sv[i]``
+    and ``es[i]``; ``attributes[i]`` is its parse."""
     texts: List[str] = field(default_factory=list)
     images: np.ndarray = None
     attributes: List[dict] = field(default_factory=list)
+    sv: List[str] = field(default_factory=list)   # the descriptions in Swedish
+    es: List[str] = field(default_factory=list)   # and in Spanish
+
+    @property
+    def en(self):
+        return self.texts
 
     def __len__(self):
         return len(self.texts)
@@ -247,6 +296,18 @@ def _allowed_combos(split):
     return combos
 
 
+def sample_description(rng, combos):
+    """Draw one picture's attributes with ``rng`` (a ``random.Random``) from the
+    (colour, shape) ``combos``; return them and their description in English,
+    Swedish and Spanish."""
+    colour, shape = rng.choice(combos)
+    a = {"count": rng.choices((1, 2, 3), weights=(3, 1, 1))[0],
+         "size": rng.choice(SIZES), "colour": colour, "shape": shape,
+         "position": rng.choice(POSITIONS)}
+    say_center = rng.random() < 0.5
+    return a, {language: describe(a, say_center, language) for language in ("en", "sv", "es")}
+
+
 def toy_pictures(n, seed=0, size=32, split=None):
     """``n`` pictures of ``size`` x ``size`` pixels with their descriptions.
 
@@ -260,12 +321,11 @@ def toy_pictures(n, seed=0, size=32, split=None):
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
     rng = random.Random(seed)
     combos = _allowed_combos(split)
-    attributes, texts = [], []
+    attributes, texts = [], {"en": [], "sv": [], "es": []}
     for _ in range(int(n)):
-        colour, shape = rng.choice(combos)
-        a = {"count": rng.choices((1, 2, 3), weights=(3, 1, 1))[0],
-             "size": rng.choice(SIZES), "colour": colour, "shape": shape,
-             "position": rng.choice(POSITIONS)}
+        a, descriptions = sample_description(rng, combos)
         attributes.append(a)
-        texts.append(describe(a, say_center=rng.random() < 0.5))
-    return ToyPictures(texts, draw_pictures(attributes, size), attributes)
+        for language, sentences in texts.items():
+            sentences.append(descriptions[language])
+    return ToyPictures(texts["en"], draw_pictures(attributes, size), attributes,
+                       texts["sv"], texts["es"])

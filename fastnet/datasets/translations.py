@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import List
 
+from fastnet.datasets import pictures as _pictures
 from fastnet.datasets._grammar import (
     ADJECTIVES,
     NOUNS,
@@ -42,9 +43,15 @@ _SHOWCASE_COMBOS = frozenset().union(*(c.combos() for c in SHOWCASE))
 
 
 def is_test_combo(noun, adjective):
-    """Whether the (noun, adjective) combination belongs to the test split."""
+    """Whether the (noun, adjective) combination belongs to the test split.
+
+    A picture's (shape, colour) follows ``pictures.TEST_COMBOS`` (this covers
+    "cat" with the picture colours too), so sentences and pictures agree;
+    shapes only pictures have (circle, square, triangle) keep every size."""
     if (noun, adjective) in _SHOWCASE_COMBOS:
         return False
+    if noun in _pictures.SHAPES and (adjective in _pictures.COLOURS or noun not in NOUNS):
+        return (adjective, noun) in _pictures.TEST_COMBOS
     digest = hashlib.sha256(f"{noun}|{adjective}".encode()).digest()
     return int.from_bytes(digest[:8], "big") < TEST_FRACTION * 2 ** 64
 
@@ -68,11 +75,16 @@ class TranslationSet:
         return list(zip(self.en, getattr(self, target)))
 
     def _add(self, clause):
-        en, sv, es = render(clause)
+        self._append(*render(clause), clause.combos())
+
+    def _add_picture(self, descriptions, combos):
+        self._append(descriptions["en"], descriptions["sv"], descriptions["es"], combos)
+
+    def _append(self, en, sv, es, combos):
         self.en.append(en)
         self.sv.append(sv)
         self.es.append(es)
-        self.combos.append(clause.combos())
+        self.combos.append(combos)
 
 
 class _Sampler:
@@ -132,29 +144,59 @@ class _Sampler:
         return self.noun_phrase(self.animate, ("the", "the", "bare"))
 
 
-def _in_split(clause, split):
-    held_out = any(is_test_combo(noun, adj) for noun, adj in clause.combos())
+def _in_split_combos(combos, split):
+    held_out = any(is_test_combo(noun, adj) for noun, adj in combos)
     return held_out if split == "test" else not held_out
 
 
-def toy_translations(n=2000, seed=0, split=None):
+def _in_split(clause, split):
+    return _in_split_combos(clause.combos(), split)
+
+
+def _picture_combos(a):
+    """(shape, word) pairs of a picture description: its colour and size word."""
+    combos = {(a["shape"], a["colour"])}
+    if a["size"] != "medium":
+        combos.add((a["shape"], a["size"]))
+    elif a["shape"] == "cat":
+        combos.add(("cat", "cute"))
+    return frozenset(combos)
+
+
+def toy_translations(n=2000, seed=0, split=None, pictures=0.0):
     """``n`` aligned English / Swedish / Spanish sentences.
 
     ``split`` is None (everything), "train" or "test" (see the module
-    docstring). The same ``n``, ``seed`` and ``split`` always give the same
-    sentences; sentences may repeat. Split None and "train" start with the
-    story's examples: "cats are cute", "the dog is big", "the house is big".
+    docstring). The same arguments always give the same sentences; sentences
+    may repeat. Split None and "train" start with the story's examples:
+    "cats are cute", "the dog is big", "the house is big".
+
+    ``pictures``: the share of sentences (0..1) that are picture descriptions
+    of ``toy_pictures`` ("a big red circle on the left" = "en stor röd cirkel
+    till vänster" = "un círculo rojo grande a la izquierda"), so a
+    translator learns the words a picture decoder needs; their test split
+    holds the picture split's (colour, shape) combinations.
     """
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     if split not in (None, "train", "test"):
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
+    if not 0.0 <= pictures <= 1.0:
+        raise ValueError(f"pictures must be a share between 0 and 1, got {pictures!r}")
     data = TranslationSet()
     if split != "test":
         for clause in SHOWCASE[: int(n)]:
             data._add(clause)
     sampler = _Sampler(seed)
+    picture_combos = _pictures._allowed_combos(split)
     while len(data) < n:
+        # Drawing the share only when asked keeps the sentences of pictures=0 unchanged.
+        if pictures and sampler.rng.random() < pictures:
+            attributes, descriptions = _pictures.sample_description(sampler.rng, picture_combos)
+            combos = _picture_combos(attributes)
+            if split is None or _in_split_combos(combos, split):
+                data._add_picture(descriptions, combos)
+            continue
         clause = sampler.clause()
         if split is None or _in_split(clause, split):
             data._add(clause)

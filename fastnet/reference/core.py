@@ -92,13 +92,23 @@ def _sigmoid64(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _gelu_u(x):
+    return _GELU_C * (x + _GELU_K * x ** 3)
+
+
 def _gelu64(x):
-    return 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + _GELU_K * x ** 3)))
+    # 0.5 x (1 + tanh(u)) == x * sigmoid(2u); the sigmoid form keeps its
+    # relative accuracy for very negative x, where 1 + tanh(u) cancels to 0.
+    return x * _sigmoid64(2.0 * _gelu_u(x))
 
 
 def _gelu_derivative64(x):
-    t = np.tanh(_GELU_C * (x + _GELU_K * x ** 3))
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_K * x * x)
+    # d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u',
+    # with 0.5 (1 + tanh u) = s and 1 - tanh^2 u = 4 s (1 - s), s = sigmoid(2u).
+    u = _gelu_u(x)
+    s, one_minus_s = _sigmoid64(2.0 * u), _sigmoid64(-2.0 * u)
+    du = _GELU_C * (1.0 + 3.0 * _GELU_K * x * x)
+    return s + 2.0 * x * s * one_minus_s * du
 
 
 _FORWARD = {

@@ -17,8 +17,9 @@ of sentence) and unk (unknown), ``encode``/``decode`` for one text,
 
 Speed: batch encoding joins all texts and looks every character up in one
 NumPy gather (character tokenizers) or one pass of dictionary lookups (word
-tokenizer); the padded array is filled with one scatter. Nothing is built by
-repeated string concatenation.
+tokenizer); the padded array is filled with one scatter. Batch decoding
+gathers the text of every kept token, joins them all once and cuts the result
+at the row ends. Nothing is built by repeated string concatenation.
 """
 import re
 from collections import Counter
@@ -63,8 +64,10 @@ def _check_texts(texts):
 
 
 class _Tokenizer:
-    """Shared machinery. Subclasses set ``_special_offset`` and implement
-    ``_encode_many`` (texts -> flat ids + lengths) and ``_render`` (ids -> str).
+    """Shared machinery. Subclasses set ``_special_offset`` (where the special
+    tokens start) and implement ``vocab_size``, ``_encode_many`` (texts -> flat
+    ids + per-text lengths), ``_id_texts`` (the text of every id) and, when
+    tokens are separated by spaces, ``_spaces_before``.
     """
 
     _special_offset = 0
@@ -155,40 +158,85 @@ class _Tokenizer:
         unknown text. Without it every special token is written out
         ("<pad>", "<bos>", "<eos>", "<unk>").
         """
-        ids = self._check_ids(ids)
-        if skip_special:
-            eos = np.flatnonzero(ids == self.eos_id)
-            if eos.size:
-                ids = ids[: eos[0]]
-            ids = ids[(ids != self.pad_id) & (ids != self.bos_id)]
-        return self._render(ids, skip_special)
+        arr = self._check_ids(ids, ndim=1)
+        return self._render_rows(arr[None, :], skip_special)[0]
 
     def decode_batch(self, array, skip_special=True):
         """Decode every row of a (B, T) array (or a list of id lists)."""
-        if isinstance(array, np.ndarray):
-            if array.ndim != 2:
-                raise ValueError(f"decode_batch expects a 2-D array (B, T), got shape {array.shape}")
+        if not isinstance(array, np.ndarray):
             rows = list(array)
-        else:
-            rows = list(array)
-        return [self.decode(row, skip_special=skip_special) for row in rows]
+            lengths = {len(row) for row in rows}
+            if len(lengths) > 1:    # ragged rows: one at a time
+                return [self.decode(row, skip_special) for row in rows]
+            array = np.asarray(rows).reshape(len(rows), lengths.pop() if lengths else 0)
+        return self._render_rows(self._check_ids(array, ndim=2), skip_special)
 
-    def _check_ids(self, ids):
+    def _check_ids(self, ids, ndim):
         arr = np.asarray(ids)
-        if arr.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if arr.ndim != 1:
-            raise ValueError(f"decode expects a 1-D sequence of ids, got shape {arr.shape}")
+        if arr.size == 0 and arr.ndim <= ndim:
+            return np.zeros((0,) * ndim if arr.ndim < ndim else arr.shape, dtype=np.int64)
+        if arr.ndim != ndim:
+            what = "a 1-D sequence" if ndim == 1 else "a 2-D array (B, T)"
+            raise ValueError(f"expected {what} of token ids, got shape {arr.shape}")
         if arr.dtype.kind not in "iu":
             raise TypeError(f"token ids must be integers, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64)
-        bad = np.flatnonzero((arr < 0) | (arr >= self.vocab_size))
+        arr = arr.astype(np.int64, copy=False)
+        bad = np.argwhere((arr < 0) | (arr >= self.vocab_size))
         if bad.size:
-            i = int(bad[0])
+            where = tuple(int(i) for i in bad[0])
+            place = where[0] if ndim == 1 else where
             raise ValueError(
-                f"token id {int(arr[i])} at position {i} is outside the vocabulary "
+                f"token id {int(arr[where])} at position {place} is outside the vocabulary "
                 f"(size {self.vocab_size})")
         return arr
+
+    def _render_rows(self, arr, skip_special):
+        """Decode a validated (B, T) array in one pass: the pieces of all rows
+        are joined into one string, which is then cut at the row ends."""
+        n, width = arr.shape
+        if width == 0:
+            return [""] * n
+        keep = np.ones(arr.shape, dtype=bool)
+        if skip_special:
+            is_eos = arr == self.eos_id
+            end = np.where(is_eos.any(axis=1), is_eos.argmax(axis=1), width)
+            keep = (np.arange(width)[None, :] < end[:, None]) & (arr != self.pad_id) \
+                & (arr != self.bos_id)
+        flat = arr[keep]
+        lengths = keep.sum(axis=1)
+        if flat.size == 0:
+            return [""] * n
+        pieces, piece_lengths = self._pieces(skip_special)
+        first_of_row = np.zeros(flat.size, dtype=bool)
+        first_of_row[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+        spaces = self._spaces_before(flat, first_of_row)
+        chars = piece_lengths[flat] + spaces
+        if spaces.any():
+            interleaved = np.empty(2 * flat.size, dtype=object)
+            interleaved[0::2] = np.where(spaces, " ", "")
+            interleaved[1::2] = pieces[flat]
+            text = "".join(interleaved.tolist())
+        else:
+            text = "".join(pieces[flat].tolist())
+        row_chars = np.bincount(np.repeat(np.arange(n), lengths), weights=chars, minlength=n)
+        bounds = np.concatenate([[0], np.cumsum(row_chars.astype(np.int64))]).tolist()
+        return [text[bounds[i]:bounds[i + 1]] for i in range(n)]
+
+    def _pieces(self, skip_special):
+        """(text of every id as an object array, their lengths in characters)."""
+        key = bool(skip_special)
+        cache = self.__dict__.setdefault("_pieces_cache", {})
+        if key not in cache:
+            texts = self._id_texts()
+            if skip_special:
+                texts[self.unk_id] = self._unk_text
+            table = np.array(texts, dtype=object)
+            cache[key] = table, np.array([len(t) for t in texts], dtype=np.int64)
+        return cache[key]
+
+    def _spaces_before(self, flat, first_of_row):
+        """1 where a space goes before a token, else 0: never, for characters."""
+        return np.zeros(flat.size, dtype=np.int64)
 
     # ----------------------------------------------------------- misc
     def __eq__(self, other):
@@ -243,14 +291,8 @@ class AsciiTokenizer(_Tokenizer):
                     f"position {pos} in {where}{text!r}; use AsciiTokenizer(errors='replace') "
                     f"or a CharTokenizer")
 
-    def _render(self, ids, skip_special):
-        if ids.size and ids.max() < 128:
-            return ids.astype(np.uint8).tobytes().decode("ascii")
-        special = [SPECIAL_TOKENS[i - 128] for i in range(128, 128 + len(SPECIAL_TOKENS))]
-        if skip_special:
-            special[_UNK] = self._unk_text
-        table = np.array([chr(i) for i in range(128)] + special, dtype=object)
-        return "".join(table[ids])
+    def _id_texts(self):
+        return [chr(i) for i in range(128)] + list(SPECIAL_TOKENS)
 
     def to_dict(self):
         return {"type": "ascii", "errors": self.errors}
@@ -279,9 +321,6 @@ class CharTokenizer(_Tokenizer):
         codes = np.array([ord(c) for c in chars], dtype=np.int64)
         self._lookup = np.full(int(codes.max()) + 1 if chars else 1, self.unk_id, dtype=np.int64)
         self._lookup[codes] = np.arange(n_special, n_special + len(chars))
-        self._table = np.array(list(SPECIAL_TOKENS) + chars, dtype=object)
-        self._table_skip = self._table.copy()
-        self._table_skip[self.unk_id] = self._unk_text
 
     @classmethod
     def fit(cls, texts, min_freq=1):
@@ -305,9 +344,8 @@ class CharTokenizer(_Tokenizer):
         flat[inside] = self._lookup[codes[inside]]
         return flat, lengths
 
-    def _render(self, ids, skip_special):
-        table = self._table_skip if skip_special else self._table
-        return "".join(table[ids])
+    def _id_texts(self):
+        return list(SPECIAL_TOKENS) + self.chars
 
     def to_dict(self):
         return {"type": "char", "chars": "".join(self.chars)}
@@ -347,7 +385,9 @@ class WordTokenizer(_Tokenizer):
         self.lowercase = bool(lowercase)
         n_special = len(SPECIAL_TOKENS)
         self._ids = {w: i + n_special for i, w in enumerate(vocab)}
-        self._table = np.array(list(SPECIAL_TOKENS) + vocab, dtype=object)
+        texts = list(SPECIAL_TOKENS) + vocab
+        self._no_space_before = np.array([t in self._NO_SPACE_BEFORE for t in texts], dtype=bool)
+        self._no_space_after = np.array([t in self._NO_SPACE_AFTER for t in texts], dtype=bool)
 
     @classmethod
     def fit(cls, texts, min_freq=1, lowercase=True, max_size=None):
@@ -401,8 +441,15 @@ class WordTokenizer(_Tokenizer):
                            dtype=np.int64, count=int(lengths.sum()))
         return flat, lengths
 
-    def _render(self, ids, skip_special):
-        return self.join(self._table[ids].tolist())
+    def _id_texts(self):
+        return list(SPECIAL_TOKENS) + self.vocab
+
+    def _spaces_before(self, flat, first_of_row):
+        # The vectorised form of ``join``: a space unless the token closes or
+        # the previous token opens, and never at the start of a row.
+        previous = np.concatenate([[self.pad_id], flat[:-1]])
+        glued = self._no_space_before[flat] | self._no_space_after[previous] | first_of_row
+        return (~glued).astype(np.int64)
 
     def to_dict(self):
         return {"type": "word", "vocab": list(self.vocab), "lowercase": self.lowercase}

@@ -1,0 +1,114 @@
+"""The `fastnet` command: the demo, training and using a translator, config."""
+import argparse
+import sys
+import time
+
+
+def _heading(title):
+    print()
+    print(title)
+    print("-" * len(title))
+
+
+def demo_text():
+    from fastnet.text import AsciiTokenizer
+
+    _heading("1. Text becomes numbers")
+    sentence = "CATS ARE CUTE"
+    codes = AsciiTokenizer().encode(sentence)
+    print(f"The ASCII table gives every character a number: {sentence!r} ->")
+    print("  " + " ".join(str(c) for c in codes))
+    return codes
+
+
+def demo_perceptron():
+    from fastnet import story
+
+    _heading("2. A perceptron, then layers of them")
+    return story.perceptron_story(print=print)
+
+
+def demo_translator(minutes):
+    from fastnet.seq2seq import demo_translator as run
+
+    _heading("3. An Encoder and two Decoders: English -> Swedish and Spanish")
+    return run(print=print, minutes=minutes)
+
+
+def cmd_demo(args):
+    start = time.perf_counter()
+    demo_text()
+    demo_perceptron()
+    demo_translator(args.minutes)
+    print(f"\nThe whole story took {time.perf_counter() - start:.0f} s.")
+    return 0
+
+
+def cmd_config(args):
+    import fastnet
+
+    fastnet.show_config()
+    return 0
+
+
+def cmd_train_translator(args):
+    from fastnet.seq2seq import train_on_pairs
+
+    scores = train_on_pairs(args.pairs, args.out, minutes=args.minutes, seed=args.seed)
+    print(f"saved {args.out}")
+    for name, value in scores.items():
+        print(f"  {name}: {value:.4g}" if isinstance(value, float) else f"  {name}: {value}")
+    return 0
+
+
+def cmd_translate(args):
+    import fastnet
+
+    model = fastnet.load(args.model)
+    for line in model.translate(args.text, to=args.to, beam=args.beam):
+        print(line)
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fastnet", description="A small, fast deep-learning framework for CPUs.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="tell the whole story on built-in data (about two minutes)")
+    p.add_argument("--minutes", type=float, default=1.0, help="training budget of the translator (default 1)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="show version, CPU path, OpenMP and threads")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("train-translator", help="train a translator on a tab-separated pair file")
+    p.add_argument("pairs", help="pair file: source<TAB>target[<TAB>ignored...] per line")
+    p.add_argument("--out", required=True, help="where to save the model (.safetensors)")
+    p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_translator)
+
+    p = sub.add_parser("translate", help="translate text with a saved translator")
+    p.add_argument("model", help="a model saved by train-translator or Translator.save")
+    p.add_argument("text", nargs="+", help="one or more sentences")
+    p.add_argument("--to", default=None, help="target language (default: the model's first)")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.set_defaults(func=cmd_translate)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"fastnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
