@@ -215,7 +215,6 @@ def test_dense_backward_float64_matches_finite_differences(cpu_path, act):
     check(db, lambda b_: _loss_of_dense(x, w, b_, dy, act, 0.1), b)
 
 
-<<<<<<< HEAD
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh", "gelu"])
 @pytest.mark.parametrize("layout", ["F", "strided", "reversed"])
 def test_dense_backward_accepts_any_layout_of_y_and_pre(act, layout):
@@ -227,7 +226,8 @@ def test_dense_backward_accepts_any_layout_of_y_and_pre(act, layout):
     got = ops.dense_backward(x, w, with_layout(y, layout), dy, activation=act, pre=with_layout(pre, layout))
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(g, e)
-=======
+
+
 @pytest.mark.parametrize("m,n,k", [(513, 40, 33), (300, 257, 129), (7, 600, 290)])
 def test_dense_backward_large_threaded_accumulate(cpu_path, m, n, k):
     # dw = x^T dz reduces over m: m > 256 crosses a k-block of the GEMM.
@@ -247,7 +247,6 @@ def test_dense_backward_large_threaded_accumulate(cpu_path, m, n, k):
     assert_gemm_close(dw, exp_dw, bounds["dw"], "dw")
     assert_gemm_close(db, exp_db, bounds["db"], "db")
     assert_gemm_close(dx, exp_dx, bounds["dx"], "dx")
->>>>>>> kerneltests
 
 
 def test_dense_backward_accumulate_twice_doubles(cpu_path):
