@@ -24,6 +24,10 @@
 
 /* Multiply-adds per thread below which another thread does not pay. */
 #define MIN_FLOPS_PER_THREAD 65536
+/* Up to this many queries per head, scores are computed as plain dot
+ * products instead of against keys packed transposed: packing costs about
+ * tk * dh moves per head, which a handful of query rows cannot repay. */
+#define DIRECT_MAX_QUERIES 4
 
 typedef struct {
     int64_t batch, tq, tk, heads, dh;
@@ -76,6 +80,209 @@ static int attn_threads(const attn_dims *a, int n_threads) {
     return nth;
 }
 
+/* ---- float SIMD path: vector primitives, then the shared template -------- */
+#ifdef ATTN_HAVE_X86
+
+/* exp for x <= 88: 2^n * poly(r) with x = n ln2 + r, |r| <= ln2 / 2 (Cephes'
+ * split of ln2 and degree-7 polynomial, ~1 ulp). Lanes below -87 (including
+ * -inf, i.e. masked keys) give exactly 0, so masked weights are true zeros. */
+#define EXP_LOW -87.0f
+#define EXP_HIGH 88.0f
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693359375f
+#define EXP_LN2_LO -2.12194440e-4f
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+
+FN_TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
+    __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LOW), _CMP_GE_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LOW)), _mm256_set1_ps(EXP_HIGH));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
+    __m256 y = _mm256_set1_ps(EXP_P0);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P1));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P2));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P4));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P5));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), live);
+}
+
+FN_TARGET_AVX2 static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+FN_TARGET_AVX2 static inline float hmax_avx2(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+FN_TARGET_AVX512 static inline __m512 exp_avx512(__m512 x) {
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LOW), _CMP_GE_OQ);
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LOW)), _mm512_set1_ps(EXP_HIGH));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
+    __m512 y = _mm512_set1_ps(EXP_P0);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P1));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P2));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P3));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P4));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P5));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
+}
+
+#define ISA avx2
+#define TARGET FN_TARGET_AVX2
+#define W 8
+#define V __m256
+#define V_ZERO() _mm256_setzero_ps()
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_STORE(p, x) _mm256_storeu_ps(p, x)
+#define V_ADD(a, b) _mm256_add_ps(a, b)
+#define V_SUB(a, b) _mm256_sub_ps(a, b)
+#define V_MUL(a, b) _mm256_mul_ps(a, b)
+#define V_MAX(a, b) _mm256_max_ps(a, b)
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_HSUM(x) hsum_avx2(x)
+#define V_HMAX(x) hmax_avx2(x)
+#define V_EXP(x) exp_avx2(x)
+/* x with -inf in the lanes where kill != 0 */
+#define V_KILL(x, kill) \
+    _mm256_blendv_ps(x, _mm256_set1_ps(-INFINITY), _mm256_cmp_ps(kill, _mm256_setzero_ps(), _CMP_NEQ_UQ))
+/* x with 0 in the lanes where p == 0 */
+#define V_ZERO_WHERE_ZERO(x, p) _mm256_and_ps(x, _mm256_cmp_ps(p, _mm256_setzero_ps(), _CMP_NEQ_UQ))
+#include "attention_simd.h"
+#undef ISA
+#undef TARGET
+#undef W
+#undef V
+#undef V_ZERO
+#undef V_SET1
+#undef V_LOAD
+#undef V_STORE
+#undef V_ADD
+#undef V_SUB
+#undef V_MUL
+#undef V_MAX
+#undef V_FMA
+#undef V_HSUM
+#undef V_HMAX
+#undef V_EXP
+#undef V_KILL
+#undef V_ZERO_WHERE_ZERO
+
+#define ISA avx512
+#define TARGET FN_TARGET_AVX512
+#define W 16
+#define V __m512
+#define V_ZERO() _mm512_setzero_ps()
+#define V_SET1(x) _mm512_set1_ps(x)
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_STORE(p, x) _mm512_storeu_ps(p, x)
+#define V_ADD(a, b) _mm512_add_ps(a, b)
+#define V_SUB(a, b) _mm512_sub_ps(a, b)
+#define V_MUL(a, b) _mm512_mul_ps(a, b)
+#define V_MAX(a, b) _mm512_max_ps(a, b)
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_HSUM(x) _mm512_reduce_add_ps(x)
+#define V_HMAX(x) _mm512_reduce_max_ps(x)
+#define V_EXP(x) exp_avx512(x)
+#define V_KILL(x, kill) \
+    _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(kill, _mm512_setzero_ps(), _CMP_NEQ_UQ), _mm512_set1_ps(-INFINITY))
+#define V_ZERO_WHERE_ZERO(x, p) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(p, _mm512_setzero_ps(), _CMP_NEQ_UQ), x)
+#include "attention_simd.h"
+#undef ISA
+#undef TARGET
+#undef W
+#undef V
+#undef V_ZERO
+#undef V_SET1
+#undef V_LOAD
+#undef V_STORE
+#undef V_ADD
+#undef V_SUB
+#undef V_MUL
+#undef V_MAX
+#undef V_FMA
+#undef V_HSUM
+#undef V_HMAX
+#undef V_EXP
+#undef V_KILL
+#undef V_ZERO_WHERE_ZERO
+
+/* Padded key count and per-thread scratch (rounded to a cache line). */
+static void simd_layout(const attn_dims *a, fn_cpu_path path, int64_t *tkp, int64_t *per_thread) {
+    int64_t w = path == FN_CPU_AVX512 ? 16 : 8;
+    *tkp = a->tk < 1 ? w : (a->tk + w - 1) / w * w;
+    int64_t floats = path == FN_CPU_AVX512 ? scratch_floats_avx512(a, *tkp) : scratch_floats_avx2(a, *tkp);
+    *per_thread = (floats + 15) / 16 * 16;
+}
+
+static fn_status attention_forward_simd(const attn_dims *a, fn_cpu_path path, const float *q,
+                                        const float *k, const float *v, float *out,
+                                        float *probs, int nth) {
+    int64_t tkp, per_thread;
+    simd_layout(a, path, &tkp, &per_thread);
+    /* calloc: the padding columns of the packed keys must read as zeros. */
+    float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
+    if (!scratch) return FN_ERR_NOMEM;
+    FN_PARALLEL(nth) {
+        int64_t begin, end;
+        fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
+        float *mine = scratch + fn_thread_id() * per_thread;
+        for (int64_t bh = begin; bh < end; bh++) {
+            if (path == FN_CPU_AVX512)
+                head_forward_avx512(a, bh / a->heads, bh % a->heads, tkp, q, k, v, out, probs, mine);
+            else
+                head_forward_avx2(a, bh / a->heads, bh % a->heads, tkp, q, k, v, out, probs, mine);
+        }
+    }
+    free(scratch);
+    return FN_OK;
+}
+
+static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, const float *dout,
+                                         const float *q, const float *k, const float *v,
+                                         const float *probs, float *dq, float *dk, float *dv,
+                                         int nth) {
+    int64_t tkp, per_thread;
+    simd_layout(a, path, &tkp, &per_thread);
+    float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
+    if (!scratch) return FN_ERR_NOMEM;
+    FN_PARALLEL(nth) {
+        int64_t begin, end;
+        fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
+        float *mine = scratch + fn_thread_id() * per_thread;
+        for (int64_t bh = begin; bh < end; bh++) {
+            if (path == FN_CPU_AVX512)
+                head_backward_avx512(a, bh / a->heads, bh % a->heads, tkp, dout, q, k, v, probs,
+                                     dq, dk, dv, mine);
+            else
+                head_backward_avx2(a, bh / a->heads, bh % a->heads, tkp, dout, q, k, v, probs,
+                                   dq, dk, dv, mine);
+        }
+    }
+    free(scratch);
+    return FN_OK;
+}
+
+#endif /* ATTN_HAVE_X86 */
+
 #define DEFINE_ATTENTION_PORTABLE(REAL, SUFFIX)                                             \
     static void attention_forward_portable_##SUFFIX(const attn_dims *a, const REAL *q,      \
                                                     const REAL *k, const REAL *v, REAL *out, \
@@ -117,7 +324,12 @@ fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_
     fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
                                   v_sb, v_st, key_padding_mask, causal);
     if (st != FN_OK) return st;
-    attention_forward_portable_f32(&a, q, k, v, out, probs, attn_threads(&a, n_threads));
+    int nth = attn_threads(&a, n_threads);
+#ifdef ATTN_HAVE_X86
+    fn_cpu_path path = fn_cpu_get_path();
+    if (path != FN_CPU_GENERIC) return attention_forward_simd(&a, path, q, k, v, out, probs, nth);
+#endif
+    attention_forward_portable_f32(&a, q, k, v, out, probs, nth);
     return FN_OK;
 }
 
@@ -148,8 +360,13 @@ fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64
     if (st != FN_OK) return st;
     a.do_sb = do_sb;
     a.do_st = do_st;
-    return attention_backward_portable_f32(&a, dout, q, k, v, probs, dq, dk, dv,
-                                           attn_threads(&a, n_threads));
+    int nth = attn_threads(&a, n_threads);
+#ifdef ATTN_HAVE_X86
+    fn_cpu_path path = fn_cpu_get_path();
+    if (path != FN_CPU_GENERIC)
+        return attention_backward_simd(&a, path, dout, q, k, v, probs, dq, dk, dv, nth);
+#endif
+    return attention_backward_portable_f32(&a, dout, q, k, v, probs, dq, dk, dv, nth);
 }
 
 fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,

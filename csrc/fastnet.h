@@ -270,10 +270,12 @@ fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64
 
 /* Dropout of n contiguous elements: mask[i] = 1 keeps x[i] (scaled by
  * 1 / (1 - p)), 0 drops it. The keep decision is a counter-based hash of
- * (seed, i): element 2c uses bits 8..31 and element 2c+1 bits 40..63 of
- * splitmix64(splitmix64(seed) + (c + 1) * 0x9E3779B97F4A7C15), kept when
- * those 24 bits >= floor(p * 2^24). So it depends on neither the thread
- * count nor the CPU path. p must be in [0, 1). y may alias x. */
+ * (seed, i), so it depends on neither the thread count nor the CPU path:
+ *   key = low 32 bits of splitmix64(splitmix64(seed) + (i >> 32) * 0x9E3779B97F4A7C15)
+ *   h   = mix32((uint32)i * 0x9E3779B9 + key), mix32(x): x ^= x >> 16;
+ *         x *= 0x7FEB352D; x ^= x >> 15; x *= 0x846CA68B; x ^= x >> 16
+ *   kept when h >> 8 >= floor(p * 2^24).
+ * p must be in [0, 1). y may alias x. */
 fn_status fn_dropout_forward_f32(const float *x, float *y, uint8_t *mask, int64_t n,
                                  double p, uint64_t seed, int n_threads);
 fn_status fn_dropout_forward_f64(const double *x, double *y, uint8_t *mask, int64_t n,

@@ -15,8 +15,8 @@
 #define LN_HAVE_X86 1
 #endif
 
-/* Rows of work below which one more thread does not pay for itself. */
-#define MIN_ELEMENTS_PER_THREAD 16384
+/* Elements per thread below which another thread does not pay (~50 us). */
+#define MIN_ELEMENTS_PER_THREAD 65536
 /* Columns handed to one thread in the dgamma/dbeta pass: a cache line. */
 #define COLUMN_UNIT 16
 

@@ -5,10 +5,11 @@
 
 #include "fn_internal.h"
 
-/* Below these many elements per thread, waking another thread costs more
- * than it saves (memory-bound loops run at a few elements per ns). */
-#define MIN_COPY_PER_THREAD 32768
-#define MIN_HASH_PER_THREAD 8192
+/* Elements per thread below which another thread does not pay: these loops
+ * run at about one element per ns, and on a busy machine a woken thread can
+ * wait a whole scheduler slice, so only ~100 us of work is worth splitting. */
+#define MIN_COPY_PER_THREAD (1 << 19)
+#define MIN_HASH_PER_THREAD (1 << 18)
 /* Columns handed to one thread in the scatter-add: a whole cache line. */
 #define SCATTER_COLUMN_UNIT 16
 
@@ -104,33 +105,94 @@ static inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-/* Keep-mask of elements [begin, end): one 64-bit hash covers a pair. */
-static void dropout_mask_range(uint8_t *mask, int64_t begin, int64_t end, uint64_t key,
-                               uint32_t threshold) {
-    for (int64_t i = begin; i < end; i++) {
-        uint64_t h = mix64(key + ((uint64_t)(i >> 1) + 1) * 0x9E3779B97F4A7C15ULL);
-        uint32_t bits = (i & 1) ? (uint32_t)(h >> 40) : (uint32_t)((h >> 8) & 0xFFFFFF);
-        mask[i] = bits >= threshold;
+/* A 32-bit mixer (xorshift-multiply rounds): 32-bit lanes let the compiler
+ * vectorise the whole keep/scale loop, which a 64-bit hash would not. */
+static inline uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    return x ^ (x >> 16);
+}
+
+/* The key of the 2^32-element block that element i belongs to. */
+static uint32_t dropout_block_key(uint64_t seed, int64_t i) {
+    return (uint32_t)mix64(mix64(seed) + ((uint64_t)i >> 32) * 0x9E3779B97F4A7C15ULL);
+}
+
+/* Elements [0, count) of a run starting at element `first` within one block.
+ * A dropped element is cleared through an all-zero bit mask rather than a
+ * branch or select: that form is what GCC vectorises. */
+#define DEFINE_DROPOUT_RUN(REAL, UINT, NAME, TARGET)                                        \
+    TARGET static void NAME(const REAL *restrict x, REAL *restrict y, uint8_t *restrict mask, \
+                            int64_t count, uint32_t first, uint32_t key, uint32_t threshold, \
+                            REAL scale) {                                                   \
+        for (int64_t t = 0; t < count; t++) {                                               \
+            uint32_t h = mix32((first + (uint32_t)t) * 0x9E3779B9u + key);                  \
+            uint32_t keep = (h >> 8) >= threshold;                                          \
+            union { REAL f; UINT u; } v = { .f = x[t] * scale };                            \
+            v.u &= -(UINT)keep;                                                             \
+            mask[t] = (uint8_t)keep;                                                        \
+            y[t] = v.f;                                                                     \
+        }                                                                                   \
     }
+
+DEFINE_DROPOUT_RUN(float, uint32_t, dropout_run_f32, )
+DEFINE_DROPOUT_RUN(float, uint32_t, dropout_run_f32_avx2, FN_TARGET_AVX2)
+DEFINE_DROPOUT_RUN(float, uint32_t, dropout_run_f32_avx512, FN_TARGET_AVX512)
+DEFINE_DROPOUT_RUN(double, uint64_t, dropout_run_f64, )
+
+static void dropout_run_f32_dispatch(const float *x, float *y, uint8_t *mask, int64_t count,
+                                     uint32_t first, uint32_t key, uint32_t threshold, float scale) {
+    switch (fn_cpu_get_path()) {
+    case FN_CPU_AVX512: dropout_run_f32_avx512(x, y, mask, count, first, key, threshold, scale); break;
+    case FN_CPU_AVX2: dropout_run_f32_avx2(x, y, mask, count, first, key, threshold, scale); break;
+    default: dropout_run_f32(x, y, mask, count, first, key, threshold, scale);
+    }
+}
+
+#define DEFINE_DROPOUT_MASKED(REAL, UINT, NAME, TARGET)                                     \
+    TARGET static void NAME(const REAL *restrict dy, const uint8_t *restrict mask,          \
+                            REAL *dx, int64_t n, REAL scale) {                              \
+        for (int64_t i = 0; i < n; i++) {                                                   \
+            union { REAL f; UINT u; } v = { .f = dy[i] * scale };                           \
+            v.u &= -(UINT)(mask[i] != 0);                                                   \
+            dx[i] = v.f;                                                                    \
+        }                                                                                   \
+    }
+
+DEFINE_DROPOUT_MASKED(float, uint32_t, dropout_masked_f32, )
+DEFINE_DROPOUT_MASKED(float, uint32_t, dropout_masked_f32_avx2, FN_TARGET_AVX2)
+DEFINE_DROPOUT_MASKED(double, uint64_t, dropout_masked_f64, )
+
+static void dropout_masked_f32_dispatch(const float *dy, const uint8_t *mask, float *dx,
+                                        int64_t n, float scale) {
+    if (fn_cpu_get_path() != FN_CPU_GENERIC)
+        dropout_masked_f32_avx2(dy, mask, dx, n, scale);
+    else
+        dropout_masked_f32(dy, mask, dx, n, scale);
 }
 
 static int dropout_p_valid(double p) { return p >= 0.0 && p < 1.0; }
 
-#define DEFINE_DROPOUT(REAL, SUFFIX)                                                        \
+/* Each thread walks its range in runs that never cross a 2^32 block. */
+#define DEFINE_DROPOUT(REAL, SUFFIX, RUN, MASKED)                                           \
     fn_status fn_dropout_forward_##SUFFIX(const REAL *x, REAL *y, uint8_t *mask, int64_t n, \
                                           double p, uint64_t seed, int n_threads) {         \
         if (n < 0 || !dropout_p_valid(p)) return FN_ERR_ARG;                                \
-        uint64_t key = mix64(seed);                                                         \
         uint32_t threshold = (uint32_t)(p * 16777216.0);                                    \
         REAL scale = (REAL)(1.0 / (1.0 - p));                                               \
-        int64_t pairs = (n + 1) / 2;                                                        \
         int nth = fn_threads_for(n, MIN_HASH_PER_THREAD, n_threads);                        \
         FN_PARALLEL(nth) {                                                                  \
-            int64_t c0, c1;                                                                 \
-            fn_split(pairs, fn_thread_id(), fn_thread_count(), &c0, &c1);                   \
-            int64_t begin = 2 * c0, end = 2 * c1 < n ? 2 * c1 : n;                          \
-            dropout_mask_range(mask, begin, end, key, threshold);                           \
-            for (int64_t i = begin; i < end; i++) y[i] = mask[i] ? x[i] * scale : (REAL)0;  \
+            int64_t begin, end;                                                             \
+            fn_split(n, fn_thread_id(), fn_thread_count(), &begin, &end);                   \
+            while (begin < end) {                                                           \
+                int64_t block_end = ((begin >> 32) + 1) << 32;                              \
+                int64_t stop = end < block_end ? end : block_end;                           \
+                RUN(x + begin, y + begin, mask + begin, stop - begin, (uint32_t)begin,      \
+                    dropout_block_key(seed, begin), threshold, scale);                      \
+                begin = stop;                                                               \
+            }                                                                               \
         }                                                                                   \
         return FN_OK;                                                                       \
     }                                                                                       \
@@ -142,13 +204,13 @@ static int dropout_p_valid(double p) { return p >= 0.0 && p < 1.0; }
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(n, fn_thread_id(), fn_thread_count(), &begin, &end);                   \
-            for (int64_t i = begin; i < end; i++) dx[i] = mask[i] ? dy[i] * scale : (REAL)0; \
+            MASKED(dy + begin, mask + begin, dx + begin, end - begin, scale);               \
         }                                                                                   \
         return FN_OK;                                                                       \
     }
 
-DEFINE_DROPOUT(float, f32)
-DEFINE_DROPOUT(double, f64)
+DEFINE_DROPOUT(float, f32, dropout_run_f32_dispatch, dropout_masked_f32_dispatch)
+DEFINE_DROPOUT(double, f64, dropout_run_f64, dropout_masked_f64)
 
 /* ---- residual add ------------------------------------------------------ */
 

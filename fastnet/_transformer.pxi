@@ -33,16 +33,28 @@ _UINT64_MASK = (1 << 64) - 1
 
 # ---- argument checks shared by the wrappers --------------------------------
 
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+cdef inline bint _tf_is_f32(x):
+    # Identity first: comparing a dtype with a type object is slow, and these
+    # wrappers sit on the per-token decoding path.
+    dt = x.dtype
+    return dt is _F32 or dt == _F32
+
+
 cdef object _tf_float(x, str what, str name):
     """x as a float32/float64 ndarray, or a TypeError naming the argument."""
     x = np.asarray(x)
-    if x.dtype != np.float32 and x.dtype != np.float64:
+    dt = x.dtype
+    if dt is not _F32 and dt is not _F64 and dt != _F32 and dt != _F64:
         raise TypeError(f"{what}: {name} must be float32 or float64, got {x.dtype}")
     return x
 
 
 cdef int _tf_same_dtype(x, y, str what, str xname, str yname) except -1:
-    if x.dtype != y.dtype:
+    if x.dtype is not y.dtype and x.dtype != y.dtype:
         raise TypeError(f"{what}: {yname} has dtype {y.dtype} but {xname} has dtype {x.dtype}")
     return 0
 
@@ -120,13 +132,14 @@ def embedding(ids, table):
             _tf_raise_bad_id(ids_in, bad_ids[0], vocab, what)
         return out
     out2 = out.reshape(-1, dim)
-    if table.dtype == np.float32:
+    if _tf_is_f32(table):
         st = _embedding_forward_impl[cython.float](flat, table, out2, &bad)
     else:
         st = _embedding_forward_impl[cython.double](flat, table, out2, &bad)
     if st == FN_ERR_LABEL:
         _tf_raise_bad_id(ids_in, bad, vocab, what)
-    check_status(st, f"{what}(ids {ids_in.shape}, table {table.shape})")
+    if st != FN_OK:
+        check_status(st, f"{what}(ids {ids_in.shape}, table {table.shape})")
     return out
 
 
@@ -163,13 +176,14 @@ def embedding_backward(ids, dout, vocab_size, out=None):
             _tf_raise_bad_id(ids_in, bad_ids[0], vocab, what)
         return out
     dout2 = np.ascontiguousarray(dout).reshape(-1, dim)
-    if dout.dtype == np.float32:
+    if _tf_is_f32(dout):
         st = _embedding_backward_impl[cython.float](flat, dout2, out, &bad)
     else:
         st = _embedding_backward_impl[cython.double](flat, dout2, out, &bad)
     if st == FN_ERR_LABEL:
         _tf_raise_bad_id(ids_in, bad, vocab, what)
-    check_status(st, f"{what}(ids {ids_in.shape}, dout {dout.shape})")
+    if st != FN_OK:
+        check_status(st, f"{what}(ids {ids_in.shape}, dout {dout.shape})")
     return out
 
 
@@ -232,11 +246,12 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     if x2.shape[0] == 0:
         return y, mean, rstd
     y2, mean1, rstd1 = y.reshape(-1, dim), mean.reshape(-1), rstd.reshape(-1)
-    if x.dtype == np.float32:
+    if _tf_is_f32(x):
         st = _layer_norm_forward_impl[cython.float](x2, gamma, beta, eps, y2, mean1, rstd1)
     else:
         st = _layer_norm_forward_impl[cython.double](x2, gamma, beta, eps, y2, mean1, rstd1)
-    check_status(st, f"{what}(x {x.shape})")
+    if st != FN_OK:
+        check_status(st, f"{what}(x {x.shape})")
     return y, mean, rstd
 
 
@@ -268,11 +283,12 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
     if x2.shape[0] == 0:
         return dx, dgamma, dbeta
     dx2 = dx.reshape(-1, dim)
-    if x.dtype == np.float32:
+    if _tf_is_f32(x):
         st = _layer_norm_backward_impl[cython.float](dy2, x2, gamma, stats[0], stats[1], dx2, dgamma, dbeta)
     else:
         st = _layer_norm_backward_impl[cython.double](dy2, x2, gamma, stats[0], stats[1], dx2, dgamma, dbeta)
-    check_status(st, f"{what}(x {x.shape})")
+    if st != FN_OK:
+        check_status(st, f"{what}(x {x.shape})")
     return dx, dgamma, dbeta
 
 
@@ -375,11 +391,12 @@ def attention(q, k, v, key_padding_mask=None, causal=False):
     if tk == 0:
         out.fill(0)
         return out, probs
-    if q.dtype == np.float32:
+    if _tf_is_f32(q):
         st = _attention_forward_impl[cython.float](q, k, v, pad, bool(causal), out, probs)
     else:
         st = _attention_forward_impl[cython.double](q, k, v, pad, bool(causal), out, probs)
-    check_status(st, f"{what}(q {q.shape}, k {k.shape})")
+    if st != FN_OK:
+        check_status(st, f"{what}(q {q.shape}, k {k.shape})")
     return out, probs
 
 
@@ -407,11 +424,12 @@ def attention_backward(dout, q, k, v, probs):
         dk.fill(0)
         dv.fill(0)
         return dq, dk, dv
-    if q.dtype == np.float32:
+    if _tf_is_f32(q):
         st = _attention_backward_impl[cython.float](dout, q, k, v, probs, dq, dk, dv)
     else:
         st = _attention_backward_impl[cython.double](dout, q, k, v, probs, dq, dk, dv)
-    check_status(st, f"{what}(q {q.shape}, k {k.shape})")
+    if st != FN_OK:
+        check_status(st, f"{what}(q {q.shape}, k {k.shape})")
     return dq, dk, dv
 
 
@@ -455,11 +473,12 @@ def dropout(x, p, seed):
     mask = np.empty(x.shape, dtype=np.uint8)
     if x1.size == 0:
         return y, mask
-    if x.dtype == np.float32:
+    if _tf_is_f32(x):
         st = _dropout_forward_impl[cython.float](x1, y.reshape(-1), mask.reshape(-1), prob, key)
     else:
         st = _dropout_forward_impl[cython.double](x1, y.reshape(-1), mask.reshape(-1), prob, key)
-    check_status(st, f"{what}(x {x.shape}, p={p})")
+    if st != FN_OK:
+        check_status(st, f"{what}(x {x.shape}, p={p})")
     return y, mask
 
 
@@ -478,11 +497,12 @@ def dropout_backward(dy, mask, p):
     dx = np.empty(dy.shape, dtype=dy.dtype)
     if dy1.size == 0:
         return dx
-    if dy.dtype == np.float32:
+    if _tf_is_f32(dy):
         st = _dropout_backward_impl[cython.float](dy1, mask1, dx.reshape(-1), prob)
     else:
         st = _dropout_backward_impl[cython.double](dy1, mask1, dx.reshape(-1), prob)
-    check_status(st, f"{what}(dy {dy.shape}, p={p})")
+    if st != FN_OK:
+        check_status(st, f"{what}(dy {dy.shape}, p={p})")
     return dx
 
 
@@ -516,11 +536,12 @@ def add_(a, b):
         b = b.copy()
     a1 = a.reshape(-1)
     b1 = np.ascontiguousarray(b).reshape(-1)
-    if a.dtype == np.float32:
+    if _tf_is_f32(a):
         st = _add_impl[cython.float](a1, b1, a1)
     else:
         st = _add_impl[cython.double](a1, b1, a1)
-    check_status(st, f"{what}(a {a.shape})")
+    if st != FN_OK:
+        check_status(st, f"{what}(a {a.shape})")
     return a
 
 
@@ -533,9 +554,10 @@ def add(a, b):
         return out
     a1 = np.ascontiguousarray(a).reshape(-1)
     b1 = np.ascontiguousarray(b).reshape(-1)
-    if a.dtype == np.float32:
+    if _tf_is_f32(a):
         st = _add_impl[cython.float](a1, b1, out.reshape(-1))
     else:
         st = _add_impl[cython.double](a1, b1, out.reshape(-1))
-    check_status(st, f"{what}(a {a.shape})")
+    if st != FN_OK:
+        check_status(st, f"{what}(a {a.shape})")
     return out

@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from fastnet import io as _io
+from fastnet import ops
 from fastnet import losses as _losses
 from fastnet import optimizers as _optimizers
 from fastnet._config import __version__
@@ -76,6 +77,12 @@ class Network:
 
     # ---- input checks ------------------------------------------------------
     def _check_X(self, X, name="X"):
+        if (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2 and X.shape[0]
+                and X.shape[1] == self.n_features and X.flags.c_contiguous
+                and math.isfinite(ops.sum_squares(X))):
+            # Already in shape: keeps train_on_batch cheap. A finite sum of squares (accumulated
+            # in float64) means every value is finite; otherwise the full check below decides.
+            return X
         X = np.asarray(X)
         if X.dtype.kind not in "iufb":
             raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
@@ -135,7 +142,11 @@ class Network:
 
     def train_on_batch(self, x, y):
         """One training step (forward, backward, optimizer update) on a batch; returns the batch loss."""
-        x, y = self._check_data(x, y)
+        x = self._check_X(x)
+        if not (self.loss.is_classifier and type(y) is np.ndarray and y.dtype == np.int64
+                and y.shape == (x.shape[0],) and self.loss.name == "softmax_cross_entropy"):
+            y = self.loss.prepare_targets(y, x.shape[0], self.n_outputs, self.dtype)
+        # else: integer labels go straight to the loss kernel, which rejects out-of-range labels itself
         loss = self._train_step(x, y)[0]
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} at optimizer step {self.optimizer.iterations}")

@@ -104,3 +104,29 @@ def numerical_gradient(f, x, h=1e-6):
         flat[i] = saved
         gflat[i] = (up - down) / (2 * h)
     return grad
+
+
+def guarded_array(values, at_end=True):
+    """A copy of values placed flush against an inaccessible page (after its
+    last byte, or before its first with at_end=False): reading or writing
+    one element past the buffer kills the process with SIGSEGV. Linux only."""
+    import ctypes
+    import mmap
+    values = np.asarray(values)
+    page = mmap.PAGESIZE
+    data_pages = max(1, -(-values.nbytes // page))
+    total = (data_pages + 2) * page
+    region = mmap.mmap(-1, total)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    mprotect = ctypes.CDLL(None).mprotect
+    mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if mprotect(base, page, 0) != 0 or mprotect(base + total - page, page, 0) != 0:
+        raise OSError("mprotect failed")
+    offset = total - page - values.nbytes if at_end else page
+    arr = np.frombuffer(region, values.dtype, count=values.size, offset=offset).reshape(values.shape)
+    arr[...] = values
+    _GUARDED_REGIONS.append(region)  # the mapping must outlive the array
+    return arr
+
+
+_GUARDED_REGIONS = []

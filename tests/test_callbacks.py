@@ -7,11 +7,6 @@ import pytest
 import fastnet as fn
 from fastnet.callbacks import OverfittingDetected
 
-# Until the compiled kernels are merged, these tests cannot run (the layers call fastnet.ops).
-pytestmark = pytest.mark.skipif(not all(hasattr(fn.ops, k) for k in ("dense", "dense_backward", "softmax_cross_entropy",
-                                                                     "adam_step", "sgd_step", "sum_squares")),
-                                reason="fastnet.ops kernels not merged yet")
-
 
 class FakeModel:
     """The minimum a callback relies on: store, save(path), stop_training."""

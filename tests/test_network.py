@@ -7,11 +7,6 @@ import fastnet as fn
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 XOR_Y = np.array([0, 1, 1, 0])
 
-# Until the compiled kernels are merged, these tests cannot run (the layers call fastnet.ops).
-pytestmark = pytest.mark.skipif(not all(hasattr(fn.ops, k) for k in ("dense", "dense_backward", "softmax_cross_entropy",
-                                                                     "adam_step", "sgd_step", "sum_squares")),
-                                reason="fastnet.ops kernels not merged yet")
-
 
 def xor_net(seed=0, optimizer=None):
     return fn.Network([fn.Dense(2, 8, activation="tanh"), fn.Dense(8, 2)],

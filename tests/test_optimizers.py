@@ -8,11 +8,6 @@ import fastnet as fn
 from fastnet import optimizers, schedules
 from fastnet.layers import ParameterStore
 
-# Until the compiled kernels are merged, these tests cannot run (the layers call fastnet.ops).
-pytestmark = pytest.mark.skipif(not all(hasattr(fn.ops, k) for k in ("dense", "dense_backward", "softmax_cross_entropy",
-                                                                     "adam_step", "sgd_step", "sum_squares")),
-                                reason="fastnet.ops kernels not merged yet")
-
 
 def store_with(values, grads):
     layer = fn.Dense(1, len(values), use_bias=False)

@@ -7,11 +7,6 @@ import fastnet as fn
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 AND, OR, XOR = np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]), np.array([0, 1, 1, 0])
 
-# Until the compiled kernels are merged, these tests cannot run (the layers call fastnet.ops).
-pytestmark = pytest.mark.skipif(not all(hasattr(fn.ops, k) for k in ("dense", "dense_backward", "softmax_cross_entropy",
-                                                                     "adam_step", "sgd_step", "sum_squares")),
-                                reason="fastnet.ops kernels not merged yet")
-
 
 @pytest.mark.parametrize("target", [AND, OR], ids=["AND", "OR"])
 def test_perceptron_rule_learns_linearly_separable_gates(target):
@@ -65,3 +60,14 @@ def test_perceptron_errors():
         fn.Perceptron(2).fit(X, AND[:3])
     with pytest.raises(ValueError, match="unknown activation"):
         fn.Perceptron(2, activation="softsign")
+
+
+def test_story_numbers():
+    from fastnet.story import perceptron_story
+
+    lines = []
+    results = perceptron_story(print=lines.append)
+    assert results["perceptron_and"] == results["perceptron_or"] == 1.0
+    assert results["perceptron_xor"] <= 0.75
+    assert results["network_xor"] == 1.0 and results["network_xor_loss"] < 0.05
+    assert any("not linearly separable" in line for line in lines)

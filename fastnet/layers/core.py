@@ -138,20 +138,18 @@ class Activation(Layer):
 class Dropout(Layer):
     """Zero each input with probability `rate` while training, scaling the rest by 1/(1-rate).
 
-    The mask comes from the random generator the owning network passes to
-    `initialize`, so a seeded network drops the same units on every run.
-    At inference it is the identity.
+    The mask comes from a C kernel keyed by a seed drawn from the random
+    generator the owning network passes to `initialize`, so a seeded network
+    drops the same units on every run. At inference it is the identity.
     """
 
     def __init__(self, rate):
         super().__init__()
-        if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
+        if isinstance(rate, bool) or not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.rng = None
         self._mask = None
-        self._buffers = _Buffers()
-        self._noise = _Buffers()
 
     def initialize(self, rng):
         self.rng = rng
@@ -162,20 +160,13 @@ class Dropout(Layer):
             return x
         if self.rng is None:  # used outside a network: still reproducible
             self.rng = np.random.default_rng(0)
-        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
-        noise = self._noise.get(x.shape, dtype)
-        self.rng.random(out=noise, dtype=dtype)
-        mask = self._buffers.get(x.shape, dtype)
-        # mask = (noise >= rate) / (1 - rate), computed in place without temporaries
-        np.greater_equal(noise, self.rate, out=mask, casting="unsafe")
-        mask *= 1.0 / (1.0 - self.rate)
-        self._mask = mask
-        return x * mask
+        y, self._mask = ops.dropout(x, self.rate, int(self.rng.integers(0, 2**63 - 1)))
+        return y
 
     def backward(self, dy):
         if self._mask is None:
             return dy
-        return dy * self._mask
+        return ops.dropout_backward(dy, self._mask, self.rate)
 
     def config(self):
         return {"rate": self.rate}

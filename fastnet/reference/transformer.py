@@ -115,21 +115,30 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
+def _mix32(x):
+    """A 32-bit xorshift-multiply mixer on uint32 arrays (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
 def dropout_mask(n, p, seed):
     """uint8 keep-mask of n elements: a counter-based hash of (seed, index).
 
-    One 64-bit hash serves two neighbouring elements: element 2c uses bits
-    8..31 and element 2c+1 bits 40..63 of hash(seed, c), each a 24-bit
-    uniform number; an element is kept when that number >= floor(p * 2^24).
+    Element i hashes (i mod 2^32) * 0x9E3779B9 + key, with a 32-bit key drawn
+    from splitmix64 of the seed and i >> 32; it is kept when the top 24 bits
+    of the hash are >= floor(p * 2^24).
     """
+    index = np.arange(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        key = _mix64(np.array([int(seed) & _MASK64], dtype=np.uint64))[0]
-        counter = np.arange(n, dtype=np.uint64) >> np.uint64(1)
-        h = _mix64(key + (counter + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15))
-    odd = (np.arange(n) & 1).astype(bool)
-    bits = np.where(odd, h >> np.uint64(40), (h >> np.uint64(8)) & np.uint64(0xFFFFFF))
-    threshold = np.uint64(int(np.floor(p * 16777216.0)))
-    return (bits >= threshold).astype(np.uint8)
+        seed_key = _mix64(np.array([int(seed) & _MASK64], dtype=np.uint64))[0]
+        block_key = _mix64(seed_key + (index >> np.uint64(32)) * np.uint64(0x9E3779B97F4A7C15))
+        key = (block_key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        h = _mix32((index & np.uint64(0xFFFFFFFF)).astype(np.uint32) * np.uint32(0x9E3779B9) + key)
+    threshold = np.uint32(int(np.floor(p * 16777216.0)))
+    return ((h >> np.uint32(8)) >= threshold).astype(np.uint8)
 
 
 def _check_p(p):

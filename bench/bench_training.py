@@ -1,0 +1,111 @@
+"""One training step (forward + backward + optimizer update), fastnet vs the NumPy reference vs PyTorch.
+
+    python -m pytest bench/bench_training.py --benchmark-only --benchmark-group-by=group
+
+Each network shape is one benchmark group, so the report puts the three
+implementations side by side (the "Min/Median" columns give the ratios).
+PyTorch cases are skipped when torch is not installed. All three use the
+same thread count (fastnet.get_num_threads()).
+"""
+import numpy as np
+import pytest
+
+import fastnet as fn
+from fastnet import reference as ref
+
+# name: (layer widths, batch size, optimizer)
+SHAPES = {
+    "xor_2-8-2_b4_sgd": ((2, 8, 2), 4, "sgd"),
+    "digits_64-128-10_b32_adam": ((64, 128, 10), 32, "adam"),
+    "mnist_784-256-128-10_b64_sgd": ((784, 256, 128, 10), 64, "sgd"),
+    "wide_784-1024-1024-10_b256_sgd": ((784, 1024, 1024, 10), 256, "sgd"),
+}
+LR = 1e-3
+
+
+def batch(widths, batch_size, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch_size, widths[0])).astype(np.float32)
+    y = rng.integers(0, widths[-1], size=batch_size).astype(np.int64)
+    return x, y
+
+
+# ---- fastnet -------------------------------------------------------------------
+def fastnet_step(widths, optimizer):
+    layers = [fn.Dense(a, b, activation="relu") for a, b in zip(widths[:-2], widths[1:-1])]
+    layers.append(fn.Dense(widths[-2], widths[-1]))
+    opt = fn.SGD(LR) if optimizer == "sgd" else fn.Adam(LR)
+    net = fn.Network(layers, optimizer=opt, seed=0)
+    return net.train_on_batch
+
+
+# ---- the NumPy reference (fastnet.reference: the same algorithm in plain NumPy) ----
+class ReferenceMLP:
+    def __init__(self, widths, optimizer, seed=0):
+        rng = np.random.default_rng(seed)
+        self.ws = [(rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32)
+                   for a, b in zip(widths[:-1], widths[1:])]
+        self.bs = [np.zeros(b, dtype=np.float32) for b in widths[1:]]
+        self.params = self.ws + self.bs
+        self.moments = [(np.zeros_like(p), np.zeros_like(p)) for p in self.params]
+        self.optimizer = optimizer
+        self.steps = 0
+
+    def step(self, x, y):
+        acts = [x]
+        n = len(self.ws)
+        for i, (w, b) in enumerate(zip(self.ws, self.bs)):
+            acts.append(ref.dense(acts[-1], w, b, activation="relu" if i < n - 1 else "identity"))
+        loss, dy = ref.softmax_cross_entropy(acts[-1], y)
+        dws, dbs = [None] * n, [None] * n
+        for i in reversed(range(n)):
+            dy, dws[i], dbs[i] = ref.dense_backward(acts[i], self.ws[i], acts[i + 1], dy,
+                                                    "relu" if i < n - 1 else "identity", need_dx=i > 0)
+        self.steps += 1
+        for p, g, (m, v) in zip(self.params, dws + dbs, self.moments):
+            if self.optimizer == "sgd":
+                ref.sgd_step(p, g, lr=LR)
+            else:
+                ref.adam_step(p, g, m, v, step=self.steps, lr=LR)
+        return loss
+
+
+# ---- PyTorch eager ------------------------------------------------------------
+def torch_step(widths, optimizer):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(fn.get_num_threads())
+    torch.manual_seed(0)
+    modules = []
+    for a, b in zip(widths[:-2], widths[1:-1]):
+        modules += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    modules.append(torch.nn.Linear(widths[-2], widths[-1]))
+    model = torch.nn.Sequential(*modules)
+    opt = torch.optim.SGD(model.parameters(), lr=LR) if optimizer == "sgd" else torch.optim.Adam(model.parameters(), lr=LR)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = criterion(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, torch
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("impl", ["fastnet", "numpy_reference", "torch"])
+def test_training_step(benchmark, shape, impl):
+    widths, batch_size, optimizer = SHAPES[shape]
+    benchmark.group = shape
+    x, y = batch(widths, batch_size)
+    if impl == "fastnet":
+        step = fastnet_step(widths, optimizer)
+    elif impl == "numpy_reference":
+        step = ReferenceMLP(widths, optimizer).step
+    else:
+        step, torch = torch_step(widths, optimizer)
+        x, y = torch.from_numpy(x), torch.from_numpy(y)
+    first = step(x, y)
+    benchmark(step, x, y)
+    assert np.isfinite(first)
