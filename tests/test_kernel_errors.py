@@ -430,3 +430,9 @@ def test_kernels_stay_inside_their_buffers():
     done = subprocess.run([sys.executable, "-c", _GUARDED_RUN, *CPU_PATHS], env=env, cwd=here,
                           capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
+
+
+def test_dense_backward_rejects_dw_and_db_sharing_memory():
+    grads = np.zeros(20, f32)
+    with pytest.raises(ValueError, match="(?i)alias|overlap|share"):
+        ops.dense_backward(zeros(3, 4), zeros(4, 5), zeros(3, 5), zeros(3, 5), dw=grads.reshape(4, 5), db=grads[15:])
