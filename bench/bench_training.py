@@ -109,3 +109,34 @@ def test_training_step(benchmark, shape, impl):
     first = step(x, y)
     benchmark(step, x, y)
     assert np.isfinite(first)
+
+
+# ---- end to end: the digits classifier, 30 epochs, vs scikit-learn's MLPClassifier ----
+@pytest.mark.parametrize("impl", ["fastnet", "sklearn"])
+def test_digits_fit_30_epochs(benchmark, impl):
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    digits = sklearn_datasets.load_digits()
+    X, y = (digits.data / 16.0).astype(np.float32), digits.target
+    Xtr, Xte, ytr, yte = fn.train_test_split(X, y, test_size=0.25, seed=0, stratify=y)
+    benchmark.group = "digits_64-128-10_fit_30_epochs"
+    if impl == "fastnet":
+        def train():
+            net = fn.Network([fn.Dense(64, 128, activation="relu"), fn.Dense(128, 10)], optimizer=fn.Adam(1e-3))
+            net.fit(Xtr, ytr, epochs=30, batch_size=32, verbose=0)
+            return net.evaluate(Xte, yte)["accuracy"]
+    else:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        def train():
+            clf = MLPClassifier(hidden_layer_sizes=(128,), solver="adam", learning_rate_init=1e-3, batch_size=32,
+                                max_iter=30, tol=0.0, n_iter_no_change=31, random_state=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(Xtr, ytr)
+            return clf.score(Xte, yte)
+
+    accuracy = benchmark.pedantic(train, rounds=3, iterations=1)
+    assert accuracy >= 0.95

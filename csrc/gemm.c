@@ -96,38 +96,51 @@ void fn_sgemm_epilogue_scalar(float *c, int64_t ldc, int64_t rows, int64_t cols,
 
 static FN_ALWAYS_INLINE void generic_tile(const int mr, int nr, int64_t kc,
                                           const float *a, int64_t rsa, int64_t csa,
-                                          const float *b, float *c, int64_t ldc,
+                                          const float *b, int64_t rsb, float *c, int64_t ldc,
                                           float alpha, float beta) {
     float acc[GEN_MR][GEN_NR];
     for (int i = 0; i < GEN_MR; ++i)
         for (int j = 0; j < GEN_NR; ++j) acc[i][j] = 0.0f;
     for (int64_t p = 0; p < kc; ++p) {
-        const float *bp = b + p * GEN_NR;
+        const float *bp = b + p * rsb;
         const float *ap = a + p * csa;
+#pragma GCC unroll 6
         for (int i = 0; i < mr; ++i) {
             float ai = ap[i * rsa];
+#pragma GCC unroll 8
             for (int j = 0; j < GEN_NR; ++j) acc[i][j] += ai * bp[j];
         }
     }
+    float tile[GEN_MR][GEN_NR]; /* fixed-size copy: acc itself stays in registers */
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < GEN_NR; ++j) tile[i][j] = alpha * acc[i][j];
     for (int i = 0; i < mr; ++i) {
         float *ci = c + i * ldc;
         if (beta == 0.0f)
-            for (int j = 0; j < nr; ++j) ci[j] = alpha * acc[i][j];
+            for (int j = 0; j < nr; ++j) ci[j] = tile[i][j];
         else
-            for (int j = 0; j < nr; ++j) ci[j] = alpha * acc[i][j] + beta * ci[j];
+            for (int j = 0; j < nr; ++j) ci[j] = tile[i][j] + beta * ci[j];
     }
 }
 
+/* GCC's loop vectoriser would vectorise over p (transposing through shuffles);
+ * with it off, the SLP vectoriser turns each unrolled row update into two
+ * 4-wide multiply-adds, which is what we want. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-vectorize")))
+#endif
 static void generic_kernel(int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
-                           const float *b, float *c, int64_t ldc, float alpha, float beta) {
+                           const float *b, int64_t rsb, float *c, int64_t ldc, float alpha, float beta) {
     /* A constant row count per case lets the compiler unroll and keep acc in registers. */
     switch (mr) {
-    case 6: generic_tile(6, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
-    case 5: generic_tile(5, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
-    case 4: generic_tile(4, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
-    case 3: generic_tile(3, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
-    case 2: generic_tile(2, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
-    default: generic_tile(1, nr, kc, a, rsa, csa, b, c, ldc, alpha, beta); break;
+    case 6: generic_tile(6, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
+    case 5: generic_tile(5, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
+    case 4: generic_tile(4, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
+    case 3: generic_tile(3, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
+    case 2: generic_tile(2, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
+    default: generic_tile(1, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
     }
 }
 
@@ -211,6 +224,8 @@ typedef struct {
     float *c;
     const fn_epilogue_f32 *epi;
     int pack_a;      /* 1: pack A blocks; 0: the kernel reads A in place */
+    int direct_b;    /* 1: full-width B panels are read in place (only the last,
+                        narrower panel is packed, zero-padded) */
     int split_rows;  /* 1: threads share the rows of C; 0: the NR panels */
     float *b_packed; /* KC x NC, shared */
     float *a_packed; /* one MC x KC block per thread */
@@ -239,11 +254,14 @@ static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int
         for (int64_t q = q0; q < q1; ++q) {
             int64_t j = q * NR;
             int nr = nc - j < NR ? (int)(nc - j) : NR;
-            const float *b_panel = job->b_packed + q * NR * kc;
+            const float *b_panel = job->b_packed + (job->direct_b ? 0 : q * NR * kc);
+            int64_t rsb = NR;
+            if (job->direct_b && nr == NR)
+                b_panel = job->b + pc * job->ldb + jc + j, rsb = job->ldb;
             for (int64_t ir = 0; ir < mc; ir += MR) {
                 int mr = mc - ir < MR ? (int)(mc - ir) : MR;
                 float *c_tile = job->c + (ic + ir) * job->ldc + jc + j;
-                arch->kernel(mr, nr, kc, a_src + (ir / MR) * sliver_step, rsa, csa, b_panel,
+                arch->kernel(mr, nr, kc, a_src + (ir / MR) * sliver_step, rsa, csa, b_panel, rsb,
                              c_tile, job->ldc, job->alpha, beta);
                 if (last_k_block && job->epi)
                     arch->epilogue(c_tile, job->ldc, mr, nr, ic + ir, jc + j, job->epi);
@@ -262,7 +280,11 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
             int64_t kc = job->k - pc < arch->kc ? job->k - pc : arch->kc;
             int64_t q0, q1;
             fn_split(panels, tid, nth, &q0, &q1);
-            pack_b_panels(job->b, job->ldb, job->trans_b, pc, kc, jc, nc, NR, q0, q1, job->b_packed);
+            if (!job->direct_b)
+                pack_b_panels(job->b, job->ldb, job->trans_b, pc, kc, jc, nc, NR, q0, q1, job->b_packed);
+            else if (q1 == panels && nc % NR) /* only the narrow last panel, at offset 0 */
+                pack_b_panels(job->b, job->ldb, 0, pc, kc, jc + (panels - 1) * NR, nc % NR, NR, 0, 1,
+                              job->b_packed);
             FN_BARRIER();
             int64_t r0 = 0, r1 = job->m;
             if (job->split_rows) {
@@ -281,6 +303,8 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
 /* Multiply-adds one thread should have before a second one pays off: waking
  * an OpenMP team costs a few microseconds, about 2^18 multiply-adds here. */
 #define SGEMM_MIN_WORK_PER_THREAD (1 << 18)
+/* Footprint (floats of A + B + C) below which nothing is packed. */
+#define SGEMM_DIRECT_FLOATS (1 << 20)
 /* Scratch up to this many floats comes from the stack (no malloc for small calls). */
 #define SGEMM_STACK_FLOATS 4096
 
@@ -317,12 +341,18 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
 
     sgemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c, epi};
     /* Packing A pays off once the block is reused across several B panels. */
-    job.pack_a = panels > 4;
+    /* While A, B and C fit in about twice the L2 (4 MiB), the kernel reads A
+     * and B in place: packing them costs ~10-35% there (measured on 64x256x784
+     * to 512^3). Past that, strided panels thrash the TLB and caches (1024^3
+     * runs at half speed unpacked), so both are packed. */
+    int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS;
+    job.pack_a = !small;
+    job.direct_b = small && !trans_b;
     job.split_rows = slivers >= 2 * (int64_t)nth || slivers >= panels;
 
     int64_t kc_max = k < arch->kc ? k : arch->kc;
     int64_t nc_max = round_up(n < arch->nc ? n : arch->nc, NR);
-    int64_t b_floats = round_up(kc_max * nc_max, 16);
+    int64_t b_floats = round_up(kc_max * (job.direct_b ? NR : nc_max), 16);
     int64_t mc_max = job.split_rows ? round_up((slivers + nth - 1) / nth * MR, MR) : round_up(m, MR);
     if (mc_max > arch->mc) mc_max = arch->mc;
     job.a_stride = job.pack_a ? round_up(mc_max * kc_max, 16) : 0;

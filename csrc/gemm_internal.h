@@ -10,7 +10,9 @@
  * The micro-kernel reads A through two strides (rsa between rows, csa between
  * columns), so it runs on a packed sliver (rsa = 1, csa = MR) or straight on
  * the caller's A (rsa = lda, csa = 1, or transposed) for small shapes, where
- * packing A costs more than it saves. B is always read packed (rsb = NR).
+ * packing A costs more than it saves. B rows are NR floats rsb apart: a packed
+ * panel (rsb = NR) or, for small untransposed B, the caller's B (rsb = ldb)
+ * for every full-width panel.
  */
 #ifndef FN_GEMM_INTERNAL_H
 #define FN_GEMM_INTERNAL_H
@@ -27,12 +29,12 @@ typedef struct {
     int64_t ldpre;
 } fn_epilogue_f32;
 
-/* C[0:mr, 0:nr] = alpha * A[0:mr, 0:kc] B[0:kc, 0:nr] + beta * C, where
+/* C[0:mr, 0:nr] = alpha * A[0:mr, 0:kc] B[0:kc, 0:NR] + beta * C, where
  * mr <= MR, nr <= NR; beta == 0 writes C without reading it. Each element's
  * k-sum runs p = 0..kc-1 in order, whatever mr and nr are. */
 typedef void (*fn_sgemm_kernel)(int mr, int nr, int64_t kc,
                                 const float *a, int64_t rsa, int64_t csa,
-                                const float *b, float *c, int64_t ldc,
+                                const float *b, int64_t rsb, float *c, int64_t ldc,
                                 float alpha, float beta);
 
 /* Apply the epilogue to rows x cols of C at c (leading dimension ldc), whose

@@ -137,26 +137,36 @@ fn_status fn_softmax_xent_f64(const double *logits, const int64_t *labels,
 
 /* ---- chunked elementwise losses ----------------------------------------- */
 
-/* Sum of (p - t)^2 over [begin, end), writing scale * (p - t) to grad. Eight
- * independent accumulators in a fixed pattern let GCC vectorise the loop
- * without reordering the sum. */
+/* Sum of (p - t)^2 over [begin, end), writing scale * (p - t) to grad when
+ * grad is not NULL. 32 independent accumulators in a fixed lane pattern let
+ * GCC vectorise the loop without reordering the sum. */
 #define MSE_CHUNK(T, SFX)                                                                   \
     FN_INLINE_BODY double mse_chunk_body_##SFX(const T *p, const T *t, T *grad, T scale,    \
                                                int64_t begin, int64_t end) {                \
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                           \
+        double acc[32] = {0};                                                               \
         int64_t i = begin;                                                                  \
-        for (; i + 8 <= end; i += 8)                                                        \
-            for (int k = 0; k < 8; k++) {                                                   \
-                T d = p[i + k] - t[i + k];                                                  \
-                acc[k] += (double)d * (double)d;                                            \
-                if (grad) grad[i + k] = scale * d;                                          \
-            }                                                                               \
+        if (grad) {                                                                         \
+            for (; i + 32 <= end; i += 32)                                                  \
+                for (int k = 0; k < 32; k++) {                                              \
+                    T d = p[i + k] - t[i + k];                                              \
+                    acc[k] += (double)d * (double)d;                                        \
+                    grad[i + k] = scale * d;                                                \
+                }                                                                           \
+        } else {                                                                            \
+            for (; i + 32 <= end; i += 32)                                                  \
+                for (int k = 0; k < 32; k++) {                                              \
+                    T d = p[i + k] - t[i + k];                                              \
+                    acc[k] += (double)d * (double)d;                                        \
+                }                                                                           \
+        }                                                                                   \
         for (; i < end; i++) {                                                              \
             T d = p[i] - t[i];                                                              \
             acc[0] += (double)d * (double)d;                                                \
             if (grad) grad[i] = scale * d;                                                  \
         }                                                                                   \
-        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+        for (int width = 16; width > 0; width /= 2)                                         \
+            for (int k = 0; k < width; k++) acc[k] += acc[k + width];                       \
+        return acc[0];                                                                      \
     }
 MSE_CHUNK(float, f32)
 MSE_CHUNK(double, f64)

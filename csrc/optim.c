@@ -51,13 +51,17 @@
             w[i] = wi - step_size * mi / (sqrt_##SFX(vi * inv_bc2) + eps);                 \
         }                                                                                  \
     }                                                                                      \
+    /* 32 independent accumulators: enough vectors in flight to hide the    \
+     * latency of the adds; the lane pattern is fixed, so is the result. */   \
     FN_INLINE_BODY double sumsq_body_##SFX(const T *x, int64_t begin, int64_t end) {       \
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                          \
+        double acc[32] = {0};                                                              \
         int64_t i = begin;                                                                 \
-        for (; i + 8 <= end; i += 8)                                                       \
-            for (int k = 0; k < 8; k++) acc[k] += (double)x[i + k] * (double)x[i + k];     \
+        for (; i + 32 <= end; i += 32)                                                     \
+            for (int k = 0; k < 32; k++) acc[k] += (double)x[i + k] * (double)x[i + k];    \
         for (; i < end; i++) acc[0] += (double)x[i] * (double)x[i];                        \
-        return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+        for (int width = 16; width > 0; width /= 2)                                        \
+            for (int k = 0; k < width; k++) acc[k] += acc[k + width];                      \
+        return acc[0];                                                                     \
     }                                                                                      \
     FN_INLINE_BODY void scale_body_##SFX(T *x, int64_t n, T s) {                           \
         for (int64_t i = 0; i < n; i++) x[i] *= s;                                         \

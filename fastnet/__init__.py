@@ -24,3 +24,9 @@ from fastnet.network import Network, load  # noqa: E402
 from fastnet.optimizers import SGD, Adam, AdamW, RandomSearch  # noqa: E402
 from fastnet.perceptron import Perceptron  # noqa: E402
 from fastnet.schedules import Constant, Cosine, InverseSqrt, StepDecay, Warmup  # noqa: E402
+from fastnet.image import ImageDecoder  # noqa: E402
+from fastnet import plot  # noqa: E402
+
+# ---- sequence to sequence (seq2seq) -----------------------------------------
+from fastnet import seq2seq  # noqa: E402
+from fastnet.seq2seq import Decoder, Encoder, Translator  # noqa: E402

@@ -71,13 +71,21 @@ cdef int _same_kind(object a, object b, str what_a, str what_b) except -1:
     return 0
 
 
-cdef inline uintptr_t _address(object arr):
-    return <uintptr_t>arr.__array_interface__["data"][0]
+cdef inline object _flat(object arr):
+    """A 1-D view of a C-contiguous array (no new object when already flat)."""
+    return arr if arr.ndim == 1 else arr.reshape(-1)
+
+
+cdef inline bint _overlap(const void *a, const void *b, int64_t nbytes):
+    """Two buffers of nbytes each share memory."""
+    cdef uintptr_t pa = <uintptr_t>a, pb = <uintptr_t>b
+    return pa < pb + <uintptr_t>nbytes and pb < pa + <uintptr_t>nbytes
 
 
 cdef int _check_out(object out, object like, str what) except -1:
     """out must be a writeable C-contiguous array shaped like `like`; it may be
-    `like` itself (in place) but not overlap it partially."""
+    `like` itself (in place) but not overlap it partially (checked by the
+    caller on the raw pointers)."""
     if type(out) is not np.ndarray:
         raise TypeError(f"{what} must be a numpy.ndarray, got {type(out).__name__}")
     _same_kind(like, out, "x", what)
@@ -85,8 +93,12 @@ cdef int _check_out(object out, object like, str what) except -1:
         raise ValueError(f"{what} must be C-contiguous")
     if not out.flags.writeable:
         raise ValueError(f"{what} is read-only")
-    if out.size and np.may_share_memory(out, like) and _address(out) != _address(like):
-        raise ValueError(f"{what} partially overlaps the input; pass the input itself for in-place or a separate array")
+    return 0
+
+
+cdef int _partial_overlap(const void *x, const void *out, int64_t nbytes) except -1:
+    if x != out and _overlap(x, out, nbytes):
+        raise ValueError("out partially overlaps the input; pass the input itself for in-place or a separate array")
     return 0
 
 
@@ -106,17 +118,12 @@ cdef int _check_buffer(object arr, str what, bint writeable) except -1:
     return 0
 
 
-cdef int _check_disjoint(list arrays, list names) except -1:
-    """No two of these contiguous buffers may share memory."""
-    cdef Py_ssize_t i, j
-    cdef uintptr_t a0, a1, b0, b1
-    for i in range(len(arrays)):
-        a0 = _address(arrays[i])
-        a1 = a0 + <uintptr_t>arrays[i].nbytes
-        for j in range(i + 1, len(arrays)):
-            b0 = _address(arrays[j])
-            b1 = b0 + <uintptr_t>arrays[j].nbytes
-            if a0 < b1 and b0 < a1:
+cdef int _check_disjoint(const void **ptrs, tuple names, int count, int64_t nbytes) except -1:
+    """No two of these equally long contiguous buffers may share memory."""
+    cdef int i, j
+    for i in range(count):
+        for j in range(i + 1, count):
+            if ptrs[i] != NULL and ptrs[j] != NULL and _overlap(ptrs[i], ptrs[j], nbytes):
                 raise ValueError(f"{names[i]} and {names[j]} share memory; they must be separate buffers")
     return 0
 
@@ -151,16 +158,19 @@ def activation(x, name, alpha=0.01, out=None):
     if n == 0:
         return out
     if x.dtype.char == "f":
-        xf = x.reshape(-1)
-        yf = out.reshape(-1)
+        xf = _flat(x)
+        yf = _flat(out)
+        _partial_overlap(&xf[0], &yf[0], n * 4)
         with nogil:
             st = fn_activation_forward_f32(code, <float>param, &xf[0], &yf[0], n, _n_threads)
     else:
-        xd = x.reshape(-1)
-        yd = out.reshape(-1)
+        xd = _flat(x)
+        yd = _flat(out)
+        _partial_overlap(&xd[0], &yd[0], n * 8)
         with nogil:
             st = fn_activation_forward_f64(code, param, &xd[0], &yd[0], n, _n_threads)
-    check_status(st, f"activation {name!r}")
+    if st != FN_OK:
+        check_status(st, f"activation {name!r}")
     return out
 
 
@@ -210,28 +220,29 @@ def activation_backward(name, dy, x=None, y=None, alpha=0.01):
     if n == 0:
         return dx
     if dy.dtype.char == "f":
-        dyf = dy.reshape(-1)
-        dxf = dx.reshape(-1)
+        dyf = _flat(dy)
+        dxf = _flat(dx)
         if x is not None:
-            xf = x.reshape(-1)
+            xf = _flat(x)
             xp32 = &xf[0]
         if y is not None:
-            yf = y.reshape(-1)
+            yf = _flat(y)
             yp32 = &yf[0]
         with nogil:
             st = fn_activation_backward_f32(code, <float>param, xp32, yp32, &dyf[0], &dxf[0], n, _n_threads)
     else:
-        dyd = dy.reshape(-1)
-        dxd = dx.reshape(-1)
+        dyd = _flat(dy)
+        dxd = _flat(dx)
         if x is not None:
-            xd = x.reshape(-1)
+            xd = _flat(x)
             xp64 = &xd[0]
         if y is not None:
-            yd = y.reshape(-1)
+            yd = _flat(y)
             yp64 = &yd[0]
         with nogil:
             st = fn_activation_backward_f64(code, param, xp64, yp64, &dyd[0], &dxd[0], n, _n_threads)
-    check_status(st, f"activation_backward {name!r}")
+    if st != FN_OK:
+        check_status(st, f"activation_backward {name!r}")
     return dx
 
 
@@ -283,16 +294,17 @@ def softmax(x):
     if r * c == 0:
         return y
     if x.dtype.char == "f":
-        xf = x.reshape(-1)
-        yf = y.reshape(-1)
+        xf = _flat(x)
+        yf = _flat(y)
         with nogil:
             st = fn_softmax_forward_f32(&xf[0], &yf[0], r, c, _n_threads)
     else:
-        xd = x.reshape(-1)
-        yd = y.reshape(-1)
+        xd = _flat(x)
+        yd = _flat(y)
         with nogil:
             st = fn_softmax_forward_f64(&xd[0], &yd[0], r, c, _n_threads)
-    check_status(st, f"softmax of shape {x.shape}")
+    if st != FN_OK:
+        check_status(st, f"softmax of shape {x.shape}")
     return y
 
 
@@ -310,18 +322,19 @@ def softmax_backward(y, dy):
     if r * c == 0:
         return dx
     if y.dtype.char == "f":
-        yf = y.reshape(-1)
-        dyf = dy.reshape(-1)
-        dxf = dx.reshape(-1)
+        yf = _flat(y)
+        dyf = _flat(dy)
+        dxf = _flat(dx)
         with nogil:
             st = fn_softmax_backward_f32(&yf[0], &dyf[0], &dxf[0], r, c, _n_threads)
     else:
-        yd = y.reshape(-1)
-        dyd = dy.reshape(-1)
-        dxd = dx.reshape(-1)
+        yd = _flat(y)
+        dyd = _flat(dy)
+        dxd = _flat(dx)
         with nogil:
             st = fn_softmax_backward_f64(&yd[0], &dyd[0], &dxd[0], r, c, _n_threads)
-    check_status(st, f"softmax_backward of shape {y.shape}")
+    if st != FN_OK:
+        check_status(st, f"softmax_backward of shape {y.shape}")
     return dx
 
 
@@ -381,26 +394,27 @@ def softmax_cross_entropy(logits, labels, ignore_index=-100, label_smoothing=0.0
         return 0.0, dlogits
     labv = lab
     if logits.dtype.char == "f":
-        xf = logits.reshape(-1)
+        xf = _flat(logits)
         rf = row_loss
         if dlogits is not None:
-            df = dlogits.reshape(-1)
+            df = _flat(dlogits)
             dp32 = &df[0]
         with nogil:
             st = fn_softmax_xent_f32(&xf[0], &labv[0], rows, cols, ignore, <float>eps, &rf[0], &loss, dp32,
                                      &counted, _n_threads)
     else:
-        xd = logits.reshape(-1)
+        xd = _flat(logits)
         rd = row_loss
         if dlogits is not None:
-            dd = dlogits.reshape(-1)
+            dd = _flat(dlogits)
             dp64 = &dd[0]
         with nogil:
             st = fn_softmax_xent_f64(&xd[0], &labv[0], rows, cols, ignore, eps, &rd[0], &loss, dp64,
                                      &counted, _n_threads)
     if st == FN_ERR_LABEL:
         _raise_bad_label(lab, cols, ignore)
-    check_status(st, f"softmax_cross_entropy of logits {logits.shape}")
+    if st != FN_OK:
+        check_status(st, f"softmax_cross_entropy of logits {logits.shape}")
     return loss, dlogits
 
 
@@ -425,22 +439,23 @@ def mse(pred, target, return_grad=True):
     if n == 0:
         return 0.0, grad
     if pred.dtype.char == "f":
-        pf = pred.reshape(-1)
-        tf = target.reshape(-1)
+        pf = _flat(pred)
+        tf = _flat(target)
         if grad is not None:
-            gf = grad.reshape(-1)
+            gf = _flat(grad)
             gp32 = &gf[0]
         with nogil:
             st = fn_mse_f32(&pf[0], &tf[0], n, &loss, gp32, _n_threads)
     else:
-        pd = pred.reshape(-1)
-        td = target.reshape(-1)
+        pd = _flat(pred)
+        td = _flat(target)
         if grad is not None:
-            gd = grad.reshape(-1)
+            gd = _flat(grad)
             gp64 = &gd[0]
         with nogil:
             st = fn_mse_f64(&pd[0], &td[0], n, &loss, gp64, _n_threads)
-    check_status(st, f"mse of shape {pred.shape}")
+    if st != FN_OK:
+        check_status(st, f"mse of shape {pred.shape}")
     return loss, grad
 
 
@@ -459,22 +474,23 @@ def bce_with_logits(logits, target, return_grad=True):
     if n == 0:
         return 0.0, grad
     if logits.dtype.char == "f":
-        zf = logits.reshape(-1)
-        tf = target.reshape(-1)
+        zf = _flat(logits)
+        tf = _flat(target)
         if grad is not None:
-            gf = grad.reshape(-1)
+            gf = _flat(grad)
             gp32 = &gf[0]
         with nogil:
             st = fn_bce_logits_f32(&zf[0], &tf[0], n, &loss, gp32, _n_threads)
     else:
-        zd = logits.reshape(-1)
-        td = target.reshape(-1)
+        zd = _flat(logits)
+        td = _flat(target)
         if grad is not None:
-            gd = grad.reshape(-1)
+            gd = _flat(grad)
             gp64 = &gd[0]
         with nogil:
             st = fn_bce_logits_f64(&zd[0], &td[0], n, &loss, gp64, _n_threads)
-    check_status(st, f"bce_with_logits of shape {logits.shape}")
+    if st != FN_OK:
+        check_status(st, f"bce_with_logits of shape {logits.shape}")
     return loss, grad
 
 
@@ -505,37 +521,50 @@ def sgd_step(w, g, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nestero
     if velocity is None:
         if c_mom > 0:
             raise ValueError(f"sgd_step with momentum={momentum} needs a velocity buffer like w")
-        _check_disjoint([w, g], ["w", "g"])
     else:
         _check_buffer(velocity, "velocity", True)
         _check_same_buffer(w, velocity, "w", "velocity")
-        _check_disjoint([w, g, velocity], ["w", "g", "velocity"])
+    cdef bint use_velocity = velocity is not None and c_mom != 0
     cdef int64_t n = w.shape[0]
     cdef float[::1] wf, gf, vf
     cdef double[::1] wd, gd, vd
     cdef float *vp32 = NULL
     cdef double *vp64 = NULL
+    cdef const void *ptrs[3]
     cdef fn_status st = FN_OK
     if n == 0:
         return w
+    ptrs[2] = NULL
     if w.dtype.char == "f":
         wf = w
         gf = g
-        if velocity is not None and c_mom != 0:
+        ptrs[0] = &wf[0]
+        ptrs[1] = &gf[0]
+        if velocity is not None:
             vf = velocity
-            vp32 = &vf[0]
+            ptrs[2] = &vf[0]
+            if use_velocity:
+                vp32 = &vf[0]
+        _check_disjoint(ptrs, ("w", "g", "velocity"), 3, n * 4)
         with nogil:
-            st = fn_sgd_step_f32(&wf[0], &gf[0], vp32, n, <float>c_lr, <float>c_mom, <float>c_wd, c_nesterov,
-                                 _n_threads)
+            st = fn_sgd_step_f32(&wf[0], &gf[0], vp32, n, <float>c_lr, <float>c_mom,
+                                 <float>c_wd, c_nesterov, _n_threads)
     else:
         wd = w
         gd = g
-        if velocity is not None and c_mom != 0:
+        ptrs[0] = &wd[0]
+        ptrs[1] = &gd[0]
+        if velocity is not None:
             vd = velocity
-            vp64 = &vd[0]
+            ptrs[2] = &vd[0]
+            if use_velocity:
+                vp64 = &vd[0]
+        _check_disjoint(ptrs, ("w", "g", "velocity"), 3, n * 8)
         with nogil:
-            st = fn_sgd_step_f64(&wd[0], &gd[0], vp64, n, c_lr, c_mom, c_wd, c_nesterov, _n_threads)
-    check_status(st, "sgd_step")
+            st = fn_sgd_step_f64(&wd[0], &gd[0], vp64, n, c_lr, c_mom, c_wd,
+                                 c_nesterov, _n_threads)
+    if st != FN_OK:
+        check_status(st, "sgd_step")
     return w
 
 
@@ -550,7 +579,6 @@ def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, we
     _check_same_buffer(w, g, "w", "g")
     _check_same_buffer(w, m, "w", "m")
     _check_same_buffer(w, v, "w", "v")
-    _check_disjoint([w, g, m, v], ["w", "g", "m", "v"])
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
         raise TypeError(f"step must be an int, got {type(step).__name__}")
     if step < 1:
@@ -569,6 +597,7 @@ def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, we
     cdef int64_t n = w.shape[0]
     cdef float[::1] wf, gf, mf, vf
     cdef double[::1] wd, gd, md, vd
+    cdef const void *ptrs[4]
     cdef fn_status st = FN_OK
     if n == 0:
         return w
@@ -577,6 +606,11 @@ def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, we
         gf = g
         mf = m
         vf = v
+        ptrs[0] = &wf[0]
+        ptrs[1] = &gf[0]
+        ptrs[2] = &mf[0]
+        ptrs[3] = &vf[0]
+        _check_disjoint(ptrs, ("w", "g", "m", "v"), 4, n * 4)
         with nogil:
             st = fn_adam_step_f32(&wf[0], &gf[0], &mf[0], &vf[0], n, <float>c_lr, <float>b1, <float>b2,
                                   <float>c_eps, <float>c_wd, c_decoupled, c_step, _n_threads)
@@ -585,10 +619,16 @@ def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, we
         gd = g
         md = m
         vd = v
+        ptrs[0] = &wd[0]
+        ptrs[1] = &gd[0]
+        ptrs[2] = &md[0]
+        ptrs[3] = &vd[0]
+        _check_disjoint(ptrs, ("w", "g", "m", "v"), 4, n * 8)
         with nogil:
             st = fn_adam_step_f64(&wd[0], &gd[0], &md[0], &vd[0], n, c_lr, b1, b2, c_eps, c_wd, c_decoupled,
                                   c_step, _n_threads)
-    check_status(st, "adam_step")
+    if st != FN_OK:
+        check_status(st, "adam_step")
     return w
 
 
@@ -609,14 +649,15 @@ def sum_squares(x):
     if n == 0:
         return 0.0
     if x.dtype.char == "f":
-        xf = x.reshape(-1)
+        xf = _flat(x)
         with nogil:
             st = fn_sum_squares_f32(&xf[0], n, &out, _n_threads)
     else:
-        xd = x.reshape(-1)
+        xd = _flat(x)
         with nogil:
             st = fn_sum_squares_f64(&xd[0], n, &out, _n_threads)
-    check_status(st, "sum_squares")
+    if st != FN_OK:
+        check_status(st, "sum_squares")
     return out
 
 
@@ -639,12 +680,13 @@ def scale_(x, s):
     if n == 0:
         return x
     if ch == "f":
-        xf = x.reshape(-1)
+        xf = _flat(x)
         with nogil:
             st = fn_scale_f32(&xf[0], n, <float>c_s, _n_threads)
     else:
-        xd = x.reshape(-1)
+        xd = _flat(x)
         with nogil:
             st = fn_scale_f64(&xd[0], n, c_s, _n_threads)
-    check_status(st, "scale_")
+    if st != FN_OK:
+        check_status(st, "scale_")
     return x

@@ -37,6 +37,10 @@ def _check_length(y, n_samples):
         raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}; they must match")
 
 
+def _is_one_hot(y):
+    return y.dtype.kind in "iubf" and bool(np.all((y == 0) | (y == 1))) and bool(np.all(y.sum(axis=1) == 1))
+
+
 class SoftmaxCrossEntropy(Loss):
     """Softmax over the outputs, then cross-entropy with integer class labels."""
 
@@ -50,8 +54,11 @@ class SoftmaxCrossEntropy(Loss):
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
+        elif y.ndim == 2 and y.shape[1] == n_outputs and n_outputs > 1 and _is_one_hot(y):
+            y = y.argmax(axis=1)
         if y.ndim != 1:
-            raise ValueError(f"y must hold one integer class label per sample (shape ({n_samples},)), got shape {y.shape}")
+            raise ValueError(f"y must hold one integer class label per sample (shape ({n_samples},)) or one-hot "
+                             f"rows (shape ({n_samples}, {n_outputs})), got shape {y.shape}")
         _check_length(y, n_samples)
         if y.dtype.kind == "f":
             if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
@@ -72,7 +79,7 @@ class SoftmaxCrossEntropy(Loss):
         return ops.softmax(output)
 
     def metrics(self, output, target):
-        return {"accuracy": float(np.mean(np.argmax(output, axis=1) == target))}
+        return {"accuracy": np.count_nonzero(output.argmax(axis=1) == target) / target.shape[0]}
 
 
 class BinaryCrossEntropy(Loss):

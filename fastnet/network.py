@@ -273,7 +273,7 @@ class Network:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=n, unit="sample", unit_scale=False, desc=f"epoch {epoch + 1}", leave=True,
+        return tqdm(total=n, unit=" samples", unit_scale=False, desc=f"epoch {epoch + 1}", leave=True,
                     dynamic_ncols=True)
 
     # ---- inference and evaluation -------------------------------------------

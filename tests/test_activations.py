@@ -124,6 +124,14 @@ def test_relu_and_leaky_relu_derivative_at_zero(cpu_path):
     np.testing.assert_array_equal(got, ref.activation_backward("leaky_relu", dy, x=x, y=x, alpha=0.25))
 
 
+@pytest.mark.parametrize("value", [np.float32(-1.5), np.array(0.75, np.float64), 2.0])
+def test_activations_accept_scalars(cpu_path, value):
+    for act in ACTS:
+        got = ops.activation(value, act, alpha=0.1)
+        assert got.shape == ()
+        np.testing.assert_allclose(got, ref.activation(np.asarray(value), act, alpha=0.1), rtol=1e-6)
+
+
 def test_step_is_the_perceptron_threshold(cpu_path):
     x = np.array([-2.0, -1e-30, 0.0, 1e-30, 3.0] * 4, np.float32)
     np.testing.assert_array_equal(ops.step(x), np.array([0, 0, 0, 1, 1] * 4, np.float32))

@@ -100,6 +100,15 @@ def test_predict_proba_and_binary_loss():
     np.testing.assert_allclose(multi.predict_proba(XOR_X).sum(axis=1), 1.0, rtol=1e-6)
 
 
+def test_one_hot_labels_are_accepted():
+    net = xor_net()
+    one_hot = np.eye(2)[XOR_Y]
+    net.fit(XOR_X, one_hot, epochs=300, batch_size=4, verbose=0)
+    assert net.evaluate(XOR_X, one_hot) == net.evaluate(XOR_X, XOR_Y)
+    with pytest.raises(ValueError, match="one integer class label per sample"):
+        net.fit(XOR_X, np.full((4, 2), 0.5), verbose=0)
+
+
 def test_regression_with_mse():
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, size=(256, 3)).astype(np.float32)
@@ -135,7 +144,7 @@ def test_progress_bar_shows_loss_and_rate(capsys):
     net = xor_net()
     net.fit(XOR_X, XOR_Y, epochs=2, batch_size=2, verbose=1)
     err = capsys.readouterr().err
-    assert "epoch 2" in err and "sample/s" in err and "loss=" in err
+    assert "epoch 2" in err and "samples/s" in err and "loss=" in err
     net.fit(XOR_X, XOR_Y, epochs=1, verbose=0)
     assert capsys.readouterr().err == ""
 

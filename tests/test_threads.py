@@ -171,6 +171,43 @@ def test_four_python_threads_calling_kernels_get_correct_results():
             assert_gemm_close(y, np.maximum(x64 @ w64 + b64, 0), bound, "dense from a Python thread")
 
 
+def test_four_python_threads_calling_elementwise_kernels_get_sequential_results():
+    rng = np.random.default_rng(13)
+    jobs = [(random_array(rng, (64 + i, 300 + 50 * i), np.float32, -4, 4), rng.integers(0, 300, 64 + i),
+             random_array(rng, 50_000 + i, np.float32)) for i in range(4)]
+
+    def work(logits, labels, grad):
+        w, m, v = np.ones_like(grad), np.zeros_like(grad), np.zeros_like(grad)
+        losses = []
+        for step in range(1, 6):
+            loss, dlogits = ops.softmax_cross_entropy(logits, labels, label_smoothing=0.1)
+            ops.adam_step(w, grad, m, v, step=step)
+            losses.append((loss, dlogits, ops.gelu(logits)))
+        return losses, w
+
+    expected = [work(*job) for job in jobs]
+    results, errors = [None] * 4, []
+
+    def run(i):
+        try:
+            results[i] = work(*jobs[i])
+        except Exception as exc:  # reported in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(4):
+        (got_steps, got_w), (exp_steps, exp_w) = results[i], expected[i]
+        assert got_w.tobytes() == exp_w.tobytes()
+        for got, exp in zip(got_steps, exp_steps):
+            assert got[0] == exp[0]
+            assert got[1].tobytes() == exp[1].tobytes() and got[2].tobytes() == exp[2].tobytes()
+
+
 def _call_lasting_at_least(seconds):
     """A float64 matmul big enough to take `seconds` on one thread."""
     m = 128

@@ -1,0 +1,15 @@
+"""Pixels: decode the intermediate representation into pictures.
+
+    dec = fn.ImageDecoder(d_model=128)                 # representation -> 32x32x3
+    dec.fit(tr.represent(texts), images, epochs=20)    # or train_pixels(tr, texts, images)
+    draw(tr, "a big red circle")                       # (32, 32, 3) uint8
+    demo_pictures(out_dir="pictures")                  # the demo's last part
+"""
+from fastnet.image.attributes import ATTRIBUTE_DIM, attribute_vectors
+from fastnet.image.decoder import ImageDecoder, load_image_decoder, pictures_to_float, to_uint8
+from fastnet.image._training import mean_picture_baseline
+from fastnet.image.translator import draw, draw_to_png, pixel_decoder_names, save_png, train_pixels
+
+__all__ = ["ImageDecoder", "load_image_decoder", "mean_picture_baseline", "pictures_to_float",
+           "to_uint8", "attribute_vectors", "ATTRIBUTE_DIM", "draw", "draw_to_png",
+           "pixel_decoder_names", "save_png", "train_pixels"]

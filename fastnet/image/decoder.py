@@ -1,0 +1,398 @@
+"""ImageDecoder: an intermediate representation in, a picture out.
+
+The decoder never sees text. It reads the vector an Encoder makes of a
+sentence (d_model numbers) and turns it into size x size x 3 pixels through
+a few dense layers; the last one has size*size*3 outputs squashed by a
+sigmoid into [0, 1]. Think of the last layer's weights as a library of
+basis pictures: the hidden layers decide how much of each to mix in.
+
+A dense head beat a nearest-neighbour upsampling head on the toy pictures
+(32x32, a few shapes): the pictures are small enough that every pixel can
+afford its own weights, and positions are learned exactly instead of being
+smeared by an upsampling grid.
+"""
+import math
+import os
+import numpy as np
+
+from fastnet import io, ops
+from fastnet.layers.base import Layer, ParameterStore
+
+LOSSES = ("mse", "bce")
+
+
+def to_uint8(pictures):
+    """Pictures in [0, 1] (any float dtype) -> uint8 in [0, 255], rounded."""
+    pictures = np.asarray(pictures)
+    return (np.clip(pictures, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def pictures_to_float(images, dtype=np.float32):
+    """uint8 pictures -> [0, 1] floats; float pictures are checked, not rescaled."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images.astype(dtype) / np.asarray(255.0, dtype=dtype)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TypeError(f"pictures must be uint8 or float in [0, 1], got dtype {images.dtype}")
+    if images.size and not np.all(np.isfinite(images)):
+        raise ValueError("pictures contain NaN or infinity")
+    if images.size and (images.min() < 0.0 or images.max() > 1.0):
+        raise ValueError(f"float pictures must lie in [0, 1], got values in "
+                         f"[{images.min():.3g}, {images.max():.3g}] (pass uint8 for 0..255)")
+    return images.astype(dtype, copy=False)
+
+
+class ImageDecoder(Layer):
+    """Decode representation vectors (N, d_model) into pictures (N, size, size, 3).
+
+    >>> dec = ImageDecoder(d_model=128, size=32, hidden=(256, 512), seed=0)
+    >>> hist = dec.fit(reps, images, epochs=20, batch_size=64)
+    >>> dec.predict(reps[:4]).shape       # floats in [0, 1]
+    (4, 32, 32, 3)
+    >>> dec.predict_uint8(reps[:4]).dtype
+    dtype('uint8')
+
+    loss "mse" compares the sigmoid output with the target pixels; "bce"
+    treats every channel as a probability (computed stably on the logits).
+    """
+
+    kind = "pixels"
+
+    def __init__(self, d_model, size=32, hidden=(256, 512), channels=3, loss="mse",
+                 activation="relu", seed=0, dtype=np.float32):
+        super().__init__()
+        self.name = "image_decoder"
+        self.d_model = _positive_int(d_model, "d_model")
+        self.size = _positive_int(size, "size")
+        self.channels = _positive_int(channels, "channels")
+        self.hidden = tuple(_positive_int(h, "hidden layer width") for h in hidden)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if activation not in ops.ACTIVATIONS or activation in ("step", None):
+            raise ValueError(f"activation {activation!r} is not a trainable hidden activation")
+        self.loss_name = loss
+        self.activation = activation
+        self.seed = seed
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self._init_params(np.random.default_rng(seed))
+        self._own_store = ParameterStore([self], dtype=self.dtype)
+        self.optimizer = None
+        self.history = None
+        self._cache = None
+
+    # ---- construction -------------------------------------------------------
+    @property
+    def n_pixels(self):
+        return self.size * self.size * self.channels
+
+    def _widths(self):
+        return (self.d_model,) + self.hidden + (self.n_pixels,)
+
+    def _init_params(self, rng):
+        widths = self._widths()
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            last = i == len(widths) - 2
+            # He initialisation for the ReLU layers; the output layer starts
+            # small so every pixel begins near 0.5 and the sigmoid is not saturated.
+            scale = math.sqrt(1.0 / n_in) if last else math.sqrt(2.0 / n_in)
+            self.add_param(f"w{i}", (rng.standard_normal((n_in, n_out)) * scale).astype(self.dtype))
+            self.add_param(f"b{i}", np.zeros(n_out, dtype=self.dtype))
+
+    @property
+    def n_layers(self):
+        return len(self.hidden) + 1
+
+    def config(self):
+        return {"d_model": self.d_model, "size": self.size,
+                "hidden": list(self.hidden), "channels": self.channels, "loss": self.loss_name,
+                "activation": self.activation, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config, dtype=np.float32):
+        config = dict(config)
+        try:
+            return cls(dtype=dtype, **config)
+        except TypeError as exc:
+            raise ValueError(f"bad ImageDecoder configuration {config}: {exc}") from None
+
+    # ---- forward and backward ----------------------------------------------
+    def _check_representations(self, reps):
+        reps = np.asarray(reps)
+        if reps.ndim == 1:
+            reps = reps[None, :]
+        if reps.ndim != 2 or reps.shape[1] != self.d_model:
+            raise ValueError(f"representations must have shape (N, {self.d_model}), got {reps.shape}")
+        if not np.issubdtype(reps.dtype, np.floating):
+            raise TypeError(f"representations must be floats, got dtype {reps.dtype}")
+        if reps.size and not np.all(np.isfinite(reps)):
+            raise ValueError("representations contain NaN or infinity")
+        return np.ascontiguousarray(reps, dtype=self.dtype)
+
+    def _run_layers(self, reps, output_activation):
+        """Every dense layer with its activation fused into the kernel; caches inputs and outputs."""
+        x = self._check_representations(reps)
+        inputs, outputs = [], []
+        for i in range(self.n_layers):
+            act = self.activation if i < self.n_layers - 1 else output_activation
+            inputs.append(x)
+            x = ops.dense(x, self.params[f"w{i}"], self.params[f"b{i}"], activation=act)
+            outputs.append(x)
+        return x, (inputs, outputs, output_activation)
+
+    def forward(self, reps, training=False):
+        """(N, d_model) -> pictures (N, size, size, channels) in [0, 1]."""
+        pixels, self._cache = self._run_layers(reps, "sigmoid")
+        return pixels.reshape(-1, self.size, self.size, self.channels)
+
+    def backward(self, dpictures):
+        """Gradient w.r.t. the pictures -> gradient w.r.t. the representations.
+
+        Parameter gradients are added into self.grads (zero them between steps).
+        """
+        if self._cache is None:
+            raise RuntimeError("backward() called before forward()")
+        outputs = self._cache[1]
+        dpix = np.asarray(dpictures)
+        if dpix.size != outputs[-1].size:
+            raise ValueError(f"backward: gradient has shape {dpix.shape}, pictures have "
+                             f"{(outputs[-1].shape[0], self.size, self.size, self.channels)}")
+        return self._backward(dpix.reshape(outputs[-1].shape), self._cache, need_dx=True)
+
+    def _backward(self, dy, cache, need_dx):
+        """Back through the layers from the gradient of the last layer's output."""
+        inputs, outputs, output_activation = cache
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        for i in reversed(range(self.n_layers)):
+            act = self.activation if i < self.n_layers - 1 else output_activation
+            dy, _, _ = ops.dense_backward(inputs[i], self.params[f"w{i}"], outputs[i], dy,
+                                          activation=act, dw=self.grads[f"w{i}"],
+                                          db=self.grads[f"b{i}"], accumulate=True,
+                                          need_dx=need_dx or i > 0)
+        return dy
+
+    def _loss_forward(self, reps, targets):
+        """Forward pass and loss on a batch: (loss, gradient of the last layer's output, cache).
+
+        MSE runs the sigmoid inside the output layer's kernel; BCE keeps the
+        logits and uses the stable fused loss on them.
+        """
+        output_activation = "identity" if self.loss_name == "bce" else "sigmoid"
+        out, cache = self._run_layers(reps, output_activation)
+        flat_targets = np.ascontiguousarray(targets, dtype=self.dtype).reshape(out.shape)
+        if self.loss_name == "bce":
+            loss, dout = ops.bce_with_logits(out, flat_targets)
+        else:
+            loss, dout = ops.mse(out, flat_targets)
+        return float(loss), dout, cache
+
+    def loss_and_backward(self, reps, targets):
+        """One training pass on a batch: the loss (float); gradients added into self.grads."""
+        loss, dout, cache = self._loss_forward(reps, targets)
+        self._backward(dout, cache, need_dx=False)
+        return loss
+
+    # ---- the Translator's decoder interface (see fastnet/seq2seq/decoder.py) ---------
+    input_kind = "representation"
+
+    def loss(self, context, mask, target, training=False, label_smoothing=0.0):
+        """Mean loss of the pictures `target` given sentence vectors `context` (mask must be None).
+
+        label_smoothing is for token decoders and ignored here. With
+        training=True, backward_loss() then returns the gradient w.r.t. context.
+        """
+        if mask is not None:
+            raise ValueError("an ImageDecoder reads pooled sentence vectors; it takes no padding mask")
+        context = self._check_representations(context)
+        targets = self._check_images(target, context.shape[0])
+        loss, dout, cache = self._loss_forward(context, targets)
+        self._pending = (dout, cache) if training else None
+        n_values = targets.size
+        return loss, {"squared_error": loss * n_values if self.loss_name == "mse" else None,
+                      "values": n_values}
+
+    def backward_loss(self):
+        """After loss(training=True): gradient w.r.t. the context; parameter gradients added to grads."""
+        if getattr(self, "_pending", None) is None:
+            raise RuntimeError("backward_loss() needs a loss(..., training=True) call first")
+        dout, cache = self._pending
+        self._pending = None
+        return self._backward(dout, cache, need_dx=True)
+
+    @property
+    def store(self):
+        """The flat parameter and gradient buffers this decoder trains through.
+
+        Normally its own ParameterStore. Once a Translator has gathered the
+        decoder into its store, the parameters are views into that bigger
+        buffer; then this is the slice of it they cover, so the Translator and
+        the decoder keep training one and the same set of weights.
+        """
+        if np.shares_memory(self.params["w0"], self._own_store.data):
+            return self._own_store
+        return _ParameterSpan(self)
+
+    # ---- prediction ----------------------------------------------------------
+    def predict(self, reps, mask=None, batch_size=256):
+        """Pictures as floats in [0, 1], shape (N, size, size, channels).
+
+        (mask is part of the Translator's decoder interface and must be None.)
+        """
+        if mask is not None:
+            raise ValueError("an ImageDecoder reads pooled sentence vectors; it takes no padding mask")
+        reps = self._check_representations(reps)
+        out = np.empty((reps.shape[0], self.size, self.size, self.channels), dtype=self.dtype)
+        for start in range(0, reps.shape[0], batch_size):
+            pixels, _ = self._run_layers(reps[start:start + batch_size], "sigmoid")
+            out[start:start + batch_size] = pixels.reshape(-1, self.size, self.size, self.channels)
+        return out
+
+    def predict_uint8(self, reps, batch_size=256):
+        """Pictures as uint8, shape (N, size, size, channels): ready to save or show."""
+        return to_uint8(self.predict(reps, batch_size=batch_size))
+
+    def evaluate(self, reps, images):
+        """Mean squared pixel error (pixels in [0, 1]) on these pictures."""
+        targets = self._check_images(images, len(self._check_representations(reps)))
+        return float(np.mean((self.predict(reps) - targets) ** 2))
+
+    def _check_images(self, images, n):
+        images = np.asarray(images)
+        expected = (n, self.size, self.size, self.channels)
+        if images.shape != expected:
+            raise ValueError(f"pictures must have shape {expected} to match the "
+                             f"representations, got {images.shape}")
+        return pictures_to_float(images, self.dtype)
+
+    # ---- training ------------------------------------------------------------
+    def fit(self, reps, images, epochs=10, batch_size=64, optimizer=None, validation_data=None,
+            validation_split=0.0, seed=None, verbose=True, minutes=None):
+        """Train on (representation, picture) pairs; returns a History.
+
+        images: uint8 (0..255) or floats in [0, 1], shape (N, size, size, channels).
+        optimizer: defaults to Adam(1e-3). minutes: stop after this much wall
+        time (checked after each epoch). Like Network.fit: a progress bar per
+        epoch when verbose, "loss" and "val_loss" per epoch in the History.
+        """
+        from fastnet.image._training import fit_decoder
+        return fit_decoder(self, reps, images, epochs=epochs, batch_size=batch_size,
+                           optimizer=optimizer, validation_data=validation_data,
+                           validation_split=validation_split, seed=seed, verbose=verbose,
+                           minutes=minutes)
+
+    def untrained(self):
+        """True while the output bias still has its initial zeros (a fresh decoder)."""
+        return not np.any(self.params[f"b{self.n_layers - 1}"])
+
+    def start_from_mean_picture(self, images):
+        """Set the output bias so that, before any training, every picture drawn is the mean one.
+
+        An untrained decoder draws grey (sigmoid(0) = 0.5) everywhere and
+        would spend its first epochs learning the white background. Starting
+        from the mean picture leaves only the differences to learn. fit()
+        does this on its first call.
+        """
+        mean = pictures_to_float(images, np.float64).mean(axis=0).reshape(-1)
+        mean = np.clip(mean, 0.02, 0.98)  # logit(0) and logit(1) are infinite
+        self.params[f"b{self.n_layers - 1}"][...] = np.log(mean / (1.0 - mean))
+
+    # ---- files -----------------------------------------------------------------
+    def state_dict(self):
+        """{parameter name: float32 array}, in a fixed order."""
+        return {name: np.array(self.params[name], dtype=np.float32) for name in self.params}
+
+    def load_state_dict(self, arrays):
+        """Copy weights in, checking every name and shape."""
+        missing = [name for name in self.params if name not in arrays]
+        extra = [name for name in arrays if name not in self.params]
+        if missing or extra:
+            raise ValueError(f"ImageDecoder weights do not match: missing {missing}, unexpected {extra}")
+        for name, value in arrays.items():
+            value = np.asarray(value)
+            if value.shape != self.params[name].shape:
+                raise ValueError(f"ImageDecoder weight {name!r} has shape {value.shape}, "
+                                 f"expected {self.params[name].shape}")
+            self.params[name][...] = value
+
+    def save(self, path):
+        """Weights in safetensors, configuration as JSON in its metadata; atomic."""
+        io.save_safetensors_atomic(path, self.state_dict(),
+                                   {"fastnet_kind": "image_decoder", "config": self.config()})
+        return path
+
+    def summary(self):
+        widths = self._widths()
+        lines = [f"ImageDecoder: representation ({self.d_model}) -> picture "
+                 f"{self.size}x{self.size}x{self.channels}, loss {self.loss_name}"]
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            act = self.activation if i < self.n_layers - 1 else "sigmoid"
+            lines.append(f"  dense {i}: {n_in:>6} -> {n_out:<6} {act:<8} {n_in * n_out + n_out:>10,} params")
+        lines.append(f"  total {self.n_params():,} parameters")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"ImageDecoder(d_model={self.d_model}, size={self.size}, hidden={self.hidden}, "
+                f"loss={self.loss_name!r})")
+
+
+class _ParameterSpan:
+    """data/grad: flat views over the span of someone else's buffers holding a layer's parameters."""
+
+    def __init__(self, layer):
+        names = list(layer.params)
+        self.data = self._span([layer.params[n] for n in names], "parameters")
+        self.grad = self._span([layer.grads[n] for n in names], "gradients")
+        self.dtype = self.data.dtype
+
+    @staticmethod
+    def _span(arrays, what):
+        root = arrays[0]
+        while root.base is not None:
+            root = root.base
+        flat = root.reshape(-1)
+        if not flat.flags.c_contiguous or flat.base is not root and flat.base is not None:
+            raise RuntimeError(f"the decoder's {what} do not live in one flat buffer")
+        start = (arrays[0].__array_interface__["data"][0] - flat.__array_interface__["data"][0])
+        start //= flat.itemsize
+        offset = start
+        for array in arrays:
+            here = (array.__array_interface__["data"][0] - flat.__array_interface__["data"][0])
+            if here != offset * flat.itemsize or not array.flags.c_contiguous:
+                raise RuntimeError(f"the decoder's {what} are not one contiguous run of its owner's buffer")
+            offset += array.size
+        return flat[start:offset]
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def __len__(self):
+        return self.data.size
+
+
+def load_image_decoder(path):
+    """Load what ImageDecoder.save wrote (fn.load(path) does the same)."""
+    tensors, metadata = io.load_safetensors_checked(path)
+    return _decoder_from_file(tensors, metadata, os.fspath(path))
+
+
+def _decoder_from_file(tensors, metadata, path):
+    if metadata.get("fastnet_kind") != "image_decoder":
+        raise io.ModelFileError(f"{path!r} is not a saved ImageDecoder (fastnet_kind="
+                                f"{metadata.get('fastnet_kind')!r})")
+    try:
+        decoder = ImageDecoder.from_config(metadata["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise io.ModelFileError(f"{path!r}: cannot rebuild the ImageDecoder from its metadata: {exc}") from None
+    io.check_tensors(path, tensors, {name: (p.shape, np.float32) for name, p in decoder.params.items()})
+    decoder.load_state_dict(tensors)
+    return decoder
+
+
+io.register_loader("image_decoder", _decoder_from_file)
+
+
+def _positive_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)

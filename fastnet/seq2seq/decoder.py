@@ -1,0 +1,148 @@
+"""fn.Decoder: encoder memory + target tokens -> next-token logits; incremental decoding with a KV cache.
+
+The decoder interface the Translator relies on (any decoder kind, e.g. one
+that turns the representation into pixels, implements the same four things):
+
+    input_kind                      "memory": receives the encoder memory (B, S, D) and its
+                                    padding mask (B, S) bool, True = pad;
+                                    "representation": receives the pooled sentence vectors
+                                    (B, D) (mask is None).
+    loss(context, mask, target, training=False, label_smoothing=0.0) -> (loss, stats)
+                                    forward pass and mean loss on a batch of targets; `stats`
+                                    is a dict of summable counts (e.g. correct/count tokens).
+    backward_loss() -> dcontext     after loss(training=True): gradient of the loss with respect
+                                    to the context; parameter gradients are added to `grads`.
+    config() / params               constructor arguments and parameters, for saving.
+
+Text decoders (this class) also provide start/step/reorder for greedy and beam search;
+their targets are token ids (B, T) = bos, tokens..., eos, pad... from the target tokenizer.
+Other kinds provide predict(context, mask) -> outputs, which Translator.translate returns.
+"""
+import numpy as np
+
+from fastnet import ops
+from fastnet.layers.base import Layer
+from fastnet.seq2seq.encoder import check_ids
+from fastnet.seq2seq.layers import (
+    Dropout, Embedding, LayerNorm, Linear, PositionalEncoding, TransformerDecoderLayer, _float_dtype)
+
+
+class DecoderState:
+    """What incremental decoding carries between steps: per-layer caches and the memory's keys/values."""
+
+    def __init__(self, caches, memory_kv, memory_mask):
+        self.caches = caches
+        self.memory_kv = memory_kv
+        self.memory_mask = memory_mask
+        self.position = 0
+
+    def reorder(self, index):
+        """Keep batch rows `index` (beam search) in every cache."""
+        for cache in self.caches:
+            cache.reorder(index)
+        self.memory_kv = [(k[index], v[index]) for k, v in self.memory_kv]
+        if self.memory_mask is not None:
+            self.memory_mask = self.memory_mask[index]
+
+
+class Decoder(Layer):
+    """A stack of pre-norm transformer decoder layers and an output projection to the vocabulary."""
+
+    input_kind = "memory"
+
+    def __init__(self, vocab_size, d_model=128, n_heads=4, n_layers=2, d_ff=512, max_len=64,
+                 dropout=0.1, activation="gelu", pad_id=0, seed=0, dtype=np.float32):
+        super().__init__()
+        for key, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_heads", n_heads),
+                           ("n_layers", n_layers), ("d_ff", d_ff), ("max_len", max_len)):
+            if int(value) < 1:
+                raise ValueError(f"Decoder: {key} must be >= 1, got {value}")
+        self.vocab_size, self.d_model, self.n_heads = int(vocab_size), int(d_model), int(n_heads)
+        self.n_layers, self.d_ff, self.max_len = int(n_layers), int(d_ff), int(max_len)
+        self.dropout, self.activation, self.pad_id, self.seed = float(dropout), activation, int(pad_id), int(seed)
+        dtype = _float_dtype(dtype)
+        seeds = np.random.SeedSequence([self.seed, 2]).generate_state(self.n_layers + 3)
+        self.embed = Embedding(self.vocab_size, self.d_model, seed=seeds[0], dtype=dtype)
+        self.pos = PositionalEncoding(self.max_len, self.d_model, dtype=dtype)
+        self.drop = Dropout(self.dropout, seed=seeds[1])
+        self.layers = [TransformerDecoderLayer(self.d_model, self.n_heads, self.d_ff, self.dropout,
+                                               activation, seed=s, dtype=dtype) for s in seeds[3:]]
+        self.norm = LayerNorm(self.d_model, dtype=dtype)
+        self.out = Linear(self.d_model, self.vocab_size, seed=seeds[2], dtype=dtype)
+        self._loss_cache = None
+
+    def sublayers(self):
+        return [self.embed, *self.layers, self.norm, self.out]
+
+    @property
+    def dtype(self):
+        return self.out.params["w"].dtype
+
+    # ---- teacher forcing ----
+    def forward(self, tgt_in, memory, memory_mask=None, training=False):
+        """Logits (B, T, V) for every next token given the target prefix tgt_in (B, T)."""
+        tgt_in = check_ids(tgt_in, "Decoder")
+        if memory.ndim != 3 or memory.shape[0] != tgt_in.shape[0] or memory.shape[2] != self.d_model:
+            raise ValueError(f"Decoder: memory must be (batch={tgt_in.shape[0]}, time, {self.d_model}), "
+                             f"got {memory.shape}")
+        x = self.drop.forward(self.pos.forward(self.embed.forward(tgt_in)), training)
+        for layer in self.layers:
+            x = layer.forward(x, memory, memory_mask, training)
+        return self.out.forward(self.norm.forward(x))
+
+    def backward(self, dlogits):
+        """Gradient of the logits -> gradient of the memory (B, S, D)."""
+        dx = self.norm.backward(self.out.backward(dlogits))
+        dmemory = None
+        for layer in reversed(self.layers):
+            dx, dm = layer.backward(dx)
+            dmemory = dm if dmemory is None else dmemory + dm
+        self.embed.backward(self.drop.backward(dx))
+        return dmemory
+
+    def loss(self, context, mask, target, training=False, label_smoothing=0.0):
+        """Mean cross-entropy of predicting target[:, 1:] from target[:, :-1]; pads count for nothing."""
+        target = check_ids(target, "Decoder.loss")
+        if target.shape[1] < 2:
+            raise ValueError(f"Decoder.loss: targets need at least bos and one token, got shape {target.shape}")
+        tgt_in, labels = target[:, :-1], np.ascontiguousarray(target[:, 1:], dtype=np.int64)
+        logits = self.forward(tgt_in, context, mask, training)
+        flat = logits.reshape(-1, self.vocab_size)
+        loss, dlogits = ops.softmax_cross_entropy(
+            flat, labels.reshape(-1), ignore_index=self.pad_id, label_smoothing=label_smoothing,
+            return_grad=training)
+        counted = labels != self.pad_id
+        correct = (flat.argmax(axis=1).reshape(labels.shape) == labels) & counted
+        self._loss_cache = dlogits.reshape(logits.shape) if training else None
+        return float(loss), {"correct": int(correct.sum()), "count": int(counted.sum())}
+
+    def backward_loss(self):
+        if self._loss_cache is None:
+            raise RuntimeError("Decoder.backward_loss() needs a preceding loss(..., training=True)")
+        dlogits, self._loss_cache = self._loss_cache, None
+        return self.backward(dlogits)
+
+    # ---- incremental decoding ----
+    def start(self, memory, memory_mask=None, capacity=None):
+        """Begin decoding: precompute the memory's keys/values in every layer, allocate caches."""
+        capacity = self.max_len if capacity is None else min(int(capacity), self.max_len)
+        B = memory.shape[0]
+        caches = [layer.self_attn.new_cache(B, capacity) for layer in self.layers]
+        memory_kv = [layer.cross_attn.project_memory(memory) for layer in self.layers]
+        mask = None if memory_mask is None else np.ascontiguousarray(memory_mask, dtype=bool)
+        return DecoderState(caches, memory_kv, mask)
+
+    def step(self, state, ids):
+        """Feed one token per row (B,) at the next position; returns logits (B, V) for the token after it."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1, 1)
+        x = self.pos.forward(self.embed.forward(ids), offset=state.position)
+        for layer, cache, kv in zip(self.layers, state.caches, state.memory_kv):
+            x = layer.step(x, cache, kv, state.memory_mask)
+        state.position += 1
+        return self.out.forward(self.norm.forward(x))[:, 0]
+
+    def config(self):
+        return {"vocab_size": self.vocab_size, "d_model": self.d_model, "n_heads": self.n_heads,
+                "n_layers": self.n_layers, "d_ff": self.d_ff, "max_len": self.max_len,
+                "dropout": self.dropout, "activation": self.activation, "pad_id": self.pad_id,
+                "seed": self.seed}

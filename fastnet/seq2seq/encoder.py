@@ -1,0 +1,100 @@
+"""fn.Encoder: token ids -> memory (one vector per position) -> representation (one per sentence)."""
+import numpy as np
+
+from fastnet.layers.base import Layer
+from fastnet.seq2seq.layers import (
+    Dropout, Embedding, LayerNorm, PositionalEncoding, TransformerEncoderLayer, _float_dtype)
+
+
+def check_ids(ids, what):
+    """Token ids must be a non-empty 2-D integer array (B, T)."""
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"{what}: token ids must be 2-D (batch, time), got shape {ids.shape}")
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{what}: token ids must be integers, got {ids.dtype}")
+    if ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"{what}: empty batch of token ids, shape {ids.shape}")
+    return ids
+
+
+class Encoder(Layer):
+    """A stack of pre-norm transformer encoder layers.
+
+    forward(ids (B, T), pad_mask (B, T) bool, True = padding) -> memory (B, T, D).
+    When pad_mask is None, positions holding `pad_id` are padding.
+    """
+
+    def __init__(self, vocab_size, d_model=128, n_heads=4, n_layers=2, d_ff=512, max_len=64,
+                 dropout=0.1, activation="gelu", pad_id=0, seed=0, dtype=np.float32):
+        super().__init__()
+        for key, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_heads", n_heads),
+                           ("n_layers", n_layers), ("d_ff", d_ff), ("max_len", max_len)):
+            if int(value) < 1:
+                raise ValueError(f"Encoder: {key} must be >= 1, got {value}")
+        self.vocab_size, self.d_model, self.n_heads = int(vocab_size), int(d_model), int(n_heads)
+        self.n_layers, self.d_ff, self.max_len = int(n_layers), int(d_ff), int(max_len)
+        self.dropout, self.activation, self.pad_id, self.seed = float(dropout), activation, int(pad_id), int(seed)
+        dtype = _float_dtype(dtype)
+        seeds = np.random.SeedSequence([self.seed, 1]).generate_state(self.n_layers + 2)
+        self.embed = Embedding(self.vocab_size, self.d_model, seed=seeds[0], dtype=dtype)
+        self.pos = PositionalEncoding(self.max_len, self.d_model, dtype=dtype)
+        self.drop = Dropout(self.dropout, seed=seeds[1])
+        self.layers = [TransformerEncoderLayer(self.d_model, self.n_heads, self.d_ff, self.dropout,
+                                               activation, seed=s, dtype=dtype) for s in seeds[2:]]
+        self.norm = LayerNorm(self.d_model, dtype=dtype)
+
+    def sublayers(self):
+        return [self.embed, *self.layers, self.norm]
+
+    def pad_mask(self, ids):
+        return np.asarray(ids) == self.pad_id
+
+    def forward(self, ids, pad_mask=None, training=False):
+        ids = check_ids(ids, "Encoder")
+        if pad_mask is None:
+            pad_mask = self.pad_mask(ids)
+        pad_mask = np.ascontiguousarray(pad_mask, dtype=bool)
+        if pad_mask.shape != ids.shape:
+            raise ValueError(f"Encoder: pad_mask shape {pad_mask.shape} does not match ids shape {ids.shape}")
+        if pad_mask.all(axis=1).any():
+            row = int(np.flatnonzero(pad_mask.all(axis=1))[0])
+            raise ValueError(f"Encoder: sentence {row} of the batch is all padding (empty input)")
+        x = self.drop.forward(self.pos.forward(self.embed.forward(ids)), training)
+        for layer in self.layers:
+            x = layer.forward(x, pad_mask, training)
+        return self.norm.forward(x)
+
+    def backward(self, dmemory):
+        dx = self.norm.backward(dmemory)
+        for layer in reversed(self.layers):
+            dx = layer.backward(dx)
+        self.embed.backward(self.drop.backward(dx))
+        return None
+
+    def represent(self, ids, pad_mask=None):
+        """One vector per sentence: the memory averaged over its non-padding positions, (B, D)."""
+        ids = check_ids(ids, "Encoder.represent")
+        if pad_mask is None:
+            pad_mask = self.pad_mask(ids)
+        return pool(self.forward(ids, pad_mask), pad_mask)
+
+    def config(self):
+        return {"vocab_size": self.vocab_size, "d_model": self.d_model, "n_heads": self.n_heads,
+                "n_layers": self.n_layers, "d_ff": self.d_ff, "max_len": self.max_len,
+                "dropout": self.dropout, "activation": self.activation, "pad_id": self.pad_id,
+                "seed": self.seed}
+
+
+def pool(memory, pad_mask):
+    """Mean of memory (B, T, D) over the positions where pad_mask is False -> (B, D)."""
+    keep = (~pad_mask).astype(memory.dtype)
+    counts = keep.sum(axis=1, keepdims=True)
+    return np.einsum("btd,bt->bd", memory, keep) / counts
+
+
+def pool_backward(dpooled, pad_mask):
+    """Gradient of `pool` with respect to memory: dpooled / count at every kept position."""
+    keep = (~pad_mask).astype(dpooled.dtype)
+    keep /= keep.sum(axis=1, keepdims=True)
+    return keep[:, :, None] * dpooled[:, None, :]

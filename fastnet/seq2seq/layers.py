@@ -1,0 +1,408 @@
+"""Transformer building blocks: each a Layer with forward and backward.
+
+Shapes: a batch of sequences is (B, T, D) with D = d_model. Every layer
+caches what its backward needs during `forward`, so one layer instance is
+used once per forward pass; `backward` adds parameter gradients into
+`layer.grads` (views into a ParameterStore once one is built) and returns
+the gradient with respect to its input.
+
+Attention keeps the (B, T, H, dh) layout of a (B, T, D) projection reshaped,
+so splitting into heads costs no transpose.
+"""
+import math
+
+import numpy as np
+
+from fastnet import ops
+from fastnet.layers.base import Layer
+
+
+def _float_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def _check_last_dim(x, d, what):
+    if x.ndim < 2 or x.shape[-1] != d:
+        raise ValueError(f"{what}: expected an input of shape (..., {d}), got {x.shape}")
+
+
+class Linear(Layer):
+    """y = act(x @ w + b) over the last axis, any leading shape; w is (d_in, d_out)."""
+
+    def __init__(self, d_in, d_out, activation="identity", bias=True, seed=0, dtype=np.float32):
+        super().__init__()
+        self.d_in, self.d_out, self.activation, self.bias = int(d_in), int(d_out), activation, bool(bias)
+        dtype = _float_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        limit = math.sqrt(6.0 / (self.d_in + self.d_out))  # Glorot uniform
+        self.add_param("w", rng.uniform(-limit, limit, (self.d_in, self.d_out)).astype(dtype))
+        if self.bias:
+            self.add_param("b", np.zeros(self.d_out, dtype))
+        self._cache = None
+
+    def forward(self, x, training=False):
+        _check_last_dim(x, self.d_in, "Linear")
+        lead = x.shape[:-1]
+        x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
+        b = self.params["b"] if self.bias else None
+        if self.activation == "gelu":
+            y, pre = ops.dense(x2, self.params["w"], b, activation="gelu", return_preactivation=True)
+        else:
+            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation), None
+        self._cache = (x2, y, pre)
+        return y.reshape(*lead, self.d_out)
+
+    def backward(self, dy, need_dx=True):
+        x2, y, pre = self._cache
+        dy2 = np.ascontiguousarray(dy.reshape(-1, self.d_out))
+        dx, _, _ = ops.dense_backward(
+            x2, self.params["w"], y, dy2, self.activation, 0.01, pre=pre, need_dx=need_dx,
+            dw=self.grads["w"], db=self.grads["b"] if self.bias else None,
+            accumulate=True, with_bias=self.bias)
+        if not need_dx:
+            return None
+        return dx.reshape(*dy.shape[:-1], self.d_in)
+
+    def config(self):
+        return {"d_in": self.d_in, "d_out": self.d_out, "activation": self.activation, "bias": self.bias}
+
+
+class Embedding(Layer):
+    """Token ids (B, T) -> vectors (B, T, D), scaled by sqrt(D) as in the original transformer."""
+
+    def __init__(self, vocab_size, d_model, seed=0, dtype=np.float32):
+        super().__init__()
+        self.vocab_size, self.d_model = int(vocab_size), int(d_model)
+        rng = np.random.default_rng(seed)
+        # std 1/sqrt(D): after the sqrt(D) scale the vectors have unit-size entries
+        table = rng.normal(0.0, 1.0 / math.sqrt(self.d_model), (self.vocab_size, self.d_model))
+        self.add_param("table", table.astype(_float_dtype(dtype)))
+        self.scale = math.sqrt(self.d_model)
+        self._ids = None
+
+    def forward(self, ids, training=False):
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"Embedding: token ids must be integers, got {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(f"Embedding: token ids must lie in [0, {self.vocab_size}), "
+                             f"got values in [{ids.min()}, {ids.max()}]")
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self._ids = ids
+        out = ops.embedding(ids, self.params["table"])
+        out *= self.params["table"].dtype.type(self.scale)
+        return out
+
+    def backward(self, dy):
+        dy = dy * dy.dtype.type(self.scale)
+        ops.embedding_backward(self._ids, dy, self.vocab_size, out=self.grads["table"])
+        return None
+
+    def config(self):
+        return {"vocab_size": self.vocab_size, "d_model": self.d_model}
+
+
+def sinusoid_table(max_len, d_model):
+    """Position p, channel 2i: sin(p / 10000^(2i/D)); channel 2i+1: cos of the same."""
+    pos = np.arange(max_len, dtype=np.float64)[:, None]
+    rates = np.exp(-math.log(10000.0) * (np.arange(0, d_model, 2, dtype=np.float64) / d_model))
+    table = np.zeros((max_len, d_model))
+    table[:, 0::2] = np.sin(pos * rates)
+    table[:, 1::2] = np.cos(pos * rates[: d_model // 2])
+    return table
+
+
+class PositionalEncoding(Layer):
+    """Adds the fixed sinusoidal position signal; `offset` shifts positions (incremental decoding)."""
+
+    def __init__(self, max_len, d_model, dtype=np.float32):
+        super().__init__()
+        self.max_len, self.d_model = int(max_len), int(d_model)
+        self.table = sinusoid_table(self.max_len, self.d_model).astype(_float_dtype(dtype))
+
+    def forward(self, x, training=False, offset=0):
+        T = x.shape[1]
+        if offset + T > self.max_len:
+            raise ValueError(f"sequence of length {offset + T} is longer than max_len={self.max_len}; "
+                             f"build the model with a larger max_len or shorten the input")
+        return x + self.table[offset:offset + T].astype(x.dtype, copy=False)
+
+    def backward(self, dy):
+        return dy
+
+    def config(self):
+        return {"max_len": self.max_len, "d_model": self.d_model}
+
+
+class LayerNorm(Layer):
+    """Normalise the last axis to zero mean and unit variance, then scale by gamma and shift by beta."""
+
+    def __init__(self, d_model, eps=1e-5, dtype=np.float32):
+        super().__init__()
+        self.d_model, self.eps = int(d_model), float(eps)
+        dtype = _float_dtype(dtype)
+        self.add_param("gamma", np.ones(self.d_model, dtype))
+        self.add_param("beta", np.zeros(self.d_model, dtype))
+        self._cache = None
+
+    def forward(self, x, training=False):
+        _check_last_dim(x, self.d_model, "LayerNorm")
+        x2 = np.ascontiguousarray(x.reshape(-1, self.d_model))
+        y, mean, rstd = ops.layer_norm(x2, self.params["gamma"], self.params["beta"], self.eps)
+        self._cache = (x2, mean, rstd)
+        return y.reshape(x.shape)
+
+    def backward(self, dy):
+        x2, mean, rstd = self._cache
+        dx, dgamma, dbeta = ops.layer_norm_backward(
+            np.ascontiguousarray(dy.reshape(-1, self.d_model)), x2, self.params["gamma"], mean, rstd)
+        self.grads["gamma"] += dgamma
+        self.grads["beta"] += dbeta
+        return dx.reshape(dy.shape)
+
+    def config(self):
+        return {"d_model": self.d_model, "eps": self.eps}
+
+
+class Dropout(Layer):
+    """Inverted dropout; each call draws a fresh seed from the layer's own generator (reproducible)."""
+
+    def __init__(self, p, seed=0):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+        self._rng = np.random.default_rng(seed)
+        self._mask = None
+
+    def forward(self, x, training=False):
+        if not training or self.p == 0.0:
+            self._mask = None
+            return x
+        y, self._mask = ops.dropout(np.ascontiguousarray(x), self.p, int(self._rng.integers(1 << 31)))
+        return y
+
+    def backward(self, dy):
+        if self._mask is None:
+            return dy
+        return ops.dropout_backward(np.ascontiguousarray(dy), self._mask, self.p)
+
+    def config(self):
+        return {"p": self.p}
+
+
+class KVCache:
+    """Keys and values of the positions decoded so far, for one self-attention layer.
+
+    Stored (B, capacity, H, dh); `length` positions are filled.
+    """
+
+    def __init__(self, batch, capacity, n_heads, d_head, dtype):
+        self.k = np.zeros((batch, capacity, n_heads, d_head), dtype)
+        self.v = np.zeros((batch, capacity, n_heads, d_head), dtype)
+        self.length = 0
+
+    def append(self, k, v):
+        t = k.shape[1]
+        if self.length + t > self.k.shape[1]:
+            raise ValueError(f"key/value cache is full ({self.k.shape[1]} positions)")
+        self.k[:, self.length:self.length + t] = k
+        self.v[:, self.length:self.length + t] = v
+        self.length += t
+        return self.k[:, :self.length], self.v[:, :self.length]
+
+    def reorder(self, index):
+        """Keep batch rows `index` (beam search picks which hypotheses survive)."""
+        self.k = self.k[index]
+        self.v = self.v[index]
+
+
+class MultiHeadAttention(Layer):
+    """Scaled dot-product attention over `n_heads` heads.
+
+    Self-attention (cross=False) projects queries, keys and values with one
+    fused (D, 3D) matrix; cross-attention projects queries from x and keys
+    and values from the encoder memory with a fused (D, 2D) matrix.
+    """
+
+    def __init__(self, d_model, n_heads, cross=False, causal=False, seed=0, dtype=np.float32):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.cross, self.causal = int(d_model), int(n_heads), bool(cross), bool(causal)
+        self.d_head = self.d_model // self.n_heads
+        seeds = np.random.SeedSequence(seed).generate_state(3)
+        D = self.d_model
+        if self.cross:
+            self.q_proj = Linear(D, D, seed=seeds[0], dtype=dtype)
+            self.kv_proj = Linear(D, 2 * D, seed=seeds[1], dtype=dtype)
+        else:
+            self.qkv_proj = Linear(D, 3 * D, seed=seeds[0], dtype=dtype)
+        self.out_proj = Linear(D, D, seed=seeds[2], dtype=dtype)
+        self.name = "cross_attention" if self.cross else "self_attention"
+        self._cache = None
+
+    def sublayers(self):
+        if self.cross:
+            return [self.q_proj, self.kv_proj, self.out_proj]
+        return [self.qkv_proj, self.out_proj]
+
+    def _heads(self, x, n):
+        """(B, T, n*D) projection -> n (B, T, H, dh) views; the kernels accept strided batch/time axes."""
+        B, T = x.shape[:2]
+        x = x.reshape(B, T, n, self.n_heads, self.d_head)
+        return [x[:, :, i] for i in range(n)]
+
+    def project_memory(self, memory):
+        """Keys and values of the encoder memory (cross-attention), each (B, S, H, dh)."""
+        k, v = self._heads(self.kv_proj.forward(memory), 2)
+        return k, v
+
+    def forward(self, x, memory=None, key_padding_mask=None, training=False):
+        _check_last_dim(x, self.d_model, "MultiHeadAttention")
+        if self.cross:
+            if memory is None:
+                raise ValueError("cross-attention needs the encoder memory")
+            _check_last_dim(memory, self.d_model, "MultiHeadAttention memory")
+            (q,) = self._heads(self.q_proj.forward(x), 1)
+            k, v = self.project_memory(memory)
+        else:
+            q, k, v = self._heads(self.qkv_proj.forward(x), 3)
+        ctx, probs = ops.attention(q, k, v, key_padding_mask=key_padding_mask, causal=self.causal)
+        self._cache = (q, k, v, probs)
+        B, T = x.shape[:2]
+        return self.out_proj.forward(ctx.reshape(B, T, self.d_model))
+
+    def backward(self, dy):
+        """Returns dx for self-attention, (dx, dmemory) for cross-attention."""
+        q, k, v, probs = self._cache
+        B, T = dy.shape[:2]
+        dctx = self.out_proj.backward(dy).reshape(q.shape)
+        dq, dk, dv = ops.attention_backward(np.ascontiguousarray(dctx), q, k, v, probs)
+        if self.cross:
+            dx = self.q_proj.backward(dq.reshape(B, T, self.d_model))
+            dkv = np.stack([dk, dv], axis=2).reshape(B, k.shape[1], 2 * self.d_model)
+            return dx, self.kv_proj.backward(dkv)
+        dqkv = np.stack([dq, dk, dv], axis=2).reshape(B, T, 3 * self.d_model)
+        return self.qkv_proj.backward(dqkv)
+
+    # ---- incremental decoding (no gradients) ----
+    def new_cache(self, batch, capacity):
+        return KVCache(batch, capacity, self.n_heads, self.d_head, self.qkv_proj.params["w"].dtype)
+
+    def step(self, x, cache=None, memory_kv=None, key_padding_mask=None):
+        """Attend from the new positions x (B, t, D) using cached keys/values.
+
+        Self-attention appends this step's keys and values to `cache`;
+        cross-attention uses `memory_kv` from `project_memory`.
+        """
+        B, T = x.shape[:2]
+        if self.cross:
+            (q,) = self._heads(self.q_proj.forward(x), 1)
+            k, v = memory_kv
+            ctx, _ = ops.attention(q, k, v, key_padding_mask=key_padding_mask)
+        else:
+            q, k_new, v_new = self._heads(self.qkv_proj.forward(x), 3)
+            k, v = cache.append(k_new, v_new)
+            ctx, _ = ops.attention(q, k, v, causal=self.causal)
+        return self.out_proj.forward(ctx.reshape(B, T, self.d_model))
+
+    def config(self):
+        return {"d_model": self.d_model, "n_heads": self.n_heads, "cross": self.cross, "causal": self.causal}
+
+
+class FeedForward(Layer):
+    """Position-wise dense(D -> d_ff, activation) then dense(d_ff -> D)."""
+
+    def __init__(self, d_model, d_ff, activation="gelu", seed=0, dtype=np.float32):
+        super().__init__()
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"feed-forward activation must be 'gelu' or 'relu', got {activation!r}")
+        s1, s2 = np.random.SeedSequence(seed).generate_state(2)
+        self.d_model, self.d_ff, self.activation = int(d_model), int(d_ff), activation
+        self.up = Linear(d_model, d_ff, activation=activation, seed=s1, dtype=dtype)
+        self.down = Linear(d_ff, d_model, seed=s2, dtype=dtype)
+
+    def sublayers(self):
+        return [self.up, self.down]
+
+    def forward(self, x, training=False):
+        return self.down.forward(self.up.forward(x, training), training)
+
+    def backward(self, dy):
+        return self.up.backward(self.down.backward(dy))
+
+    def config(self):
+        return {"d_model": self.d_model, "d_ff": self.d_ff, "activation": self.activation}
+
+
+class TransformerEncoderLayer(Layer):
+    """Pre-norm block: x + drop(attn(ln(x))), then x + drop(ffn(ln(x)))."""
+
+    def __init__(self, d_model, n_heads, d_ff, dropout=0.1, activation="gelu", seed=0, dtype=np.float32):
+        super().__init__()
+        s = np.random.SeedSequence(seed).generate_state(4)
+        self.norm1 = LayerNorm(d_model, dtype=dtype)
+        self.attn = MultiHeadAttention(d_model, n_heads, seed=s[0], dtype=dtype)
+        self.drop1 = Dropout(dropout, seed=s[1])
+        self.norm2 = LayerNorm(d_model, dtype=dtype)
+        self.ffn = FeedForward(d_model, d_ff, activation, seed=s[2], dtype=dtype)
+        self.drop2 = Dropout(dropout, seed=s[3])
+
+    def sublayers(self):
+        return [self.norm1, self.attn, self.norm2, self.ffn]
+
+    def forward(self, x, pad_mask=None, training=False):
+        a = self.attn.forward(self.norm1.forward(x), key_padding_mask=pad_mask, training=training)
+        x = x + self.drop1.forward(a, training)
+        f = self.ffn.forward(self.norm2.forward(x), training)
+        return x + self.drop2.forward(f, training)
+
+    def backward(self, dy):
+        dx = dy + self.norm2.backward(self.ffn.backward(self.drop2.backward(dy)))
+        return dx + self.norm1.backward(self.attn.backward(self.drop1.backward(dx)))
+
+
+class TransformerDecoderLayer(Layer):
+    """Pre-norm block: causal self-attention, cross-attention to the memory, feed-forward; each residual."""
+
+    def __init__(self, d_model, n_heads, d_ff, dropout=0.1, activation="gelu", seed=0, dtype=np.float32):
+        super().__init__()
+        s = np.random.SeedSequence(seed).generate_state(6)
+        self.norm1 = LayerNorm(d_model, dtype=dtype)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, causal=True, seed=s[0], dtype=dtype)
+        self.drop1 = Dropout(dropout, seed=s[1])
+        self.norm2 = LayerNorm(d_model, dtype=dtype)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, cross=True, seed=s[2], dtype=dtype)
+        self.drop2 = Dropout(dropout, seed=s[3])
+        self.norm3 = LayerNorm(d_model, dtype=dtype)
+        self.ffn = FeedForward(d_model, d_ff, activation, seed=s[4], dtype=dtype)
+        self.drop3 = Dropout(dropout, seed=s[5])
+
+    def sublayers(self):
+        return [self.norm1, self.self_attn, self.norm2, self.cross_attn, self.norm3, self.ffn]
+
+    def forward(self, x, memory, memory_mask=None, training=False):
+        a = self.self_attn.forward(self.norm1.forward(x), training=training)
+        x = x + self.drop1.forward(a, training)
+        c = self.cross_attn.forward(self.norm2.forward(x), memory, key_padding_mask=memory_mask, training=training)
+        x = x + self.drop2.forward(c, training)
+        f = self.ffn.forward(self.norm3.forward(x), training)
+        return x + self.drop3.forward(f, training)
+
+    def backward(self, dy):
+        """Returns (dx, dmemory)."""
+        dx = dy + self.norm3.backward(self.ffn.backward(self.drop3.backward(dy)))
+        dq, dmemory = self.cross_attn.backward(self.drop2.backward(dx))
+        dx = dx + self.norm2.backward(dq)
+        dx = dx + self.norm1.backward(self.self_attn.backward(self.drop1.backward(dx)))
+        return dx, dmemory
+
+    def step(self, x, cache, memory_kv, memory_mask=None):
+        """Incremental forward of new positions x (B, t, D) with cached keys/values (inference)."""
+        x = x + self.self_attn.step(self.norm1.forward(x), cache=cache)
+        x = x + self.cross_attn.step(self.norm2.forward(x), memory_kv=memory_kv, key_padding_mask=memory_mask)
+        return x + self.ffn.forward(self.norm3.forward(x))

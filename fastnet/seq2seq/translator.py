@@ -1,0 +1,418 @@
+"""fn.Translator: one shared Encoder, any number of Decoders (one per target language or kind).
+
+    tr = fn.Translator.build(english, targets={"sv": swedish, "es": spanish}, tokenizer="word")
+    tr.fit(english, {"sv": swedish, "es": spanish}, epochs=20, validation_data=(en_val, {"sv": ...}))
+    tr.translate("cats are cute", to="sv")        # 'katter är söta'
+    tr.represent(["cats are cute"])               # (1, d_model) float32: what every decoder reads
+
+Every parameter of the encoder and the decoders lives in one ParameterStore
+(`tr.store`), so one Adam step updates all of them; a frozen encoder
+(add_decoder(freeze_encoder=True)) is left out of the store being trained.
+"""
+import os
+
+import numpy as np
+
+from fastnet import io, text
+from fastnet.history import History
+from fastnet.layers.base import ParameterStore
+from fastnet.seq2seq import decoding, metrics
+from fastnet.seq2seq.decoder import Decoder
+from fastnet.seq2seq.encoder import Encoder, pool
+from fastnet.seq2seq.training import fit_translator, teacher_forced_scores
+
+FORMAT_VERSION = 1
+
+# Decoder classes Translator.load can rebuild, by the name saved in the file.
+DECODER_KINDS = {"Decoder": Decoder}
+
+
+def register_decoder_kind(cls, name=None):
+    """Make a decoder class loadable from saved translators (see the interface in decoder.py)."""
+    DECODER_KINDS[name or cls.__name__] = cls
+    return cls
+
+
+def _text_tokenizer(kind, texts, min_freq=1):
+    if not isinstance(kind, str):
+        return kind  # an already fitted tokenizer
+    if kind == "word":
+        return text.WordTokenizer.fit(texts, min_freq=min_freq)
+    if kind == "char":
+        return text.CharTokenizer.fit(texts)
+    if kind == "ascii":
+        return text.AsciiTokenizer()
+    raise ValueError(f"tokenizer must be 'word', 'char', 'ascii' or a tokenizer object, got {kind!r}")
+
+
+def _as_texts(texts, what):
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ValueError(f"{what}: no sentences given (empty input)")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}: sentence {i} is {type(t).__name__}, expected str")
+        if not t.strip():
+            raise ValueError(f"{what}: sentence {i} is empty")
+    return texts
+
+
+class Translator:
+    """Shared Encoder + named Decoders, with their tokenizers; trains, translates, saves."""
+
+    def __init__(self, encoder, decoders, src_tokenizer, tgt_tokenizers=None, seed=0):
+        if not isinstance(encoder, Encoder):
+            raise TypeError(f"encoder must be a fastnet Encoder, got {type(encoder).__name__}")
+        if not decoders:
+            raise ValueError("a Translator needs at least one decoder, e.g. decoders={'sv': fn.Decoder(...)}")
+        tgt_tokenizers = dict(tgt_tokenizers or {})
+        self.encoder = encoder
+        self.src_tokenizer = src_tokenizer
+        self._check_tokenizer(src_tokenizer, encoder, "source")
+        self.decoders, self.tokenizers = {}, {}
+        self.seed = int(seed)
+        self.frozen_encoder = False
+        self.trained = set()  # decoder names that have been trained (or loaded trained)
+        self.history = History()
+        self.epochs_trained = 0
+        self.stop_training = False
+        self.rng = np.random.default_rng(self.seed)
+        self._training_state = None  # (names of trained modules, optimizer) kept across fit calls
+        for name, dec in decoders.items():
+            self._attach(name, dec, tgt_tokenizers.get(name))
+        self._rebuild_store()
+
+    # ---- construction ----
+    @classmethod
+    def build(cls, src_texts, targets, d_model=128, n_heads=4, n_layers=2, d_ff=None, max_len=None,
+              dropout=0.1, tokenizer="word", min_freq=1, activation="gelu", seed=0, dtype=np.float32):
+        """Fit tokenizers on the data and build an Encoder and one Decoder per target language."""
+        src_texts = _as_texts(src_texts, "Translator.build")
+        if not targets:
+            raise ValueError("Translator.build: targets must map a language name to its sentences")
+        src_tok = _text_tokenizer(tokenizer, src_texts, min_freq)
+        tgt_toks = {name: _text_tokenizer(tokenizer, [t for t in texts if t is not None], min_freq)
+                    for name, texts in targets.items()}
+        if max_len is None:
+            longest = max(cls._longest(src_tok, src_texts),
+                          *(cls._longest(tgt_toks[n], [t for t in texts if t is not None])
+                            for n, texts in targets.items()))
+            max_len = longest + 2 + longest // 4  # room for bos/eos and slightly longer sentences
+        arch = dict(d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff or 4 * d_model,
+                    max_len=max_len, dropout=dropout, activation=activation, dtype=dtype)
+        seeds = np.random.SeedSequence(seed).generate_state(len(targets) + 1)
+        encoder = Encoder(src_tok.vocab_size, pad_id=src_tok.pad_id, seed=seeds[0], **arch)
+        decoders = {name: Decoder(tgt_toks[name].vocab_size, pad_id=tgt_toks[name].pad_id, seed=s, **arch)
+                    for name, s in zip(targets, seeds[1:])}
+        return cls(encoder, decoders, src_tok, tgt_toks, seed=seed)
+
+    @staticmethod
+    def _longest(tokenizer, texts):
+        return max(len(tokenizer.encode(t)) for t in texts)
+
+    @staticmethod
+    def _check_tokenizer(tokenizer, module, what):
+        if tokenizer is None:
+            return
+        if tokenizer.vocab_size > module.vocab_size:
+            raise ValueError(f"{what} tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary "
+                             f"holds {module.vocab_size}")
+        if tokenizer.pad_id != module.pad_id:
+            raise ValueError(f"{what} tokenizer pads with id {tokenizer.pad_id} but the model uses "
+                             f"pad_id={module.pad_id}")
+
+    def _attach(self, name, decoder, tokenizer):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"decoder names must be non-empty strings, got {name!r}")
+        if getattr(decoder, "input_kind", None) not in ("memory", "representation"):
+            raise TypeError(f"decoder {name!r} ({type(decoder).__name__}) does not follow the decoder "
+                            f"interface: input_kind must be 'memory' or 'representation'")
+        if decoder.d_model != self.encoder.d_model:
+            raise ValueError(f"decoder {name!r} has d_model={decoder.d_model}, the encoder {self.encoder.d_model}")
+        if isinstance(decoder, Decoder):
+            if tokenizer is None:
+                raise ValueError(f"text decoder {name!r} needs a tokenizer for its language")
+            self._check_tokenizer(tokenizer, decoder, f"{name!r}")
+        self.decoders[name] = decoder
+        self.tokenizers[name] = tokenizer
+
+    def _rebuild_store(self):
+        modules = [self.encoder, *self.decoders.values()]
+        dtypes = {m.params[p].dtype for module in modules for _, m, p in module.named_params()}
+        if len(dtypes) != 1:
+            raise TypeError(f"encoder and decoders must share one dtype, got {sorted(map(str, dtypes))}")
+        self.store = ParameterStore(modules, dtype=dtypes.pop())
+        self._training_state = None
+
+    def add_decoder(self, name, decoder, tokenizer=None, freeze_encoder=True):
+        """Attach a new decoder (a language, or another kind) to this encoder.
+
+        With freeze_encoder=True the encoder's weights stay bitwise unchanged
+        by later fit() calls: only the decoders learn.
+        """
+        if name in self.decoders:
+            raise ValueError(f"decoder {name!r} already exists; choose another name")
+        self._attach(name, decoder, tokenizer)
+        self.frozen_encoder = bool(freeze_encoder)
+        self._rebuild_store()
+        return self
+
+    @property
+    def languages(self):
+        return list(self.decoders)
+
+    @property
+    def d_model(self):
+        return self.encoder.d_model
+
+    # ---- data to token ids ----
+    def _decoder(self, to):
+        if to not in self.decoders:
+            raise KeyError(f"unknown target {to!r}; this translator has decoders for {self.languages}")
+        return self.decoders[to]
+
+    def encode_source(self, texts):
+        """Source ids (N, S) ending in eos, padded; S capped by the encoder's max_len."""
+        tok = self.src_tokenizer
+        ids = tok.encode_batch(texts, add_bos=False, add_eos=True)
+        if ids.shape[1] > self.encoder.max_len:
+            raise ValueError(f"a source sentence has {ids.shape[1]} tokens, more than the encoder's "
+                             f"max_len={self.encoder.max_len}")
+        return np.ascontiguousarray(ids, dtype=np.int64)
+
+    def encode_target(self, name, texts):
+        """Target ids (N, T) = bos, tokens, eos, pads; a missing (None) sentence becomes a row of pads."""
+        tok, dec = self.tokenizers[name], self.decoders[name]
+        present = [i for i, t in enumerate(texts) if t is not None]
+        if not present:
+            return np.full((len(texts), 2), tok.pad_id, dtype=np.int64)
+        ids = tok.encode_batch([texts[i] for i in present], add_bos=True, add_eos=True)
+        if ids.shape[1] > dec.max_len + 1:
+            raise ValueError(f"a {name!r} target sentence has {ids.shape[1] - 1} tokens after bos, more than "
+                             f"the decoder's max_len={dec.max_len}")
+        out = np.full((len(texts), ids.shape[1]), tok.pad_id, dtype=np.int64)
+        out[present] = ids
+        return out
+
+    def _memory(self, src_ids, training=False):
+        mask = src_ids == self.encoder.pad_id
+        return self.encoder.forward(src_ids, mask, training=training), mask
+
+    # ---- training ----
+    def fit(self, src, targets, epochs=10, batch_size=32, validation_data=None, callbacks=None, verbose=1,
+            max_minutes=None, lr=1e-3, warmup=None, label_smoothing=0.1, clip_norm=1.0, optimizer=None,
+            shuffle=True):
+        """Train the decoders named in `targets` (and the encoder unless frozen) jointly.
+
+        src: English sentences; targets: {name: sentences aligned with src} (None
+        where a sentence has no translation). validation_data: (src, targets).
+        Adam with a warmup then inverse-square-root decay of the learning rate,
+        global-norm clipping, label smoothing; returns a History.
+        """
+        return fit_translator(self, src, targets, epochs=epochs, batch_size=batch_size,
+                              validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+                              max_minutes=max_minutes, lr=lr, warmup=warmup, label_smoothing=label_smoothing,
+                              clip_norm=clip_norm, optimizer=optimizer, shuffle=shuffle)
+
+    # ---- inference ----
+    def _check_trained(self, to):
+        if to not in self.trained:
+            raise RuntimeError(f"the {to!r} decoder has not been trained: call fit() first or load a trained "
+                               f"model with fn.load(path)")
+
+    def _batches(self, n, batch_size):
+        for start in range(0, n, batch_size):
+            yield slice(start, min(start + batch_size, n))
+
+    def translate(self, texts, to=None, beam=1, max_len=None, length_penalty=0.6, batch_size=256, cache=True):
+        """Translate one sentence (returns a string) or a list (returns a list).
+
+        beam=1 is greedy decoding with a key/value cache (cache=False reruns the
+        prefix, slowly); beam>1 is beam search ranked with the length penalty.
+        A non-text decoder returns its predict() output for the representations.
+        """
+        single = isinstance(texts, str)
+        texts = _as_texts(texts, "translate")
+        to = self._default_target(to)
+        dec = self._decoder(to)
+        self._check_trained(to)
+        if int(beam) < 1:
+            raise ValueError(f"beam must be >= 1, got {beam}")
+        src = self.encode_source(texts)
+        if not isinstance(dec, Decoder):
+            outputs = np.concatenate([self._predict_other(dec, src[s]) for s in self._batches(len(texts), batch_size)])
+            return outputs[0] if single else outputs
+        tok = self.tokenizers[to]
+        limit = dec.max_len if max_len is None else min(int(max_len), dec.max_len)
+        results = []
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths batch together
+        for s in self._batches(len(texts), batch_size):
+            idx = order[s]
+            ids = src[idx]
+            ids = ids[:, : int((ids != self.encoder.pad_id).sum(axis=1).max())]
+            memory, mask = self._memory(ids)
+            args = (dec, memory, mask, tok.bos_id, tok.eos_id, tok.pad_id, limit)
+            if beam > 1:
+                rows = decoding.beam_search(*args, beam=beam, length_penalty=length_penalty)
+            elif cache:
+                rows = decoding.greedy(*args)
+            else:
+                rows = decoding.greedy_uncached(*args)
+            results.extend(zip(idx, rows))
+        out = [None] * len(texts)
+        for i, row in results:
+            out[i] = tok.decode(row)
+        return out[0] if single else out
+
+    def _default_target(self, to):
+        if to is None:
+            if len(self.decoders) != 1:
+                raise ValueError(f"say which decoder to use: to= one of {self.languages}")
+            return next(iter(self.decoders))
+        return to
+
+    def _predict_other(self, dec, src_ids):
+        memory, mask = self._memory(src_ids)
+        if dec.input_kind == "representation":
+            return dec.predict(pool(memory, mask), None)
+        return dec.predict(memory, mask)
+
+    def draw(self, text, decoder=None):
+        """Picture(s) for English text through a pixel decoder: (H, W, 3) uint8, or (N, H, W, 3) for a list."""
+        from fastnet.image import draw
+
+        return draw(self, text, decoder=decoder)
+
+    def to_onnx(self, directory, decoders=None):
+        """Export the encoder, decoder steps and a greedy-decoding recipe to `directory`
+        (pip install "fastnet[onnx]"); run them with fastnet.export.onnx_greedy_translate(directory, texts, to=...)."""
+        from fastnet.export.onnx import translator_to_onnx
+
+        return translator_to_onnx(self, directory, decoders=decoders)
+
+    def represent(self, sentences, batch_size=256):
+        """The intermediate representation: one d_model vector per sentence, (N, d_model) float32."""
+        texts = _as_texts(sentences, "represent")
+        src = self.encode_source(texts)
+        parts = []
+        for s in self._batches(len(texts), batch_size):
+            ids = src[s]
+            ids = ids[:, : int((ids != self.encoder.pad_id).sum(axis=1).max())]
+            parts.append(self.encoder.represent(ids))
+        return np.concatenate(parts).astype(np.float32)
+
+    def evaluate(self, src, refs, to=None, beam=1, batch_size=256,
+                 metrics_=("token_accuracy", "exact_match", "bleu", "chrf")):
+        """Scores on held-out pairs: token_accuracy (teacher-forced next-token accuracy on the first
+        reference), exact_match (share of translations equal to a reference), and corpus BLEU and
+        chrF from sacrebleu (refs[i] may be a string or a list of acceptable strings)."""
+        src = _as_texts(src, "evaluate")
+        to = self._default_target(to)
+        refs = metrics.as_reference_lists(refs)
+        if len(refs) != len(src):
+            raise ValueError(f"evaluate: {len(src)} sentences but {len(refs)} references")
+        if {"bleu", "chrf"} & set(metrics_):
+            metrics.sacrebleu_module()  # fail before the slow part when sacrebleu is missing
+        hyps = self.translate(src, to=to, beam=beam, batch_size=batch_size)
+        scores = {}
+        if "token_accuracy" in metrics_:
+            scores["token_accuracy"] = teacher_forced_scores(self, src, {to: [r[0] for r in refs]})["token_accuracy"]
+        if "exact_match" in metrics_:
+            scores["exact_match"] = metrics.exact_match(hyps, refs)
+        if "bleu" in metrics_:
+            scores["bleu"] = metrics.bleu(hyps, refs)
+        if "chrf" in metrics_:
+            scores["chrf"] = metrics.chrf(hyps, refs)
+        return scores
+
+    # ---- files ----
+    def _modules(self):
+        yield "encoder", self.encoder
+        for name, dec in self.decoders.items():
+            yield f"decoders.{name}", dec
+
+    def state_arrays(self):
+        """{name: array} of every parameter, named encoder.<...> and decoders.<lang>.<...>."""
+        out = {}
+        for prefix, module in self._modules():
+            for qname, owner, pname in module.named_params():
+                out[f"{prefix}.{qname}"] = owner.params[pname]
+        return out
+
+    def config(self):
+        return {
+            "format_version": FORMAT_VERSION,
+            "seed": self.seed,
+            "frozen_encoder": self.frozen_encoder,
+            "trained": sorted(self.trained),
+            "encoder": self.encoder.config(),
+            "src_tokenizer": self.src_tokenizer.to_dict(),
+            "decoders": [{"name": name, "kind": type(dec).__name__, "config": dec.config(),
+                          "tokenizer": None if self.tokenizers[name] is None else self.tokenizers[name].to_dict()}
+                         for name, dec in self.decoders.items()],
+        }
+
+    def save(self, path):
+        """Weights as safetensors, architecture, tokenizers and history as JSON metadata; written atomically."""
+        metadata = {"fastnet_kind": "translator", "translator": self.config(),
+                    "epochs_trained": self.epochs_trained, "history": self.history.to_dict()}
+        io.save_safetensors_atomic(path, self.state_arrays(), metadata)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        tensors, metadata = io.load_safetensors_checked(path)
+        return cls._from_file(tensors, metadata, os.fspath(path))
+
+    @classmethod
+    def _from_file(cls, tensors, metadata, path):
+        if metadata.get("fastnet_kind") != "translator":
+            raise io.ModelFileError(f"{path!r} is not a saved Translator (fastnet_kind="
+                                    f"{metadata.get('fastnet_kind')!r}); load it with fn.load")
+        cfg = metadata.get("translator")
+        if not isinstance(cfg, dict) or cfg.get("format_version") != FORMAT_VERSION:
+            raise io.ModelFileError(f"{path!r}: translator configuration missing or of an unsupported format "
+                                    f"version (this fastnet reads version {FORMAT_VERSION})")
+        try:
+            tr = cls._from_config(cfg, dtype=next(iter(tensors.values())).dtype if tensors else np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise io.ModelFileError(f"{path!r}: cannot rebuild the translator from its metadata: {exc}") from None
+        expected = tr.state_arrays()
+        io.check_tensors(path, tensors, {name: (a.shape, a.dtype) for name, a in expected.items()})
+        for name, array in expected.items():
+            array[...] = tensors[name]
+        saved = metadata.get("history") or {}
+        for i, epoch in enumerate(saved.get("epoch", [])):
+            tr.history.append(epoch, {k: v[i] for k, v in saved.get("history", {}).items()})
+        tr.epochs_trained = int(metadata.get("epochs_trained", 0))
+        return tr
+
+    @classmethod
+    def _from_config(cls, cfg, dtype):
+        encoder = Encoder(dtype=dtype, **cfg["encoder"])
+        decoders, tokenizers = {}, {}
+        for entry in cfg["decoders"]:
+            kind = DECODER_KINDS.get(entry["kind"])
+            if kind is None:
+                raise ValueError(f"decoder {entry['name']!r} is of kind {entry['kind']!r}, unknown here; known "
+                                 f"kinds: {sorted(DECODER_KINDS)} (see register_decoder_kind)")
+            decoders[entry["name"]] = kind(dtype=dtype, **entry["config"])
+            tok = entry["tokenizer"]
+            tokenizers[entry["name"]] = None if tok is None else text.tokenizer_from_dict(tok)
+        tr = cls(encoder, decoders, text.tokenizer_from_dict(cfg["src_tokenizer"]), tokenizers, seed=cfg["seed"])
+        tr.frozen_encoder = bool(cfg["frozen_encoder"])
+        tr.trained = set(cfg["trained"])
+        return tr
+
+    def summary(self):
+        lines = [f"Translator: encoder d_model={self.d_model}, {self.encoder.n_layers} layers, "
+                 f"{self.encoder.n_params():,} parameters" + (" (frozen)" if self.frozen_encoder else "")]
+        for name, dec in self.decoders.items():
+            lines.append(f"  decoder {name!r}: {type(dec).__name__}, {dec.n_params():,} parameters")
+        lines.append(f"  total: {len(self.store):,} parameters")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"Translator(d_model={self.d_model}, decoders={self.languages})"
