@@ -226,14 +226,20 @@ typedef struct {
     int pack_a;      /* 1: pack A blocks; 0: the kernel reads A in place */
     int direct_b;    /* 1: full-width B panels are read in place (only the last,
                         narrower panel is packed, zero-padded) */
+    int private_b;   /* 1: each thread packs the B panels it uses (no barriers);
+                        0: threads pack one shared B block together */
     int split_rows;  /* 1: threads share the rows of C; 0: the NR panels */
-    float *b_packed; /* KC x NC, shared */
-    float *a_packed; /* one MC x KC block per thread */
-    int64_t a_stride;/* floats between two threads' A blocks */
+    float *b_packed; /* packed B: shared, or one region per thread (b_stride apart) */
+    int64_t b_stride;
+    float *a_packed; /* one MC x KC block per thread, a_stride apart */
+    int64_t a_stride;
 } sgemm_job;
 
+/* Rows [r0, r1) x panels [q0, q1) of C for one (jc, pc) block. Packed panel q
+ * is at b_buf + (q - q_base) * NR * kc. */
 static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int64_t q0, int64_t q1,
-                      int64_t jc, int64_t nc, int64_t pc, int64_t kc) {
+                      int64_t jc, int64_t nc, int64_t pc, int64_t kc,
+                      const float *b_buf, int64_t q_base) {
     const fn_sgemm_arch *arch = job->arch;
     const int MR = arch->mr, NR = arch->nr;
     const float beta = pc == 0 ? job->beta : 1.0f;
@@ -254,7 +260,7 @@ static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int
         for (int64_t q = q0; q < q1; ++q) {
             int64_t j = q * NR;
             int nr = nc - j < NR ? (int)(nc - j) : NR;
-            const float *b_panel = job->b_packed + (job->direct_b ? 0 : q * NR * kc);
+            const float *b_panel = b_buf + (q - q_base) * NR * kc;
             int64_t rsb = NR;
             if (job->direct_b && nr == NR)
                 b_panel = job->b + pc * job->ldb + jc + j, rsb = job->ldb;
@@ -273,36 +279,45 @@ static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int
 static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
     const fn_sgemm_arch *arch = job->arch;
     const int MR = arch->mr, NR = arch->nr;
+    /* This thread's rows of C (whole MR slivers) or its NR panels. */
+    int64_t r0 = 0, r1 = job->m, s0, s1;
+    if (job->split_rows) {
+        fn_split((job->m + MR - 1) / MR, tid, nth, &s0, &s1);
+        r0 = s0 * MR;
+        r1 = s1 * MR < job->m ? s1 * MR : job->m;
+    }
     for (int64_t jc = 0; jc < job->n; jc += arch->nc) {
         int64_t nc = job->n - jc < arch->nc ? job->n - jc : arch->nc;
-        int64_t panels = (nc + NR - 1) / NR;
+        int64_t panels = (nc + NR - 1) / NR, q0 = 0, q1 = panels;
+        if (!job->split_rows) fn_split(panels, tid, nth, &q0, &q1);
         for (int64_t pc = 0; pc < job->k; pc += arch->kc) {
             int64_t kc = job->k - pc < arch->kc ? job->k - pc : arch->kc;
-            int64_t q0, q1;
-            fn_split(panels, tid, nth, &q0, &q1);
-            if (!job->direct_b)
-                pack_b_panels(job->b, job->ldb, job->trans_b, pc, kc, jc, nc, NR, q0, q1, job->b_packed);
-            else if (q1 == panels && nc % NR) /* only the narrow last panel, at offset 0 */
-                pack_b_panels(job->b, job->ldb, 0, pc, kc, jc + (panels - 1) * NR, nc % NR, NR, 0, 1,
-                              job->b_packed);
-            FN_BARRIER();
-            int64_t r0 = 0, r1 = job->m;
-            if (job->split_rows) {
-                int64_t slivers = (job->m + MR - 1) / MR, s0, s1;
-                fn_split(slivers, tid, nth, &s0, &s1);
-                r0 = s0 * MR;
-                r1 = s1 * MR < job->m ? s1 * MR : job->m;
-                q0 = 0, q1 = panels;
+            if (job->private_b) {
+                float *b_buf = job->b_packed + tid * job->b_stride;
+                if (!job->direct_b) {
+                    /* panel q lands at q * NR * kc: the region holds every panel */
+                    pack_b_panels(job->b, job->ldb, job->trans_b, pc, kc, jc, nc, NR, q0, q1, b_buf);
+                } else if (q1 == panels && nc % NR) { /* only the narrow last panel */
+                    pack_b_panels(job->b, job->ldb, 0, pc, kc, jc + (panels - 1) * NR, nc % NR, NR, 0, 1, b_buf);
+                }
+                run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc, b_buf, job->direct_b ? panels - 1 : 0);
+            } else {
+                int64_t p0, p1;
+                fn_split(panels, tid, nth, &p0, &p1);
+                pack_b_panels(job->b, job->ldb, job->trans_b, pc, kc, jc, nc, NR, p0, p1, job->b_packed);
+                FN_BARRIER();
+                run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc, job->b_packed, 0);
+                FN_BARRIER(); /* b_packed is rewritten next */
             }
-            run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc);
-            FN_BARRIER(); /* b_packed is rewritten next */
         }
     }
 }
 
-/* Multiply-adds one thread should have before a second one pays off: waking
- * an OpenMP team costs a few microseconds, about 2^18 multiply-adds here. */
-#define SGEMM_MIN_WORK_PER_THREAD (1 << 18)
+/* Multiply-adds one thread should have before a second one pays off. Waking
+ * an OpenMP team and its barriers cost a few microseconds on an idle machine
+ * and far more on a busy one (a descheduled thread stalls the team), so a
+ * thread must have about 6 us of work: 2^20 multiply-adds. */
+#define SGEMM_MIN_WORK_PER_THREAD (1 << 20)
 /* Footprint (floats of A + B + C) below which nothing is packed. */
 #define SGEMM_DIRECT_FLOATS (1 << 20)
 /* Scratch up to this many floats comes from the stack (no malloc for small calls). */
@@ -340,7 +355,6 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
     if (nth > parallel_units) nth = (int)parallel_units;
 
     sgemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c, epi};
-    /* Packing A pays off once the block is reused across several B panels. */
     /* While A, B and C fit in about twice the L2 (4 MiB), the kernel reads A
      * and B in place: packing them costs ~10-35% there (measured on 64x256x784
      * to 512^3). Past that, strided panels thrash the TLB and caches (1024^3
@@ -348,15 +362,17 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
     int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS;
     job.pack_a = !small;
     job.direct_b = small && !trans_b;
+    job.private_b = small || nth == 1;
     job.split_rows = slivers >= 2 * (int64_t)nth || slivers >= panels;
 
     int64_t kc_max = k < arch->kc ? k : arch->kc;
     int64_t nc_max = round_up(n < arch->nc ? n : arch->nc, NR);
     int64_t b_floats = round_up(kc_max * (job.direct_b ? NR : nc_max), 16);
+    job.b_stride = job.private_b ? b_floats : 0;
     int64_t mc_max = job.split_rows ? round_up((slivers + nth - 1) / nth * MR, MR) : round_up(m, MR);
     if (mc_max > arch->mc) mc_max = arch->mc;
     job.a_stride = job.pack_a ? round_up(mc_max * kc_max, 16) : 0;
-    int64_t total = b_floats + job.a_stride * nth;
+    int64_t total = b_floats * (job.private_b ? nth : 1) + job.a_stride * nth;
 
     _Alignas(64) float stack_buf[SGEMM_STACK_FLOATS];
     void *heap = NULL;
@@ -367,7 +383,7 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
         scratch = (float *)(((uintptr_t)heap + 63) & ~(uintptr_t)63);
     }
     job.b_packed = scratch;
-    job.a_packed = scratch + b_floats;
+    job.a_packed = scratch + b_floats * (job.private_b ? nth : 1);
 
     if (nth <= 1) {
         sgemm_thread(&job, 0, 1);

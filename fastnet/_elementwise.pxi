@@ -381,7 +381,10 @@ def softmax_cross_entropy(logits, labels, ignore_index=-100, label_smoothing=0.0
         raise ValueError(f"logits of shape {logits.shape} have no classes")
     cdef int64_t ignore = ignore_index
     dlogits = np.empty(logits.shape, dtype=logits.dtype) if return_grad else None
-    row_loss = np.empty(rows, dtype=logits.dtype)
+    # Row losses go to a stack buffer for small batches (no allocation per
+    # call, private to this call so concurrent Python threads are safe).
+    cdef double small_scratch[256]
+    row_loss = np.empty(rows, dtype=logits.dtype) if rows > 128 else None
     cdef double loss = 0.0
     cdef int64_t counted = 0
     cdef fn_status st = FN_OK
@@ -390,26 +393,36 @@ def softmax_cross_entropy(logits, labels, ignore_index=-100, label_smoothing=0.0
     cdef double[::1] xd, rd, dd
     cdef float *dp32 = NULL
     cdef double *dp64 = NULL
+    cdef float *rp32 = NULL
+    cdef double *rp64 = NULL
     if rows == 0:
         return 0.0, dlogits
     labv = lab
     if logits.dtype.char == "f":
         xf = _flat(logits)
-        rf = row_loss
+        if row_loss is None:
+            rp32 = <float *>small_scratch
+        else:
+            rf = row_loss
+            rp32 = &rf[0]
         if dlogits is not None:
             df = _flat(dlogits)
             dp32 = &df[0]
         with nogil:
-            st = fn_softmax_xent_f32(&xf[0], &labv[0], rows, cols, ignore, <float>eps, &rf[0], &loss, dp32,
+            st = fn_softmax_xent_f32(&xf[0], &labv[0], rows, cols, ignore, <float>eps, rp32, &loss, dp32,
                                      &counted, _n_threads)
     else:
         xd = _flat(logits)
-        rd = row_loss
+        if row_loss is None:
+            rp64 = small_scratch
+        else:
+            rd = row_loss
+            rp64 = &rd[0]
         if dlogits is not None:
             dd = _flat(dlogits)
             dp64 = &dd[0]
         with nogil:
-            st = fn_softmax_xent_f64(&xd[0], &labv[0], rows, cols, ignore, eps, &rd[0], &loss, dp64,
+            st = fn_softmax_xent_f64(&xd[0], &labv[0], rows, cols, ignore, eps, rp64, &loss, dp64,
                                      &counted, _n_threads)
     if st == FN_ERR_LABEL:
         _raise_bad_label(lab, cols, ignore)

@@ -364,6 +364,8 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
     dx = None
     if want_dx:
         dx = np.empty((m, k), dtype)
+    if db is not None and np.may_share_memory(dw, db):
+        raise ValueError("dense_backward: dw and db share memory; pass separate arrays")
     for name, arr in (("dw", dw), ("db", db)):
         if arr is not None and any(np.may_share_memory(arr, other) for other in (x, w, y, dy, pre) if other is not None):
             raise ValueError(f"dense_backward: {name} aliases an input")

@@ -33,22 +33,22 @@ _UINT64_MASK = (1 << 64) - 1
 
 # ---- argument checks shared by the wrappers --------------------------------
 
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
+_TF_F32 = np.dtype(np.float32)
+_TF_F64 = np.dtype(np.float64)
 
 
 cdef inline bint _tf_is_f32(x):
     # Identity first: comparing a dtype with a type object is slow, and these
     # wrappers sit on the per-token decoding path.
     dt = x.dtype
-    return dt is _F32 or dt == _F32
+    return dt is _TF_F32 or dt == _TF_F32
 
 
 cdef object _tf_float(x, str what, str name):
     """x as a float32/float64 ndarray, or a TypeError naming the argument."""
     x = np.asarray(x)
     dt = x.dtype
-    if dt is not _F32 and dt is not _F64 and dt != _F32 and dt != _F64:
+    if dt is not _TF_F32 and dt is not _TF_F64 and dt != _TF_F32 and dt != _TF_F64:
         raise TypeError(f"{what}: {name} must be float32 or float64, got {x.dtype}")
     return x
 

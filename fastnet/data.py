@@ -1,4 +1,4 @@
-"""Data helpers: hold out a test set, cut data into mini-batches."""
+"""Data helpers: hold out a test set, cut data into mini-batches, make toy data sets."""
 import numpy as np
 
 
@@ -84,3 +84,24 @@ def batches(X, y=None, batch_size=32, shuffle=False, rng=None):
         else:
             sel = order[start:start + batch_size]
         yield X[sel] if y is None else (X[sel], y[sel])
+
+
+def make_spirals(n_samples=600, n_classes=2, turns=1.0, noise=0.05, seed=0):
+    """Points on `n_classes` interleaved spiral arms in the plane: (X float32 (n, 2), y int64 (n,)).
+
+    No straight line (no single perceptron) separates the arms; a network
+    with hidden layers can. `turns` is how often each arm winds around the
+    centre, `noise` the standard deviation of the jitter (the arms reach radius 1).
+    """
+    for name, value, low in (("n_samples", n_samples, 1), ("n_classes", n_classes, 2)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (turns > 0 and noise >= 0):
+        raise ValueError(f"turns must be > 0 and noise >= 0, got turns={turns!r}, noise={noise!r}")
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n_samples) % n_classes)
+    radius = np.sqrt(rng.uniform(0.02, 1.0, size=n_samples))  # sqrt: even density along the arm
+    angle = 2 * np.pi * (turns * radius + y / n_classes)
+    X = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    X += rng.normal(0.0, noise, size=X.shape)
+    return X.astype(np.float32), y.astype(np.int64)

@@ -79,7 +79,7 @@ class SoftmaxCrossEntropy(Loss):
         return ops.softmax(output)
 
     def metrics(self, output, target):
-        return {"accuracy": np.count_nonzero(output.argmax(axis=1) == target) / target.shape[0]}
+        return {"accuracy": int(np.count_nonzero(output.argmax(axis=1) == target)) / target.shape[0]}
 
 
 class BinaryCrossEntropy(Loss):

@@ -321,6 +321,13 @@ class Network:
     def __repr__(self):
         return f"Network({len(self.layers)} layers, {len(self.store)} parameters, loss={self.loss.name!r})"
 
+    def to_onnx(self, path, proba=False):
+        """Write this network as an ONNX graph (input "input" -> "output", or "probabilities" with proba=True);
+        needs `pip install "fastnet[onnx]"`."""
+        from fastnet.export.onnx import network_to_onnx
+
+        return network_to_onnx(self, path, proba=proba)
+
     # ---- files ---------------------------------------------------------------
     def architecture(self):
         return {"layers": [layer_to_config(layer) for layer in self.layers], "loss": self.loss.name,

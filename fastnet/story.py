@@ -42,3 +42,94 @@ def perceptron_story(print=print, seed=0):
     _show_table(print, "XOR", net.predict(LOGIC_X))
     print("   The hidden layer bends the space so that a line can split XOR after all.")
     return results
+
+
+class _PrintEvery(object):
+    """A callback printing one compact line every `every` epochs (the demo runs without progress bars)."""
+
+    def __new__(cls, *args, **kwargs):
+        from fastnet.callbacks import Callback
+
+        class PrintEvery(Callback):
+            def __init__(self, print, every, total):
+                super().__init__()
+                self.print, self.every, self.total = print, every, total
+
+            def on_epoch_end(self, epoch, logs):
+                if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
+                    shown = "  ".join(f"{k} {logs[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                                      if k in logs)
+                    self.print(f"   epoch {epoch + 1:>3}  {shown}")
+
+        return PrintEvery(*args, **kwargs)
+
+
+def network_story(print=print, seed=0):
+    """A deep network learns two interleaved spirals; then overfitting, seen and cured by early stopping.
+
+    Returns the accuracies and losses it prints, so a test can check them.
+    """
+    import warnings
+
+    import fastnet as fn
+    from fastnet.callbacks import OverfittingDetected
+    from fastnet.data import make_spirals
+
+    results = {}
+    print("3. A deep network (2 -> 64 -> 64 -> 2, ReLU) on two interleaved spirals")
+    X, y = make_spirals(1000, turns=1.5, noise=0.05, seed=seed)
+    Xtr, Xte, ytr, yte = fn.train_test_split(X, y, test_size=0.25, seed=seed, stratify=y)
+    print(f"   {len(Xtr)} points to learn from, {len(Xte)} held out to test on; no straight line splits the arms")
+    net = fn.Network([fn.Dense(2, 64, activation="relu"), fn.Dense(64, 64, activation="relu"), fn.Dense(64, 2)],
+                     optimizer=fn.Adam(0.01), seed=seed)
+    epochs = 100
+    net.fit(Xtr, ytr, epochs=epochs, batch_size=32, verbose=0, callbacks=[_PrintEvery(print, 20, epochs)])
+    results["spirals_steps"] = net.optimizer.iterations
+    results["spirals_train_accuracy"] = net.evaluate(Xtr, ytr)["accuracy"]
+    results["spirals_test_accuracy"] = net.evaluate(Xte, yte)["accuracy"]
+    print(f"   {net.optimizer.iterations} steps: train accuracy {results['spirals_train_accuracy']:.1%}, "
+          f"test accuracy {results['spirals_test_accuracy']:.1%} on points it never saw")
+
+    print("4. Overfitting: a big network (2 -> 256 -> 256 -> 2), 50 training points, 1 in 5 labelled wrong")
+    Xs, ys = make_spirals(50, turns=0.75, noise=0.1, seed=seed + 1)
+    mislabelled = np.random.default_rng(seed + 10).random(len(ys)) < 0.2   # a careless annotator
+    ys = np.where(mislabelled, 1 - ys, ys)
+    Xv, yv = make_spirals(300, turns=0.75, noise=0.1, seed=seed + 2)   # validation: watched while training
+    Xt, yt = make_spirals(1000, turns=0.75, noise=0.1, seed=seed + 3)  # test: looked at only at the end
+
+    def big_network():
+        return fn.Network([fn.Dense(2, 256, activation="relu"), fn.Dense(256, 256, activation="relu"),
+                           fn.Dense(256, 2)], optimizer=fn.Adam(0.01), seed=seed)
+
+    big = big_network()
+    epochs = 300
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OverfittingDetected)
+        history = big.fit(Xs, ys, epochs=epochs, batch_size=50, validation_data=(Xv, yv), verbose=0,
+                          callbacks=[_PrintEvery(print, 60, epochs)])
+    flagged = [w for w in caught if issubclass(w.category, OverfittingDetected)]
+    best_epoch, best_val = history.best("val_loss")
+    results.update(overfit_train_accuracy=big.evaluate(Xs, ys)["accuracy"],
+                   overfit_test_accuracy=big.evaluate(Xt, yt)["accuracy"],
+                   overfit_final_val_loss=history["val_loss"][-1], best_val_loss=best_val,
+                   best_epoch=best_epoch + 1, overfitting_warned=bool(flagged))
+    if flagged:
+        print(f"   warning: {flagged[0].message}")
+    print(f"   train accuracy {results['overfit_train_accuracy']:.0%} but test accuracy "
+          f"{results['overfit_test_accuracy']:.1%}: it memorised the 50 points, wrong labels and all.")
+    print(f"   Validation loss was lowest ({best_val:.3f}) at epoch {best_epoch + 1}, "
+          f"then climbed to {history['val_loss'][-1]:.3f}.")
+
+    print("5. EarlyStopping(patience=20, restore_best=True): stop when validation loss stops improving")
+    stopper = fn.EarlyStopping(patience=20, restore_best=True)
+    early = big_network()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OverfittingDetected)
+        early_history = early.fit(Xs, ys, epochs=epochs, batch_size=50, validation_data=(Xv, yv), verbose=0,
+                                  callbacks=[stopper])
+    results.update(early_stopped_epoch=len(early_history), early_val_loss=early.evaluate(Xv, yv)["loss"],
+                   early_test_accuracy=early.evaluate(Xt, yt)["accuracy"])
+    print(f"   stopped after {len(early_history)} of {epochs} epochs and restored epoch {stopper.best_epoch + 1}: "
+          f"validation loss {results['early_val_loss']:.3f}, test accuracy {results['early_test_accuracy']:.1%} "
+          f"(vs {results['overfit_test_accuracy']:.1%} after all {epochs} epochs)")
+    return results

@@ -50,3 +50,21 @@ def test_batches_cover_everything_once():
     assert [len(xb) for xb in fn.batches(X, batch_size=5)] == [5, 5]
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         list(fn.batches(X, y, batch_size=0))
+
+
+def test_make_spirals():
+    from fastnet.data import make_spirals
+
+    X, y = make_spirals(300, n_classes=3, noise=0.0, seed=1)
+    assert X.shape == (300, 2) and X.dtype == np.float32 and y.dtype == np.int64
+    assert np.bincount(y).tolist() == [100, 100, 100]
+    radius = np.hypot(X[:, 0], X[:, 1])
+    assert radius.max() <= 1.0 + 1e-6 and radius.min() > 0.1
+    np.testing.assert_array_equal(make_spirals(300, n_classes=3, noise=0.0, seed=1)[0], X)
+    # not linearly separable: the best linear least-squares fit misclassifies many points
+    X2, y2 = make_spirals(400, turns=1.5, seed=0)
+    A2 = np.c_[X2, np.ones(len(X2))]
+    w = np.linalg.lstsq(A2, 2.0 * y2 - 1, rcond=None)[0]
+    assert np.mean((A2 @ w > 0) == (y2 == 1)) < 0.8
+    with np.testing.assert_raises(ValueError):
+        make_spirals(10, n_classes=1)

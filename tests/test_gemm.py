@@ -192,6 +192,15 @@ def test_matmul_large_float64(cpu_path):
     assert_gemm_close(got, ref.matmul(a, b, trans_a=True), gemm_error_bound(a.T, b, np.float64))
 
 
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_matmul_of_an_array_with_itself(cpu_path, trans_a, trans_b):
+    a = random_array(np.random.default_rng(17), (97, 97), np.float32)
+    got = ops.matmul(a, a, trans_a=trans_a, trans_b=trans_b)
+    a_op, b_op = _op(a, trans_a), _op(a, trans_b)
+    assert_gemm_close(got, ref.matmul(a_op.astype(np.float64), b_op.astype(np.float64)),
+                      gemm_error_bound(a_op, b_op, np.float32), "a with itself")
+
+
 def test_matmul_does_not_modify_inputs(cpu_path):
     rng = np.random.default_rng(5)
     a, b = _operands(rng, 17, 33, 16, False, True, np.float32)

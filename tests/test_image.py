@@ -1,11 +1,14 @@
 """ImageDecoder: gradients, training, determinism, files, the Translator interface, bad input."""
+import os
+
 import numpy as np
 import pytest
 
 import fastnet
 from fastnet.datasets import toy_pictures
-from fastnet.image import (ATTRIBUTE_DIM, ImageDecoder, attribute_vectors, load_image_decoder,
-                           mean_picture_baseline, to_uint8)
+from fastnet.image import (ATTRIBUTE_DIM, ImageDecoder, attribute_vectors, draw, draw_to_png,
+                           load_image_decoder, mean_picture_baseline, pixel_decoder_names, to_uint8,
+                           train_pixels)
 from fastnet.layers.base import Layer, ParameterStore
 from fastnet.optimizers import Adam
 
@@ -255,3 +258,109 @@ def test_summary_counts_parameters():
     dec = ImageDecoder(d_model=4, size=3, hidden=(8,))
     assert f"{dec.n_params():,}" in dec.summary()
     assert dec.n_params() == 4 * 8 + 8 + 8 * 27 + 27
+
+
+# ---------------------------------------------------------------- on a Translator
+@pytest.fixture(scope="module")
+def small_pictures():
+    return toy_pictures(96, seed=0, size=8)
+
+
+def _translator(pictures):
+    return fastnet.Translator.build(pictures.texts, {"sv": pictures.sv}, d_model=16, n_heads=2, n_layers=1,
+                                    d_ff=32, tokenizer="word", seed=0)
+
+
+@pytest.fixture(scope="module")
+def drawing_translator(small_pictures):
+    tr = _translator(small_pictures)
+    train_pixels(tr, small_pictures.texts, small_pictures.images, epochs=2, verbose=False, hidden=(16,))
+    return tr
+
+
+def test_train_pixels_attaches_a_decoder_that_draws(drawing_translator, small_pictures):
+    tr = drawing_translator
+    assert pixel_decoder_names(tr) == ["pixels"] and tr.frozen_encoder
+    one = tr.draw("a big red circle on the left")
+    assert one.shape == (8, 8, 3) and one.dtype == np.uint8
+    many = draw(tr, ["a big red circle on the left", "two small blue squares"])
+    assert many.shape == (2, 8, 8, 3)
+    np.testing.assert_array_equal(many[0], one)
+    np.testing.assert_array_equal(tr.draw("a big red circle on the left"), one)  # deterministic
+    floats = tr.translate(["a big red circle on the left"], to="pixels")
+    np.testing.assert_array_equal(to_uint8(floats[0]), one)
+
+
+def test_translator_with_pixels_saves_and_loads_bitwise(drawing_translator, tmp_path):
+    path = drawing_translator.save(tmp_path / "tr.safetensors")
+    loaded = fastnet.load(path)
+    assert isinstance(loaded.decoders["pixels"], ImageDecoder)
+    texts = ["a cute orange cat", "three green triangles at the top"]
+    np.testing.assert_array_equal(loaded.draw(texts), drawing_translator.draw(texts))
+
+
+def test_draw_to_png_writes_the_enlarged_picture(drawing_translator, tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    model = drawing_translator.save(tmp_path / "tr.safetensors")
+    out = draw_to_png(model, "a big red circle", tmp_path / "circle.png", scale=4)
+    data = open(out, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    picture = np.asarray(Image.open(out).convert("RGB"))
+    assert picture.shape == (32, 32, 3)
+    np.testing.assert_array_equal(picture[::4, ::4], drawing_translator.draw("a big red circle"))
+
+
+def test_model_without_pixel_decoder_is_refused_clearly(small_pictures, tmp_path):
+    tr = _translator(small_pictures)
+    with pytest.raises(ValueError, match="no pixel decoder"):
+        tr.draw("a big red circle")
+    model = tr.save(tmp_path / "plain.safetensors")
+    with pytest.raises(ValueError, match="no pixel decoder"):
+        draw_to_png(model, "a big red circle", tmp_path / "x.png")
+    with pytest.raises(ValueError, match="ImageDecoder alone"):
+        draw_to_png(ImageDecoder(d_model=4, size=3, hidden=(4,)).save(tmp_path / "d.safetensors"),
+                    "a red circle", tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_drawing_errors(drawing_translator, tmp_path):
+    with pytest.raises(ValueError, match="list of descriptions is empty"):
+        draw(drawing_translator, [])
+    with pytest.raises(ValueError, match="not a pixel decoder"):
+        draw(drawing_translator, "a red circle", decoder="sv")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        draw_to_png(tmp_path / "missing.safetensors", "a red circle", tmp_path / "no" / "dir" / "x.png")
+    with pytest.raises(ValueError, match="non-empty description"):
+        draw_to_png(tmp_path / "missing.safetensors", " ", tmp_path / "x.png")
+
+
+def test_translator_fit_trains_encoder_and_pixel_decoder_together(small_pictures):
+    """Through Translator.fit with an unfrozen encoder: loss/backward_loss carry the gradient into it."""
+    tr = _translator(small_pictures)
+    tr.add_decoder("pixels", ImageDecoder(16, size=8, hidden=(16,)), freeze_encoder=False)
+    before = {k: v.copy() for k, v in tr.state_arrays().items()}
+    hist = tr.fit(small_pictures.texts, {"pixels": small_pictures.images}, epochs=3, batch_size=16, verbose=0)
+    after = tr.state_arrays()
+    changed = {k for k in after if not np.array_equal(before[k], after[k])}
+    assert any(k.startswith("encoder.") for k in changed)
+    assert any(k.startswith("decoders.pixels.") for k in changed)
+    assert not any(k.startswith("decoders.sv.") for k in changed)
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    # the decoder's own fit continues on the very weights the Translator holds
+    train_pixels(tr, small_pictures.texts, small_pictures.images, epochs=1, verbose=False)
+    assert np.shares_memory(tr.decoders["pixels"].params["w0"], tr.store.data)
+
+
+def test_demo_pictures_saves_plots_and_reports_the_error(tmp_path):
+    pytest.importorskip("matplotlib")
+    lines = []
+    tr = _translator(toy_pictures(96, seed=0, size=32))
+    result = fastnet.image.demo_pictures(print=lines.append, out_dir=tmp_path / "pics", translator=tr,
+                                         minutes=0.001, n_train=120, n_test=24, n_drawn=4)
+    for key in ("pictures", "representations", "representations_csv", "history_plot"):
+        assert os.path.getsize(result[key]) > 100
+        assert any(result[key] in line for line in lines)
+    assert open(result["pictures"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert 0 < result["mse"] and 0 < result["baseline_mse"]
+    assert result["ratio"] == pytest.approx(result["mse"] / result["baseline_mse"])
+    assert "pixels" in tr.trained

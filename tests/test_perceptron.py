@@ -61,13 +61,3 @@ def test_perceptron_errors():
     with pytest.raises(ValueError, match="unknown activation"):
         fn.Perceptron(2, activation="softsign")
 
-
-def test_story_numbers():
-    from fastnet.story import perceptron_story
-
-    lines = []
-    results = perceptron_story(print=lines.append)
-    assert results["perceptron_and"] == results["perceptron_or"] == 1.0
-    assert results["perceptron_xor"] <= 0.75
-    assert results["network_xor"] == 1.0 and results["network_xor_loss"] < 0.05
-    assert any("not linearly separable" in line for line in lines)

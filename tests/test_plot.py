@@ -154,3 +154,14 @@ def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(ImportError, match=r'pip install "fastnet\[plot\]"'):
         plot.pictures(toy_pictures(1, seed=0).images, ["x"], tmp_path / "x.png")
+
+
+def test_representations_of_a_translator(tmp_path):
+    import fastnet
+
+    data = toy_pictures(40, seed=0)
+    tr = fastnet.Translator.build(data.texts, {"sv": data.sv}, d_model=16, n_heads=2, n_layers=1, d_ff=32,
+                                  tokenizer="word", seed=0)
+    path = plot.representations(tr, data.texts[:8], tmp_path / "dots.png", to_csv=tmp_path / "dots.csv")
+    assert_png_with_content(path)
+    assert len(list(csv.reader(open(tmp_path / "dots.csv", encoding="utf-8")))) == 9

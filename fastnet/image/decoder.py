@@ -206,6 +206,8 @@ class ImageDecoder(Layer):
             raise ValueError("an ImageDecoder reads pooled sentence vectors; it takes no padding mask")
         context = self._check_representations(context)
         targets = self._check_images(target, context.shape[0])
+        if training and self.untrained():  # a Translator's fit: start from this batch's mean picture
+            self.start_from_mean_picture(targets)
         loss, dout, cache = self._loss_forward(context, targets)
         self._pending = (dout, cache) if training else None
         n_values = targets.size

@@ -66,7 +66,8 @@ def train_pixels(tr, texts, images, decoder=None, name="pixels", epochs=20, batc
     """Train a pixel decoder on the Translator's frozen representation of `texts`; returns a History.
 
     decoder: an ImageDecoder to attach under `name` (default: a new one with
-    the Translator's d_model and **decoder_options, e.g. hidden=(256, 512)).
+    the Translator's d_model, the pictures' size and **decoder_options, e.g.
+    hidden=(256, 512)).
     If `name` is already a pixel decoder of tr, training continues on it.
     validation_data: (texts, images).
     """
@@ -78,7 +79,11 @@ def train_pixels(tr, texts, images, decoder=None, name="pixels", epochs=20, batc
             raise ValueError(f"decoder {name!r} is not a pixel decoder")
         decoder = tr.decoders[name]
     else:
-        decoder = decoder if decoder is not None else ImageDecoder(tr.d_model, **decoder_options)
+        if decoder is None:
+            shape = np.shape(images)
+            if len(shape) == 4 and "size" not in decoder_options:
+                decoder_options["size"] = shape[1]
+            decoder = ImageDecoder(tr.d_model, **decoder_options)
         if getattr(decoder, "kind", None) != "pixels":
             raise TypeError(f"decoder must be an ImageDecoder, got {type(decoder).__name__}")
         tr.add_decoder(name, decoder, freeze_encoder=True)
