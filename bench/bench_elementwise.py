@@ -1,12 +1,16 @@
 """Activations, softmax, cross-entropy and Adam: fastnet beside the NumPy
 expression that computes the same thing (and PyTorch when it is installed),
 one pytest-benchmark group per operation so the report shows ratios.
+"fastnet" runs on fastnet.get_num_threads() threads, "fastnet-1t" on one
+(NumPy's ufuncs are single-threaded; on a loaded machine extra threads wait
+for a free core).
 
     python -m pytest bench/bench_elementwise.py --benchmark-columns=median,iqr,rounds
 """
 import numpy as np
 import pytest
 
+import fastnet
 from fastnet import ops
 
 try:
@@ -14,6 +18,7 @@ try:
 except ImportError:  # PyTorch is optional: only a point of comparison
     torch = None
 
+IMPLS = ["fastnet", "fastnet-1t", "numpy", "torch"]
 N = 1_000_000
 ROWS, CLASSES = 256, 1000
 GELU_C = np.float32(np.sqrt(2.0 / np.pi))
@@ -34,6 +39,16 @@ def labels():
     return np.random.default_rng(2).integers(0, CLASSES, ROWS)
 
 
+@pytest.fixture
+def threads_for(impl):
+    """fastnet-1t runs the fastnet kernel on one thread."""
+    if impl == "fastnet-1t":
+        with fastnet.threads(1):
+            yield
+    else:
+        yield
+
+
 # ---- NumPy expressions -----------------------------------------------------------
 
 def np_relu(x):
@@ -45,7 +60,7 @@ def np_sigmoid(x):
 
 
 def np_gelu(x):
-    return 0.5 * x * (1 + np.tanh(GELU_C * (x + np.float32(0.044715) * x**3)))
+    return 0.5 * x * (1 + np.tanh(GELU_C * (x + np.float32(0.044715) * (x * x * x))))
 
 
 def np_softmax(x):
@@ -79,11 +94,11 @@ ACTIVATIONS = {"relu": (ops.relu, np_relu), "sigmoid": (ops.sigmoid, np_sigmoid)
 TORCH_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "gelu": "gelu"}
 
 
-@pytest.mark.parametrize("impl", ["fastnet", "numpy", "torch"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
-def test_activation_1m(benchmark, x1m, name, impl):
+def test_activation_1m(benchmark, threads_for, x1m, name, impl):
     benchmark.group = f"{name}-1M"
-    if impl == "fastnet":
+    if impl.startswith("fastnet"):
         benchmark(ACTIVATIONS[name][0], x1m)
     elif impl == "numpy":
         benchmark(ACTIVATIONS[name][1], x1m)
@@ -98,10 +113,10 @@ def test_activation_1m(benchmark, x1m, name, impl):
 
 # ---- softmax and cross-entropy, 256 x 1000 ---------------------------------------
 
-@pytest.mark.parametrize("impl", ["fastnet", "numpy", "torch"])
-def test_softmax_256x1000(benchmark, logits, impl):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_softmax_256x1000(benchmark, threads_for, logits, impl):
     benchmark.group = "softmax-256x1000"
-    if impl == "fastnet":
+    if impl.startswith("fastnet"):
         benchmark(ops.softmax, logits)
     elif impl == "numpy":
         benchmark(np_softmax, logits)
@@ -111,11 +126,11 @@ def test_softmax_256x1000(benchmark, logits, impl):
         benchmark(torch.softmax, torch.from_numpy(logits), 1)
 
 
-@pytest.mark.parametrize("impl", ["fastnet", "numpy", "torch"])
-def test_softmax_xent_256x1000(benchmark, logits, labels, impl):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_softmax_xent_256x1000(benchmark, threads_for, logits, labels, impl):
     """Loss and gradient with respect to the logits."""
     benchmark.group = "softmax-xent-256x1000"
-    if impl == "fastnet":
+    if impl.startswith("fastnet"):
         benchmark(ops.softmax_cross_entropy, logits, labels)
     elif impl == "numpy":
         benchmark(np_softmax_xent, logits, labels)
@@ -135,13 +150,13 @@ def test_softmax_xent_256x1000(benchmark, logits, labels, impl):
 
 # ---- Adam over 1M parameters -----------------------------------------------------
 
-@pytest.mark.parametrize("impl", ["fastnet", "numpy", "torch"])
-def test_adam_1m(benchmark, impl):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_adam_1m(benchmark, threads_for, impl):
     benchmark.group = "adam-1M"
     rng = np.random.default_rng(3)
     w, g = rng.standard_normal(N).astype(np.float32), rng.standard_normal(N).astype(np.float32)
     m, v = np.zeros(N, np.float32), np.zeros(N, np.float32)
-    if impl == "fastnet":
+    if impl.startswith("fastnet"):
         benchmark(lambda: ops.adam_step(w, g, m, v, step=10))
     elif impl == "numpy":
         benchmark(np_adam, w, g, m, v, 10)

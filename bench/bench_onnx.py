@@ -79,3 +79,37 @@ def test_digits_onnxruntime(benchmark, digits, batch):
     out = benchmark(session.run, None, {"input": x})[0]
     np.testing.assert_allclose(out, net.predict_proba(x), rtol=1e-4, atol=1e-6)
     _record(benchmark, "onnxruntime")
+
+
+# ---- the translator encoder ------------------------------------------------------------
+ENCODER = dict(vocab_size=64, d_model=128, n_heads=4, n_layers=2, d_ff=512, max_len=32, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    from fastnet.export.onnx import _save, encoder_graph
+
+    enc = fn.Encoder(seed=0, **ENCODER)
+    path = _save(encoder_graph(enc), tmp_path_factory.mktemp("onnx") / "encoder.onnx")
+    rng = np.random.default_rng(1)
+    ids = rng.integers(4, ENCODER["vocab_size"], size=(32, 20))
+    lengths = rng.integers(8, 21, size=32)
+    ids[np.arange(20)[None, :] >= lengths[:, None]] = enc.pad_id  # padded sentences, as in a real batch
+    return enc, _session(path), ids
+
+
+def test_encoder_fastnet(benchmark, encoder):
+    enc, _, ids = encoder
+    benchmark.group = f"encoder d128 2L b32 len20 {THREADS}t"
+    memory = benchmark(enc.forward, ids)
+    assert memory.shape == (32, 20, 128)
+    _record(benchmark, "fastnet")
+
+
+def test_encoder_onnxruntime(benchmark, encoder):
+    enc, session, ids = encoder
+    benchmark.group = f"encoder d128 2L b32 len20 {THREADS}t"
+    memory = benchmark(session.run, ["memory"], {"src_ids": ids})[0]
+    keep = ids != enc.pad_id
+    np.testing.assert_allclose(memory[keep], enc.forward(ids)[keep], rtol=1e-3, atol=1e-4)
+    _record(benchmark, "onnxruntime")

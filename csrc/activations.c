@@ -412,6 +412,23 @@ fn_status fn_activation_backward_f64(fn_activation act, double act_param,
     return FN_OK;
 }
 
+fn_status fn_activation_block_f32(fn_activation act, float act_param, const float *x, float *y, int64_t n) {
+    map_f32 kernel = forward_kernel_f32(act);
+    if (!kernel || n < 0 || (n > 0 && (!x || !y))) return FN_ERR_ARG;
+    if (n > 0) kernel(x, y, n, act_param);
+    return FN_OK;
+}
+
+fn_status fn_activation_grad_block_f32(fn_activation act, float act_param, const float *x, const float *y,
+                                       const float *dy, float *dx, int64_t n) {
+    int input = backward_input(act, act_param, x, y);
+    zip_f32 kernel = input ? backward_kernel_f32(act, input) : NULL;
+    if (!kernel || n < 0 || (n > 0 && (!dy || !dx))) return FN_ERR_ARG;
+    const float *a = input == 'x' ? x : input == 'y' ? y : dy;
+    if (n > 0) kernel(a, dy, dx, n, act_param);
+    return FN_OK;
+}
+
 /* ---- row primitives (softmax here, cross-entropy in losses.c) ------------ */
 
 static float row_max_f32(const float *x, int64_t n) {
@@ -529,8 +546,20 @@ FN_TARGET_AVX512 static float row_max_avx512(const float *x, int64_t n) {
     return _mm512_reduce_max_ps(m);
 }
 FN_TARGET_AVX512 static float row_exp_sum_avx512(const float *x, float shift, float *out, int64_t n) {
-    __m512 acc = _mm512_setzero_ps(), sh = _mm512_set1_ps(shift);
+    __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), sh = _mm512_set1_ps(shift);
     int64_t i = 0;
+    /* two vectors per iteration: independent exp chains keep both FMA ports busy */
+    for (; i + 32 <= n; i += 32) {
+        __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh));
+        __m512 e2 = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), sh));
+        if (out) {
+            _mm512_storeu_ps(out + i, e);
+            _mm512_storeu_ps(out + i + 16, e2);
+        }
+        acc = _mm512_add_ps(acc, e);
+        acc2 = _mm512_add_ps(acc2, e2);
+    }
+    acc = _mm512_add_ps(acc, acc2);
     for (; i + 16 <= n; i += 16) {
         __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh));
         if (out) _mm512_storeu_ps(out + i, e);

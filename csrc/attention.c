@@ -31,7 +31,8 @@
 
 typedef struct {
     int64_t batch, tq, tk, heads, dh;
-    int64_t q_sb, q_st, k_sb, k_st, v_sb, v_st, do_sb, do_st;
+    int64_t q_sb, q_st, k_sb, k_st, v_sb, v_st;
+    int64_t do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st; /* backward only */
     const uint8_t *pad; /* batch x tk, 1 = padding, or NULL */
     int causal;
     double scale;
@@ -60,6 +61,13 @@ static inline int64_t attn_visible_keys(const attn_dims *a, int64_t i) {
 #undef SUFFIX
 #undef EXP
 
+static void attn_set_backward_strides(attn_dims *a, int64_t do_sb, int64_t do_st,
+                                      int64_t dq_sb, int64_t dq_st, int64_t dk_sb, int64_t dk_st,
+                                      int64_t dv_sb, int64_t dv_st) {
+    a->do_sb = do_sb; a->do_st = do_st; a->dq_sb = dq_sb; a->dq_st = dq_st;
+    a->dk_sb = dk_sb; a->dk_st = dk_st; a->dv_sb = dv_sb; a->dv_st = dv_st;
+}
+
 static fn_status attn_fill_dims(attn_dims *a, int64_t batch, int64_t tq, int64_t tk,
                                 int64_t heads, int64_t dh, int64_t q_sb, int64_t q_st,
                                 int64_t k_sb, int64_t k_st, int64_t v_sb, int64_t v_st,
@@ -67,7 +75,8 @@ static fn_status attn_fill_dims(attn_dims *a, int64_t batch, int64_t tq, int64_t
     if (batch < 0 || tq < 0 || tk < 0 || heads < 1 || dh < 1) return FN_ERR_ARG;
     a->batch = batch; a->tq = tq; a->tk = tk; a->heads = heads; a->dh = dh;
     a->q_sb = q_sb; a->q_st = q_st; a->k_sb = k_sb; a->k_st = k_st;
-    a->v_sb = v_sb; a->v_st = v_st; a->do_sb = 0; a->do_st = 0;
+    a->v_sb = v_sb; a->v_st = v_st;
+    attn_set_backward_strides(a, 0, 0, 0, 0, 0, 0, 0, 0);
     a->pad = pad; a->causal = causal != 0;
     a->scale = 1.0 / sqrt((double)dh);
     return FN_OK;
@@ -241,6 +250,7 @@ static fn_status attention_forward_simd(const attn_dims *a, fn_cpu_path path, co
     /* calloc: the padding columns of the packed keys must read as zeros. */
     float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
     if (!scratch) return FN_ERR_NOMEM;
+    (void)nth; /* FN_PARALLEL drops it without OpenMP */
     FN_PARALLEL(nth) {
         int64_t begin, end;
         fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
@@ -264,6 +274,7 @@ static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, c
     simd_layout(a, path, &tkp, &per_thread);
     float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
     if (!scratch) return FN_ERR_NOMEM;
+    (void)nth; /* FN_PARALLEL drops it without OpenMP */
     FN_PARALLEL(nth) {
         int64_t begin, end;
         fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
@@ -287,6 +298,7 @@ static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, c
     static void attention_forward_portable_##SUFFIX(const attn_dims *a, const REAL *q,      \
                                                     const REAL *k, const REAL *v, REAL *out, \
                                                     REAL *probs, int nth) {                 \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end); \
@@ -299,6 +311,7 @@ static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, c
         const REAL *probs, REAL *dq, REAL *dk, REAL *dv, int nth) {                         \
         REAL *scratch = malloc(sizeof(REAL) * (size_t)(a->tk + 1) * (size_t)nth);           \
         if (!scratch) return FN_ERR_NOMEM;                                                  \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end); \
@@ -352,14 +365,15 @@ fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64
                                     const float *q, int64_t q_sb, int64_t q_st,
                                     const float *k, int64_t k_sb, int64_t k_st,
                                     const float *v, int64_t v_sb, int64_t v_st,
-                                    const float *probs, float *dq, float *dk, float *dv,
-                                    int n_threads) {
+                                    const float *probs,
+                                    float *dq, int64_t dq_sb, int64_t dq_st,
+                                    float *dk, int64_t dk_sb, int64_t dk_st,
+                                    float *dv, int64_t dv_sb, int64_t dv_st, int n_threads) {
     attn_dims a;
     fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
                                   v_sb, v_st, NULL, 0);
     if (st != FN_OK) return st;
-    a.do_sb = do_sb;
-    a.do_st = do_st;
+    attn_set_backward_strides(&a, do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st);
     int nth = attn_threads(&a, n_threads);
 #ifdef ATTN_HAVE_X86
     fn_cpu_path path = fn_cpu_get_path();
@@ -374,14 +388,15 @@ fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64
                                     const double *q, int64_t q_sb, int64_t q_st,
                                     const double *k, int64_t k_sb, int64_t k_st,
                                     const double *v, int64_t v_sb, int64_t v_st,
-                                    const double *probs, double *dq, double *dk, double *dv,
-                                    int n_threads) {
+                                    const double *probs,
+                                    double *dq, int64_t dq_sb, int64_t dq_st,
+                                    double *dk, int64_t dk_sb, int64_t dk_st,
+                                    double *dv, int64_t dv_sb, int64_t dv_st, int n_threads) {
     attn_dims a;
     fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
                                   v_sb, v_st, NULL, 0);
     if (st != FN_OK) return st;
-    a.do_sb = do_sb;
-    a.do_st = do_st;
+    attn_set_backward_strides(&a, do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st);
     return attention_backward_portable_f64(&a, dout, q, k, v, probs, dq, dk, dv,
                                            attn_threads(&a, n_threads));
 }

@@ -73,20 +73,20 @@ static void GEN(head_forward)(const attn_dims *a, int64_t b, int64_t h,
 static void GEN(head_backward)(const attn_dims *a, int64_t b, int64_t h, const REAL *dout,
                                const REAL *q, const REAL *k, const REAL *v, const REAL *probs,
                                REAL *dq, REAL *dk, REAL *dv, REAL *ds_row) {
-    int64_t dh = a->dh, grad_st = a->heads * dh;
+    int64_t dh = a->dh;
     const REAL *doh = dout + b * a->do_sb + h * dh;
     const REAL *qh = q + b * a->q_sb + h * dh;
     const REAL *kh = k + b * a->k_sb + h * dh;
     const REAL *vh = v + b * a->v_sb + h * dh;
     const REAL *ph = probs + (b * a->heads + h) * a->tq * a->tk;
-    REAL *dqh = dq + b * a->tq * grad_st + h * dh;
-    REAL *dkh = dk + b * a->tk * grad_st + h * dh;
-    REAL *dvh = dv + b * a->tk * grad_st + h * dh;
+    REAL *dqh = dq + b * a->dq_sb + h * dh;
+    REAL *dkh = dk + b * a->dk_sb + h * dh;
+    REAL *dvh = dv + b * a->dv_sb + h * dh;
     for (int64_t j = 0; j < a->tk; j++)
-        for (int64_t d = 0; d < dh; d++) dkh[j * grad_st + d] = dvh[j * grad_st + d] = 0;
+        for (int64_t d = 0; d < dh; d++) dkh[j * a->dk_st + d] = dvh[j * a->dv_st + d] = 0;
     for (int64_t i = 0; i < a->tq; i++) {
         const REAL *p = ph + i * a->tk, *doi = doh + i * a->do_st, *qi = qh + i * a->q_st;
-        REAL *dqi = dqh + i * grad_st;
+        REAL *dqi = dqh + i * a->dq_st;
         REAL row_dot = 0;
         for (int64_t j = 0; j < a->tk; j++) {
             ds_row[j] = p[j] != 0 ? GEN(dot)(doi, vh + j * a->v_st, dh) : 0;
@@ -97,8 +97,8 @@ static void GEN(head_backward)(const attn_dims *a, int64_t b, int64_t h, const R
             if (p[j] == 0) continue;
             REAL ds = p[j] * (ds_row[j] - row_dot) * (REAL)a->scale;
             GEN(axpy)(ds, kh + j * a->k_st, dqi, dh);
-            GEN(axpy)(ds, qi, dkh + j * grad_st, dh);
-            GEN(axpy)(p[j], doi, dvh + j * grad_st, dh);
+            GEN(axpy)(ds, qi, dkh + j * a->dk_st, dh);
+            GEN(axpy)(p[j], doi, dvh + j * a->dv_st, dh);
         }
     }
 }

@@ -179,7 +179,7 @@ TARGET static void SIMD(head_backward)(const attn_dims *a, int64_t b, int64_t h,
                                        const float *dout, const float *q, const float *k,
                                        const float *v, const float *probs, float *dq, float *dk,
                                        float *dv, float *scratch) {
-    int64_t dh = a->dh, tq = a->tq, tk = a->tk, grad_st = a->heads * dh, nvec = tkp / W;
+    int64_t dh = a->dh, tq = a->tq, tk = a->tk, nvec = tkp / W;
     float *vT = scratch, *p = vT + dh * tkp + tkp, *ds = p + tkp;
     float *pT = ds + tkp, *dsT = pT + tkp * tq;
     int32_t *live = (int32_t *)(dsT + tkp * tq);
@@ -187,9 +187,9 @@ TARGET static void SIMD(head_backward)(const attn_dims *a, int64_t b, int64_t h,
     const float *qh = q + b * a->q_sb + h * dh;
     const float *kh = k + b * a->k_sb + h * dh;
     const float *ph = probs + (b * a->heads + h) * tq * tk;
-    float *dqh = dq + b * tq * grad_st + h * dh;
-    float *dkh = dk + b * tk * grad_st + h * dh;
-    float *dvh = dv + b * tk * grad_st + h * dh;
+    float *dqh = dq + b * a->dq_sb + h * dh;
+    float *dkh = dk + b * a->dk_sb + h * dh;
+    float *dvh = dv + b * a->dv_sb + h * dh;
 
     SIMD(pack_transposed)(v + b * a->v_sb + h * dh, a->v_st, tk, dh, tkp, vT);
     for (int64_t j = tk; j < tkp; j++) p[j] = 0.0f;
@@ -209,15 +209,15 @@ TARGET static void SIMD(head_backward)(const attn_dims *a, int64_t b, int64_t h,
             V vp = V_LOAD(p + vb * W);
             V_STORE(ds + vb * W, V_MUL(V_MUL(vp, V_SUB(V_LOAD(ds + vb * W), row_dot)), vscale));
         }
-        SIMD(weighted_rows)(ds, tk, kh, a->k_st, dh, dqh + i * grad_st, live);
+        SIMD(weighted_rows)(ds, tk, kh, a->k_st, dh, dqh + i * a->dq_st, live);
         for (int64_t j = 0; j < tk; j++) {
             pT[j * tq + i] = p[j];
             dsT[j * tq + i] = ds[j];
         }
     }
     for (int64_t j = 0; j < tk; j++) {
-        SIMD(weighted_rows)(dsT + j * tq, tq, qh, a->q_st, dh, dkh + j * grad_st, live);
-        SIMD(weighted_rows)(pT + j * tq, tq, doh, a->do_st, dh, dvh + j * grad_st, live);
+        SIMD(weighted_rows)(dsT + j * tq, tq, qh, a->q_st, dh, dkh + j * a->dk_st, live);
+        SIMD(weighted_rows)(pT + j * tq, tq, doh, a->do_st, dh, dvh + j * a->dv_st, live);
     }
 }
 

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "gemm_internal.h"
+#include "elementwise_internal.h"
 
 static int act_valid(fn_activation act) {
     return (int)act >= FN_ACT_IDENTITY && (int)act <= FN_ACT_GELU;
@@ -44,16 +45,11 @@ fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k,
 static double act_f64(fn_activation act, double param, double z) {
     switch (act) {
     case FN_ACT_STEP: return z > 0.0 ? 1.0 : 0.0;
-    case FN_ACT_SIGMOID:
-        if (z >= 0.0) return 1.0 / (1.0 + exp(-z));
-        return exp(z) / (1.0 + exp(z));
+    case FN_ACT_SIGMOID: return fn_sigmoid_f64(z);
     case FN_ACT_TANH: return tanh(z);
     case FN_ACT_RELU: return z < 0.0 ? 0.0 : z;
     case FN_ACT_LEAKY_RELU: return z < 0.0 ? param * z : z;
-    case FN_ACT_GELU: {
-        const double sqrt_2_over_pi = 0.79788456080286535588;
-        return 0.5 * z * (1.0 + tanh(sqrt_2_over_pi * (z + 0.044715 * z * z * z)));
-    }
+    case FN_ACT_GELU: return fn_gelu_f64(z);
     default: return z;
     }
 }
@@ -80,14 +76,13 @@ fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
 /* ---- backward -------------------------------------------------------------- */
 
 /* Elements per thread before a second thread helps an elementwise pass. */
-#define DENSE_MIN_ELEMENTS_PER_THREAD (1 << 15)
+#define DENSE_MIN_ELEMENTS_PER_THREAD (1 << 17)
 
 /* dz = dy * act'(.) over count elements; dz may alias dy. One body for both
  * dtypes: T is the element type, EXPR the derivative of the activation. */
-#define DEFINE_ACT_GRAD(NAME, T, TANH)                                                       \
+#define DEFINE_ACT_GRAD(NAME, T, GELU_GRAD)                                                  \
     static void NAME(fn_activation act, T param, const T *y, const T *pre, const T *dy,     \
                      T *dz, int64_t begin, int64_t end) {                                    \
-        const T s = (T)0.79788456080286535588, c3 = (T)0.044715;                             \
         switch (act) {                                                                       \
         case FN_ACT_RELU:                                                                    \
             for (int64_t i = begin; i < end; ++i) dz[i] = y[i] > 0 ? dy[i] : (T)0;           \
@@ -102,19 +97,15 @@ fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
             for (int64_t i = begin; i < end; ++i) dz[i] = dy[i] * ((T)1 - y[i] * y[i]);      \
             break;                                                                           \
         case FN_ACT_GELU:                                                                    \
-            for (int64_t i = begin; i < end; ++i) {                                          \
-                T x = pre[i], t = TANH(s * (x + c3 * x * x * x));                            \
-                T du = s * ((T)1 + (T)3 * c3 * x * x);                                       \
-                dz[i] = dy[i] * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);    \
-            }                                                                                \
+            for (int64_t i = begin; i < end; ++i) dz[i] = dy[i] * GELU_GRAD(pre[i]);         \
             break;                                                                           \
         default:                                                                             \
             if (dz != dy) memcpy(dz + begin, dy + begin, (size_t)(end - begin) * sizeof(T)); \
         }                                                                                    \
     }
 
-DEFINE_ACT_GRAD(act_grad_f32, float, tanhf)
-DEFINE_ACT_GRAD(act_grad_f64, double, tanh)
+DEFINE_ACT_GRAD(act_grad_f32, float, fn_gelu_grad_f32)
+DEFINE_ACT_GRAD(act_grad_f64, double, fn_gelu_grad_f64)
 
 /* db[j] (+)= sum over rows of dz[:, j], rows in order; threads own columns. */
 #define DEFINE_COLUMN_SUMS(NAME, T)                                                  \

@@ -251,22 +251,28 @@ fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_
                                    const uint8_t *key_padding_mask, int causal,
                                    double *out, double *probs, int n_threads);
 /* Backward of the attention given dout (strided like q, with do_sb, do_st)
- * and the forward's probs. dq (like out), dk and dv (contiguous
- * batch x tk x heads x dh) are overwritten. */
+ * and the forward's probs. dq (batch x tq x heads x dh), dk and dv
+ * (batch x tk x heads x dh) are overwritten; they are strided like q too
+ * (heads x dh contiguous), so they can be slices of one fused gradient
+ * buffer. They must not overlap each other or any input. */
 fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
                                     const float *dout, int64_t do_sb, int64_t do_st,
                                     const float *q, int64_t q_sb, int64_t q_st,
                                     const float *k, int64_t k_sb, int64_t k_st,
                                     const float *v, int64_t v_sb, int64_t v_st,
-                                    const float *probs, float *dq, float *dk, float *dv,
-                                    int n_threads);
+                                    const float *probs,
+                                    float *dq, int64_t dq_sb, int64_t dq_st,
+                                    float *dk, int64_t dk_sb, int64_t dk_st,
+                                    float *dv, int64_t dv_sb, int64_t dv_st, int n_threads);
 fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
                                     const double *dout, int64_t do_sb, int64_t do_st,
                                     const double *q, int64_t q_sb, int64_t q_st,
                                     const double *k, int64_t k_sb, int64_t k_st,
                                     const double *v, int64_t v_sb, int64_t v_st,
-                                    const double *probs, double *dq, double *dk, double *dv,
-                                    int n_threads);
+                                    const double *probs,
+                                    double *dq, int64_t dq_sb, int64_t dq_st,
+                                    double *dk, int64_t dk_sb, int64_t dk_st,
+                                    double *dv, int64_t dv_sb, int64_t dv_st, int n_threads);
 
 /* Dropout of n contiguous elements: mask[i] = 1 keeps x[i] (scaled by
  * 1 / (1 - p)), 0 drops it. The keep decision is a counter-based hash of

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gemm_internal.h"
+#include "elementwise_internal.h"
 
 #ifdef FN_GEMM_X86
 #include <immintrin.h>
@@ -84,13 +85,29 @@ static FN_TARGET_AVX2 void avx2_kernel(int mr, int nr, int64_t kc, const float *
     }
 }
 
-/* Bias, pre-activation copy and the cheap activations in 8-wide vectors; the
- * transcendental ones go through the scalar helpers after the bias add. */
+/* The activation of 8 lanes, with the math of activations.c (same bits). */
+static inline __attribute__((always_inline)) FN_TARGET_AVX2 __m256
+avx2_activate(__m256 z, fn_activation act, __m256 slope) {
+    const __m256 zero = _mm256_setzero_ps();
+    switch (act) {
+    case FN_ACT_STEP: return _mm256_and_ps(_mm256_cmp_ps(z, zero, _CMP_GT_OQ), _mm256_set1_ps(1.0f));
+    case FN_ACT_SIGMOID: return fn_sigmoid_avx2(z);
+    case FN_ACT_TANH: return fn_tanh_avx2(z);
+    case FN_ACT_RELU: return _mm256_max_ps(zero, z); /* NaN passes through */
+    case FN_ACT_LEAKY_RELU:
+        return _mm256_blendv_ps(z, _mm256_mul_ps(z, slope), _mm256_cmp_ps(z, zero, _CMP_LT_OQ));
+    case FN_ACT_GELU: return fn_gelu_avx2(z);
+    default: return z;
+    }
+}
+
+/* Bias, pre-activation copy and activation, 8 lanes at a time; the last
+ * columns go through a masked vector, so every element sees the same math. */
 static FN_TARGET_AVX2 void avx2_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols,
                                          int64_t i0, int64_t j0, const fn_epilogue_f32 *epi) {
-    fn_activation act = epi->act;
-    int vector_act = act == FN_ACT_IDENTITY || act == FN_ACT_RELU || act == FN_ACT_LEAKY_RELU;
-    const __m256 zero = _mm256_setzero_ps(), slope = _mm256_set1_ps(epi->act_param);
+    const fn_activation act = epi->act;
+    const __m256 slope = _mm256_set1_ps(epi->act_param);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int64_t r = 0; r < rows; ++r) {
         float *row = c + r * ldc;
         float *pre = epi->pre ? epi->pre + (i0 + r) * epi->ldpre + j0 : NULL;
@@ -100,19 +117,14 @@ static FN_TARGET_AVX2 void avx2_epilogue(float *c, int64_t ldc, int64_t rows, in
             __m256 z = _mm256_loadu_ps(row + j);
             if (bias) z = _mm256_add_ps(z, _mm256_loadu_ps(bias + j));
             if (pre) _mm256_storeu_ps(pre + j, z);
-            if (act == FN_ACT_RELU)
-                z = _mm256_max_ps(zero, z); /* NaN passes through */
-            else if (act == FN_ACT_LEAKY_RELU)
-                z = _mm256_blendv_ps(z, _mm256_mul_ps(z, slope), _mm256_cmp_ps(z, zero, _CMP_LT_OQ));
-            _mm256_storeu_ps(row + j, z);
+            _mm256_storeu_ps(row + j, avx2_activate(z, act, slope));
         }
-        for (; j < cols; ++j) {
-            float z = row[j] + (bias ? bias[j] : 0.0f);
-            if (pre) pre[j] = z;
-            row[j] = vector_act ? fn_epilogue_act_scalar(act, epi->act_param, z) : z;
-        }
-        if (!vector_act) {
-            for (j = 0; j < cols; ++j) row[j] = fn_epilogue_act_scalar(act, epi->act_param, row[j]);
+        if (j < cols) {
+            __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(cols - j)), lane);
+            __m256 z = _mm256_maskload_ps(row + j, m);
+            if (bias) z = _mm256_add_ps(z, _mm256_maskload_ps(bias + j, m));
+            if (pre) _mm256_maskstore_ps(pre + j, m, z);
+            _mm256_maskstore_ps(row + j, m, avx2_activate(z, act, slope));
         }
     }
 }

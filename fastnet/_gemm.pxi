@@ -311,11 +311,21 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
     return (out, pre) if want_pre else out
 
 
-cdef object _contiguous(object arr, object dtype, tuple shape, str name):
+cdef object _cmatrix(object arr, object dtype, int64_t rows, int64_t cols, Py_buffer *view,
+                     _Matrix *mat, str name):
+    """arr as a C-contiguous rows x cols array of dtype (copied if it is not);
+    acquires its buffer, which the caller releases."""
     arr = _as_array(arr, dtype, "dense_backward", name)
-    if arr.shape != shape:
-        raise ValueError(f"dense_backward: {name} has shape {arr.shape}, expected {shape}")
-    return np.ascontiguousarray(arr)
+    if arr.ndim != 2 or arr.shape[0] != rows or arr.shape[1] != cols:
+        raise ValueError(f"dense_backward: {name} has shape {arr.shape}, expected ({rows}, {cols})")
+    PyObject_GetBuffer(arr, view, PyBUF_STRIDES)
+    if _layout(view, mat) and not mat.transposed and (rows <= 1 or mat.ld == cols):
+        return arr
+    PyBuffer_Release(view)
+    arr = np.ascontiguousarray(arr)
+    PyObject_GetBuffer(arr, view, PyBUF_STRIDES)
+    _layout(view, mat)
+    return arr
 
 
 def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, need_dx=True,
@@ -335,114 +345,74 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
     if act == FN_ACT_STEP:
         raise ValueError("dense_backward: the step activation has no gradient")
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
-        raise ValueError(f"dense_backward: x has shape {np.shape(x)} and w has shape {np.shape(w)}; "
+        raise ValueError(f"dense_backward: x has shape {x.shape} and w has shape {w.shape}; "
                          "expected (m, k) and (k, n)")
     cdef int64_t m = x.shape[0], k = x.shape[1], n = w.shape[1]
-    x = _contiguous(x, dtype, (m, k), "x")
-    w = _contiguous(w, dtype, (k, n), "w")
-    dy = _contiguous(dy, dtype, (m, n), "dy")
+    # Only what the activation's derivative reads is checked and used.
     if act == FN_ACT_GELU:
         if pre is None:
-            raise ValueError("dense_backward: gelu needs pre (the pre-activation from dense(..., return_preactivation=True))")
-        pre = _contiguous(pre, dtype, (m, n), "pre")
-    elif act != FN_ACT_IDENTITY:
-        if y is None:
+            raise ValueError("dense_backward: gelu needs pre (the pre-activation from "
+                             "dense(..., return_preactivation=True))")
+        y = None
+    else:
+        pre = None
+        if act == FN_ACT_IDENTITY:
+            y = None
+        elif y is None:
             raise ValueError(f"dense_backward: {activation} needs y (the forward output)")
-        y = _contiguous(y, dtype, (m, n), "y")
     if accumulate and (dw is None or (with_bias and db is None)):
         raise ValueError("dense_backward: accumulate=True needs dw (and db when with_bias) to add to")
     if db is not None and not with_bias:
         raise ValueError("dense_backward: db given but with_bias=False")
-    cdef Py_buffer vdw, vdb, vdx
-    cdef _Matrix mdw, mdb, mdx, mx, mw, mdy
-    cdef bint bias_grad = with_bias, want_dx = need_dx
-    dw = _output(dw, dtype, (k, n), &vdw, &mdw, "dense_backward", "dw")
-    PyBuffer_Release(&vdw)
-    if bias_grad:
-        db = _output(db, dtype, (n,), &vdb, &mdb, "dense_backward", "db")
-        PyBuffer_Release(&vdb)
-    dx = None
-    if want_dx:
-        dx = np.empty((m, k), dtype)
-    if db is not None and np.may_share_memory(dw, db):
-        raise ValueError("dense_backward: dw and db share memory; pass separate arrays")
-    for name, arr in (("dw", dw), ("db", db)):
-        if arr is not None and any(np.may_share_memory(arr, other) for other in (x, w, y, dy, pre) if other is not None):
-            raise ValueError(f"dense_backward: {name} aliases an input")
-    # dz is scratch; identity needs none (dz = dy is never written).
-    dz = dy if act == FN_ACT_IDENTITY else np.empty((m, n), dtype)
+    cdef Py_buffer views[9]
+    cdef int held = 0, i
+    cdef _Matrix mx, mw, my, mpre, mdy, mdz, mdw, mdb, mdx
+    cdef bint bias_grad = with_bias, want_dx = need_dx, acc = accumulate
+    cdef double slope = alpha
     cdef fn_status status
     cdef int nth = _n_threads
-    cdef bint acc = accumulate
-    if dtype is _F32:
-        status = _dense_backward_f32(x, w, y, pre, dy, dz, dx, dw, db, act, alpha, acc, nth)
-    else:
-        status = _dense_backward_f64(x, w, y, pre, dy, dz, dx, dw, db, act, alpha, acc, nth)
+    my.data = mpre.data = mdb.data = mdx.data = NULL
+    my.lo = my.hi = mpre.lo = mpre.hi = NULL
+    dx = None
+    try:
+        x = _cmatrix(x, dtype, m, k, &views[held], &mx, "x"); held += 1
+        w = _cmatrix(w, dtype, k, n, &views[held], &mw, "w"); held += 1
+        dy = _cmatrix(dy, dtype, m, n, &views[held], &mdy, "dy"); held += 1
+        if y is not None:
+            y = _cmatrix(y, dtype, m, n, &views[held], &my, "y"); held += 1
+        if pre is not None:
+            pre = _cmatrix(pre, dtype, m, n, &views[held], &mpre, "pre"); held += 1
+        dw = _output(dw, dtype, (k, n), &views[held], &mdw, "dense_backward", "dw"); held += 1
+        if bias_grad:
+            db = _output(db, dtype, (n,), &views[held], &mdb, "dense_backward", "db"); held += 1
+            if _overlaps(&mdb, &mdw):
+                raise ValueError("dense_backward: dw and db share memory; pass separate arrays")
+        if _overlaps(&mdw, &mx) or _overlaps(&mdw, &mw) or _overlaps(&mdw, &mdy) or \
+                _overlaps(&mdw, &my) or _overlaps(&mdw, &mpre):
+            raise ValueError("dense_backward: dw aliases an input (x, w, y, pre or dy)")
+        if bias_grad and (_overlaps(&mdb, &mx) or _overlaps(&mdb, &mw) or _overlaps(&mdb, &mdy) or
+                          _overlaps(&mdb, &my) or _overlaps(&mdb, &mpre)):
+            raise ValueError("dense_backward: db aliases an input (x, w, y, pre or dy)")
+        if want_dx:
+            dx = _output(None, dtype, (m, k), &views[held], &mdx, "dense_backward", "dx"); held += 1
+        if act == FN_ACT_IDENTITY:
+            mdz = mdy  # dz = dy: the C side sees dz == dy and writes nothing to it
+        else:
+            _output(None, dtype, (m, n), &views[held], &mdz, "dense_backward", "dz"); held += 1
+        if dtype is _F32:
+            with nogil:
+                status = fn_dense_backward_f32(
+                    m, n, k, <const float *>mx.data, <const float *>mw.data, <const float *>my.data,
+                    <const float *>mpre.data, <const float *>mdy.data, <fn_activation>act, <float>slope,
+                    <float *>mdz.data, <float *>mdx.data, <float *>mdw.data, <float *>mdb.data, acc, nth)
+        else:
+            with nogil:
+                status = fn_dense_backward_f64(
+                    m, n, k, <const double *>mx.data, <const double *>mw.data, <const double *>my.data,
+                    <const double *>mpre.data, <const double *>mdy.data, <fn_activation>act, slope,
+                    <double *>mdz.data, <double *>mdx.data, <double *>mdw.data, <double *>mdb.data, acc, nth)
+    finally:
+        for i in range(held):
+            PyBuffer_Release(&views[i])
     check_status(status, "dense_backward")
     return dx, dw, (db if bias_grad else None)
-
-
-cdef fn_status _dense_backward_f32(x, w, y, pre, dy, dz, dx, dw, db, int act, double slope, bint acc, int nth):
-    cdef const float[:, ::1] vx = x, vw = w, vdy = dy
-    cdef const float[:, ::1] vy = y if y is not None else None
-    cdef const float[:, ::1] vpre = pre if pre is not None else None
-    cdef float[:, ::1] vdw = dw
-    cdef float[:, ::1] vdx = dx if dx is not None else None
-    cdef float[::1] vdb = db if db is not None else None
-    cdef int64_t m = vdy.shape[0], n = vdy.shape[1], k = vx.shape[1]
-    cdef const float *py = &vy[0, 0] if vy is not None and vy.size else NULL
-    cdef const float *ppre = &vpre[0, 0] if vpre is not None and vpre.size else NULL
-    cdef float *pdx = &vdx[0, 0] if vdx is not None and vdx.size else NULL
-    cdef float *pdb = &vdb[0] if vdb is not None and vdb.size else NULL
-    cdef const float *px = &vx[0, 0] if vx.size else NULL
-    cdef const float *pw = &vw[0, 0] if vw.size else NULL
-    cdef const float *pdy = &vdy[0, 0] if vdy.size else NULL
-    cdef float *pdw = &vdw[0, 0] if vdw.size else NULL
-    cdef float *pdz
-    cdef float[:, ::1] vdz
-    if dz is dy:
-        pdz = <float *>pdy
-    else:
-        vdz = dz
-        pdz = &vdz[0, 0] if vdz.size else NULL
-    cdef float dummy = 0
-    if pdw == NULL:
-        pdw = &dummy  # k * n == 0: nothing is written, but C wants a pointer
-    cdef fn_status status
-    with nogil:
-        status = fn_dense_backward_f32(m, n, k, px, pw, py, ppre, pdy, <fn_activation>act, <float>slope,
-                                       pdz, pdx, pdw, pdb, acc, nth)
-    return status
-
-
-cdef fn_status _dense_backward_f64(x, w, y, pre, dy, dz, dx, dw, db, int act, double slope, bint acc, int nth):
-    cdef const double[:, ::1] vx = x, vw = w, vdy = dy
-    cdef const double[:, ::1] vy = y if y is not None else None
-    cdef const double[:, ::1] vpre = pre if pre is not None else None
-    cdef double[:, ::1] vdw = dw
-    cdef double[:, ::1] vdx = dx if dx is not None else None
-    cdef double[::1] vdb = db if db is not None else None
-    cdef int64_t m = vdy.shape[0], n = vdy.shape[1], k = vx.shape[1]
-    cdef const double *py = &vy[0, 0] if vy is not None and vy.size else NULL
-    cdef const double *ppre = &vpre[0, 0] if vpre is not None and vpre.size else NULL
-    cdef double *pdx = &vdx[0, 0] if vdx is not None and vdx.size else NULL
-    cdef double *pdb = &vdb[0] if vdb is not None and vdb.size else NULL
-    cdef const double *px = &vx[0, 0] if vx.size else NULL
-    cdef const double *pw = &vw[0, 0] if vw.size else NULL
-    cdef const double *pdy = &vdy[0, 0] if vdy.size else NULL
-    cdef double *pdw = &vdw[0, 0] if vdw.size else NULL
-    cdef double *pdz
-    cdef double[:, ::1] vdz
-    if dz is dy:
-        pdz = <double *>pdy
-    else:
-        vdz = dz
-        pdz = &vdz[0, 0] if vdz.size else NULL
-    cdef double dummy = 0
-    if pdw == NULL:
-        pdw = &dummy
-    cdef fn_status status
-    with nogil:
-        status = fn_dense_backward_f64(m, n, k, px, pw, py, ppre, pdy, <fn_activation>act, slope,
-                                       pdz, pdx, pdw, pdb, acc, nth)
-    return status

@@ -1,7 +1,7 @@
 # Transformer kernels: embedding, layer norm, attention, dropout, residual add
 # (csrc/transformer.c, csrc/layernorm.c, csrc/attention.c).
 cimport cython
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
 
 cdef extern from "fastnet.h" nogil:
     fn_status fn_embedding_forward_f32(const int64_t *ids, int64_t n, const float *table, int64_t vocab, int64_t dim, float *out, int64_t *bad_pos, int n_threads) noexcept
@@ -14,8 +14,8 @@ cdef extern from "fastnet.h" nogil:
     fn_status fn_layer_norm_backward_f64(const double *dy, const double *x, const double *gamma, const double *mean, const double *rstd, int64_t rows, int64_t dim, double *dx, double *dgamma, double *dbeta, int n_threads) noexcept
     fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const float *q, int64_t q_sb, int64_t q_st, const float *k, int64_t k_sb, int64_t k_st, const float *v, int64_t v_sb, int64_t v_st, const uint8_t *key_padding_mask, int causal, float *out, float *probs, int n_threads) noexcept
     fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const double *q, int64_t q_sb, int64_t q_st, const double *k, int64_t k_sb, int64_t k_st, const double *v, int64_t v_sb, int64_t v_st, const uint8_t *key_padding_mask, int causal, double *out, double *probs, int n_threads) noexcept
-    fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const float *dout, int64_t do_sb, int64_t do_st, const float *q, int64_t q_sb, int64_t q_st, const float *k, int64_t k_sb, int64_t k_st, const float *v, int64_t v_sb, int64_t v_st, const float *probs, float *dq, float *dk, float *dv, int n_threads) noexcept
-    fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const double *dout, int64_t do_sb, int64_t do_st, const double *q, int64_t q_sb, int64_t q_st, const double *k, int64_t k_sb, int64_t k_st, const double *v, int64_t v_sb, int64_t v_st, const double *probs, double *dq, double *dk, double *dv, int n_threads) noexcept
+    fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const float *dout, int64_t do_sb, int64_t do_st, const float *q, int64_t q_sb, int64_t q_st, const float *k, int64_t k_sb, int64_t k_st, const float *v, int64_t v_sb, int64_t v_st, const float *probs, float *dq, int64_t dq_sb, int64_t dq_st, float *dk, int64_t dk_sb, int64_t dk_st, float *dv, int64_t dv_sb, int64_t dv_st, int n_threads) noexcept
+    fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const double *dout, int64_t do_sb, int64_t do_st, const double *q, int64_t q_sb, int64_t q_st, const double *k, int64_t k_sb, int64_t k_st, const double *v, int64_t v_sb, int64_t v_st, const double *probs, double *dq, int64_t dq_sb, int64_t dq_st, double *dk, int64_t dk_sb, int64_t dk_st, double *dv, int64_t dv_sb, int64_t dv_st, int n_threads) noexcept
     fn_status fn_dropout_forward_f32(const float *x, float *y, uint8_t *mask, int64_t n, double p, uint64_t seed, int n_threads) noexcept
     fn_status fn_dropout_forward_f64(const double *x, double *y, uint8_t *mask, int64_t n, double p, uint64_t seed, int n_threads) noexcept
     fn_status fn_dropout_backward_f32(const float *dy, const uint8_t *mask, float *dx, int64_t n, double p, int n_threads) noexcept
@@ -316,8 +316,8 @@ cdef int _attention_forward_impl(const tf_real[:, :, :, :] q, const tf_real[:, :
 
 cdef int _attention_backward_impl(const tf_real[:, :, :, :] dout, const tf_real[:, :, :, :] q,
                                   const tf_real[:, :, :, :] k, const tf_real[:, :, :, :] v,
-                                  const tf_real[:, :, :, ::1] probs, tf_real[:, :, :, ::1] dq,
-                                  tf_real[:, :, :, ::1] dk, tf_real[:, :, :, ::1] dv) except -1 nogil:
+                                  const tf_real[:, :, :, ::1] probs, tf_real[:, :, :, :] dq,
+                                  tf_real[:, :, :, :] dk, tf_real[:, :, :, :] dv) except -1 nogil:
     cdef int64_t es = sizeof(tf_real)
     if tf_real is float:
         return fn_attention_backward_f32(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
@@ -325,16 +325,44 @@ cdef int _attention_backward_impl(const tf_real[:, :, :, :] dout, const tf_real[
                                          &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
                                          &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
                                          &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
-                                         &probs[0, 0, 0, 0], &dq[0, 0, 0, 0], &dk[0, 0, 0, 0],
-                                         &dv[0, 0, 0, 0], _n_threads)
+                                         &probs[0, 0, 0, 0],
+                                         &dq[0, 0, 0, 0], dq.strides[0] // es, dq.strides[1] // es,
+                                         &dk[0, 0, 0, 0], dk.strides[0] // es, dk.strides[1] // es,
+                                         &dv[0, 0, 0, 0], dv.strides[0] // es, dv.strides[1] // es,
+                                         _n_threads)
     else:
         return fn_attention_backward_f64(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
                                          &dout[0, 0, 0, 0], dout.strides[0] // es, dout.strides[1] // es,
                                          &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
                                          &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
                                          &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
-                                         &probs[0, 0, 0, 0], &dq[0, 0, 0, 0], &dk[0, 0, 0, 0],
-                                         &dv[0, 0, 0, 0], _n_threads)
+                                         &probs[0, 0, 0, 0],
+                                         &dq[0, 0, 0, 0], dq.strides[0] // es, dq.strides[1] // es,
+                                         &dk[0, 0, 0, 0], dk.strides[0] // es, dk.strides[1] // es,
+                                         &dv[0, 0, 0, 0], dv.strides[0] // es, dv.strides[1] // es,
+                                         _n_threads)
+
+
+cdef object _tf_grad_out(out, like, inputs, str what, str name):
+    """A caller-given gradient array checked for shape, dtype, layout and overlap, or a new one."""
+    if out is None:
+        return np.empty(like.shape, dtype=like.dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{what}: {name} must be a NumPy array, got {type(out).__name__}")
+    if out.shape != like.shape:
+        raise ValueError(f"{what}: {name} must have shape {like.shape}, got {out.shape}")
+    _tf_same_dtype(like, out, what, "q", name)
+    if not out.flags.writeable:
+        raise ValueError(f"{what}: {name} is read-only")
+    es = out.itemsize
+    if (out.strides[3] != es or out.strides[2] != out.shape[3] * es
+            or out.strides[0] % es or out.strides[1] % es):
+        raise ValueError(f"{what}: {name} must have its last two axes (heads, head_dim) contiguous, "
+                         f"got strides {out.strides}")
+    for other_name, other in inputs:
+        if np.may_share_memory(out, other):
+            raise ValueError(f"{what}: {name} overlaps {other_name}")
+    return out
 
 
 cdef tuple _tf_qkv(q, k, v, str what):
@@ -400,8 +428,14 @@ def attention(q, k, v, key_padding_mask=None, causal=False):
     return out, probs
 
 
-def attention_backward(dout, q, k, v, probs):
-    """(dq, dk, dv) of attention given dout (like its out) and the probs it returned."""
+def attention_backward(dout, q, k, v, probs, dq=None, dk=None, dv=None):
+    """(dq, dk, dv) of attention given dout (like its out) and the probs it returned.
+
+    dq, dk, dv may be given to be written in place: arrays of the shapes of
+    q, k, v with (heads, head_dim) contiguous, e.g. the three slices
+    dqkv[:, :, i] of a fused (B, T, 3, H, dh) gradient, so no stacking copy is
+    needed. They must not overlap each other or the inputs.
+    """
     what = "attention_backward"
     q, k, v = _tf_qkv(q, k, v, what)
     dout = _tf_float(dout, what, "dout")
@@ -416,9 +450,10 @@ def attention_backward(dout, q, k, v, probs):
         raise ValueError(f"{what}: probs must have shape (B, H, Tq, Tk) = {(batch, heads, tq, tk)}, got {probs.shape}")
     dout = _tf_heads_contiguous(dout)
     probs = np.ascontiguousarray(probs)
-    dq = np.empty(q.shape, dtype=q.dtype)
-    dk = np.empty(k.shape, dtype=q.dtype)
-    dv = np.empty(k.shape, dtype=q.dtype)
+    inputs = (("dout", dout), ("q", q), ("k", k), ("v", v), ("probs", probs))
+    dq = _tf_grad_out(dq, q, inputs, what, "dq")
+    dk = _tf_grad_out(dk, k, inputs, what, "dk")
+    dv = _tf_grad_out(dv, k, inputs, what, "dv")
     if batch == 0 or tq == 0 or tk == 0:
         dq.fill(0)
         dk.fill(0)
@@ -507,6 +542,12 @@ def dropout_backward(dy, mask, p):
 
 
 cdef int _add_impl(const tf_real[::1] a, const tf_real[::1] b, tf_real[::1] out) except -1 nogil:
+    """a + b into out; -2 (nothing done) when b partly overlaps out, which an
+    elementwise loop cannot handle (an exact alias, out is b, is fine)."""
+    cdef uintptr_t pb = <uintptr_t>&b[0], po = <uintptr_t>&out[0]
+    cdef uintptr_t nbytes = <uintptr_t>(a.shape[0] * sizeof(tf_real))
+    if pb != po and pb < po + nbytes and po < pb + nbytes:
+        return -2
     if tf_real is float:
         return fn_add_f32(&a[0], &b[0], &out[0], a.shape[0], _n_threads)
     else:
@@ -522,26 +563,32 @@ cdef tuple _tf_add_args(a, b, str what):
     return a, b
 
 
+cdef int _tf_run_add(a1, b1, out1, str what) except -1:
+    """out1 = a1 + b1 on flat contiguous arrays (b1 copied first if it partly overlaps out1)."""
+    for _ in range(2):
+        if _tf_is_f32(a1):
+            st = _add_impl[cython.float](a1, b1, out1)
+        else:
+            st = _add_impl[cython.double](a1, b1, out1)
+        if st != -2:
+            break
+        b1 = b1.copy()
+    if st != FN_OK:
+        check_status(st, f"{what}(a {a1.shape})")
+    return 0
+
+
 def add_(a, b):
     """Residual add in place: a += b (same shape and dtype); returns a."""
     what = "add_"
     a, b = _tf_add_args(a, b, what)
-    if not a.flags.c_contiguous or not a.flags.writeable:
+    flags = a.flags
+    if not flags.c_contiguous or not flags.writeable:
         raise ValueError(f"{what}: a (shape {a.shape}) must be C-contiguous and writeable")
     if a.size == 0:
         return a
-    # An exact alias (a += a) is fine elementwise; any other overlap is not.
-    if np.may_share_memory(a, b) and not (b.flags.c_contiguous and
-                                          b.__array_interface__["data"][0] == a.__array_interface__["data"][0]):
-        b = b.copy()
     a1 = a.reshape(-1)
-    b1 = np.ascontiguousarray(b).reshape(-1)
-    if _tf_is_f32(a):
-        st = _add_impl[cython.float](a1, b1, a1)
-    else:
-        st = _add_impl[cython.double](a1, b1, a1)
-    if st != FN_OK:
-        check_status(st, f"{what}(a {a.shape})")
+    _tf_run_add(a1, np.ascontiguousarray(b).reshape(-1), a1, what)
     return a
 
 
@@ -552,12 +599,6 @@ def add(a, b):
     out = np.empty(a.shape, dtype=a.dtype)
     if a.size == 0:
         return out
-    a1 = np.ascontiguousarray(a).reshape(-1)
-    b1 = np.ascontiguousarray(b).reshape(-1)
-    if _tf_is_f32(a):
-        st = _add_impl[cython.float](a1, b1, out.reshape(-1))
-    else:
-        st = _add_impl[cython.double](a1, b1, out.reshape(-1))
-    if st != FN_OK:
-        check_status(st, f"{what}(a {a.shape})")
+    _tf_run_add(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
+                out.reshape(-1), what)
     return out

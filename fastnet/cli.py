@@ -28,18 +28,34 @@ def demo_perceptron():
     return story.perceptron_story(print=print)
 
 
+def demo_network():
+    from fastnet import story
+
+    _heading("3. Training on batches, checked on a held-out test set")
+    return story.network_story(print=print)
+
+
 def demo_translator(minutes):
     from fastnet.seq2seq import demo_translator as run
 
-    _heading("3. An Encoder and two Decoders: English -> Swedish and Spanish")
+    _heading("4. An Encoder and two Decoders: English -> Swedish and Spanish")
     return run(print=print, minutes=minutes)
+
+
+def demo_pictures(translator, out_dir, minutes):
+    from fastnet.image import demo_pictures as run
+
+    _heading("5. The same representation, decoded into pixels")
+    return run(print=print, out_dir=out_dir, translator=translator, minutes=minutes)
 
 
 def cmd_demo(args):
     start = time.perf_counter()
     demo_text()
     demo_perceptron()
-    demo_translator(args.minutes)
+    demo_network()
+    translated = demo_translator(args.minutes)
+    demo_pictures(translated["translator"], args.out, args.minutes)
     print(f"\nThe whole story took {time.perf_counter() - start:.0f} s.")
     return 0
 
@@ -57,7 +73,10 @@ def cmd_train_translator(args):
     scores = train_on_pairs(args.pairs, args.out, minutes=args.minutes, seed=args.seed)
     print(f"saved {args.out}")
     for name, value in scores.items():
-        print(f"  {name}: {value:.4g}" if isinstance(value, float) else f"  {name}: {value}")
+        if isinstance(value, float):
+            print(f"  {name}: {value:.4g}")
+        elif isinstance(value, (int, str)):
+            print(f"  {name}: {value}")
     return 0
 
 
@@ -70,12 +89,21 @@ def cmd_translate(args):
     return 0
 
 
+def cmd_draw(args):
+    from fastnet.image import draw_to_png
+
+    print(draw_to_png(args.model, args.text, args.out, scale=args.scale))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastnet", description="A small, fast deep-learning framework for CPUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="tell the whole story on built-in data (about two minutes)")
-    p.add_argument("--minutes", type=float, default=1.0, help="training budget of the translator (default 1)")
+    p.add_argument("--minutes", type=float, default=1.0,
+                   help="training budget of the translator and of the pixel decoder (default 1 each)")
+    p.add_argument("--out", default="fastnet-demo", help="folder for the pictures and plots (default ./fastnet-demo)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="show version, CPU path, OpenMP and threads")
@@ -94,6 +122,13 @@ def build_parser():
     p.add_argument("--to", default=None, help="target language (default: the model's first)")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("draw", help="draw a picture of an English description with a saved model")
+    p.add_argument("model", help="a saved Translator with a pixel decoder")
+    p.add_argument("text", help='a description, e.g. "a big red circle"')
+    p.add_argument("-o", "--out", default="drawing.png", help="PNG file to write (default drawing.png)")
+    p.add_argument("--scale", type=int, default=8, help="enlarge every pixel to a scale x scale block")
+    p.set_defaults(func=cmd_draw)
     return parser
 
 
@@ -105,7 +140,7 @@ def main(argv=None):
         return 0
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, ImportError) as err:
         print(f"fastnet {args.command}: error: {err}", file=sys.stderr)
         return 2
 

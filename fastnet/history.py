@@ -18,7 +18,9 @@ class History:
         n_before = len(self.epoch)
         self.epoch.append(int(epoch))
         for key, value in logs.items():
-            column = self.history.setdefault(key, [None] * n_before)
+            column = self.history.get(key)
+            if column is None:  # a metric that appears late: earlier epochs get None
+                column = self.history[key] = [None] * n_before
             column.append(value)
         for key, column in self.history.items():
             if len(column) < len(self.epoch):

@@ -55,8 +55,7 @@ class Network:
             layer.initialize(self.rng)
         self.store = ParameterStore(layers, dtype=self.dtype)
         self._check_chain()
-        if hasattr(layers[0], "need_input_grad"):
-            layers[0].need_input_grad = False  # nobody needs d loss / d X
+        self._skip_input_gradient()
         self.optimizer = _optimizers.get(optimizer if optimizer is not None else _optimizers.Adam(1e-3))
         self.optimizer.bind(self.store)
         self.n_features = _first_with(layers, "n_in")
@@ -64,7 +63,17 @@ class Network:
         self.epochs_trained = 0
         self.stop_training = False
         self.history = History()
-        self._reversed = layers[::-1]
+
+    def _skip_input_gradient(self):
+        """Nobody needs d loss / d X: backpropagation stops at the first layer with parameters.
+
+        That layer skips its input gradient, and parameter-free layers in front
+        of it (an input Dropout, say) are not visited backwards at all.
+        """
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
+        if hasattr(self.layers[first], "need_input_grad"):
+            self.layers[first].need_input_grad = False
+        self._reversed = self.layers[first:][::-1]
 
     def _check_chain(self):
         width = None
@@ -189,12 +198,14 @@ class Network:
         for cb in callbacks:
             cb.on_train_begin(self)
         logs = {}
+        rows = min(batch_size, X.shape[0])
+        buffers = (np.empty((rows,) + X.shape[1:], dtype=X.dtype), np.empty((rows,) + y.shape[1:], dtype=y.dtype))
         try:
             for _ in range(epochs):
                 epoch = self.epochs_trained
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch)
-                logs = self._run_epoch(X, y, batch_size, shuffle, callbacks, epoch, epochs, verbose, validation)
+                logs = self._run_epoch(X, y, batch_size, shuffle, callbacks, epoch, verbose, validation, buffers)
                 self.epochs_trained += 1
                 history.append(epoch, logs)
                 self.history.append(epoch, logs)
@@ -218,57 +229,62 @@ class Network:
             callbacks.append(OverfittingWarning())
         return callbacks
 
-    def _run_epoch(self, X, y, batch_size, shuffle, callbacks, epoch, epochs, verbose, validation):
+    def _run_epoch(self, X, y, batch_size, shuffle, callbacks, epoch, verbose, validation, buffers):
         n = X.shape[0]
         order = self.rng.permutation(n) if shuffle else None
-        batch_x = np.empty((min(batch_size, n),) + X.shape[1:], dtype=X.dtype)
-        batch_y = np.empty((min(batch_size, n),) + y.shape[1:], dtype=y.dtype)
-        bar = self._progress_bar(n, epoch, epochs, verbose)
+        bar = self._progress_bar(n, epoch, verbose)
         start = time.perf_counter()
-        loss_sum = 0.0
-        metric_sums = {}
+        sums = {"loss": 0.0}
         try:
             for step, lo in enumerate(range(0, n, batch_size)):
                 hi = min(lo + batch_size, n)
-                if order is None:
-                    xb, yb = X[lo:hi], y[lo:hi]
-                else:
-                    xb, yb = batch_x[:hi - lo], batch_y[:hi - lo]
-                    np.take(X, order[lo:hi], axis=0, out=xb)
-                    np.take(y, order[lo:hi], axis=0, out=yb)
+                xb, yb = self._batch(X, y, order, lo, hi, buffers)
                 loss, out = self._train_step(xb, yb)
                 if not math.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {loss} at epoch {epoch + 1}, step {step + 1} (samples {lo}..{hi - 1}); "
                         f"training stopped. Try a smaller learning rate, gradient clipping (clip_norm=...) "
                         f"or check the inputs for huge values")
-                m = hi - lo
-                loss_sum += loss * m
-                for key, value in self.loss.metrics(out, yb).items():
-                    metric_sums[key] = metric_sums.get(key, 0.0) + value * m
+                self._accumulate(sums, loss, out, yb)
                 for cb in callbacks:
-                    cb.on_batch_end(step, {"loss": loss, "batch_size": m})
+                    cb.on_batch_end(step, {"loss": loss, "batch_size": hi - lo})
                 if bar is not None:
-                    bar.update(m)
+                    bar.update(hi - lo)
                     if step % 16 == 0:
-                        bar.set_postfix(loss=f"{loss_sum / hi:.4f}", refresh=False)
-            logs = {"loss": loss_sum / n}
-            logs.update({key: total / n for key, total in metric_sums.items()})
+                        bar.set_postfix(loss=f"{sums['loss'] / hi:.4f}", refresh=False)
+            logs = {key: total / n for key, total in sums.items()}
             if validation is not None:
-                val = self._evaluate_checked(*validation)
-                logs.update({"val_" + key: value for key, value in val.items()})
+                logs.update({"val_" + key: value for key, value in self._evaluate_checked(*validation).items()})
             logs["time"] = time.perf_counter() - start
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "time"}, refresh=False)
         finally:
             if bar is not None:
-                if "logs" in locals():
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k != "time"}, refresh=False)
                 bar.close()
         if verbose == 2:
             shown = "  ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "time")
             print(f"epoch {epoch + 1}: {shown}  ({logs['time']:.2f}s)")
         return logs
 
-    def _progress_bar(self, n, epoch, epochs, verbose):
+    @staticmethod
+    def _batch(X, y, order, lo, hi, buffers):
+        """Rows lo..hi-1 of the epoch's order, gathered into preallocated buffers (no allocation per step)."""
+        if order is None:
+            return X[lo:hi], y[lo:hi]
+        xb, yb = buffers[0][:hi - lo], buffers[1][:hi - lo]
+        idx = order[lo:hi]
+        X.take(idx, axis=0, out=xb)
+        y.take(idx, axis=0, out=yb)
+        return xb, yb
+
+    def _accumulate(self, sums, loss, out, target):
+        """Add one batch's loss and metrics, weighted by its size, to the epoch's running sums."""
+        m = target.shape[0]
+        sums["loss"] += loss * m
+        for key, value in self.loss.metrics(out, target).items():
+            sums[key] = sums.get(key, 0.0) + value * m
+
+    def _progress_bar(self, n, epoch, verbose):
         if verbose != 1:
             return None
         from tqdm.auto import tqdm

@@ -129,3 +129,24 @@ def test_threads_bitwise_equal(cpu_path, rng):
         dense_two = ops.dense(a, b, b[0], activation="relu")
     np.testing.assert_array_equal(one, two)
     np.testing.assert_array_equal(dense_one, dense_two)
+
+
+@pytest.mark.parametrize("activation", ["step", "sigmoid", "tanh", "relu", "leaky_relu", "gelu"])
+def test_dense_epilogue_has_the_bits_of_the_activation_kernel(cpu_path, rng, activation):
+    x = rng.standard_normal((29, 40)).astype(np.float32) * 3
+    w = rng.standard_normal((40, 37)).astype(np.float32)
+    b = rng.standard_normal(37).astype(np.float32)
+    y, pre = ops.dense(x, w, b, activation=activation, return_preactivation=True)
+    np.testing.assert_array_equal(y, getattr(ops, activation)(pre))
+
+
+def test_dense_backward_reads_only_what_the_activation_needs(rng):
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    w = rng.standard_normal((5, 7)).astype(np.float32)
+    y, pre = ops.dense(x, w, activation="gelu", return_preactivation=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = ops.dense_backward(x, w, y, dy, activation="gelu", pre=pre)
+    got = ops.dense_backward(x, w, np.asfortranarray(y.astype(np.float64)), dy, activation="gelu",
+                             pre=np.asfortranarray(pre))
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(g, e)

@@ -212,7 +212,8 @@ def test_loading_a_truncated_file_fails_clearly(tmp_path):
     ({"d_model": 4, "size": 2.5}, "size must be a positive integer"),
     ({"d_model": 4, "loss": "hinge"}, "loss must be one of"),
     ({"d_model": 4, "hidden": (8, -1)}, "hidden layer width"),
-    ({"d_model": 4, "activation": "step"}, "not a trainable"),
+    ({"d_model": 4, "activation": "step"}, "hidden activation must be one of"),
+    ({"d_model": 4, "activation": "gelu"}, "hidden activation must be one of"),
 ])
 def test_bad_construction_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

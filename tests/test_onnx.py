@@ -3,6 +3,7 @@
 Skipped when onnx / onnxruntime are not installed (`pip install "fastnet[onnx]"`),
 except the tests that check what happens without them.
 """
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import fastnet as fn
+import fastnet.export
 from fastnet.export import onnx as fn_onnx
 from fastnet.export import onnx_runtime
 
@@ -207,3 +209,123 @@ def test_recipe_ascii_strict_refuses_non_ascii():
 def test_runtime_rejects_a_directory_without_recipe(tmp_path):
     with pytest.raises(FileNotFoundError, match="recipe.json"):
         onnx_runtime.onnx_greedy_translate(tmp_path, ["cats are cute"], to="sv")
+
+
+# ---- Translator ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def translator():
+    """A small two-language translator trained long enough to write real, eos-terminated sentences."""
+    data = fn.datasets.toy_translations(200, seed=0)
+    tr = fn.Translator.build(data.en, {"sv": data.sv, "es": data.es}, d_model=32, n_heads=4, n_layers=2, d_ff=64,
+                             dropout=0.0, seed=0)
+    tr.fit(data.en, {"sv": data.sv, "es": data.es}, epochs=12, batch_size=16, verbose=0, lr=1e-2, warmup=20)
+    return tr
+
+
+@pytest.fixture(scope="module")
+def exported(ort, translator, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("translator_onnx")
+    recipe = translator.to_onnx(directory)
+    return directory, recipe
+
+
+@pytest.fixture(scope="module")
+def sentences():
+    held_out = fn.datasets.toy_translations(40, seed=1, split="test").en
+    return ["cats are cute", "the dog is big", "the house is big"] + held_out
+
+
+def test_encoder_graph_matches_memory_and_representation(ort, translator, exported, sentences):
+    directory, _ = exported
+    src = translator.encode_source(sentences)  # mixed lengths: padded rows
+    assert (src == translator.encoder.pad_id).any()
+    memory, mask, representation = _session(ort, directory / "encoder.onnx").run(None, {"src_ids": src})
+    want_memory, want_mask = translator._memory(src)
+    np.testing.assert_array_equal(mask, want_mask)
+    keep = ~want_mask  # padded positions of the memory are never read (masked keys, pooling)
+    np.testing.assert_allclose(memory[keep], want_memory[keep], rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(representation, translator.represent(sentences), rtol=1e-4, atol=2e-5)
+
+
+def test_decoder_step_logits_match_for_every_prefix(ort, translator, exported, sentences):
+    directory, recipe = exported
+    src = translator.encode_source(sentences[:12])
+    memory, mask = translator._memory(src)
+    for name in ("sv", "es"):
+        dec = translator.decoders[name]
+        session = _session(ort, directory / recipe["decoders"][name]["file"])
+        targets = translator.encode_target(name, translator.translate(sentences[:12], to=name))
+        state = dec.start(memory, mask)
+        for t in range(1, targets.shape[1]):
+            prefix = np.ascontiguousarray(targets[:, :t])
+            got = session.run(None, {"tokens": prefix, "memory": memory, "memory_mask": mask})[0]
+            cached = dec.step(state, prefix[:, -1])  # fastnet's own KV-cached decoding step
+            np.testing.assert_allclose(got, cached, rtol=1e-4, atol=1e-4, err_msg=f"{name} prefix length {t}")
+            np.testing.assert_allclose(got, dec.forward(prefix, memory, mask)[:, -1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("to", ["sv", "es"])
+def test_onnx_greedy_translation_equals_fastnet(translator, exported, sentences, to):
+    directory, _ = exported
+    want = translator.translate(sentences, to=to)
+    # a meaningful comparison: real sentences of different lengths that stopped at eos
+    assert sum(bool(w) for w in want) > len(want) // 2 and len({len(w.split()) for w in want}) > 1
+    assert fn.export.onnx_greedy_translate(directory, sentences, to=to) == want
+    assert fn.export.onnx_greedy_translate(directory, sentences[0], to=to) == want[0]
+
+
+def test_recipe_describes_greedy_decoding(translator, exported):
+    directory, recipe = exported
+    with open(directory / "recipe.json", encoding="utf-8") as f:
+        assert json.load(f) == recipe
+    assert recipe["decoding"] == "greedy" and recipe["not_exported"] == {}
+    enc = recipe["encoder"]
+    assert enc["tokenizer"] == translator.src_tokenizer.to_dict() and enc["max_len"] == translator.encoder.max_len
+    assert (enc["pad_id"], enc["eos_id"], enc["add_bos"], enc["add_eos"]) == (
+        translator.src_tokenizer.pad_id, translator.src_tokenizer.eos_id, False, True)
+    for name, spec in recipe["decoders"].items():
+        tok, dec = translator.tokenizers[name], translator.decoders[name]
+        assert (spec["bos_id"], spec["eos_id"], spec["pad_id"]) == (tok.bos_id, tok.eos_id, tok.pad_id)
+        assert spec["max_len"] == dec.max_len and spec["tokenizer"] == tok.to_dict()
+        assert (directory / spec["file"]).is_file()
+    with open(directory / "translate.py", "rb") as copy, open(onnx_runtime.__file__, "rb") as source:
+        assert copy.read() == source.read()
+
+
+def test_exported_directory_translates_without_fastnet(translator, exported):
+    directory, _ = exported
+    code = (
+        "import sys, runpy\n"
+        "sys.modules['fastnet'] = None  # the deployment has no fastnet\n"
+        f"sys.argv = ['translate.py', {str(directory)!r}, 'cats are cute', 'the dog is big', '--to', 'es']\n"
+        f"runpy.run_path({str(directory / 'translate.py')!r}, run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=str(directory))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == translator.translate(["cats are cute", "the dog is big"], to="es")
+
+
+def test_translator_export_choices_and_errors(ort, translator, tmp_path):
+    recipe = translator.to_onnx(tmp_path / "es_only", decoders=["es"])
+    assert list(recipe["decoders"]) == ["es"]
+    assert sorted(os.listdir(tmp_path / "es_only")) == ["decoder_es.onnx", "encoder.onnx", "recipe.json",
+                                                       "translate.py"]
+    with pytest.raises(KeyError, match="unknown target 'sv'"):
+        fn.export.onnx_greedy_translate(tmp_path / "es_only", ["cats are cute"], to="sv")
+    with pytest.raises(KeyError, match="unknown decoder 'fr'"):
+        translator.to_onnx(tmp_path / "fr", decoders=["fr"])
+    translator.to_onnx(tmp_path / "both")
+    with pytest.raises(ValueError, match="say which decoder"):
+        fn.export.onnx_greedy_translate(tmp_path / "both", ["cats are cute"])
+
+
+def test_pixel_decoders_are_listed_not_exported(ort, tmp_path):
+    texts = ["a red circle", "a blue square"]
+    tr = fn.Translator.build(texts, {"sv": ["en röd cirkel", "en blå kvadrat"]}, d_model=16, n_heads=2, n_layers=1,
+                             d_ff=32, seed=0)
+    tr.add_decoder("pixels", fn.ImageDecoder(16, size=8, hidden=(16,)))
+    recipe = tr.to_onnx(tmp_path / "mixed")
+    assert list(recipe["decoders"]) == ["sv"] and "pixels" in recipe["not_exported"]
+    with pytest.raises(TypeError, match="only text decoders"):
+        tr.to_onnx(tmp_path / "pixels", decoders=["pixels"])

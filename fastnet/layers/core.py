@@ -21,19 +21,25 @@ def _check_activation(name, extra=()):
 
 
 class _Buffers:
-    """Output buffers reused from step to step, one set per batch size.
+    """Output buffers reused from step to step, one per batch size.
 
     A training epoch sees at most two batch sizes (full and the last, partial
-    one), so a tiny dict avoids allocating on every step.
+    one), so a tiny dict avoids allocating on every step; the last buffer
+    handed out is checked first because consecutive steps share a size.
     """
 
     def __init__(self):
         self._by_rows = {}
+        self._last = None
 
-    def get(self, shape, dtype):
-        buf = self._by_rows.get(shape)
-        if buf is None or buf.dtype != dtype:
-            buf = self._by_rows[shape] = np.empty(shape, dtype=dtype)
+    def get(self, rows, cols, dtype):
+        last = self._last
+        if last is not None and last.shape[0] == rows and last.dtype == dtype:
+            return last
+        buf = self._by_rows.get(rows)
+        if buf is None or buf.dtype != dtype or buf.shape[1] != cols:
+            buf = self._by_rows[rows] = np.empty((rows, cols), dtype=dtype)
+        self._last = buf
         return buf
 
 
@@ -74,7 +80,7 @@ class Dense(Layer):
     def forward(self, x, training=False):
         w = self.params["w"]
         bias = self.params["b"] if self.use_bias else None
-        out = self._buffers.get((x.shape[0], self.n_out), w.dtype) if training else None
+        out = self._buffers.get(x.shape[0], self.n_out, w.dtype) if training else None
         if self.activation == "gelu":  # GELU's derivative needs the pre-activation
             y, self._pre = ops.dense(x, w, bias, activation="gelu", out=out, return_preactivation=True)
         else:

@@ -96,16 +96,22 @@ def attention(q, k, v, key_padding_mask=None, causal=False):
     return out, probs
 
 
-def attention_backward(dout, q, k, v, probs):
-    """(dq, dk, dv) of attention, given the probs it returned."""
+def attention_backward(dout, q, k, v, probs, dq=None, dk=None, dv=None):
+    """(dq, dk, dv) of attention, given the probs it returned (written into dq, dk, dv if given)."""
     dh = q.shape[-1]
     scale = 1.0 / np.sqrt(dh)
-    dv = np.einsum("bhij,bihd->bjhd", probs, dout)
+    dvalues = np.einsum("bhij,bihd->bjhd", probs, dout)
     dprobs = np.einsum("bihd,bjhd->bhij", dout, v)
     dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True)) * scale
-    dq = np.einsum("bhij,bjhd->bihd", dscores, k)
-    dk = np.einsum("bhij,bihd->bjhd", dscores, q)
-    return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)
+    grads = (np.einsum("bhij,bjhd->bihd", dscores, k), np.einsum("bhij,bihd->bjhd", dscores, q), dvalues)
+    results = []
+    for given, g in zip((dq, dk, dv), grads):
+        if given is None:
+            results.append(g.astype(q.dtype))
+        else:
+            given[...] = g
+            results.append(given)
+    return tuple(results)
 
 
 def _mix64(z):

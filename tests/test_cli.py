@@ -1,0 +1,71 @@
+"""The `fastnet` command, run as a user would run it."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastnet import cli
+from fastnet.datasets import toy_translations
+
+
+def run_fastnet(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fastnet.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_help_lists_every_command():
+    out = run_fastnet("--help").stdout
+    for command in ("demo", "config", "train-translator", "translate", "draw"):
+        assert command in out
+
+
+def test_config_shows_the_cpu_path():
+    result = run_fastnet("config")
+    assert result.returncode == 0
+    assert "cpu path" in result.stdout and "openmp" in result.stdout
+
+
+def test_missing_model_is_a_clear_error_not_a_traceback(tmp_path):
+    result = run_fastnet("translate", str(tmp_path / "nope.safetensors"), "cats are cute")
+    assert result.returncode == 2
+    assert "nope.safetensors" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    data = toy_translations(600, seed=3, split="train")
+    pairs = folder / "eng-swe.tsv"
+    pairs.write_text("".join(f"{en}\t{sv}\tattribution\n" for en, sv in zip(data.en, data.sv)), encoding="utf-8")
+    model = folder / "model.safetensors"
+    result = run_fastnet("train-translator", str(pairs), "--out", str(model), "--minutes", "0.15")
+    assert result.returncode == 0, result.stderr
+    assert f"saved {model}" in result.stdout
+    return model
+
+
+def test_train_translator_then_translate(trained_model):
+    result = run_fastnet("translate", str(trained_model), "cats are cute", "the dog is big")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.strip() for line in lines)
+
+
+def test_draw_without_a_pixel_decoder_says_so(trained_model, tmp_path):
+    result = run_fastnet("draw", str(trained_model), "a big red circle", "-o", str(tmp_path / "x.png"))
+    assert result.returncode == 2
+    assert "pixel" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_demo_tells_the_whole_story(tmp_path, capsys):
+    assert cli.main(["demo", "--minutes", "0.1", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "67 65 84 83 32 65 82 69 32 67 85 84 69" in out  # "CATS ARE CUTE" in ASCII
+    for heading in ("1. Text becomes numbers", "2. A perceptron", "3. Training on batches",
+                    "4. An Encoder and two Decoders", "5. The same representation"):
+        assert heading in out
+    assert '"cats are cute" in Swedish' in out and '"cats are cute" in Spanish' in out
+    pngs = list((tmp_path / "demo").glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
