@@ -546,8 +546,20 @@ FN_TARGET_AVX512 static float row_max_avx512(const float *x, int64_t n) {
     return _mm512_reduce_max_ps(m);
 }
 FN_TARGET_AVX512 static float row_exp_sum_avx512(const float *x, float shift, float *out, int64_t n) {
-    __m512 acc = _mm512_setzero_ps(), sh = _mm512_set1_ps(shift);
+    __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), sh = _mm512_set1_ps(shift);
     int64_t i = 0;
+    /* two vectors per iteration: independent exp chains keep both FMA ports busy */
+    for (; i + 32 <= n; i += 32) {
+        __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh));
+        __m512 e2 = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), sh));
+        if (out) {
+            _mm512_storeu_ps(out + i, e);
+            _mm512_storeu_ps(out + i + 16, e2);
+        }
+        acc = _mm512_add_ps(acc, e);
+        acc2 = _mm512_add_ps(acc2, e2);
+    }
+    acc = _mm512_add_ps(acc, acc2);
     for (; i + 16 <= n; i += 16) {
         __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh));
         if (out) _mm512_storeu_ps(out + i, e);
