@@ -5,7 +5,9 @@
 Each network shape is one benchmark group, so the report puts the three
 implementations side by side (the "Min/Median" columns give the ratios).
 PyTorch cases are skipped when torch is not installed. All three use the
-same thread count (fastnet.get_num_threads()).
+same thread count (fastnet.get_num_threads()); on a machine busy with other
+work, OMP_NUM_THREADS=1 gives the steadiest side-by-side numbers, since a
+descheduled OpenMP thread stalls every library's parallel regions alike.
 """
 import numpy as np
 import pytest

@@ -250,6 +250,7 @@ static fn_status attention_forward_simd(const attn_dims *a, fn_cpu_path path, co
     /* calloc: the padding columns of the packed keys must read as zeros. */
     float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
     if (!scratch) return FN_ERR_NOMEM;
+    (void)nth; /* FN_PARALLEL drops it without OpenMP */
     FN_PARALLEL(nth) {
         int64_t begin, end;
         fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
@@ -273,6 +274,7 @@ static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, c
     simd_layout(a, path, &tkp, &per_thread);
     float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
     if (!scratch) return FN_ERR_NOMEM;
+    (void)nth; /* FN_PARALLEL drops it without OpenMP */
     FN_PARALLEL(nth) {
         int64_t begin, end;
         fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
@@ -296,6 +298,7 @@ static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, c
     static void attention_forward_portable_##SUFFIX(const attn_dims *a, const REAL *q,      \
                                                     const REAL *k, const REAL *v, REAL *out, \
                                                     REAL *probs, int nth) {                 \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end); \
@@ -308,6 +311,7 @@ static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, c
         const REAL *probs, REAL *dq, REAL *dk, REAL *dv, int nth) {                         \
         REAL *scratch = malloc(sizeof(REAL) * (size_t)(a->tk + 1) * (size_t)nth);           \
         if (!scratch) return FN_ERR_NOMEM;                                                  \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end); \

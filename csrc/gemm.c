@@ -6,20 +6,22 @@
  *     for pc in K step KC          pack B[pc:pc+kc, jc:jc+nc]   (threads split the panels)
  *       barrier
  *       for ic in my rows step MC  pack A[ic:ic+mc, pc:pc+kc]   (private to a thread)
- *         for jr over my NR panels      the B micro-panel (kc x NR) stays in L1
+ *         for jr over my NR panels      the B micro-panel (kc x NR)
  *           for ir in mc step MR        the A block (mc x kc) stays in L2
  *             micro-kernel on an MR x NR tile of C (+ epilogue on the last pc)
  *       barrier
+ * MC/KC/NC per CPU path are in each kernel's fn_sgemm_arch (with the reason).
  * Threads split the rows of C (in whole MR slivers), or the NR panels when C
  * has too few rows to share. Every element of C sums its k terms in the same
  * order (p = 0..k-1, one partial sum per KC block, blocks added in order),
  * however the rows or panels are split, so the result does not depend on
  * n_threads: it is bitwise the same for 1, 2 or more threads.
  *
- * Small shapes skip packing A: the micro-kernel reads A in place through its
- * strides (B is still packed: it is small and the kernel needs zero-padded
- * NR-wide rows). Both variants run the same arithmetic, so the choice does
- * not change any result bit.
+ * Small products (A + B + C within ~4 MiB) pack nothing: the micro-kernel
+ * reads A through its strides and B's full-width panels in place; only a
+ * narrow last B panel is copied, zero-padded, by each thread for itself, so
+ * the parallel region has no barrier. The kernel's arithmetic is the same
+ * either way, so this choice does not change any result bit.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -302,10 +304,12 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
 }
 
 /* Multiply-adds one thread should have before a second one pays off. Waking
- * an OpenMP team and its barriers cost a few microseconds on an idle machine
- * and far more on a busy one (a descheduled thread stalls the team), so a
- * thread must have about 6 us of work: 2^20 multiply-adds. */
-#define SGEMM_MIN_WORK_PER_THREAD (1 << 20)
+ * an OpenMP team costs a few microseconds on an idle machine, but on a busy
+ * one the team waits until the other thread is scheduled again (measured:
+ * 64x256x784 took 20-37 ms on 2 threads instead of 0.15 ms on 1 at load 10;
+ * NumPy's OpenBLAS keeps that shape on one thread too), so a thread must
+ * bring ~50 us of work: 2^23 multiply-adds. */
+#define SGEMM_MIN_WORK_PER_THREAD (1 << 23)
 /* Footprint (floats of A + B + C) below which nothing is packed. */
 #define SGEMM_DIRECT_FLOATS (1 << 20)
 /* Scratch up to this many floats comes from the stack (no malloc for small calls). */

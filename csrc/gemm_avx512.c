@@ -51,6 +51,15 @@ avx512_tile(const int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64
     for (int i = 0; i < mr; ++i) {
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (nr == NR) { /* plain stores: they forward to the epilogue's loads, masked ones do not */
+            if (beta != 0.0f) {
+                r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);
+                r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);
+            }
+            _mm512_storeu_ps(ci, r0);
+            _mm512_storeu_ps(ci + 16, r1);
+            continue;
+        }
         if (beta != 0.0f) {
             r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
             r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
@@ -101,7 +110,8 @@ avx512_activate(__m512 z, fn_activation act, __m512 slope) {
 }
 
 /* Bias, pre-activation copy and activation 16 lanes at a time, the last
- * columns masked: every element sees the same math. */
+ * columns masked: every element sees the same math. Full vectors use plain
+ * loads and stores (a masked store does not forward to a later load). */
 static FN_TARGET_AVX512 void avx512_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols,
                                              int64_t i0, int64_t j0, const fn_epilogue_f32 *epi) {
     const fn_activation act = epi->act;
@@ -110,8 +120,15 @@ static FN_TARGET_AVX512 void avx512_epilogue(float *c, int64_t ldc, int64_t rows
         float *row = c + r * ldc;
         float *pre = epi->pre ? epi->pre + (i0 + r) * epi->ldpre + j0 : NULL;
         const float *bias = epi->bias ? epi->bias + j0 : NULL;
-        for (int64_t j = 0; j < cols; j += 16) {
-            __mmask16 m = cols - j >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - j)) - 1u);
+        int64_t j = 0;
+        for (; j + 16 <= cols; j += 16) {
+            __m512 z = _mm512_loadu_ps(row + j);
+            if (bias) z = _mm512_add_ps(z, _mm512_loadu_ps(bias + j));
+            if (pre) _mm512_storeu_ps(pre + j, z);
+            _mm512_storeu_ps(row + j, avx512_activate(z, act, slope));
+        }
+        if (j < cols) {
+            __mmask16 m = (__mmask16)((1u << (cols - j)) - 1u);
             __m512 z = _mm512_maskz_loadu_ps(m, row + j);
             if (bias) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(m, bias + j));
             if (pre) _mm512_mask_storeu_ps(pre + j, m, z);

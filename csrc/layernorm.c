@@ -260,6 +260,7 @@ static int valid_sizes(int64_t rows, int64_t dim) { return rows >= 0 && dim >= 1
         if (!valid_sizes(rows, dim) || !(eps >= 0)) return FN_ERR_ARG;                      \
         ln_row_forward_##SUFFIX##_fn row_forward = PICK;                                   \
         int nth = fn_threads_for(rows * dim, MIN_ELEMENTS_PER_THREAD, n_threads);           \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(rows, fn_thread_id(), fn_thread_count(), &begin, &end);                \
@@ -285,12 +286,14 @@ DEFINE_LN_FORWARD(double, f64, ln_row_forward_f64)
         int nth = fn_threads_for(rows * dim, MIN_ELEMENTS_PER_THREAD, n_threads);           \
         int64_t units = (dim + COLUMN_UNIT - 1) / COLUMN_UNIT;                              \
         int nth_columns = nth < units ? nth : (int)units;                                   \
+        (void)nth_columns; /* FN_PARALLEL drops it without OpenMP */                        \
         FN_PARALLEL(nth_columns) {                                                          \
             int64_t u0, u1;                                                                 \
             fn_split(units, fn_thread_id(), fn_thread_count(), &u0, &u1);                   \
             int64_t c0 = u0 * COLUMN_UNIT, c1 = u1 * COLUMN_UNIT < dim ? u1 * COLUMN_UNIT : dim; \
             if (c0 < c1) columns(dy, x, mean, rstd, rows, dim, c0, c1, dgamma, dbeta); \
         }                                                                                   \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(rows, fn_thread_id(), fn_thread_count(), &begin, &end);                \

@@ -36,6 +36,7 @@ static fn_status check_embedding_args(const int64_t *ids, int64_t n, int64_t voc
         fn_status st = check_embedding_args(ids, n, vocab, dim, bad_pos);                   \
         if (st != FN_OK) return st;                                                         \
         int nth = fn_threads_for(n * dim, MIN_COPY_PER_THREAD, n_threads);                  \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(n, fn_thread_id(), fn_thread_count(), &begin, &end);                   \
@@ -84,6 +85,7 @@ static void scatter_columns_f32_dispatch(const int64_t *ids, int64_t n, const fl
         int nth = fn_threads_for(n * dim, MIN_COPY_PER_THREAD, n_threads);                  \
         if (nth > units) nth = (int)units;                                                  \
         if (nth < 1) nth = 1;                                                               \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t u0, u1;                                                                 \
             fn_split(units, fn_thread_id(), fn_thread_count(), &u0, &u1);                   \
@@ -183,6 +185,7 @@ static int dropout_p_valid(double p) { return p >= 0.0 && p < 1.0; }
         uint32_t threshold = (uint32_t)(p * 16777216.0);                                    \
         REAL scale = (REAL)(1.0 / (1.0 - p));                                               \
         int nth = fn_threads_for(n, MIN_HASH_PER_THREAD, n_threads);                        \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(n, fn_thread_id(), fn_thread_count(), &begin, &end);                   \
@@ -201,6 +204,7 @@ static int dropout_p_valid(double p) { return p >= 0.0 && p < 1.0; }
         if (n < 0 || !dropout_p_valid(p)) return FN_ERR_ARG;                                \
         REAL scale = (REAL)(1.0 / (1.0 - p));                                               \
         int nth = fn_threads_for(n, MIN_COPY_PER_THREAD, n_threads);                        \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(n, fn_thread_id(), fn_thread_count(), &begin, &end);                   \
@@ -243,6 +247,7 @@ static void add_range_f32_dispatch(const float *a, const float *b, float *out, i
             RANGE(a, b, out, n);                                                            \
             return FN_OK;                                                                   \
         }                                                                                   \
+        (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
             int64_t begin, end;                                                             \
             fn_split(n, fn_thread_id(), fn_thread_count(), &begin, &end);                   \

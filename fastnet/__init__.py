@@ -1,4 +1,13 @@
 """fastnet: a small, fast deep-learning framework for CPUs."""
+import os as _os
+
+# OpenMP threads that finish a kernel spin, waiting for the next one. GCC's
+# default spin (300,000 iterations) wastes a whole core on a busy machine and
+# stalls the next parallel region for a scheduler slice; a short spin keeps
+# back-to-back kernels fast without that. Must be set before libgomp loads;
+# an explicit GOMP_SPINCOUNT or OMP_WAIT_POLICY from the user wins.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from fastnet._config import (
     __version__,
     config,

@@ -1,7 +1,7 @@
 # Transformer kernels: embedding, layer norm, attention, dropout, residual add
 # (csrc/transformer.c, csrc/layernorm.c, csrc/attention.c).
 cimport cython
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
 
 cdef extern from "fastnet.h" nogil:
     fn_status fn_embedding_forward_f32(const int64_t *ids, int64_t n, const float *table, int64_t vocab, int64_t dim, float *out, int64_t *bad_pos, int n_threads) noexcept
@@ -27,8 +27,8 @@ ctypedef fused tf_real:
     float
     double
 
-_INT64_MAX = (1 << 63) - 1
-_UINT64_MASK = (1 << 64) - 1
+_TF_INT64_MAX = (1 << 63) - 1
+_TF_UINT64_MASK = (1 << 64) - 1
 
 
 # ---- argument checks shared by the wrappers --------------------------------
@@ -64,7 +64,7 @@ cdef object _tf_ids(ids, str what):
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{what}: ids must have an integer dtype, got {ids.dtype}")
-    if ids.dtype.kind == "u" and ids.dtype.itemsize == 8 and ids.size and int(ids.max()) > _INT64_MAX:
+    if ids.dtype.kind == "u" and ids.dtype.itemsize == 8 and ids.size and int(ids.max()) > _TF_INT64_MAX:
         pos = np.unravel_index(int(np.argmax(ids)), ids.shape)
         raise ValueError(f"{what}: id {int(ids[pos])} at position {tuple(int(i) for i in pos)} is outside the vocabulary")
     return np.ascontiguousarray(ids, dtype=np.int64)
@@ -74,10 +74,6 @@ cdef int _tf_raise_bad_id(ids, int64_t flat_pos, int64_t vocab, str what) except
     pos = tuple(int(i) for i in np.unravel_index(flat_pos, ids.shape))
     raise ValueError(f"{what}: id {int(ids.reshape(-1)[flat_pos])} at position {pos} "
                      f"(ids shape {ids.shape}) is outside the vocabulary [0, {vocab})")
-
-
-cdef int64_t _tf_elem_stride(x, int axis):
-    return x.strides[axis] // x.itemsize
 
 
 cdef object _tf_heads_contiguous(x):
@@ -502,7 +498,7 @@ def dropout(x, p, seed):
     what = "dropout"
     x = _tf_float(x, what, "x")
     cdef double prob = _tf_dropout_p(p, what)
-    cdef uint64_t key = int(seed) & _UINT64_MASK
+    cdef uint64_t key = int(seed) & _TF_UINT64_MASK
     x1 = np.ascontiguousarray(x).reshape(-1)
     y = np.empty(x.shape, dtype=x.dtype)
     mask = np.empty(x.shape, dtype=np.uint8)
@@ -542,6 +538,12 @@ def dropout_backward(dy, mask, p):
 
 
 cdef int _add_impl(const tf_real[::1] a, const tf_real[::1] b, tf_real[::1] out) except -1 nogil:
+    """a + b into out; -2 (nothing done) when b partly overlaps out, which an
+    elementwise loop cannot handle (an exact alias, out is b, is fine)."""
+    cdef uintptr_t pb = <uintptr_t>&b[0], po = <uintptr_t>&out[0]
+    cdef uintptr_t nbytes = <uintptr_t>(a.shape[0] * sizeof(tf_real))
+    if pb != po and pb < po + nbytes and po < pb + nbytes:
+        return -2
     if tf_real is float:
         return fn_add_f32(&a[0], &b[0], &out[0], a.shape[0], _n_threads)
     else:
@@ -557,26 +559,32 @@ cdef tuple _tf_add_args(a, b, str what):
     return a, b
 
 
+cdef int _tf_run_add(a1, b1, out1, str what) except -1:
+    """out1 = a1 + b1 on flat contiguous arrays (b1 copied first if it partly overlaps out1)."""
+    for _ in range(2):
+        if _tf_is_f32(a1):
+            st = _add_impl[cython.float](a1, b1, out1)
+        else:
+            st = _add_impl[cython.double](a1, b1, out1)
+        if st != -2:
+            break
+        b1 = b1.copy()
+    if st != FN_OK:
+        check_status(st, f"{what}(a {a1.shape})")
+    return 0
+
+
 def add_(a, b):
     """Residual add in place: a += b (same shape and dtype); returns a."""
     what = "add_"
     a, b = _tf_add_args(a, b, what)
-    if not a.flags.c_contiguous or not a.flags.writeable:
+    flags = a.flags
+    if not flags.c_contiguous or not flags.writeable:
         raise ValueError(f"{what}: a (shape {a.shape}) must be C-contiguous and writeable")
     if a.size == 0:
         return a
-    # An exact alias (a += a) is fine elementwise; any other overlap is not.
-    if np.may_share_memory(a, b) and not (b.flags.c_contiguous and
-                                          b.__array_interface__["data"][0] == a.__array_interface__["data"][0]):
-        b = b.copy()
     a1 = a.reshape(-1)
-    b1 = np.ascontiguousarray(b).reshape(-1)
-    if _tf_is_f32(a):
-        st = _add_impl[cython.float](a1, b1, a1)
-    else:
-        st = _add_impl[cython.double](a1, b1, a1)
-    if st != FN_OK:
-        check_status(st, f"{what}(a {a.shape})")
+    _tf_run_add(a1, np.ascontiguousarray(b).reshape(-1), a1, what)
     return a
 
 
@@ -587,12 +595,6 @@ def add(a, b):
     out = np.empty(a.shape, dtype=a.dtype)
     if a.size == 0:
         return out
-    a1 = np.ascontiguousarray(a).reshape(-1)
-    b1 = np.ascontiguousarray(b).reshape(-1)
-    if _tf_is_f32(a):
-        st = _add_impl[cython.float](a1, b1, out.reshape(-1))
-    else:
-        st = _add_impl[cython.double](a1, b1, out.reshape(-1))
-    if st != FN_OK:
-        check_status(st, f"{what}(a {a.shape})")
+    _tf_run_add(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
+                out.reshape(-1), what)
     return out

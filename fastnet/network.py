@@ -55,8 +55,7 @@ class Network:
             layer.initialize(self.rng)
         self.store = ParameterStore(layers, dtype=self.dtype)
         self._check_chain()
-        if hasattr(layers[0], "need_input_grad"):
-            layers[0].need_input_grad = False  # nobody needs d loss / d X
+        self._skip_input_gradient()
         self.optimizer = _optimizers.get(optimizer if optimizer is not None else _optimizers.Adam(1e-3))
         self.optimizer.bind(self.store)
         self.n_features = _first_with(layers, "n_in")
@@ -64,7 +63,17 @@ class Network:
         self.epochs_trained = 0
         self.stop_training = False
         self.history = History()
-        self._reversed = layers[::-1]
+
+    def _skip_input_gradient(self):
+        """Nobody needs d loss / d X: backpropagation stops at the first layer with parameters.
+
+        That layer skips its input gradient, and parameter-free layers in front
+        of it (an input Dropout, say) are not visited backwards at all.
+        """
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
+        if hasattr(self.layers[first], "need_input_grad"):
+            self.layers[first].need_input_grad = False
+        self._reversed = self.layers[first:][::-1]
 
     def _check_chain(self):
         width = None

@@ -48,6 +48,17 @@ def _check_writable(path):
     return path
 
 
+def _publish(tmp, path):
+    """Give the finished temporary file the permissions a plain open() would have, then rename it.
+
+    mkstemp creates files readable by their owner only; a picture is meant to be shared.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def _save_figure(fig, path, dpi=100):
     """Write the figure as PNG through a temporary file and a rename, then close it."""
     plt = _pyplot()
@@ -58,7 +69,7 @@ def _save_figure(fig, path, dpi=100):
             fig.savefig(handle, format="png", dpi=dpi)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -188,14 +199,14 @@ def _projected(model, sentences):
     reps = np.asarray(model.represent(sentences))
     if reps.ndim != 2 or reps.shape[0] != len(sentences):
         raise ValueError(f"represent() returned shape {reps.shape} for {len(sentences)} sentences")
-    return pca_2d(reps)
+    return pca_2d(reps), reps.shape[1]
 
 
 def representations_to_csv(model, sentences, path):
     """Write sentence, x, y (the 2-D PCA projection of each representation) as CSV."""
     sentences = _sentences(sentences)
     path = _check_writable(path)
-    points = _projected(model, sentences)
+    points, _ = _projected(model, sentences)
     _write_points_csv(sentences, points, path)
     return path
 
@@ -211,7 +222,7 @@ def _write_points_csv(sentences, points, path):
                 writer.writerow([sentence, f"{px:.6g}", f"{py:.6g}"])
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -239,7 +250,7 @@ def representations(model, sentences, path, to_csv=None, title=None):
     path = _check_writable(path)
     if to_csv is not None:
         to_csv = _check_writable(to_csv)
-    points = _projected(model, sentences)
+    points, d_model = _projected(model, sentences)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(points[:, 0], points[:, 1], s=30, c=np.arange(len(sentences)), cmap="viridis")
@@ -247,7 +258,6 @@ def representations(model, sentences, path, to_csv=None, title=None):
         ax.annotate(sentence, (px, py), xytext=(4, 3 - 10 * shift), textcoords="offset points", fontsize=8)
     ax.set_xlabel("first principal direction")
     ax.set_ylabel("second principal direction")
-    d_model = np.asarray(model.represent(sentences[:1])).shape[1]
     ax.set_title(title or f"Sentence representations ({d_model} numbers each) seen in 2-D")
     ax.grid(alpha=0.3)
     ax.margins(0.15)

@@ -4,7 +4,7 @@
     python compare_builds.py compare A.npz B.npz                  # bitwise check + speed ratios
 
 `run` computes matmul, dense (every activation) and Network predict/predict_proba
-outputs on fixed seeded inputs with a fixed thread count, times a few of them,
+outputs on fixed seeded inputs with a fixed thread count (2), times a few of them (1 thread),
 and stores everything in OUT.npz. `compare` fails unless every output is
 bitwise identical, and prints the median times side by side.
 """
@@ -62,6 +62,9 @@ def run(out_path, expect_prefix):
     results["digits_predict"] = net.predict(X)
     results["digits_weights_after_training"] = net.store.data.copy()
 
+    # Timed on one thread: on a shared machine a descheduled OpenMP thread adds noise that has
+    # nothing to do with how the build was compiled.
+    fn.set_num_threads(1)
     big_a = rng.standard_normal((512, 512), dtype=np.float32)
     big_b = rng.standard_normal((512, 512), dtype=np.float32)
     timings["matmul 512^3"] = _median_seconds(lambda: fn.ops.matmul(big_a, big_b))

@@ -50,6 +50,14 @@ def test_reference_sigmoid_is_stable_for_large_inputs():
     np.testing.assert_allclose(y, [0.0, np.exp(-40.0), 0.5, 1.0, 1.0], rtol=1e-15, atol=0)
 
 
+def test_reference_leaky_relu_with_negative_slope_needs_x():
+    x = np.array([-2.0, 3.0])
+    y = ref.leaky_relu(x, alpha=-0.5)
+    np.testing.assert_array_equal(ref.activation_derivative("leaky_relu", x=x, alpha=-0.5), [-0.5, 1.0])
+    with pytest.raises(ValueError, match="needs x"):
+        ref.activation_derivative("leaky_relu", y=y, alpha=-0.5)
+
+
 def test_reference_step_has_no_backward():
     with pytest.raises(ValueError, match="step"):
         ref.activation_backward("step", np.ones(3), x=np.ones(3))

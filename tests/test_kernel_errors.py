@@ -114,6 +114,15 @@ def test_dense_rejects_mismatched_shapes():
         ops.dense(zeros(3, 4), zeros(5, 6))
 
 
+@pytest.mark.parametrize("x_shape,w_shape", [((4,), (4, 3)), ((2, 4), (4, 3, 1))])
+def test_dense_rejects_wrong_ndim(x_shape, w_shape):
+    bad = x_shape if len(x_shape) != 2 else w_shape
+    with pytest.raises(ValueError, match=shape(*bad)):
+        ops.dense(np.zeros(x_shape, f32), np.zeros(w_shape, f32))
+    with pytest.raises(ValueError, match=shape(*bad)):
+        ops.dense_backward(np.zeros(x_shape, f32), np.zeros(w_shape, f32), zeros(2, 3), zeros(2, 3))
+
+
 def test_dense_rejects_wrong_bias_shape():
     with pytest.raises(ValueError, match=shape(7)):
         ops.dense(zeros(3, 4), zeros(4, 6), zeros(7))
@@ -180,6 +189,19 @@ def test_dense_backward_rejects_wrong_dw_shape():
         ops.dense_backward(zeros(3, 4), zeros(4, 6), zeros(3, 6), zeros(3, 6), dw=zeros(6, 4))
 
 
+@pytest.mark.parametrize("arg", ["dy", "dw"])
+def test_dense_backward_rejects_other_dtypes(arg):
+    args = dict(dy=zeros(2, 3), dw=None)
+    args[arg] = np.zeros((2, 3) if arg == "dy" else (4, 3), f64)
+    with pytest.raises(TypeError, match=all_of("float64", "float32")):
+        ops.dense_backward(zeros(2, 4), zeros(4, 3), zeros(2, 3), args["dy"], dw=args["dw"])
+
+
+def test_dense_backward_accumulate_needs_dw():
+    with pytest.raises(ValueError, match="dw"):
+        ops.dense_backward(zeros(2, 4), zeros(4, 3), zeros(2, 3), zeros(2, 3), accumulate=True)
+
+
 def test_dense_backward_rejects_readonly_dw():
     with pytest.raises(ValueError, match="(?i)read-?only|writeable|writable"):
         ops.dense_backward(zeros(3, 4), zeros(4, 6), zeros(3, 6), zeros(3, 6), dw=readonly(zeros(4, 6)))
@@ -233,6 +255,15 @@ def test_softmax_rejects_int_input():
         ops.softmax(np.zeros((2, 3), np.int64))
 
 
+@pytest.mark.parametrize("name", ["softmax_backward", "activation_backward"])
+def test_backward_rejects_mixed_dtypes(name):
+    with pytest.raises(TypeError, match=all_of("float32", "float64")):
+        if name == "softmax_backward":
+            ops.softmax_backward(zeros(2, 3), zeros(2, 3, dtype=f64))
+        else:
+            ops.activation_backward("tanh", zeros(3), y=zeros(3, dtype=f64))
+
+
 def test_softmax_backward_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=all_of(shape(2, 3), shape(2, 4))):
         ops.softmax_backward(zeros(2, 3), zeros(2, 4))
@@ -249,6 +280,16 @@ def test_cross_entropy_rejects_out_of_range_labels(bad_label):
 def test_cross_entropy_rejects_labels_of_wrong_length():
     with pytest.raises(ValueError, match=all_of(shape(4, 3), shape(5))):
         ops.softmax_cross_entropy(zeros(4, 3), np.zeros(5, np.int64))
+
+
+def test_cross_entropy_rejects_2d_labels():
+    with pytest.raises(ValueError, match=shape(2, 1)):
+        ops.softmax_cross_entropy(zeros(2, 3), np.zeros((2, 1), np.int64))
+
+
+def test_cross_entropy_rejects_int_logits():
+    with pytest.raises(TypeError, match="int64"):
+        ops.softmax_cross_entropy(np.zeros((2, 3), np.int64), np.zeros(2, np.int64))
 
 
 def test_cross_entropy_rejects_1d_logits():

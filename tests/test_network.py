@@ -81,6 +81,14 @@ def test_training_is_bitwise_reproducible():
     assert other.store.data.tobytes() != first.tobytes()
 
 
+def test_input_dropout_before_the_first_dense_layer():
+    X, y = blobs(n=64)
+    net = fn.Network([fn.Dropout(0.1), fn.Activation("tanh"), fn.Dense(4, 8, activation="relu"), fn.Dense(8, 3)])
+    history = net.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    assert history["loss"][-1] < history["loss"][0]
+    assert net.layers[2].need_input_grad is False and net.layers[3].need_input_grad is True
+
+
 def test_float64_network_trains():
     X, y = blobs(n=60)
     net = fn.Network([fn.Dense(4, 8, activation="relu"), fn.Dense(8, 3)], dtype=np.float64)

@@ -13,13 +13,15 @@ sizes = st.one_of(st.sampled_from(EDGE_SIZES + [1000, 4099]), st.integers(0, 300
 N_STEPS = 4
 
 
-def _assert_step_close(got, expected, before, dtype, what, rtol_update):
+def _assert_step_close(got, expected, before, dtype, what, rtol_update, terms=0.0):
     """Judge the change each step made: rounding of the stored value (a few eps
-    of |before|) plus a relative error on the update itself. float32 kernels
-    round beta/momentum to float32, which alone moves 1 - beta2 by ~1e-5."""
+    of |before|), a relative error on the update itself, and a few eps of the
+    magnitude of the terms summed into it (`terms`: they may cancel). float32
+    kernels round beta/momentum to float32, which alone moves 1 - beta2 by ~1e-5."""
     got, expected, before = (np.asarray(v, np.float64) for v in (got, expected, before))
     eps = np.finfo(dtype).eps
-    bound = 4 * eps * (np.abs(before) + np.abs(expected)) + rtol_update * np.abs(expected - before) + np.finfo(dtype).tiny
+    bound = (4 * eps * (np.abs(before) + np.abs(expected) + terms) + rtol_update * np.abs(expected - before)
+             + np.finfo(dtype).tiny)
     err = np.abs(got - expected)
     bad = ~(err <= bound)
     if bad.any():
@@ -69,12 +71,16 @@ def test_sgd_steps_match_reference(cpu_path, n, momentum, nesterov, weight_decay
     for i in range(N_STEPS):
         g = random_array(rng, n, dtype)
         w_before = w.copy()
+        velocity_before = None if velocity is None else velocity.astype(np.float64)
         w_ref = w.copy()
         v_ref = None if velocity is None else velocity.copy()
         ops.sgd_step(w, g, velocity, **options)
         ref.sgd_step(w_ref, g, v_ref, **options)
         what = f"{cpu_path} step {i} n={n} {options}"
-        _assert_step_close(w, w_ref, w_before, dtype, what + " w", _update_tol(dtype))
+        # Terms that may cancel in g' and in v: lr * (|g| + wd |w| + mom |v|), twice with Nesterov.
+        v_before = 0.0 if v_ref is None else np.abs(velocity_before)
+        terms = options["lr"] * (np.abs(g) + weight_decay * np.abs(w_before) + momentum * v_before) * (1 + momentum)
+        _assert_step_close(w, w_ref, w_before, dtype, what + " w", _update_tol(dtype), terms=4 * terms)
         if momentum:
             np.testing.assert_allclose(velocity, v_ref, rtol=8 * np.finfo(dtype).eps,
                                        atol=8 * np.finfo(dtype).eps, err_msg=what + " velocity")
@@ -110,9 +116,17 @@ def test_adam_steps_match_reference(cpu_path, n, weight_decay, decoupled, dtype,
         ops.adam_step(w, g, m, v, step=step, **options)
         ref.adam_step(w_ref, g, m_ref, v_ref, step=step, **options)
         what = f"{cpu_path} step {step} n={n} {dtype.__name__} {options}"
-        _assert_step_close(w, w_ref, before[0], dtype, what + " w", _update_tol(dtype))
-        _assert_step_close(m, m_ref, before[1], dtype, what + " m", 1e-6 if dtype == np.float32 else 1e-13)
-        _assert_step_close(v, v_ref, before[2], dtype, what + " v", _update_tol(dtype))
+        # g' = g + wd * w and m = b1 m + (1 - b1) g' may cancel: their rounding
+        # is relative to the magnitudes of the terms, carried into the update.
+        g_terms = np.abs(g.astype(np.float64)) + weight_decay * np.abs(before[0].astype(np.float64))
+        m_terms = options["beta1"] * np.abs(before[1].astype(np.float64)) + (1 - options["beta1"]) * g_terms
+        v_hat = v_ref.astype(np.float64) / (1 - options["beta2"] ** step)
+        w_terms = options["lr"] * m_terms / (1 - options["beta1"] ** step) / (np.sqrt(v_hat) + options["eps"])
+        _assert_step_close(w, w_ref, before[0], dtype, what + " w", _update_tol(dtype), terms=4 * w_terms)
+        _assert_step_close(m, m_ref, before[1], dtype, what + " m", 1e-6 if dtype == np.float32 else 1e-13,
+                           terms=(1 - options["beta1"]) * g_terms)
+        _assert_step_close(v, v_ref, before[2], dtype, what + " v", _update_tol(dtype),
+                           terms=(1 - options["beta2"]) * g_terms ** 2)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

@@ -165,3 +165,20 @@ def test_representations_of_a_translator(tmp_path):
     path = plot.representations(tr, data.texts[:8], tmp_path / "dots.png", to_csv=tmp_path / "dots.csv")
     assert_png_with_content(path)
     assert len(list(csv.reader(open(tmp_path / "dots.csv", encoding="utf-8")))) == 9
+
+
+def test_read_only_folder_is_refused(tmp_path, monkeypatch):
+    # Tests may run as root, for whom chmod does not stop writes: ask os.access to say no.
+    monkeypatch.setattr(plot.os, "access", lambda path, mode: False)
+    with pytest.raises(PermissionError, match="is not writable"):
+        plot.pictures(toy_pictures(1, seed=0).images, ["x"], tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pictures_are_readable_by_others_like_any_new_file(tmp_path):
+    import os
+
+    path = plot.pictures(toy_pictures(1, seed=0).images, ["x"], tmp_path / "x.png")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

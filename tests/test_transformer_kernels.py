@@ -462,3 +462,25 @@ def test_add_errors():
         ops.add_(a, np.zeros((3, 4)))
     with pytest.raises(ValueError, match="C-contiguous"):
         ops.add_(a.T, np.zeros((4, 3), np.float32))
+
+
+def test_kernels_from_several_python_threads_agree(cpu_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    q, k, v, mask = make_qkv(4, 12, 12, 2, 32, np.float32, seed=25, padded=True)
+    dout = np.random.default_rng(26).standard_normal(q.shape).astype(np.float32)
+    x = np.random.default_rng(27).standard_normal((96, 64)).astype(np.float32)
+    gamma = np.ones(64, np.float32)
+
+    def work(_):
+        out, probs = ops.attention(q, k, v, key_padding_mask=mask, causal=True)
+        grads = ops.attention_backward(dout, q, k, v, probs)
+        y, mean, rstd = ops.layer_norm(x, gamma, gamma)
+        y2, drop_mask = ops.dropout(y, 0.2, seed=4)
+        return (out, probs) + grads + (y, y2, drop_mask)
+
+    expected = work(None)
+    with ThreadPoolExecutor(4) as pool:
+        for result in pool.map(work, range(16)):
+            for a, b in zip(result, expected):
+                assert np.array_equal(a, b)

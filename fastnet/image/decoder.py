@@ -278,7 +278,7 @@ class ImageDecoder(Layer):
         """Train on (representation, picture) pairs; returns a History.
 
         images: uint8 (0..255) or floats in [0, 1], shape (N, size, size, channels).
-        optimizer: defaults to Adam(1e-3). minutes: stop once this much wall
+        optimizer: defaults to Adam(3e-3). minutes: stop once this much wall
         time has passed (checked after every batch; the cut epoch is recorded
         with the batches it ran). Like Network.fit: a progress bar per epoch
         when verbose, "loss" and "val_loss" per epoch in the History.

@@ -72,6 +72,8 @@ def train_pixels(tr, texts, images, decoder=None, name="pixels", epochs=20, batc
     validation_data: (texts, images).
     """
     texts, _ = _texts(texts, "train_pixels")
+    if decoder is not None and decoder_options:
+        raise ValueError(f"give a decoder or decoder options, not both (got {sorted(decoder_options)})")
     if name in tr.decoders:
         if decoder is not None and decoder is not tr.decoders[name]:
             raise ValueError(f"the model already has a decoder {name!r}; pick another name")
@@ -109,7 +111,7 @@ def save_png(picture, path, scale=8):
     if int(scale) < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     big = np.repeat(np.repeat(picture, int(scale), axis=0), int(scale), axis=1)
-    from fastnet.plot import _check_writable
+    from fastnet.plot import _check_writable, _publish
     path = _check_writable(path)
     fd, tmp = tempfile.mkstemp(prefix=".fastnet-draw-", suffix=".png",
                                dir=os.path.dirname(os.path.abspath(path)))
@@ -118,7 +120,7 @@ def save_png(picture, path, scale=8):
             Image.fromarray(big, mode="RGB").save(handle, format="PNG")
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -155,6 +155,8 @@ def activation_derivative(name, x=None, y=None, alpha=0.01):
     if name in ("sigmoid", "tanh"):
         s = _f64(y) if y is not None else _FORWARD[name](_f64(x), alpha)
         return s * (1.0 - s) if name == "sigmoid" else 1.0 - s * s
+    if x is None and name == "leaky_relu" and alpha < 0:
+        raise ValueError("leaky_relu backward with alpha < 0 needs x: the sign of y no longer tells the side")
     positive = _f64(x) > 0 if x is not None else _f64(y) > 0
     if name == "relu":
         return positive.astype(np.float64)
