@@ -1,0 +1,110 @@
+"""Data-parallel training on MPI: 2 ranks with global batch B update like 1 rank with batch B."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastnet
+
+pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'fastnet[mpi]')")
+
+TIMEOUT = 90.0
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastnet.__file__)))
+
+TRAIN = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import fastnet as fn
+    from fastnet import distributed
+
+    out, optimizer, die_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((203, 12)).astype(np.float32)
+    y = (X[:, :3].sum(axis=1) > 0).astype(np.int64) + (X[:, 3] > 1)
+    opt = fn.Adam(1e-2) if optimizer == "adam" else fn.SGD(0.1)
+    rank, size = distributed.rank_and_size()
+    # each rank builds its own initial weights: the broadcast must replace them with rank 0's
+    net = fn.Network([fn.Dense(12, 16, activation="relu"), fn.Dense(16, 3)], loss="softmax_cross_entropy",
+                     optimizer=opt, seed=rank)
+    if die_at >= 0 and rank == size - 1:
+        step = net.optimizer.step
+        calls = [0]
+        def dying_step(*args):
+            calls[0] += 1
+            if calls[0] > die_at:
+                os._exit(7)  # a rank that dies without a word
+            return step(*args)
+        net.optimizer.step = dying_step
+    with fn.threads(1):
+        losses = distributed.fit(net, X, y, epochs=3, batch_size=32, seed=5, checkpoint=out + ".ckpt", verbose=1)
+    np.save(out + f".rank{rank}.npy", net.store.data)
+    print("losses", losses, flush=True)
+""")
+
+
+def _mpiexec():
+    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return local if os.access(local, os.X_OK) else shutil.which("mpiexec")
+
+
+def _train(tmp_path, name, ranks, optimizer="adam", die_at=-1):
+    out = str(tmp_path / name)
+    launcher = []
+    if ranks > 1:
+        mpiexec = _mpiexec()
+        if mpiexec is None:
+            pytest.skip("no mpiexec found (the mpich wheel provides one)")
+        launcher = [mpiexec, "-n", str(ranks)]
+    script_args = [out, optimizer, str(die_at)]
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        filter(None, [ROOT, os.environ.get("PYTHONPATH")])) }
+    proc = subprocess.Popen([*launcher, sys.executable, str(script), *script_args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate(timeout=10)
+        pytest.fail(f"training did not finish within {TIMEOUT} s (a rank hangs?):\n{output}")
+    return proc.returncode, output, out
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_two_ranks_update_like_one_rank_with_the_whole_batch(tmp_path, optimizer):
+    code1, log1, out1 = _train(tmp_path, "one", 1, optimizer)
+    assert code1 == 0, log1
+    code2, log2, out2 = _train(tmp_path, "two", 2, optimizer)
+    assert code2 == 0, log2
+    one = np.load(out1 + ".rank0.npy")
+    two0, two1 = np.load(out2 + ".rank0.npy"), np.load(out2 + ".rank1.npy")
+    np.testing.assert_array_equal(two0, two1)  # the ranks never drift apart
+    np.testing.assert_allclose(two0, one, rtol=1e-4, atol=2e-5)
+    assert not np.allclose(one, fastnet.Network([fastnet.Dense(12, 16, activation="relu"), fastnet.Dense(16, 3)],
+                                                seed=0).store.data)  # it trained
+    saved = fastnet.load(out2 + ".ckpt")  # rank 0 wrote the checkpoint
+    np.testing.assert_array_equal(saved.store.data, two0)
+    assert log2.count("epoch 3/3") == 1 and "2 rank(s)" in log2  # only rank 0 logs
+
+
+def test_a_dying_rank_ends_the_run_with_an_error_instead_of_a_hang(tmp_path):
+    code, log, _ = _train(tmp_path, "dies", 2, die_at=2)
+    assert code == 7, log  # the launcher ends the surviving rank and passes on the dead rank's status
+    assert "losses" not in log
+
+
+def test_bad_arguments_are_refused():
+    from fastnet import distributed
+
+    net = fastnet.Network([fastnet.Dense(2, 2)], loss="mse", seed=0)
+    X, y = np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="batch_size"):
+        distributed.fit(net, X, y, batch_size=0)
+    with pytest.raises(ValueError, match="epochs"):
+        distributed.fit(net, X, y, epochs=-1)
