@@ -215,6 +215,19 @@ def test_dense_backward_float64_matches_finite_differences(cpu_path, act):
     check(db, lambda b_: _loss_of_dense(x, w, b_, dy, act, 0.1), b)
 
 
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "gelu"])
+@pytest.mark.parametrize("layout", ["F", "strided", "reversed"])
+def test_dense_backward_accepts_any_layout_of_y_and_pre(act, layout):
+    rng = np.random.default_rng(10)
+    x, w, b = _layer(rng, 7, 17, 5, np.float32)
+    dy = random_array(rng, (7, 17), np.float32)
+    y, pre = ref.dense(x, w, b, activation=act, return_preactivation=True)
+    expected = ops.dense_backward(x, w, y, dy, activation=act, pre=pre)
+    got = ops.dense_backward(x, w, with_layout(y, layout), dy, activation=act, pre=with_layout(pre, layout))
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g, e)
+
+
 @pytest.mark.parametrize("m,n,k", [(513, 40, 33), (300, 257, 129), (7, 600, 290)])
 def test_dense_backward_large_threaded_accumulate(cpu_path, m, n, k):
     # dw = x^T dz reduces over m: m > 256 crosses a k-block of the GEMM.
