@@ -11,7 +11,8 @@
  * from pre (gelu); step has no useful gradient (FN_ERR_ARG). Then
  * dw = x^T dz, db = column sums of dz (rows added in order 0..m-1, threads
  * split the columns, so the order never depends on n_threads), dx = dz w^T.
- * leaky_relu reads the sign of y, which matches the sign of x for a slope >= 0.
+ * relu and leaky_relu read the sign of pre when given, else of y (which
+ * matches the sign of x only for a slope >= 0; a negative slope needs pre).
  */
 #include <math.h>
 #include <string.h>
@@ -75,6 +76,18 @@ fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
 
 /* ---- backward -------------------------------------------------------------- */
 
+/* The derivative reads pre (gelu; relu and leaky_relu when given) or y. From
+ * y alone leaky_relu's sign test is right only for a slope >= 0. */
+static int grad_inputs_ok(fn_activation act, double param, const void *y, const void *pre) {
+    switch (act) {
+    case FN_ACT_IDENTITY: return 1;
+    case FN_ACT_GELU: return pre != NULL;
+    case FN_ACT_RELU: return pre || y;
+    case FN_ACT_LEAKY_RELU: return pre || (y && param >= 0);
+    default: return y != NULL;
+    }
+}
+
 /* Elements per thread before a second thread helps an elementwise pass. */
 #define DENSE_MIN_ELEMENTS_PER_THREAD (1 << 17)
 
@@ -85,10 +98,12 @@ fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
                      T *dz, int64_t begin, int64_t end) {                                    \
         switch (act) {                                                                       \
         case FN_ACT_RELU:                                                                    \
-            for (int64_t i = begin; i < end; ++i) dz[i] = y[i] > 0 ? dy[i] : (T)0;           \
+            for (int64_t i = begin; i < end; ++i)                                            \
+                dz[i] = (pre ? pre[i] : y[i]) > 0 ? dy[i] : (T)0;                            \
             break;                                                                           \
         case FN_ACT_LEAKY_RELU:                                                              \
-            for (int64_t i = begin; i < end; ++i) dz[i] = y[i] > 0 ? dy[i] : param * dy[i];  \
+            for (int64_t i = begin; i < end; ++i)                                            \
+                dz[i] = (pre ? pre[i] : y[i]) > 0 ? dy[i] : param * dy[i];                   \
             break;                                                                           \
         case FN_ACT_SIGMOID:                                                                 \
             for (int64_t i = begin; i < end; ++i) dz[i] = dy[i] * y[i] * ((T)1 - y[i]);      \
@@ -104,7 +119,18 @@ fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
         }                                                                                    \
     }
 
-DEFINE_ACT_GRAD(act_grad_f32, float, fn_gelu_grad_f32)
+/* float32 runs the vectorised derivative kernels of activations.c (the same
+ * bits as fn_activation_backward_f32 on this CPU path). */
+static void act_grad_f32(fn_activation act, float param, const float *y, const float *pre,
+                         const float *dy, float *dz, int64_t begin, int64_t end) {
+    if (act == FN_ACT_IDENTITY) {
+        if (dz != dy) memcpy(dz + begin, dy + begin, (size_t)(end - begin) * sizeof(float));
+        return;
+    }
+    /* Arguments were checked by the caller, so this cannot fail. */
+    (void)fn_activation_grad_block_f32(act, param, pre ? pre + begin : NULL, y ? y + begin : NULL,
+                                       dy + begin, dz + begin, end - begin);
+}
 DEFINE_ACT_GRAD(act_grad_f64, double, fn_gelu_grad_f64)
 
 /* db[j] (+)= sum over rows of dz[:, j], rows in order; threads own columns. */
@@ -129,7 +155,7 @@ DEFINE_COLUMN_SUMS(column_sums_f64, double)
         if (m < 0 || n < 0 || k < 0 || !act_valid(act) || act == FN_ACT_STEP) return FN_ERR_ARG; \
         if (!dw) return FN_ERR_ARG;                                                              \
         int64_t count = m * n;                                                                   \
-        if (count > 0 && (!dy || !dz || (act == FN_ACT_GELU ? !pre : (act != FN_ACT_IDENTITY && !y)))) \
+        if (count > 0 && (!dy || !dz || !grad_inputs_ok(act, (double)act_param, y, pre)))        \
             return FN_ERR_ARG;                                                                   \
         if ((m > 0 && k > 0 && !x) || (n > 0 && k > 0 && !w)) return FN_ERR_ARG;                 \
         int nth = fn_threads_for(count, DENSE_MIN_ELEMENTS_PER_THREAD, n_threads);               \

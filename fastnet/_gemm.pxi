@@ -348,18 +348,23 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
         raise ValueError(f"dense_backward: x has shape {x.shape} and w has shape {w.shape}; "
                          "expected (m, k) and (k, n)")
     cdef int64_t m = x.shape[0], k = x.shape[1], n = w.shape[1]
-    # Only what the activation's derivative reads is checked and used.
-    if act == FN_ACT_GELU:
+    # Only what the activation's derivative reads is checked and used: pre for
+    # gelu (and relu / leaky_relu when given), y otherwise.
+    cdef double slope = alpha
+    if act == FN_ACT_IDENTITY:
+        y = pre = None
+    elif act == FN_ACT_GELU or ((act == FN_ACT_RELU or act == FN_ACT_LEAKY_RELU) and pre is not None):
         if pre is None:
             raise ValueError("dense_backward: gelu needs pre (the pre-activation from "
                              "dense(..., return_preactivation=True))")
         y = None
     else:
         pre = None
-        if act == FN_ACT_IDENTITY:
-            y = None
-        elif y is None:
+        if y is None:
             raise ValueError(f"dense_backward: {activation} needs y (the forward output)")
+        if act == FN_ACT_LEAKY_RELU and slope < 0:
+            raise ValueError("dense_backward: leaky_relu with a negative slope needs pre "
+                             "(the sign of y does not give the sign of x)")
     if accumulate and (dw is None or (with_bias and db is None)):
         raise ValueError("dense_backward: accumulate=True needs dw (and db when with_bias) to add to")
     if db is not None and not with_bias:
@@ -368,7 +373,6 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
     cdef int held = 0, i
     cdef _Matrix mx, mw, my, mpre, mdy, mdz, mdw, mdb, mdx
     cdef bint bias_grad = with_bias, want_dx = need_dx, acc = accumulate
-    cdef double slope = alpha
     cdef fn_status status
     cdef int nth = _n_threads
     my.data = mpre.data = mdb.data = mdx.data = NULL

@@ -27,8 +27,8 @@ ctypedef fused tf_real:
     float
     double
 
-_INT64_MAX = (1 << 63) - 1
-_UINT64_MASK = (1 << 64) - 1
+_TF_INT64_MAX = (1 << 63) - 1
+_TF_UINT64_MASK = (1 << 64) - 1
 
 
 # ---- argument checks shared by the wrappers --------------------------------
@@ -64,7 +64,7 @@ cdef object _tf_ids(ids, str what):
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{what}: ids must have an integer dtype, got {ids.dtype}")
-    if ids.dtype.kind == "u" and ids.dtype.itemsize == 8 and ids.size and int(ids.max()) > _INT64_MAX:
+    if ids.dtype.kind == "u" and ids.dtype.itemsize == 8 and ids.size and int(ids.max()) > _TF_INT64_MAX:
         pos = np.unravel_index(int(np.argmax(ids)), ids.shape)
         raise ValueError(f"{what}: id {int(ids[pos])} at position {tuple(int(i) for i in pos)} is outside the vocabulary")
     return np.ascontiguousarray(ids, dtype=np.int64)
@@ -74,10 +74,6 @@ cdef int _tf_raise_bad_id(ids, int64_t flat_pos, int64_t vocab, str what) except
     pos = tuple(int(i) for i in np.unravel_index(flat_pos, ids.shape))
     raise ValueError(f"{what}: id {int(ids.reshape(-1)[flat_pos])} at position {pos} "
                      f"(ids shape {ids.shape}) is outside the vocabulary [0, {vocab})")
-
-
-cdef int64_t _tf_elem_stride(x, int axis):
-    return x.strides[axis] // x.itemsize
 
 
 cdef object _tf_heads_contiguous(x):
@@ -502,7 +498,7 @@ def dropout(x, p, seed):
     what = "dropout"
     x = _tf_float(x, what, "x")
     cdef double prob = _tf_dropout_p(p, what)
-    cdef uint64_t key = int(seed) & _UINT64_MASK
+    cdef uint64_t key = int(seed) & _TF_UINT64_MASK
     x1 = np.ascontiguousarray(x).reshape(-1)
     y = np.empty(x.shape, dtype=x.dtype)
     mask = np.empty(x.shape, dtype=np.uint8)

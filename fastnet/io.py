@@ -75,6 +75,20 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def _new_file_mode(path):
+    """The permissions a plainly created file would get (or the old file's, when replacing one).
+
+    mkstemp creates its file owner-only (0600); a model file should be as
+    readable as any other file the user writes.
+    """
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def save_safetensors_atomic(path, tensors, metadata):
     """Write `tensors` (name -> array) and JSON-able `metadata` to `path` atomically.
 
@@ -89,8 +103,10 @@ def save_safetensors_atomic(path, tensors, metadata):
         data = _serialize(tensors, metadata)
     except ValueError as exc:
         raise ValueError(f"cannot save {path!r}: metadata is not JSON-serialisable ({exc})") from exc
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             _write_bytes(f, data)
             f.flush()

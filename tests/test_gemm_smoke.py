@@ -150,3 +150,15 @@ def test_dense_backward_reads_only_what_the_activation_needs(rng):
                              pre=np.asfortranarray(pre))
     for g, e in zip(got, want):
         np.testing.assert_array_equal(g, e)
+
+
+def test_leaky_relu_with_negative_slope_uses_pre(rng):
+    x = rng.standard_normal((9, 7)).astype(np.float32)
+    w = rng.standard_normal((7, 5)).astype(np.float32)
+    dy = rng.standard_normal((9, 5)).astype(np.float32)
+    y, pre = ops.dense(x, w, activation="leaky_relu", alpha=-0.5, return_preactivation=True)
+    _, dw, _ = ops.dense_backward(x, w, y, dy, activation="leaky_relu", alpha=-0.5, pre=pre)
+    z = expected(x, w)
+    np.testing.assert_allclose(dw, x.T.astype(np.float64) @ (dy * np.where(z > 0, 1, -0.5)), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="negative slope needs pre"):
+        ops.dense_backward(x, w, y, dy, activation="leaky_relu", alpha=-0.5)
