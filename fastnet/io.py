@@ -30,14 +30,19 @@ class ModelFileError(ValueError):
 
 
 # ---- writing ---------------------------------------------------------------
+def _c_order(arr):
+    """arr in C order (np.ascontiguousarray would turn a 0-d array into shape (1,))."""
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
 def _checksum(tensors):
     digest = hashlib.sha256()
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
+        arr = _c_order(tensors[name])
         digest.update(name.encode())
         digest.update(str(arr.dtype.str).encode())
         digest.update(repr(arr.shape).encode())
-        digest.update(memoryview(arr).cast("B"))
+        digest.update(arr.reshape(-1).view(np.uint8).data)  # raw bytes; also fine for empty and 0-d arrays
     return digest.hexdigest()
 
 
@@ -49,7 +54,7 @@ def _serialize(tensors, metadata):
             raise TypeError(f"tensor names must be strings, got {name!r}")
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"tensor {name!r} must be a numpy array, got {type(arr).__name__}")
-    tensors = {name: np.ascontiguousarray(arr) for name, arr in tensors.items()}
+    tensors = {name: _c_order(arr) for name, arr in tensors.items()}
     header = {_META_KEY: json.dumps(metadata, allow_nan=False, sort_keys=True), _CHECKSUM_KEY: _checksum(tensors)}
     return safetensors.numpy.save(tensors, metadata=header)
 

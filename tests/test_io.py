@@ -39,6 +39,16 @@ def test_saved_file_has_ordinary_permissions(tmp_path):
         os.umask(umask)
 
 
+def test_empty_scalar_and_bool_tensors(tmp_path):
+    path = tmp_path / "m.fn"
+    odd = {"empty": np.zeros((0, 3), np.float32), "scalar": np.array(3.5), "flags": np.array([True, False])}
+    io.save_safetensors_atomic(path, odd, {})
+    loaded, _ = io.load_safetensors_checked(path)
+    for name, arr in odd.items():
+        assert loaded[name].shape == arr.shape and loaded[name].dtype == arr.dtype
+        np.testing.assert_array_equal(loaded[name], arr)
+
+
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.fn.*does not exist"):
         io.load_safetensors_checked(tmp_path / "nope.fn")

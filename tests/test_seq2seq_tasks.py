@@ -47,6 +47,14 @@ def test_train_on_pairs_trains_saves_and_scores(tmp_path):
     assert tr.languages == ["sv"] and isinstance(tr.translate("cats are cute", to="sv"), str)
 
 
+def test_build_can_keep_case_for_case_sensitive_scores():
+    tr = Translator.build(["Hello there.", "Who died?"], {"sv": ["Hej där.", "Vem dog?"]}, d_model=16, n_heads=2,
+                          n_layers=1, d_ff=32, lowercase=False)
+    tok = tr.tokenizers["sv"]
+    assert tok.decode(tok.encode("Vem dog?")) == "Vem dog?"
+    assert tr.src_tokenizer.decode(tr.encode_source(["Who died?"])[0]) == "Who died?"
+
+
 def test_demo_translator_prints_and_returns_its_numbers():
     lines = []
     result = demo_translator(print=lines.append, minutes=0.1, n_train=300, n_test=40)

@@ -41,7 +41,7 @@ def test_small_translator_learns_toy_data(trained, toy):
     train, test = toy
     hist = trained.history
     assert hist["loss"][-1] < hist["loss"][0] / 2
-    scores = trained.evaluate(train.en[:100], train.sv[:100], to="sv", metrics_=("token_accuracy", "exact_match"))
+    scores = trained.evaluate(train.en[:100], train.sv[:100], to="sv", metrics=("token_accuracy", "exact_match"))
     assert scores["token_accuracy"] > 0.9 and scores["exact_match"] > 0.6, scores
     assert trained.translate("cats are cute", to="sv") == "katter är söta"
     assert trained.translate("cats are cute", to="es") == "los gatos son lindos"
@@ -218,7 +218,7 @@ def test_time_budget_stops_training(toy):
 def test_evaluate_scores(trained, toy):
     _, test = toy
     hyps = trained.translate(test.en[:30], to="sv")
-    scores = trained.evaluate(test.en[:30], hyps, to="sv", metrics_=("exact_match",))
+    scores = trained.evaluate(test.en[:30], hyps, to="sv", metrics=("exact_match",))
     assert scores == {"exact_match": 1.0}
     pytest.importorskip("sacrebleu")
     scores = trained.evaluate(test.en[:30], test.sv[:30], to="sv")

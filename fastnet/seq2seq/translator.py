@@ -16,7 +16,8 @@ import numpy as np
 from fastnet import io, text
 from fastnet.history import History
 from fastnet.layers.base import ParameterStore
-from fastnet.seq2seq import decoding, metrics
+from fastnet.seq2seq import decoding
+from fastnet.seq2seq import metrics as scoring
 from fastnet.seq2seq.decoder import Decoder
 from fastnet.seq2seq.encoder import Encoder, pool
 from fastnet.seq2seq.training import fit_translator, teacher_forced_scores
@@ -33,11 +34,11 @@ def register_decoder_kind(cls, name=None):
     return cls
 
 
-def _text_tokenizer(kind, texts, min_freq=1):
+def _text_tokenizer(kind, texts, min_freq=1, lowercase=True):
     if not isinstance(kind, str):
         return kind  # an already fitted tokenizer
     if kind == "word":
-        return text.WordTokenizer.fit(texts, min_freq=min_freq)
+        return text.WordTokenizer.fit(texts, min_freq=min_freq, lowercase=lowercase)
     if kind == "char":
         return text.CharTokenizer.fit(texts)
     if kind == "ascii":
@@ -87,13 +88,17 @@ class Translator:
     # ---- construction ----
     @classmethod
     def build(cls, src_texts, targets, d_model=128, n_heads=4, n_layers=2, d_ff=None, max_len=None,
-              dropout=0.1, tokenizer="word", min_freq=1, activation="gelu", seed=0, dtype=np.float32):
-        """Fit tokenizers on the data and build an Encoder and one Decoder per target language."""
+              dropout=0.1, tokenizer="word", min_freq=1, lowercase=True, activation="gelu", seed=0,
+              dtype=np.float32):
+        """Fit tokenizers on the data and build an Encoder and one Decoder per target language.
+
+        tokenizer: "word", "char", "ascii" or a fitted tokenizer; min_freq and lowercase apply to
+        word tokenizers (keep case, lowercase=False, when scores compare case-sensitively)."""
         src_texts = _as_texts(src_texts, "Translator.build")
         if not targets:
             raise ValueError("Translator.build: targets must map a language name to its sentences")
-        src_tok = _text_tokenizer(tokenizer, src_texts, min_freq)
-        tgt_toks = {name: _text_tokenizer(tokenizer, [t for t in texts if t is not None], min_freq)
+        src_tok = _text_tokenizer(tokenizer, src_texts, min_freq, lowercase)
+        tgt_toks = {name: _text_tokenizer(tokenizer, [t for t in texts if t is not None], min_freq, lowercase)
                     for name, texts in targets.items()}
         if max_len is None:
             longest = max(cls._longest(src_tok, src_texts),
@@ -304,27 +309,27 @@ class Translator:
         return np.concatenate(parts).astype(np.float32)
 
     def evaluate(self, src, refs, to=None, beam=1, batch_size=256,
-                 metrics_=("token_accuracy", "exact_match", "bleu", "chrf")):
+                 metrics=("token_accuracy", "exact_match", "bleu", "chrf")):
         """Scores on held-out pairs: token_accuracy (teacher-forced next-token accuracy on the first
         reference), exact_match (share of translations equal to a reference), and corpus BLEU and
         chrF from sacrebleu (refs[i] may be a string or a list of acceptable strings)."""
         src = _as_texts(src, "evaluate")
         to = self._default_target(to)
-        refs = metrics.as_reference_lists(refs)
+        refs = scoring.as_reference_lists(refs)
         if len(refs) != len(src):
             raise ValueError(f"evaluate: {len(src)} sentences but {len(refs)} references")
-        if {"bleu", "chrf"} & set(metrics_):
-            metrics.sacrebleu_module()  # fail before the slow part when sacrebleu is missing
+        if {"bleu", "chrf"} & set(metrics):
+            scoring.sacrebleu_module()  # fail before the slow part when sacrebleu is missing
         hyps = self.translate(src, to=to, beam=beam, batch_size=batch_size)
         scores = {}
-        if "token_accuracy" in metrics_:
+        if "token_accuracy" in metrics:
             scores["token_accuracy"] = teacher_forced_scores(self, src, {to: [r[0] for r in refs]})["token_accuracy"]
-        if "exact_match" in metrics_:
-            scores["exact_match"] = metrics.exact_match(hyps, refs)
-        if "bleu" in metrics_:
-            scores["bleu"] = metrics.bleu(hyps, refs)
-        if "chrf" in metrics_:
-            scores["chrf"] = metrics.chrf(hyps, refs)
+        if "exact_match" in metrics:
+            scores["exact_match"] = scoring.exact_match(hyps, refs)
+        if "bleu" in metrics:
+            scores["bleu"] = scoring.bleu(hyps, refs)
+        if "chrf" in metrics:
+            scores["chrf"] = scoring.chrf(hyps, refs)
         return scores
 
     # ---- files ----
