@@ -47,12 +47,33 @@ TRAIN = textwrap.dedent("""
 """)
 
 
+TRAIN_TRANSLATOR = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import fastnet as fn
+    from fastnet import distributed
+    from fastnet.datasets import toy_translations
+    from fastnet.seq2seq.translator import Translator
+
+    out, optimizer = sys.argv[1], sys.argv[2]
+    rank, size = distributed.rank_and_size()
+    data = toy_translations(120, seed=0, split="train")
+    targets = {"sv": data.sv, "es": data.es}
+    tr = Translator.build(data.en, targets, seed=rank, d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0,
+                          tokenizer="word")
+    with fn.threads(1):
+        distributed.fit_translator(tr, data.en, targets, epochs=2, batch_size=16, lr=3e-3, warmup=10, seed=3,
+                                   optimizer=fn.SGD(0.2) if optimizer == "sgd" else None, checkpoint=out + ".ckpt")
+    np.save(out + f".rank{rank}.npy", tr.store.data)
+""")
+
+
 def _mpiexec():
     local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     return local if os.access(local, os.X_OK) else shutil.which("mpiexec")
 
 
-def _train(tmp_path, name, ranks, optimizer="adam", die_at=-1):
+def _train(tmp_path, name, ranks, optimizer="adam", die_at=-1, script_text=TRAIN):
     out = str(tmp_path / name)
     launcher = []
     if ranks > 1:
@@ -62,7 +83,7 @@ def _train(tmp_path, name, ranks, optimizer="adam", die_at=-1):
         launcher = [mpiexec, "-n", str(ranks)]
     script_args = [out, optimizer, str(die_at)]
     script = tmp_path / "train.py"
-    script.write_text(TRAIN)
+    script.write_text(script_text)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         filter(None, [ROOT, os.environ.get("PYTHONPATH")])) }
     proc = subprocess.Popen([*launcher, sys.executable, str(script), *script_args], env=env,
@@ -93,6 +114,78 @@ def test_two_ranks_update_like_one_rank_with_the_whole_batch(tmp_path, optimizer
     assert log2.count("epoch 3/3") == 1 and "2 rank(s)" in log2  # only rank 0 logs
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_translator_on_two_ranks_trains_like_on_one(tmp_path, optimizer):
+    code1, log1, out1 = _train(tmp_path, "tr1", 1, optimizer, script_text=TRAIN_TRANSLATOR)
+    assert code1 == 0, log1
+    code2, log2, out2 = _train(tmp_path, "tr2", 2, optimizer, script_text=TRAIN_TRANSLATOR)
+    assert code2 == 0, log2
+    one = np.load(out1 + ".rank0.npy")
+    two0, two1 = np.load(out2 + ".rank0.npy"), np.load(out2 + ".rank1.npy")
+    np.testing.assert_array_equal(two0, two1)
+    if optimizer == "sgd":
+        np.testing.assert_allclose(two0, one, rtol=1e-4, atol=1e-5)
+    else:
+        # Adam turns rounding noise into steps of ~lr where the true gradient is exactly zero
+        # (the attention key bias: softmax ignores a constant added to every key); elsewhere it agrees
+        close = np.isclose(two0, one, rtol=1e-3, atol=1e-4)
+        assert close.mean() > 0.99 and np.abs(two0 - one).max() < 2 * 3e-3 * 2
+    saved = fastnet.load(out2 + ".ckpt")
+    np.testing.assert_array_equal(saved.store.data, two0)
+    assert saved.epochs_trained == 2 and log2.count("epoch 2/2") == 1
+
+
+PAIRS_SCRIPT = textwrap.dedent("""
+    import sys
+    from fastnet import distributed
+    scores = distributed.train_on_pairs(sys.argv[1], sys.argv[2], minutes=2, epochs=2, batch_size=16, lr=3e-3,
+                                        d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0)
+    print("rank", distributed.rank_and_size()[0], "scores", None if scores is None else scores["ranks"])
+""")
+
+
+def test_train_on_pairs_runs_on_two_ranks_and_rank_0_saves(tmp_path):
+    from fastnet.datasets import toy_translations
+
+    data = toy_translations(150, seed=0, split="train")
+    pairs = tmp_path / "toy-eng-swe.tsv"
+    pairs.write_text("".join(f"{en}\t{sv}\n" for en, sv in zip(data.en, data.sv)), encoding="utf-8")
+    script = tmp_path / "pairs.py"
+    script.write_text(PAIRS_SCRIPT)
+    mpiexec = _mpiexec()
+    if mpiexec is None:
+        pytest.skip("no mpiexec found (the mpich wheel provides one)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    model = tmp_path / "model.safetensors"
+    proc = subprocess.Popen([mpiexec, "-n", "2", sys.executable, str(script), str(pairs), str(model)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate(timeout=10)
+        pytest.fail(f"train_on_pairs did not finish within {TIMEOUT} s:\n{log}")
+    assert proc.returncode == 0, log
+    assert "rank 0 scores 2" in log and "rank 1 scores None" in log
+    assert log.count("held-out sv") == 1 and log.count("epoch 2/2") == 1
+    tr = fastnet.load(model)
+    assert tr.languages == ["sv"] and tr.epochs_trained == 2
+    assert isinstance(tr.translate("cats are cute", to="sv"), str)
+
+
+def test_launched_by_mpi_reads_the_launchers_environment(monkeypatch):
+    from fastnet import distributed
+
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert not distributed.launched_by_mpi()
+    monkeypatch.setenv("PMI_SIZE", "1")
+    assert not distributed.launched_by_mpi()
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    assert distributed.launched_by_mpi()
+
+
 def test_a_dying_rank_ends_the_run_with_an_error_instead_of_a_hang(tmp_path):
     code, log, _ = _train(tmp_path, "dies", 2, die_at=2)
     assert code == 7, log  # the launcher ends the surviving rank and passes on the dead rank's status
@@ -108,3 +201,19 @@ def test_bad_arguments_are_refused():
         distributed.fit(net, X, y, batch_size=0)
     with pytest.raises(ValueError, match="epochs"):
         distributed.fit(net, X, y, epochs=-1)
+
+
+def test_the_time_budget_stops_training_after_the_step_it_runs_out():
+    from fastnet import distributed
+    from fastnet.datasets import toy_translations
+    from fastnet.seq2seq.translator import Translator
+
+    data = toy_translations(64, seed=0, split="train")
+    tr = Translator.build(data.en, {"sv": data.sv}, seed=0, d_model=16, n_heads=2, n_layers=1, d_ff=32,
+                          dropout=0.0, tokenizer="word")
+    before = tr.store.data.copy()
+    with fastnet.threads(1):
+        losses = distributed.fit_translator(tr, data.en, {"sv": data.sv}, epochs=5, batch_size=16,
+                                            max_minutes=1e-9, verbose=0)
+    assert len(losses) == 1 and tr.epochs_trained == 1
+    assert not np.array_equal(before, tr.store.data)  # the one step it took did update the weights
