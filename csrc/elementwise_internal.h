@@ -63,20 +63,26 @@ static inline double fn_gelu_f64(double x) {
     return x * fn_sigmoid_f64(2.0 * u);
 }
 
-/* d gelu / dx = s + 2 x s (1 - s) u'(x), s = sigmoid(2u). */
+/* d gelu / dx = s + 2 x s (1 - s) u'(x), s = sigmoid(2u). With e = exp(-|2u|),
+ * s (1 - s) = e / (1 + e)^2 for either sign: no 1 - s that cancels when s
+ * is close to 1. */
 static inline float fn_gelu_grad_f32(float x) {
     float x2 = x * x;
-    float u = (float)FN_GELU_C * (x + (float)FN_GELU_K * x2 * x);
+    float a = 2.0f * (float)FN_GELU_C * (x + (float)FN_GELU_K * x2 * x);
     float du = (float)FN_GELU_C * (1.0f + 3.0f * (float)FN_GELU_K * x2);
-    float s = fn_sigmoid_f32(2.0f * u);
-    return s + 2.0f * x * s * (1.0f - s) * du;
+    float e = expf(-fabsf(a));
+    float d = 1.0f / (1.0f + e);
+    float s = fn_select_f32(a >= 0.0f, 1.0f, e) * d;
+    return s + 2.0f * x * (e * d * d) * du;
 }
 static inline double fn_gelu_grad_f64(double x) {
     double x2 = x * x;
-    double u = FN_GELU_C * (x + FN_GELU_K * x2 * x);
+    double a = 2.0 * FN_GELU_C * (x + FN_GELU_K * x2 * x);
     double du = FN_GELU_C * (1.0 + 3.0 * FN_GELU_K * x2);
-    double s = fn_sigmoid_f64(2.0 * u);
-    return s + 2.0 * x * s * (1.0 - s) * du;
+    double e = exp(-fabs(a));
+    double d = 1.0 / (1.0 + e);
+    double s = fn_select_f64(a >= 0.0, 1.0, e) * d;
+    return s + 2.0 * x * (e * d * d) * du;
 }
 
 /* ---- work splitting ----------------------------------------------------- */
@@ -234,16 +240,19 @@ FN_TARGET_AVX2 static inline __m256 fn_gelu_avx2(__m256 x) {
 
 FN_TARGET_AVX2 static inline __m256 fn_gelu_grad_avx2(__m256 x) {
     __m256 x2 = _mm256_mul_ps(x, x);
-    __m256 s = fn_sigmoid_avx2(fn_gelu_2u_avx2(x, x2));
+    __m256 a = fn_gelu_2u_avx2(x, x2);
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 e = fn_exp_neg_avx2(_mm256_or_ps(a, _mm256_set1_ps(-0.0f))); /* exp(-|2u|) */
+    __m256 d = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    __m256 negative = _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LT_OQ);
+    __m256 s = _mm256_blendv_ps(d, _mm256_mul_ps(e, d), negative);
+    __m256 s1 = _mm256_mul_ps(_mm256_mul_ps(e, d), d); /* s (1 - s) */
     /* 2 du/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2) */
     __m256 du2 = _mm256_mul_ps(_mm256_set1_ps((float)(2.0 * FN_GELU_C)),
-                               _mm256_fmadd_ps(_mm256_set1_ps((float)(3.0 * FN_GELU_K)), x2, _mm256_set1_ps(1.0f)));
-    __m256 s1 = _mm256_mul_ps(s, _mm256_sub_ps(_mm256_set1_ps(1.0f), s));
+                               _mm256_fmadd_ps(_mm256_set1_ps((float)(3.0 * FN_GELU_K)), x2, one));
     return _mm256_fmadd_ps(_mm256_mul_ps(x, s1), du2, s);
 }
 
-/* AVX-512 builds 2^n with vscalefps, which also zeroes the lanes below
- * FN_EXP_MIN through its mask: three instructions fewer than the AVX2 path. */
 FN_TARGET_AVX512 static inline __m512 fn_exp_neg_avx512(__m512 x) {
     __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(FN_EXP_MIN), _CMP_NLT_UQ);
     x = _mm512_max_ps(_mm512_set1_ps(FN_EXP_MIN), x);
@@ -298,10 +307,15 @@ FN_TARGET_AVX512 static inline __m512 fn_gelu_avx512(__m512 x) {
 
 FN_TARGET_AVX512 static inline __m512 fn_gelu_grad_avx512(__m512 x) {
     __m512 x2 = _mm512_mul_ps(x, x);
-    __m512 s = fn_sigmoid_avx512(fn_gelu_2u_avx512(x, x2));
+    __m512 a = fn_gelu_2u_avx512(x, x2);
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), fn_abs_avx512(a)));
+    __m512 d = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    __mmask16 negative = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 s = _mm512_mask_mul_ps(d, negative, e, d);
+    __m512 s1 = _mm512_mul_ps(_mm512_mul_ps(e, d), d);
     __m512 du2 = _mm512_mul_ps(_mm512_set1_ps((float)(2.0 * FN_GELU_C)),
-                               _mm512_fmadd_ps(_mm512_set1_ps((float)(3.0 * FN_GELU_K)), x2, _mm512_set1_ps(1.0f)));
-    __m512 s1 = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s));
+                               _mm512_fmadd_ps(_mm512_set1_ps((float)(3.0 * FN_GELU_K)), x2, one));
     return _mm512_fmadd_ps(_mm512_mul_ps(x, s1), du2, s);
 }
 

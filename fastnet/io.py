@@ -30,14 +30,19 @@ class ModelFileError(ValueError):
 
 
 # ---- writing ---------------------------------------------------------------
+def _c_order(arr):
+    """arr in C order (np.ascontiguousarray would turn a 0-d array into shape (1,))."""
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
 def _checksum(tensors):
     digest = hashlib.sha256()
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
+        arr = _c_order(tensors[name])
         digest.update(name.encode())
         digest.update(str(arr.dtype.str).encode())
         digest.update(repr(arr.shape).encode())
-        digest.update(memoryview(arr).cast("B"))
+        digest.update(arr.reshape(-1).view(np.uint8).data)  # raw bytes; also fine for empty and 0-d arrays
     return digest.hexdigest()
 
 
@@ -49,7 +54,7 @@ def _serialize(tensors, metadata):
             raise TypeError(f"tensor names must be strings, got {name!r}")
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"tensor {name!r} must be a numpy array, got {type(arr).__name__}")
-    tensors = {name: np.ascontiguousarray(arr) for name, arr in tensors.items()}
+    tensors = {name: _c_order(arr) for name, arr in tensors.items()}
     header = {_META_KEY: json.dumps(metadata, allow_nan=False, sort_keys=True), _CHECKSUM_KEY: _checksum(tensors)}
     return safetensors.numpy.save(tensors, metadata=header)
 
@@ -75,6 +80,20 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def _new_file_mode(path):
+    """The permissions a plainly created file would get (or the old file's, when replacing one).
+
+    mkstemp creates its file owner-only (0600); a model file should be as
+    readable as any other file the user writes.
+    """
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def save_safetensors_atomic(path, tensors, metadata):
     """Write `tensors` (name -> array) and JSON-able `metadata` to `path` atomically.
 
@@ -89,8 +108,10 @@ def save_safetensors_atomic(path, tensors, metadata):
         data = _serialize(tensors, metadata)
     except ValueError as exc:
         raise ValueError(f"cannot save {path!r}: metadata is not JSON-serialisable ({exc})") from exc
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             _write_bytes(f, data)
             f.flush()

@@ -299,3 +299,11 @@ def test_optimizer_errors(rng):
         ops.adam_step(w, g, m, v, step=1, beta1=1.0)
     with pytest.raises(ValueError, match="read-only"):
         ops.scale_(ro, 2.0)
+
+
+def test_gelu_backward_keeps_precision_where_sigmoid_saturates(cpu_path):
+    # 1 - tanh(u)^2 from a float32 tanh(u) near 1 would lose ~16 ulp here
+    x = np.linspace(4.0, 6.0, 4001).astype(np.float32)
+    exact = _gelu_grad(x.astype(np.float64))
+    got = ops.activation_backward("gelu", np.ones_like(x), x=x)
+    np.testing.assert_allclose(got, exact, rtol=4 * np.finfo(np.float32).eps, atol=0)

@@ -144,8 +144,9 @@ def test_matmul_large_shapes_cross_cache_blocks(cpu_path, m, n, k, trans_a, tran
 
 # Around the cache blocks of csrc/gemm*.c (KC = 256, MC = 288/384, NC = 4096;
 # dgemm KB = 128, NB = 1024), with beta so only the first k-block may apply it,
-# on 2 threads so both the row split and the panel split (few rows) run.
-BLOCK_EDGE_SHAPES = [(289, 33, 257), (385, 17, 513), (383, 40, 255), (6, 2000, 300), (7, 4097, 3),
+# on 2 threads. Products above 2 * 2^23 multiply-adds really use both: by rows
+# (385 x 170 x 513) or, with a single row sliver, by column panels (6 x 8000 x 400).
+BLOCK_EDGE_SHAPES = [(289, 33, 257), (385, 170, 513), (383, 40, 255), (6, 8000, 400), (7, 4097, 3),
                      (13, 1025, 129), (2, 3, 257)]
 
 

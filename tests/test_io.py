@@ -25,6 +25,30 @@ def test_round_trip_keeps_tensors_and_metadata(tmp_path):
     assert os.listdir(tmp_path) == ["m.safetensors"]  # no temporary file left behind
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    path = tmp_path / "m.fn"
+    umask = os.umask(0o022)
+    try:
+        io.save_safetensors_atomic(path, tensors(), {})
+        assert path.stat().st_mode & 0o777 == 0o644          # not mkstemp's owner-only 0600
+        path.chmod(0o640)
+        io.save_safetensors_atomic(path, tensors(), {})
+        assert path.stat().st_mode & 0o777 == 0o640          # replacing a file keeps its permissions
+    finally:
+        os.umask(umask)
+
+
+def test_empty_scalar_and_bool_tensors(tmp_path):
+    path = tmp_path / "m.fn"
+    odd = {"empty": np.zeros((0, 3), np.float32), "scalar": np.array(3.5), "flags": np.array([True, False])}
+    io.save_safetensors_atomic(path, odd, {})
+    loaded, _ = io.load_safetensors_checked(path)
+    for name, arr in odd.items():
+        assert loaded[name].shape == arr.shape and loaded[name].dtype == arr.dtype
+        np.testing.assert_array_equal(loaded[name], arr)
+
+
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.fn.*does not exist"):
         io.load_safetensors_checked(tmp_path / "nope.fn")

@@ -100,6 +100,8 @@ def test_elementwise_repeated_calls_are_bitwise_equal(name):
 A = random_array(RNG, (517, 300), np.float32)
 B = random_array(RNG, (300, 401), np.float32)
 BIAS = random_array(RNG, (401,), np.float32)
+WIDE_A = random_array(RNG, (6, 400), np.float32)
+WIDE_B = random_array(RNG, (400, 8000), np.float32)
 
 
 def test_matmul_and_dense_one_and_two_threads_are_bitwise_equal():
@@ -110,6 +112,8 @@ def test_matmul_and_dense_one_and_two_threads_are_bitwise_equal():
     calls = {"matmul": lambda: ops.matmul(A, B),
              "matmul^T": lambda: ops.matmul(B, A, trans_a=True, trans_b=True),
              "matmul tall-skinny": lambda: ops.matmul(A[:, :7], B[:7], trans_b=False),
+             # One row sliver: the threads split the column panels instead of the rows.
+             "matmul few rows": lambda: ops.matmul(WIDE_A, WIDE_B),
              "matmul float64": lambda: ops.matmul(A.astype(np.float64), B.astype(np.float64)),
              "dense": lambda: ops.dense(A, B, BIAS, activation="gelu", return_preactivation=True),
              "dense_backward": lambda: ops.dense_backward(A, B, y, dy, activation="tanh")}

@@ -66,7 +66,7 @@ def test_build_script_is_valid_bash():
 
 
 def _results(path, **arrays):
-    np.savez(path, **arrays, **{"time/matmul": np.float64(1e-3)})
+    np.savez(path, **arrays, **{"time/matmul": np.array([1.2e-3, 1e-3])})  # (median, best) seconds
     return str(path)
 
 

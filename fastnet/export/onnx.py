@@ -289,12 +289,13 @@ class _TransformerGraph(_Graph):
             v = self.linear(x, w[:, 2 * D:], _part(b, 2 * D, 3 * D), hint=hint + ".v")
         q, k, v = (self._heads(q, H, dh, hint + "_q"), self._heads(k, H, dh, hint + "_k", keys=True),
                    self._heads(v, H, dh, hint + "_v"))
-        scores = self.op("Mul", [self.op("MatMul", [q, k], hint + "_qk"), self.scalar(1.0 / math.sqrt(dh), "inv_sqrt_dh")],
-                         hint + "_scores")
+        qk = self.op("MatMul", [q, k], hint + "_qk")
+        scores = self.op("Mul", [qk, self.scalar(1.0 / math.sqrt(dh), "inv_sqrt_dh")], hint + "_scores")
         if bias is not None:
             scores = self.op("Add", [scores, bias], hint + "_masked")
         probs = self.op("Softmax", [scores], hint + "_probs", axis=-1)
-        ctx = self.op("Transpose", [self.op("MatMul", [probs, v], hint + "_ctx_heads")], hint + "_ctx_t", perm=[0, 2, 1, 3])
+        ctx = self.op("MatMul", [probs, v], hint + "_ctx_heads")
+        ctx = self.op("Transpose", [ctx], hint + "_ctx_t", perm=[0, 2, 1, 3])
         ctx = self.op("Reshape", [ctx, self.ints([0, 0, D], f"merge_{D}")], hint + "_ctx")
         return self.linear(ctx, *_weights(attn.out_proj), hint=hint + ".out")
 
