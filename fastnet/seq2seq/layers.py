@@ -280,14 +280,18 @@ class MultiHeadAttention(Layer):
         """Returns dx for self-attention, (dx, dmemory) for cross-attention."""
         q, k, v, probs = self._cache
         B, T = dy.shape[:2]
+        H, dh, D = self.n_heads, self.d_head, self.d_model
         dctx = self.out_proj.backward(dy).reshape(q.shape)
-        dq, dk, dv = ops.attention_backward(np.ascontiguousarray(dctx), q, k, v, probs)
+        # the kernel writes dq, dk, dv straight into the fused projection's gradient layout
         if self.cross:
-            dx = self.q_proj.backward(dq.reshape(B, T, self.d_model))
-            dkv = np.stack([dk, dv], axis=2).reshape(B, k.shape[1], 2 * self.d_model)
-            return dx, self.kv_proj.backward(dkv)
-        dqkv = np.stack([dq, dk, dv], axis=2).reshape(B, T, 3 * self.d_model)
-        return self.qkv_proj.backward(dqkv)
+            dq = np.empty(q.shape, dy.dtype)
+            dkv = np.empty((B, k.shape[1], 2, H, dh), dy.dtype)
+            ops.attention_backward(dctx, q, k, v, probs, dq=dq, dk=dkv[:, :, 0], dv=dkv[:, :, 1])
+            dx = self.q_proj.backward(dq.reshape(B, T, D))
+            return dx, self.kv_proj.backward(dkv.reshape(B, k.shape[1], 2 * D))
+        dqkv = np.empty((B, T, 3, H, dh), dy.dtype)
+        ops.attention_backward(dctx, q, k, v, probs, dq=dqkv[:, :, 0], dk=dqkv[:, :, 1], dv=dqkv[:, :, 2])
+        return self.qkv_proj.backward(dqkv.reshape(B, T, 3 * D))
 
     # ---- incremental decoding (no gradients) ----
     def new_cache(self, batch, capacity):
