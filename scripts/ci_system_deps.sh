@@ -5,6 +5,11 @@ set -euo pipefail
 if command -v chromium >/dev/null 2>&1 && [ -x /usr/bin/chromedriver ]; then
     exit 0
 fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "ci_system_deps.sh: no apt-get here; install Chromium and its chromedriver (/usr/bin/chromedriver)" \
+         "with the system's package manager, or tests/test_serve_browser.py skips" >&2
+    exit 1
+fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"

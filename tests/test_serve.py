@@ -59,6 +59,7 @@ def running_server(model_path, **options):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    threads_before = fastnet.get_num_threads()  # threads=1 sets the process-wide count: restore it after
     server = make_server(model_path, "127.0.0.1", port, threads=1, **options)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="serve-test")
     thread.start()
@@ -70,6 +71,7 @@ def running_server(model_path, **options):
         server.should_exit = True
         thread.join(TIMEOUT)
         sock.close()
+        fastnet.set_num_threads(threads_before)
         assert not thread.is_alive(), "the server did not stop"
 
 
