@@ -68,9 +68,15 @@ def cmd_config(args):
 
 
 def cmd_train_translator(args):
+    from fastnet import distributed
     from fastnet.seq2seq import train_on_pairs
 
-    scores = train_on_pairs(args.pairs, args.out, minutes=args.minutes, seed=args.seed)
+    if distributed.launched_by_mpi():  # `mpirun -n N fastnet train-translator ...`: data-parallel
+        scores = distributed.train_on_pairs(args.pairs, args.out, minutes=args.minutes, seed=args.seed)
+        if scores is None:  # only rank 0 reports
+            return 0
+    else:
+        scores = train_on_pairs(args.pairs, args.out, minutes=args.minutes, seed=args.seed)
     print(f"saved {args.out}")
     for name, value in scores.items():
         if isinstance(value, float):
@@ -86,6 +92,14 @@ def cmd_translate(args):
     model = fastnet.load(args.model)
     for line in model.translate(args.text, to=args.to, beam=args.beam):
         print(line)
+    return 0
+
+
+def cmd_serve(args):
+    from fastnet.serve import run  # starlette/uvicorn are the "serve" extra
+
+    run(args.model, host=args.host, port=args.port, threads=args.threads, beam=args.beam,
+        max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
     return 0
 
 
@@ -129,6 +143,17 @@ def build_parser():
     p.add_argument("-o", "--out", default="drawing.png", help="PNG file to write (default drawing.png)")
     p.add_argument("--scale", type=int, default=8, help="enlarge every pixel to a scale x scale block")
     p.set_defaults(func=cmd_draw)
+
+    p = sub.add_parser("serve", help="serve a saved translator over HTTP (JSON API and a web page)")
+    p.add_argument("model", help="a saved Translator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: fastnet's default)")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--max-texts", type=int, default=64, help="most sentences in one request")
+    p.add_argument("--max-chars", type=int, default=500, help="longest sentence accepted")
+    p.add_argument("--max-body-bytes", type=int, default=65536, help="largest request body accepted")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -16,7 +16,7 @@ def run_fastnet(*args, cwd=None):
 
 def test_help_lists_every_command():
     out = run_fastnet("--help").stdout
-    for command in ("demo", "config", "train-translator", "translate", "draw"):
+    for command in ("demo", "config", "train-translator", "translate", "draw", "serve"):
         assert command in out
 
 
@@ -69,3 +69,42 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert '"cats are cute" in Swedish' in out and '"cats are cute" in Spanish' in out
     pngs = list((tmp_path / "demo").glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_health_and_translate(trained_model):
+    pytest.importorskip("uvicorn")
+    import json
+    import time
+    import urllib.request
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "fastnet.cli", "serve", str(trained_model), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = json.load(urllib.request.urlopen(base + "/health", timeout=2))
+                break
+            except OSError:
+                assert server.poll() is None, "the server exited"
+                assert time.monotonic() < deadline, "the server did not come up within 60 s"
+                time.sleep(0.2)
+        assert health["status"] == "ok"
+        request = urllib.request.Request(base + "/translate", data=json.dumps({"texts": ["cats are cute"], "to": health["languages"][0]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        reply = json.load(urllib.request.urlopen(request, timeout=30))
+        assert len(reply["translations"]) == 1 and reply["translations"][0].strip()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
