@@ -1,4 +1,4 @@
-"""The README's Python examples run as they are written."""
+"""The README's ```python examples run as they are written (```py marks fragments that need context)."""
 import re
 from pathlib import Path
 
