@@ -108,3 +108,31 @@ def test_serve_answers_health_and_translate(trained_model):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_mpirun_train_translator_is_data_parallel(tmp_path):
+    import shutil
+    import signal
+
+    pytest.importorskip("mpi4py")
+    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    mpiexec = local if os.access(local, os.X_OK) else shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec found (the mpich wheel provides one)")
+    data = toy_translations(300, seed=4, split="train")
+    pairs = tmp_path / "eng-swe.tsv"
+    pairs.write_text("".join(f"{en}\t{sv}\n" for en, sv in zip(data.en, data.sv)), encoding="utf-8")
+    model = tmp_path / "model.safetensors"
+    proc = subprocess.Popen([mpiexec, "-n", "2", sys.executable, "-m", "fastnet.cli", "train-translator", str(pairs),
+                             "--out", str(model), "--minutes", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        output, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("mpirun train-translator did not finish within 300 s")
+    assert proc.returncode == 0, output
+    assert output.count(f"saved {model}") == 1  # rank 0 alone saves and reports
+    import fastnet
+
+    assert fastnet.load(model).translate(["cats are cute"])[0].strip()
