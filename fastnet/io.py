@@ -10,6 +10,7 @@ loader registered for that kind (`register_loader`).
 """
 import hashlib
 import json
+import contextlib
 import os
 import struct
 import tempfile
@@ -108,12 +109,28 @@ def save_safetensors_atomic(path, tensors, metadata):
         data = _serialize(tensors, metadata)
     except ValueError as exc:
         raise ValueError(f"cannot save {path!r}: metadata is not JSON-serialisable ({exc})") from exc
-    mode = _new_file_mode(path)
+    with atomic_write(path) as f:
+        _write_bytes(f, data)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb", **open_kwargs):
+    """Write `path` all or nothing: yield a temporary file beside it, then fsync and rename it over `path`.
+
+    A failure anywhere (an exception in the block, a full disk, a crash before
+    the rename) leaves the old file, if any, untouched and no temporary file
+    behind. The new file gets the permissions a plain open() would give it.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
+    file_mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as f:
-            _write_bytes(f, data)
+        os.chmod(tmp, file_mode)
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -12,9 +12,10 @@ file in the same folder, then a rename) and returns its path.
 import csv
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from fastnet.io import atomic_write
 
 __all__ = ["plot_history", "overfitting_epoch", "representations", "representations_to_csv",
            "pca_2d", "pictures"]
@@ -48,32 +49,12 @@ def _check_writable(path):
     return path
 
 
-def _publish(tmp, path):
-    """Give the finished temporary file the permissions a plain open() would have, then rename it.
-
-    mkstemp creates files readable by their owner only; a picture is meant to be shared.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
 def _save_figure(fig, path, dpi=100):
     """Write the figure as PNG through a temporary file and a rename, then close it."""
     plt = _pyplot()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnet-plot-", suffix=".png", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_write(path) as handle:
             fig.savefig(handle, format="png", dpi=dpi)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     finally:
         plt.close(fig)
     return path
@@ -212,21 +193,11 @@ def representations_to_csv(model, sentences, path):
 
 
 def _write_points_csv(sentences, points, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnet-csv-", suffix=".csv", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["sentence", "x", "y"])
-            for sentence, (px, py) in zip(sentences, points):
-                writer.writerow([sentence, f"{px:.6g}", f"{py:.6g}"])
-            handle.flush()
-            os.fsync(handle.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sentence", "x", "y"])
+        for sentence, (px, py) in zip(sentences, points):
+            writer.writerow([sentence, f"{px:.6g}", f"{py:.6g}"])
 
 
 def _label_shifts(points):

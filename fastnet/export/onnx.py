@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import tempfile
 
 import numpy as np
 
@@ -149,25 +148,12 @@ class _Graph:
 
 
 def _write_atomic(path, data):
-    """Write bytes to path via a temporary file and a rename: an old file survives any failure."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    """Write bytes to path all or nothing (an old file survives any failure)."""
+    from fastnet.io import atomic_write
+
+    with atomic_write(path) as f:
+        f.write(data)
+    return os.fspath(path)
 
 
 def _save(model, path):

@@ -12,7 +12,6 @@ alone on those vectors: much faster than running the encoder every epoch
 learns too).
 """
 import os
-import tempfile
 
 import numpy as np
 
@@ -111,20 +110,12 @@ def save_png(picture, path, scale=8):
     if int(scale) < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     big = np.repeat(np.repeat(picture, int(scale), axis=0), int(scale), axis=1)
-    from fastnet.plot import _check_writable, _publish
+    from fastnet.io import atomic_write
+    from fastnet.plot import _check_writable
+
     path = _check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=".fastnet-draw-", suffix=".png",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(big, mode="RGB").save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as handle:
+        Image.fromarray(big, mode="RGB").save(handle, format="PNG")
     return path
 
 
