@@ -24,7 +24,8 @@ from fastnet import ops
 from fastnet.layers.base import Layer
 from fastnet.seq2seq.encoder import check_ids
 from fastnet.seq2seq.layers import (
-    Dropout, Embedding, LayerNorm, Linear, PositionalEncoding, TransformerDecoderLayer, _float_dtype)
+    Dropout, Embedding, LayerNorm, Linear, PositionalEncoding, TransformerDecoderLayer, _float_dtype,
+    store_stack_hyperparameters)
 
 
 class DecoderState:
@@ -53,13 +54,8 @@ class Decoder(Layer):
     def __init__(self, vocab_size, d_model=128, n_heads=4, n_layers=2, d_ff=512, max_len=64,
                  dropout=0.1, activation="gelu", pad_id=0, seed=0, dtype=np.float32):
         super().__init__()
-        for key, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_heads", n_heads),
-                           ("n_layers", n_layers), ("d_ff", d_ff), ("max_len", max_len)):
-            if int(value) < 1:
-                raise ValueError(f"Decoder: {key} must be >= 1, got {value}")
-        self.vocab_size, self.d_model, self.n_heads = int(vocab_size), int(d_model), int(n_heads)
-        self.n_layers, self.d_ff, self.max_len = int(n_layers), int(d_ff), int(max_len)
-        self.dropout, self.activation, self.pad_id, self.seed = float(dropout), activation, int(pad_id), int(seed)
+        store_stack_hyperparameters(self, "Decoder", vocab_size, d_model, n_heads, n_layers, d_ff, max_len,
+                                    dropout, activation, pad_id, seed)
         dtype = _float_dtype(dtype)
         seeds = np.random.SeedSequence([self.seed, 2]).generate_state(self.n_layers + 3)
         self.embed = Embedding(self.vocab_size, self.d_model, seed=seeds[0], dtype=dtype)

@@ -410,3 +410,15 @@ class TransformerDecoderLayer(Layer):
         x = x + self.self_attn.step(self.norm1.forward(x), cache=cache)
         x = x + self.cross_attn.step(self.norm2.forward(x), memory_kv=memory_kv, key_padding_mask=memory_mask)
         return x + self.ffn.forward(self.norm3.forward(x))
+
+
+def store_stack_hyperparameters(stack, kind, vocab_size, d_model, n_heads, n_layers, d_ff, max_len,
+                                dropout, activation, pad_id, seed):
+    """Check the sizes of an Encoder/Decoder stack (each >= 1) and store them as plain attributes."""
+    for key, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_heads", n_heads),
+                       ("n_layers", n_layers), ("d_ff", d_ff), ("max_len", max_len)):
+        if int(value) < 1:
+            raise ValueError(f"{kind}: {key} must be >= 1, got {value}")
+    stack.vocab_size, stack.d_model, stack.n_heads = int(vocab_size), int(d_model), int(n_heads)
+    stack.n_layers, stack.d_ff, stack.max_len = int(n_layers), int(d_ff), int(max_len)
+    stack.dropout, stack.activation, stack.pad_id, stack.seed = float(dropout), activation, int(pad_id), int(seed)

@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 
-from fastnet.layers.base import ParameterStore
 from fastnet.seq2seq.encoder import pool, pool_backward
 
 
