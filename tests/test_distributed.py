@@ -140,7 +140,9 @@ PAIRS_SCRIPT = textwrap.dedent("""
     from fastnet import distributed
     scores = distributed.train_on_pairs(sys.argv[1], sys.argv[2], minutes=2, epochs=2, batch_size=16, lr=3e-3,
                                         d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0)
-    print("rank", distributed.rank_and_size()[0], "scores", None if scores is None else scores["ranks"])
+    # one write per line: mpiexec merges the ranks' output, and print() writes its pieces separately
+    sys.stdout.write(f"rank {distributed.rank_and_size()[0]} scores {None if scores is None else scores['ranks']}\\n")
+    sys.stdout.flush()
 """)
 
 
