@@ -4,7 +4,7 @@ OpenMP is found by a compile-and-link probe (as scikit-learn does). Without it
 the build still succeeds, single-threaded, with a warning.
 FASTNET_NO_OPENMP=1 skips the probe so the serial build is tested too.
 AVX2/FMA and AVX-512 code carries per-function target attributes and is chosen
-at import by CPUID, so the build never uses -march=native.
+at import by CPUID, so the build never targets the build machine's own CPU.
 """
 import glob
 import os
