@@ -176,24 +176,6 @@ FN_TARGET_AVX512 static inline __m512 exp_avx512(__m512 x) {
 /* x with 0 in the lanes where p == 0 */
 #define V_ZERO_WHERE_ZERO(x, p) _mm256_and_ps(x, _mm256_cmp_ps(p, _mm256_setzero_ps(), _CMP_NEQ_UQ))
 #include "attention_simd.h"
-#undef ISA
-#undef TARGET
-#undef W
-#undef V
-#undef V_ZERO
-#undef V_SET1
-#undef V_LOAD
-#undef V_STORE
-#undef V_ADD
-#undef V_SUB
-#undef V_MUL
-#undef V_MAX
-#undef V_FMA
-#undef V_HSUM
-#undef V_HMAX
-#undef V_EXP
-#undef V_KILL
-#undef V_ZERO_WHERE_ZERO
 
 #define ISA avx512
 #define TARGET FN_TARGET_AVX512
@@ -215,24 +197,6 @@ FN_TARGET_AVX512 static inline __m512 exp_avx512(__m512 x) {
     _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(kill, _mm512_setzero_ps(), _CMP_NEQ_UQ), _mm512_set1_ps(-INFINITY))
 #define V_ZERO_WHERE_ZERO(x, p) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(p, _mm512_setzero_ps(), _CMP_NEQ_UQ), x)
 #include "attention_simd.h"
-#undef ISA
-#undef TARGET
-#undef W
-#undef V
-#undef V_ZERO
-#undef V_SET1
-#undef V_LOAD
-#undef V_STORE
-#undef V_ADD
-#undef V_SUB
-#undef V_MUL
-#undef V_MAX
-#undef V_FMA
-#undef V_HSUM
-#undef V_HMAX
-#undef V_EXP
-#undef V_KILL
-#undef V_ZERO_WHERE_ZERO
 
 /* Padded key count and per-thread scratch (rounded to a cache line). */
 static void simd_layout(const attn_dims *a, fn_cpu_path path, int64_t *tkp, int64_t *per_thread) {

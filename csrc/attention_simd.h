@@ -224,3 +224,23 @@ TARGET static void SIMD(head_backward)(const attn_dims *a, int64_t b, int64_t h,
 #undef SIMD
 #undef SIMD_CAT
 #undef SIMD_CAT2
+
+/* The instantiation is done: forget its parameters so the next ISA can define them afresh. */
+#undef ISA
+#undef TARGET
+#undef W
+#undef V
+#undef V_ZERO
+#undef V_SET1
+#undef V_LOAD
+#undef V_STORE
+#undef V_ADD
+#undef V_SUB
+#undef V_MUL
+#undef V_MAX
+#undef V_FMA
+#undef V_HSUM
+#undef V_HMAX
+#undef V_EXP
+#undef V_KILL
+#undef V_ZERO_WHERE_ZERO
