@@ -37,6 +37,20 @@ def _check_length(y, n_samples):
         raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}; they must match")
 
 
+def _numeric_targets(y, n_samples, n_outputs):
+    """y as a numeric (n_samples, n_outputs) array; a 1-D y is one output column."""
+    y = np.asarray(y)
+    if y.ndim == 1 and n_outputs == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        raise ValueError(f"y must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} "
+                         f"outputs, got {y.shape}")
+    _check_length(y, n_samples)
+    if y.dtype.kind not in "iubf":
+        raise ValueError(f"y must be numeric, got dtype {y.dtype}")
+    return y
+
+
 def _is_one_hot(y):
     return y.dtype.kind in "iubf" and bool(np.all((y == 0) | (y == 1))) and bool(np.all(y.sum(axis=1) == 1))
 
@@ -92,15 +106,7 @@ class BinaryCrossEntropy(Loss):
         return ops.bce_with_logits(output, target)
 
     def prepare_targets(self, y, n_samples, n_outputs, dtype):
-        y = np.asarray(y)
-        if y.ndim == 1 and n_outputs == 1:
-            y = y[:, None]
-        if y.ndim != 2 or y.shape[1] != n_outputs:
-            raise ValueError(f"y must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} "
-                             f"outputs, got {y.shape}")
-        _check_length(y, n_samples)
-        if y.dtype.kind not in "iubf":
-            raise ValueError(f"y must be numeric, got dtype {y.dtype}")
+        y = _numeric_targets(y, n_samples, n_outputs)
         y = y.astype(dtype)
         if y.size and not (np.all(np.isfinite(y)) and y.min() >= 0 and y.max() <= 1):
             raise ValueError("y must hold targets in [0, 1] for binary_cross_entropy")
@@ -126,15 +132,7 @@ class MeanSquaredError(Loss):
         return ops.mse(output, target)
 
     def prepare_targets(self, y, n_samples, n_outputs, dtype):
-        y = np.asarray(y)
-        if y.ndim == 1 and n_outputs == 1:
-            y = y[:, None]
-        if y.ndim != 2 or y.shape[1] != n_outputs:
-            raise ValueError(f"y must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} "
-                             f"outputs, got {y.shape}")
-        _check_length(y, n_samples)
-        if y.dtype.kind not in "iubf":
-            raise ValueError(f"y must be numeric, got dtype {y.dtype}")
+        y = _numeric_targets(y, n_samples, n_outputs)
         y = np.ascontiguousarray(y, dtype=dtype)
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinity")
