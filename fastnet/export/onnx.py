@@ -212,8 +212,9 @@ def network_to_onnx(net, path, proba=False):
 
 # ---- Translator ---------------------------------------------------------------------
 def _weights(linear):
-    """(w, b or None) of a fastnet.seq2seq Linear."""
-    return linear.params["w"], linear.params.get("b")
+    """(w, b or None) of a fastnet.seq2seq Linear (or a TiedOutput, whose w is the embedding's table.T)."""
+    w = linear.params["w"] if "w" in linear.params else np.ascontiguousarray(linear.weight)
+    return w, linear.params.get("b")
 
 
 def _part(b, start, stop):
