@@ -155,28 +155,26 @@ def cmd_draw(args):
     return 0
 
 
-def _positive(kind):
+def _number(kind, allow_zero=False):
+    """An argparse type: a finite number of `kind`, > 0 (or >= 0 with allow_zero), checked at parse time."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not 0 < value < float("inf"):  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+        if not (0 <= value if allow_zero else 0 < value) or not value < float("inf"):  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>= 0' if allow_zero else '> 0'}, "
+                                             f"got {text!r}")
         return value
     return parse
+
+
+def _positive(kind):
+    return _number(kind)
 
 
 def _non_negative(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not 0 <= value < float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-        return value
-    return parse
+    return _number(kind, allow_zero=True)
 
 
 def build_parser():

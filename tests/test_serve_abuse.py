@@ -20,7 +20,8 @@ from test_serve import (
     post,
     running_server,
     serving,
-    trained_model_path,
+    model_path,  # noqa: F401 - the session's trained model (a fixture)
+    reference,  # noqa: F401 - the same model in this process (a fixture)
     wait_until_healthy,
 )
 from test_serve_batching import model_held, wait_for
@@ -30,16 +31,6 @@ from fastnet.serve import Connections
 
 GOOD = {"texts": ["cats are cute"], "to": "sv"}
 FAST = Connections(keep_alive=0.5, header_timeout=0.5, body_timeout=0.5)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return trained_model_path(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def reference(model_path):
-    return fastnet.load(model_path)
 
 
 @pytest.fixture(scope="module")

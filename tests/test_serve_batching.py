@@ -20,21 +20,11 @@ from test_serve import (
     post,
     scrape,
     serving,
-    trained_model_path,
+    model_path,  # noqa: F401 - the session's trained model (a fixture)
+    reference,  # noqa: F401 - the same model in this process (a fixture)
 )
 
-import fastnet
 from fastnet.serve import Batching
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return trained_model_path(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def reference(model_path):
-    return fastnet.load(model_path)
 
 
 @contextlib.contextmanager

@@ -10,16 +10,12 @@ pytest.importorskip("starlette", reason="the serve extra (starlette) is not inst
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 httpx = pytest.importorskip("httpx", reason="httpx (the test client) is not installed")
 
-from test_serve import TIMEOUT, post, running_server, trained_model_path
+from test_serve import TIMEOUT, post, running_server
+from test_serve import model_path  # noqa: F401 - the session's trained model (a fixture)
 
 from fastnet import cli
 from fastnet.serve import make_server
 from fastnet.serve.keys import KeyStore, KeyStoreError, digest
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return trained_model_path(tmp_path_factory)
 
 
 class Clock:

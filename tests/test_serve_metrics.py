@@ -15,13 +15,8 @@ from test_serve import (
     post,
     running_server,
     scrape,
-    trained_model_path,
+    model_path,  # noqa: F401 - the session's trained model (a fixture)
 )
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return trained_model_path(tmp_path_factory)
 
 
 FAMILIES = ["fastnet_requests", "fastnet_sentences_translated", "fastnet_characters_translated",

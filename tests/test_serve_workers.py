@@ -17,18 +17,9 @@ psutil = pytest.importorskip("psutil", reason="psutil (to find the worker proces
 
 import fastnet  # noqa: E402
 from test_serve import (SENTENCES, TIMEOUT, _free_port, expected, metric, post, scrape, serving,  # noqa: E402
-                        trained_model_path, wait_until_healthy)
+                        wait_until_healthy)
+from test_serve import model_path, reference  # noqa: E402, F401 - fixtures: the session's trained model
 from test_serve_batching import wait_for  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return trained_model_path(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def reference(model_path):
-    return fastnet.load(model_path)
 
 
 class ServeProcess:
