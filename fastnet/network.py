@@ -104,11 +104,7 @@ class Network:
         if self.n_features is not None and X.shape[1] != self.n_features:
             raise ValueError(f"{name} has {X.shape[1]} features, but the network expects {self.n_features} "
                              f"(the first layer's n_in)")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
-            row, col = np.argwhere(~np.isfinite(X))[0]
-            raise ValueError(f"{name} contains NaN or infinity (first at row {row}, column {col})")
-        return X
+        return _losses.as_finite(X, self.dtype, name)
 
     def _check_data(self, X, y, names=("X", "y")):
         X = self._check_X(X, names[0])
@@ -153,9 +149,10 @@ class Network:
         """One training step (forward, backward, optimizer update) on a batch; returns the batch loss."""
         x = self._check_X(x)
         if not (self.loss.is_classifier and type(y) is np.ndarray and y.dtype == np.int64
-                and y.shape == (x.shape[0],) and self.loss.name == "softmax_cross_entropy"):
+                and y.shape == (x.shape[0],) and self.loss.name == "softmax_cross_entropy" and y.min() >= 0):
             y = self.loss.prepare_targets(y, x.shape[0], self.n_outputs, self.dtype)
-        # else: integer labels go straight to the loss kernel, which rejects out-of-range labels itself
+        # else: integer labels go straight to the loss kernel, which rejects labels >= n_classes itself
+        # (negative ones took the checked path: the kernel would skip -100 as its ignore_index)
         loss = self._train_step(x, y)[0]
         if not math.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss} at optimizer step {self.optimizer.iterations}")
