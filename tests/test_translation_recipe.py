@@ -9,25 +9,16 @@ import numpy as np
 import pytest
 
 import fastnet as fn
-from fastnet.datasets import toy_translations
 from fastnet.layers.base import ParameterStore
+from fastnet.datasets import toy_translations
 from fastnet.seq2seq import Decoder, Translator, decoding
 from fastnet.seq2seq.tasks import pair_files, split_three_ways, train_on_pairs
 from fastnet.text import SubwordTokenizer
 
+from test_seq2seq_translator import one_thread, toy  # noqa: F401  (the shared fixtures: 1 thread, toy data)
+
 HERE = os.path.dirname(__file__)
 SMALL = dict(d_model=32, n_heads=2, n_layers=1, d_ff=64, dropout=0.0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with fn.threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_translations(600, seed=0, split="train"), toy_translations(60, seed=1, split="test")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +109,8 @@ def test_tied_translator_saves_one_table_per_decoder(subword):
     assert len([name for name in sv if name.endswith("table")]) == 1
     assert [name for name in sv if "tiedoutput" in name] == [next(n for n in sv if "tiedoutput" in n)]
     dec = subword.decoders["sv"]
-    untied = Decoder(dec.vocab_size, **{k: v for k, v in dec.config().items() if k not in ("vocab_size", "tie_embeddings")})
+    sizes = {k: v for k, v in dec.config().items() if k not in ("vocab_size", "tie_embeddings")}
+    untied = Decoder(dec.vocab_size, **sizes)
     assert dec.n_params() == untied.n_params() - dec.d_model * dec.vocab_size
 
 
@@ -342,3 +334,40 @@ def test_overlong_held_out_sentences_are_cut_with_a_warning_not_an_abort(toy):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tr.translate("cats are cute", to="sv")
+
+
+def test_subword_tied_translator_exports_to_onnx_and_translates_alike(subword, toy, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    _, test = toy
+    subword.to_onnx(tmp_path)
+    sentences = test.en[:30] + ["Trust me! 😀"]
+    for to in ("sv", "es"):
+        want = subword.translate(sentences, to=to)
+        assert fn.export.onnx_greedy_translate(tmp_path, sentences, to=to) == want
+
+
+def test_cli_trains_on_two_pair_files_and_shows_n_best(tmp_path):
+    pytest.importorskip("sacrebleu")
+    data = toy_translations(400, seed=3, split="train")
+    sv, es = tmp_path / "toy-eng-swe.tsv", tmp_path / "spanish.tsv"
+    sv.write_text("".join(f"{e}\t{s}\tby someone\n" for e, s in zip(data.en[:250], data.sv)), encoding="utf-8")
+    es.write_text("".join(f"{e}\t{s}\n" for e, s in zip(data.en[150:], data.es[150:])), encoding="utf-8")
+    model = tmp_path / "m.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(HERE)}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "fastnet.cli", *args], capture_output=True, text=True,
+                              timeout=600, env=env, cwd=tmp_path)
+
+    result = run("train-translator", str(sv), "--pairs", f"es={es}", "--out", str(model), "--minutes", "0.15",
+                 "--vocab-size", "300")
+    assert result.returncode == 0, result.stderr
+    assert "  sv:" in result.stdout and "  es:" in result.stdout and "chrf" in result.stdout
+    assert fn.load(model).languages == ["sv", "es"]
+    result = run("translate", str(model), "cats are cute", "--to", "es", "--beam", "3", "--n-best", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "cats are cute" and lines[1].startswith("  1. ") and lines[2].startswith("  2. ")
+    result = run("train-translator", str(sv), "--pairs", f"sv={es}", "--out", str(model))
+    assert result.returncode == 2 and "language 'sv' is given twice" in result.stderr

@@ -40,6 +40,12 @@ def length_batches(lengths, batch_size, rng, shuffle=True):
     return batches
 
 
+def _check_targets(targets, what):
+    if not isinstance(targets, dict) or not targets:
+        raise ValueError(f"{what}: targets must be a dict {{decoder name: sentences}}, "
+                         f"got {type(targets).__name__}")
+
+
 class EncodedPairs:
     """Source ids and, per decoder, target ids for aligned sentences."""
 
@@ -47,8 +53,7 @@ class EncodedPairs:
         from fastnet.seq2seq.translator import _as_texts
 
         src = _as_texts(src, what)
-        if not isinstance(targets, dict) or not targets:
-            raise ValueError(f"{what}: targets must be a dict {{decoder name: sentences}}, got {type(targets).__name__}")
+        _check_targets(targets, what)
         self.texts = (src, {})
         self.src = tr.encode_source(src, truncate=True)
         self.targets = {}
@@ -92,8 +97,7 @@ class TrainingData:
     language (each its own English). Batches hold one part each; the parts' batches interleave."""
 
     def __init__(self, tr, src, targets, what):
-        if not isinstance(targets, dict) or not targets:
-            raise ValueError(f"{what}: targets must be a dict {{decoder name: sentences}}, got {type(targets).__name__}")
+        _check_targets(targets, what)
         if isinstance(src, dict):
             from fastnet.seq2seq.translator import _source_lists
 

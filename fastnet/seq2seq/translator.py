@@ -9,7 +9,6 @@ Every parameter of the encoder and the decoders lives in one ParameterStore
 (`tr.store`), so one Adam step updates all of them; a frozen encoder
 (add_decoder(freeze_encoder=True)) is left out of the store being trained.
 """
-import os
 import warnings
 
 import numpy as np
@@ -29,6 +28,7 @@ FORMAT_VERSION = 1
 LENGTH_PENALTY = 0.6
 NO_REPEAT_NGRAM = 4
 MAX_LENGTH_RATIO = 2.0
+LENGTH_EXTRA = 5
 
 # Decoder classes Translator.load can rebuild, by the name saved in the file.
 DECODER_KINDS = {"Decoder": Decoder}
@@ -322,7 +322,7 @@ class Translator:
         n_best > 1 (at most beam) returns the n_best best different translations of each sentence,
         best first: a list for a string, a list of lists for a list. An output never holds the
         unknown token, never repeats an n-gram of no_repeat_ngram tokens (0 = allowed) and has at
-        most max_length_ratio x the source's tokens + 5 (and the decoder's max_len, or max_len).
+        most max_length_ratio x the source's tokens + LENGTH_EXTRA (and the decoder's max_len, or max_len).
         A source longer than the encoder takes is an error, or with truncate=True cut with a warning.
         A non-text decoder returns its predict() output for the representations.
         """
@@ -340,7 +340,7 @@ class Translator:
         limit = dec.max_len if max_len is None else min(int(max_len), dec.max_len)
         banned = {tok.unk_id, tok.pad_id, tok.bos_id}
         src_lengths = (src != self.encoder.pad_id).sum(axis=1)
-        caps = np.ceil(max_length_ratio * src_lengths).astype(np.int64) + 5
+        caps = np.ceil(max_length_ratio * src_lengths).astype(np.int64) + LENGTH_EXTRA
         out = [None] * len(texts)
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths batch together
         for s in self._batches(len(texts), batch_size):
