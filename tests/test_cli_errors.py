@@ -59,11 +59,11 @@ def test_translate_and_serve_on_a_network_file_name_the_problem(capsys, network_
     (["serve", "m", "--port", "http"], "--port: 'http' is not an integer"),
     (["serve", "m", "--beam", "0"], "--beam: 0 is out of range"),
     (["translate", "m", "x", "--beam", "0"], "--beam: 0 is out of range"),
-    (["serve", "m", "--threads", "0"], "--threads: 0 is out of range"),
-    (["serve", "m", "--max-texts", "0"], "--max-texts: 0 is out of range"),
-    (["demo", "--minutes", "0"], "--minutes: 0 must be a finite number greater than 0"),
-    (["train-translator", "p.tsv", "--out", "m.fn", "--minutes", "-1"], "--minutes: -1 must be"),
-    (["train-translator", "p.tsv", "--out", "m.fn", "--minutes", "nan"], "--minutes: nan must be"),
+    (["serve", "m", "--threads", "0"], "--threads: must be a finite number > 0"),
+    (["serve", "m", "--max-texts", "0"], "--max-texts: must be a finite number > 0"),
+    (["demo", "--minutes", "0"], "--minutes: must be a finite number > 0, got '0'"),
+    (["train-translator", "p.tsv", "--out", "m.fn", "--minutes", "-1"], "--minutes: must be a finite number > 0"),
+    (["train-translator", "p.tsv", "--out", "m.fn", "--minutes", "nan"], "--minutes: must be a finite number > 0"),
 ])
 def test_options_are_validated_at_parse_time(capsys, argv, needle):
     status, _, err = run(capsys, *argv)
