@@ -43,6 +43,17 @@ fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k,
                         0.0f, y, ldy, &epi, n_threads);
 }
 
+fn_status fn_dense_forward_bf16(int64_t m, int64_t n, int64_t k,
+                                const float *x, int64_t ldx,
+                                const float *w, int64_t ldw,
+                                const float *bias, fn_activation act, float act_param,
+                                float *y, int64_t ldy, float *pre, int n_threads) {
+    if (!forward_args_ok(m, n, k, x, ldx, w, ldw, y, ldy, act)) return FN_ERR_ARG;
+    fn_epilogue_f32 epi = {bias, act, act_param, pre, n};
+    return fn_sgemm_run(fn_bf16_arch_current(), 0, 0, m, n, k, 1.0f, x, ldx, w, ldw,
+                        0.0f, y, ldy, &epi, n_threads);
+}
+
 static double act_f64(fn_activation act, double param, double z) {
     switch (act) {
     case FN_ACT_STEP: return z > 0.0 ? 1.0 : 0.0;
@@ -183,4 +194,5 @@ DEFINE_COLUMN_SUMS(column_sums_f64, double)
     }
 
 DEFINE_DENSE_BACKWARD(fn_dense_backward_f32, float, act_grad_f32, column_sums_f32, fn_gemm_f32)
+DEFINE_DENSE_BACKWARD(fn_dense_backward_bf16, float, act_grad_f32, column_sums_f32, fn_gemm_bf16)
 DEFINE_DENSE_BACKWARD(fn_dense_backward_f64, double, act_grad_f64, column_sums_f64, fn_gemm_f64)
