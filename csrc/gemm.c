@@ -461,23 +461,17 @@ static int gemm_args_ok(int64_t m, int64_t n, int64_t k, int trans_a, int trans_
     return 1;
 }
 
-fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                      float alpha, const float *a, int64_t lda,
-                      const float *b, int64_t ldb,
-                      float beta, float *c, int64_t ldc, int n_threads) {
-    if (!gemm_args_ok(m, n, k, trans_a, trans_b, a, lda, b, ldb, c, ldc)) return FN_ERR_ARG;
-    return fn_sgemm_run(fn_sgemm_arch_current(), trans_a != 0, trans_b != 0, m, n, k, alpha,
-                        a, lda, b, ldb, beta, c, ldc, NULL, n_threads);
-}
-
-fn_status fn_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                       float alpha, const float *a, int64_t lda,
-                       const float *b, int64_t ldb,
-                       float beta, float *c, int64_t ldc, int n_threads) {
-    if (!gemm_args_ok(m, n, k, trans_a, trans_b, a, lda, b, ldb, c, ldc)) return FN_ERR_ARG;
-    return fn_sgemm_run(fn_bf16_arch_current(), trans_a != 0, trans_b != 0, m, n, k, alpha,
-                        a, lda, b, ldb, beta, c, ldc, NULL, n_threads);
-}
+/* fn_gemm_f32 and fn_gemm_bf16 differ only in the kernel set. */
+#define DEFINE_GEMM_ENTRY(NAME, ARCH)                                                               \
+    fn_status NAME(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,         \
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, \
+                   int64_t ldc, int n_threads) {                                                    \
+        if (!gemm_args_ok(m, n, k, trans_a, trans_b, a, lda, b, ldb, c, ldc)) return FN_ERR_ARG;    \
+        return fn_sgemm_run(ARCH(), trans_a != 0, trans_b != 0, m, n, k, alpha, a, lda, b, ldb,     \
+                            beta, c, ldc, NULL, n_threads);                                         \
+    }
+DEFINE_GEMM_ENTRY(fn_gemm_f32, fn_sgemm_arch_current)
+DEFINE_GEMM_ENTRY(fn_gemm_bf16, fn_bf16_arch_current)
 
 /* ---- float64: plain blocked loops ------------------------------------------
  * C is first scaled by beta, then for each block of KB rows of op(B) (copied

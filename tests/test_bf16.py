@@ -2,8 +2,6 @@
 bf16 GEMM (matmul / dense / dense_backward with precision="bf16") on every
 low-precision path against a float64 reference on bf16-rounded inputs,
 within the error bound of a k-term float32 sum."""
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 import fastnet
 from fastnet import ops
 from fastnet import reference as ref
-from helpers import assert_gemm_close, gemm_error_bound
+from helpers import assert_gemm_close, config_in_subprocess, gemm_error_bound, run_guarded
 
 F32 = np.float32
 
@@ -228,18 +226,10 @@ def test_config_names_the_low_precision_path():
     assert c["mma_path"] in _show_config()
 
 
-def _config_in_subprocess(**env):
-    import json
-    code = "import fastnet, json; print(json.dumps(fastnet.config()))"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
-
-
 def test_fastnet_cpu_forces_each_low_precision_path():
     from conftest import LOWP_PATHS
     for name in LOWP_PATHS:
-        c = _config_in_subprocess(FASTNET_CPU=name)
+        c = config_in_subprocess(FASTNET_CPU=name)
         if name in ("generic", "avx2", "avx512"):
             assert (c["cpu_path"], c["mma_path"]) == (name, "generic")
         else:
@@ -281,8 +271,4 @@ def test_bf16_kernels_stay_inside_their_buffers():
     # Packing reads float32 with masked vector loads: one lane too many would
     # touch the inaccessible page and kill the subprocess.
     from conftest import LOWP_PATHS
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(here), here])}
-    done = subprocess.run([sys.executable, "-c", _GUARDED_BF16, *LOWP_PATHS], env=env, cwd=here,
-                          capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
+    run_guarded(_GUARDED_BF16, LOWP_PATHS)
