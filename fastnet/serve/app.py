@@ -87,6 +87,11 @@ class TranslationService:
                                    f"max_chars={self.limits.max_chars}", limit=self.limits.max_chars)
         return texts, to
 
+    def run_exclusive(self, fn):
+        """fn(self.translator) while holding the lock every other use of the model holds."""
+        with self._lock:
+            return fn(self.translator)
+
     def translate(self, texts, to):
         with self._lock:
             try:
@@ -136,6 +141,9 @@ async def _server_error(request, exc):
 
 def create_app(translator, limits=None, beam=1):
     """A Starlette app serving `translator` (a fastnet Translator) with the given Limits."""
+    # story.py builds on this module's request helpers, so it is imported here rather than at the top
+    from fastnet.serve.story import has_pictures, story_routes
+
     service = TranslationService(translator, limits, beam)
 
     async def translate(request):
@@ -150,13 +158,15 @@ def create_app(translator, limits=None, beam=1):
         return JSONResponse({"translations": translations, "to": to})
 
     async def health(request):
-        return JSONResponse({"status": "ok", "languages": service.languages})
+        return JSONResponse({"status": "ok", "languages": service.languages,
+                             "has_pictures": has_pictures(service.translator)})
 
     async def page(request):
         return HTMLResponse(PAGE)
 
     routes = [Route("/", page, methods=["GET"]), Route("/health", health, methods=["GET"]),
               Route("/translate", translate, methods=["POST"])]
+    routes += story_routes(service)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, 500: _server_error})
     app.state.service = service
     return app
