@@ -22,6 +22,10 @@
 #define ATTN_HAVE_X86 1
 #endif
 
+/* What a softmax row came to: no visible key (the row is zeros), a normal
+ * row, or a NaN score somewhere (the row is all NaN, as in the reference). */
+enum { ROW_NO_KEY = 0, ROW_OK = 1, ROW_NAN = 2 };
+
 /* Multiply-adds per thread below which another thread does not pay. */
 #define MIN_FLOPS_PER_THREAD 65536
 /* Up to this many queries per head, scores are computed as plain dot
@@ -92,9 +96,18 @@ static int attn_threads(const attn_dims *a, int n_threads) {
 /* ---- float SIMD path: vector primitives, then the shared template -------- */
 #ifdef ATTN_HAVE_X86
 
+/* True when any of s[0:n] is NaN. */
+static int attn_any_nan_f32(const float *s, int64_t n) {
+    for (int64_t j = 0; j < n; j++)
+        if (s[j] != s[j]) return 1;
+    return 0;
+}
+
 /* exp for x <= 88: 2^n * poly(r) with x = n ln2 + r, |r| <= ln2 / 2 (Cephes'
  * split of ln2 and degree-7 polynomial, ~1 ulp). Lanes below -87 (including
- * -inf, i.e. masked keys) give exactly 0, so masked weights are true zeros. */
+ * -inf, i.e. masked keys) give exactly 0, so masked weights are true zeros.
+ * NaN lanes stay NaN: "live" is an unordered not-less-than, and the clamp
+ * puts x second in max/min, the operand those instructions return for NaN. */
 #define EXP_LOW -87.0f
 #define EXP_HIGH 88.0f
 #define EXP_LOG2E 1.44269504088896341f
@@ -108,8 +121,8 @@ static int attn_threads(const attn_dims *a, int n_threads) {
 #define EXP_P5 5.0000001201e-1f
 
 FN_TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
-    __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LOW), _CMP_GE_OQ);
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LOW)), _mm256_set1_ps(EXP_HIGH));
+    __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LOW), _CMP_NLT_UQ);
+    x = _mm256_min_ps(_mm256_set1_ps(EXP_HIGH), _mm256_max_ps(_mm256_set1_ps(EXP_LOW), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
@@ -138,8 +151,8 @@ FN_TARGET_AVX2 static inline float hmax_avx2(__m256 v) {
 }
 
 FN_TARGET_AVX512 static inline __m512 exp_avx512(__m512 x) {
-    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LOW), _CMP_GE_OQ);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LOW)), _mm512_set1_ps(EXP_HIGH));
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LOW), _CMP_NLT_UQ);
+    x = _mm512_min_ps(_mm512_set1_ps(EXP_HIGH), _mm512_max_ps(_mm512_set1_ps(EXP_LOW), x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);

@@ -19,8 +19,16 @@ static void GEN(axpy)(REAL alpha, const REAL *x, REAL *y, int64_t n) {
     for (int64_t d = 0; d < n; d++) y[d] += alpha * x[d];
 }
 
-/* Probabilities of one query row (tk entries, zeros where masked); returns
- * 0 when no key is visible (the row stays all zeros). */
+/* A query row that has no visible key (value 0) or a NaN score (value NaN):
+ * every probability and output element set to value, as in the reference. */
+static void GEN(fill_row)(REAL *p, int64_t tk, REAL *o, int64_t dh, REAL value) {
+    for (int64_t j = 0; j < tk; j++) p[j] = value;
+    for (int64_t d = 0; d < dh; d++) o[d] = value;
+}
+
+/* Probabilities of one query row (tk entries, zeros where masked). Returns
+ * ROW_NO_KEY when no key is visible and ROW_NAN when a score is NaN (the
+ * caller fills the row); NaN reaches the sum through exp either way. */
 static int GEN(softmax_row)(const REAL *qi, const REAL *k, int64_t k_st, int64_t dh,
                             int64_t tk, int64_t n_visible, const uint8_t *pad,
                             REAL scale, REAL *p) {
@@ -34,16 +42,17 @@ static int GEN(softmax_row)(const REAL *qi, const REAL *k, int64_t k_st, int64_t
         if (!any || s > row_max) row_max = s;
         any = 1;
     }
-    if (!any) return 0;
+    if (!any) return ROW_NO_KEY;
     REAL sum = 0;
     for (int64_t j = 0; j < n_visible; j++) {
         if (pad && pad[j]) continue;
         p[j] = EXP(p[j] - row_max);
         sum += p[j];
     }
+    if (sum != sum) return ROW_NAN;
     REAL inv = (REAL)1 / sum;
     for (int64_t j = 0; j < n_visible; j++) p[j] *= inv;
-    return 1;
+    return ROW_OK;
 }
 
 static void GEN(head_forward)(const attn_dims *a, int64_t b, int64_t h,
@@ -58,11 +67,14 @@ static void GEN(head_forward)(const attn_dims *a, int64_t b, int64_t h,
     REAL *ph = probs + (b * a->heads + h) * a->tq * a->tk;
     for (int64_t i = 0; i < a->tq; i++) {
         REAL *p = ph + i * a->tk, *o = oh + i * out_st;
-        for (int64_t d = 0; d < a->dh; d++) o[d] = 0;
         int64_t n_visible = attn_visible_keys(a, i);
-        if (!GEN(softmax_row)(qh + i * a->q_st, kh, a->k_st, a->dh, a->tk, n_visible, pad,
-                              (REAL)a->scale, p))
+        int row = GEN(softmax_row)(qh + i * a->q_st, kh, a->k_st, a->dh, a->tk, n_visible, pad,
+                                   (REAL)a->scale, p);
+        if (row != ROW_OK) {
+            GEN(fill_row)(p, a->tk, o, a->dh, row == ROW_NAN ? (REAL)NAN : (REAL)0);
             continue;
+        }
+        for (int64_t d = 0; d < a->dh; d++) o[d] = 0;
         for (int64_t j = 0; j < n_visible; j++)
             if (p[j] != 0) GEN(axpy)(p[j], vh + j * a->v_st, o, a->dh);
     }

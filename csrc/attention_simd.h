@@ -101,7 +101,10 @@ TARGET static void SIMD(weighted_rows)(const float *w, int64_t n, const float *r
 }
 
 /* In place over s[0 : nvec * W]: scale, kill masked lanes, softmax.
- * Returns 0 when every lane is masked (the caller writes zeros). */
+ * Returns ROW_NO_KEY when every lane is masked, ROW_NAN when a score is NaN.
+ * The vector max may drop a NaN lane, so NaN is found where it is cheap:
+ * exp keeps it, so the sum is NaN; and when the max claims every lane was
+ * masked, the row is scanned once before believing it. */
 TARGET static int SIMD(softmax_row)(float *s, const float *kill, int64_t nvec, float scale) {
     V vscale = V_SET1(scale), vmax = V_SET1(-INFINITY);
     for (int64_t vb = 0; vb < nvec; vb++) {
@@ -110,16 +113,18 @@ TARGET static int SIMD(softmax_row)(float *s, const float *kill, int64_t nvec, f
         vmax = V_MAX(vmax, x);
     }
     float row_max = V_HMAX(vmax);
-    if (row_max == -INFINITY) return 0;
+    if (row_max == -INFINITY) return attn_any_nan_f32(s, nvec * W) ? ROW_NAN : ROW_NO_KEY;
     V vm = V_SET1(row_max), vsum = V_ZERO();
     for (int64_t vb = 0; vb < nvec; vb++) {
         V e = V_EXP(V_SUB(V_LOAD(s + vb * W), vm));
         V_STORE(s + vb * W, e);
         vsum = V_ADD(vsum, e);
     }
-    V inv = V_SET1(1.0f / V_HSUM(vsum));
+    float sum = V_HSUM(vsum);
+    if (sum != sum) return ROW_NAN;
+    V inv = V_SET1(1.0f / sum);
     for (int64_t vb = 0; vb < nvec; vb++) V_STORE(s + vb * W, V_MUL(V_LOAD(s + vb * W), inv));
-    return 1;
+    return ROW_OK;
 }
 
 /* Per-thread scratch, in floats: packed keys or values (dh x tkp), three
@@ -151,18 +156,17 @@ TARGET static void SIMD(head_forward)(const attn_dims *a, int64_t b, int64_t h, 
         float *p = ph + i * tk, *o = oh + i * out_st;
         int64_t n_visible = attn_visible_keys(a, i);
         int64_t nvec = (n_visible + W - 1) / W;
-        int any_key = 0;
+        int row = ROW_NO_KEY;
         if (n_visible > 0) {
             if (direct)
                 SIMD(row_scores_direct)(qh + i * a->q_st, kh, a->k_st, dh, n_visible, s);
             else
                 SIMD(row_scores)(qh + i * a->q_st, kT, dh, tkp, nvec, s);
             for (int64_t j = n_visible; j < nvec * W; j++) s[j] = -INFINITY;  /* causal */
-            any_key = SIMD(softmax_row)(s, kill, nvec, (float)a->scale);
+            row = SIMD(softmax_row)(s, kill, nvec, (float)a->scale);
         }
-        if (!any_key) {
-            memset(p, 0, sizeof(float) * (size_t)tk);
-            memset(o, 0, sizeof(float) * (size_t)dh);
+        if (row != ROW_OK) {
+            fill_row_f32(p, tk, o, dh, row == ROW_NAN ? NAN : 0.0f);
             continue;
         }
         memcpy(p, s, sizeof(float) * (size_t)n_visible);
@@ -205,9 +209,12 @@ TARGET static void SIMD(head_backward)(const attn_dims *a, int64_t b, int64_t h,
             acc = V_FMA(vp, dp, acc);
         }
         V row_dot = V_SET1(V_HSUM(acc));
+        /* Zero-probability keys get dS = 0 even when row_dot is NaN, as in
+         * the portable path: a masked key never receives a gradient. */
         for (int64_t vb = 0; vb < nvec; vb++) {
             V vp = V_LOAD(p + vb * W);
-            V_STORE(ds + vb * W, V_MUL(V_MUL(vp, V_SUB(V_LOAD(ds + vb * W), row_dot)), vscale));
+            V d = V_MUL(V_MUL(vp, V_SUB(V_LOAD(ds + vb * W), row_dot)), vscale);
+            V_STORE(ds + vb * W, V_ZERO_WHERE_ZERO(d, vp));
         }
         SIMD(weighted_rows)(ds, tk, kh, a->k_st, dh, dqh + i * a->dq_st, live);
         for (int64_t j = 0; j < tk; j++) {

@@ -1,6 +1,7 @@
 # Shared by every wrapper: the configuration externs, the thread count, status
 # codes to exceptions, and small checks.
 from libc.stdint cimport int64_t
+from libc.math cimport isfinite
 import numpy as np
 
 cdef extern from "fastnet.h" nogil:
@@ -105,6 +106,38 @@ cdef int check_status(fn_status status, str what) except -1:
     if status == FN_ERR_CPU:
         raise RuntimeError(f"{what}: CPU path not supported")
     raise ValueError(f"{what}: invalid argument (status {int(status)})")
+
+
+cdef double _finite(object value, str what) except? -1.0:
+    """A float parameter (a slope, a learning rate) that must be finite."""
+    cdef double v = value
+    if not isfinite(v):
+        raise ValueError(f"{what} must be finite, got {value}")
+    return v
+
+
+cdef object c_array(object arr, object dtype=None):
+    """arr as a C-contiguous, aligned, native-byte-order ndarray: arr itself
+    when it already is one (read-only arrays are fine: inputs are only
+    read), else a copy. Kernels then never see a misaligned pointer or a
+    byte order they do not compute in."""
+    arr = np.asarray(arr) if dtype is None else np.asarray(arr, dtype=dtype)
+    flags = arr.flags
+    if flags.c_contiguous and flags.aligned and arr.dtype.isnative:
+        return arr
+    return np.array(arr, dtype=arr.dtype.newbyteorder("="), order="C")
+
+
+cdef int check_writable_out(object out, str what) except -1:
+    """An output the kernel writes into directly: C-contiguous, writeable,
+    aligned and in native byte order (it cannot be copied and written back)."""
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{what} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{what} is read-only")
+    if not (out.flags.aligned and out.dtype.isnative):
+        raise ValueError(f"{what} must be aligned and in native byte order")
+    return 0
 
 
 def shares_memory(a, b):

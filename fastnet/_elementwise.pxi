@@ -2,7 +2,6 @@
 # losses.c, optim.c). Inputs are checked and made contiguous here; outputs are
 # fresh C-contiguous arrays unless the function updates in place.
 from libc.stdint cimport int64_t, uintptr_t
-from libc.math cimport isfinite
 
 cdef extern from "fastnet.h" nogil:
     fn_status fn_activation_forward_f32(fn_activation act, float act_param, const float *x, float *y,
@@ -52,14 +51,13 @@ cdef extern from "fastnet.h" nogil:
 # ---- input checks ------------------------------------------------------------
 
 cdef object _float_input(object x, str what):
-    """x as a C-contiguous float32/float64 ndarray (copied only when needed)."""
+    """x as a C-contiguous, aligned, native-order float32/float64 ndarray
+    (copied only when needed; read-only arrays are read in place)."""
     cdef object arr = x if type(x) is np.ndarray else np.asarray(x)
     cdef str ch = arr.dtype.char
     if ch != "f" and ch != "d":
         raise TypeError(f"{what} must be float32 or float64, got dtype {arr.dtype}")
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
-    return arr
+    return c_array(arr)
 
 
 cdef int _same_kind(object a, object b, str what_a, str what_b) except -1:
@@ -89,11 +87,7 @@ cdef int _check_out(object out, object like, str what) except -1:
     if type(out) is not np.ndarray:
         raise TypeError(f"{what} must be a numpy.ndarray, got {type(out).__name__}")
     _same_kind(like, out, "x", what)
-    if not out.flags.c_contiguous:
-        raise ValueError(f"{what} must be C-contiguous")
-    if not out.flags.writeable:
-        raise ValueError(f"{what} is read-only")
-    return 0
+    return check_writable_out(out, what)
 
 
 cdef int _partial_overlap(const void *x, const void *out, int64_t nbytes) except -1:
@@ -115,6 +109,8 @@ cdef int _check_buffer(object arr, str what, bint writeable) except -1:
         raise ValueError(f"{what} must be contiguous (got a strided view)")
     if writeable and not arr.flags.writeable:
         raise ValueError(f"{what} is read-only but is updated in place")
+    if writeable and not (arr.flags.aligned and arr.dtype.isnative):
+        raise ValueError(f"{what} is updated in place, so it must be aligned and in native byte order")
     return 0
 
 
@@ -126,13 +122,6 @@ cdef int _check_disjoint(const void **ptrs, tuple names, int count, int64_t nbyt
             if ptrs[i] != NULL and ptrs[j] != NULL and _overlap(ptrs[i], ptrs[j], nbytes):
                 raise ValueError(f"{names[i]} and {names[j]} share memory; they must be separate buffers")
     return 0
-
-
-cdef double _finite(object value, str what) except? -1.0:
-    cdef double v = value
-    if not isfinite(v):
-        raise ValueError(f"{what} must be finite, got {value}")
-    return v
 
 
 # ---- activations -------------------------------------------------------------
@@ -152,8 +141,10 @@ def activation(x, name, alpha=0.01, out=None):
     else:
         _check_out(out, x, "out")
     cdef int64_t n = x.size
-    cdef float[::1] xf, yf
-    cdef double[::1] xd, yd
+    cdef const float[::1] xf
+    cdef const double[::1] xd
+    cdef float[::1] yf
+    cdef double[::1] yd
     cdef fn_status st = FN_OK
     if n == 0:
         return out
@@ -210,8 +201,10 @@ def activation_backward(name, dy, x=None, y=None, alpha=0.01):
         _same_kind(dy, y, "dy", "y")
     dx = np.empty(dy.shape, dtype=dy.dtype)
     cdef int64_t n = dy.size
-    cdef float[::1] xf, yf, dyf, dxf
-    cdef double[::1] xd, yd, dyd, dxd
+    cdef const float[::1] xf, yf, dyf
+    cdef const double[::1] xd, yd, dyd
+    cdef float[::1] dxf
+    cdef double[::1] dxd
     cdef const float *xp32 = NULL
     cdef const float *yp32 = NULL
     cdef const double *xp64 = NULL
@@ -288,8 +281,10 @@ def softmax(x):
     rows, cols = _rows_cols(x, "softmax input")
     y = np.empty(x.shape, dtype=x.dtype)
     cdef int64_t r = rows, c = cols
-    cdef float[::1] xf, yf
-    cdef double[::1] xd, yd
+    cdef const float[::1] xf
+    cdef const double[::1] xd
+    cdef float[::1] yf
+    cdef double[::1] yd
     cdef fn_status st = FN_OK
     if r * c == 0:
         return y
@@ -316,8 +311,10 @@ def softmax_backward(y, dy):
     rows, cols = _rows_cols(y, "softmax output")
     dx = np.empty(y.shape, dtype=y.dtype)
     cdef int64_t r = rows, c = cols
-    cdef float[::1] yf, dyf, dxf
-    cdef double[::1] yd, dyd, dxd
+    cdef const float[::1] yf, dyf
+    cdef const double[::1] yd, dyd
+    cdef float[::1] dxf
+    cdef double[::1] dxd
     cdef fn_status st = FN_OK
     if r * c == 0:
         return dx
@@ -350,7 +347,7 @@ cdef object _labels_input(object labels, int64_t rows, object logits_shape):
                          f"need one label per row, shape ({rows},)")
     if kind == "u" and lab.dtype.itemsize == 8 and lab.size and lab.max() > np.iinfo(np.int64).max:
         raise ValueError(f"label {lab.max()} does not fit in int64")
-    return np.ascontiguousarray(lab, dtype=np.int64)
+    return c_array(lab, np.int64)
 
 
 cdef int _raise_bad_label(object lab, int64_t cols, int64_t ignore_index) except -1:
@@ -388,9 +385,11 @@ def softmax_cross_entropy(logits, labels, ignore_index=-100, label_smoothing=0.0
     cdef double loss = 0.0
     cdef int64_t counted = 0
     cdef fn_status st = FN_OK
-    cdef int64_t[::1] labv
-    cdef float[::1] xf, rf, df
-    cdef double[::1] xd, rd, dd
+    cdef const int64_t[::1] labv
+    cdef const float[::1] xf
+    cdef const double[::1] xd
+    cdef float[::1] rf, df
+    cdef double[::1] rd, dd
     cdef float *dp32 = NULL
     cdef double *dp64 = NULL
     cdef float *rp32 = NULL
@@ -445,8 +444,10 @@ def mse(pred, target, return_grad=True):
     cdef int64_t n = pred.size
     cdef double loss = 0.0
     cdef fn_status st = FN_OK
-    cdef float[::1] pf, tf, gf
-    cdef double[::1] pd, td, gd
+    cdef const float[::1] pf, tf
+    cdef const double[::1] pd, td
+    cdef float[::1] gf
+    cdef double[::1] gd
     cdef float *gp32 = NULL
     cdef double *gp64 = NULL
     if n == 0:
@@ -480,8 +481,10 @@ def bce_with_logits(logits, target, return_grad=True):
     cdef int64_t n = logits.size
     cdef double loss = 0.0
     cdef fn_status st = FN_OK
-    cdef float[::1] zf, tf, gf
-    cdef double[::1] zd, td, gd
+    cdef const float[::1] zf, tf
+    cdef const double[::1] zd, td
+    cdef float[::1] gf
+    cdef double[::1] gd
     cdef float *gp32 = NULL
     cdef double *gp64 = NULL
     if n == 0:
@@ -525,6 +528,7 @@ def sgd_step(w, g, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nestero
     _check_buffer(w, "w", True)
     _check_buffer(g, "g", False)
     _check_same_buffer(w, g, "w", "g")
+    g = c_array(g)
     cdef double c_lr = _finite(lr, "lr")
     cdef double c_mom = _finite(momentum, "momentum")
     cdef double c_wd = _finite(weight_decay, "weight_decay")
@@ -539,8 +543,10 @@ def sgd_step(w, g, velocity=None, *, lr, momentum=0.0, weight_decay=0.0, nestero
         _check_same_buffer(w, velocity, "w", "velocity")
     cdef bint use_velocity = velocity is not None and c_mom != 0
     cdef int64_t n = w.shape[0]
-    cdef float[::1] wf, gf, vf
-    cdef double[::1] wd, gd, vd
+    cdef float[::1] wf, vf
+    cdef double[::1] wd, vd
+    cdef const float[::1] gf
+    cdef const double[::1] gd
     cdef float *vp32 = NULL
     cdef double *vp64 = NULL
     cdef const void *ptrs[3]
@@ -592,6 +598,7 @@ def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, we
     _check_same_buffer(w, g, "w", "g")
     _check_same_buffer(w, m, "w", "m")
     _check_same_buffer(w, v, "w", "v")
+    g = c_array(g)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
         raise TypeError(f"step must be an int, got {type(step).__name__}")
     if step < 1:
@@ -608,8 +615,10 @@ def adam_step(w, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, we
     if c_eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
     cdef int64_t n = w.shape[0]
-    cdef float[::1] wf, gf, mf, vf
-    cdef double[::1] wd, gd, md, vd
+    cdef float[::1] wf, mf, vf
+    cdef double[::1] wd, md, vd
+    cdef const float[::1] gf
+    cdef const double[::1] gd
     cdef const void *ptrs[4]
     cdef fn_status st = FN_OK
     if n == 0:
@@ -656,8 +665,8 @@ def sum_squares(x):
     x = _float_input(x, "x")
     cdef int64_t n = x.size
     cdef double out = 0.0
-    cdef float[::1] xf
-    cdef double[::1] xd
+    cdef const float[::1] xf
+    cdef const double[::1] xd
     cdef fn_status st = FN_OK
     if n == 0:
         return 0.0
@@ -681,10 +690,7 @@ def scale_(x, s):
     cdef str ch = x.dtype.char
     if ch != "f" and ch != "d":
         raise TypeError(f"x must be float32 or float64, got dtype {x.dtype}")
-    if not x.flags.c_contiguous:
-        raise ValueError("x must be C-contiguous to be scaled in place")
-    if not x.flags.writeable:
-        raise ValueError("x is read-only but is scaled in place")
+    check_writable_out(x, "x (scaled in place)")
     cdef double c_s = s
     cdef int64_t n = x.size
     cdef float[::1] xf

@@ -50,23 +50,26 @@ cdef struct _Matrix:
 cdef object _float_dtype(object a, object b, str what):
     """The common float dtype of a and b; TypeError otherwise (no silent casts)."""
     dt = a.dtype
-    if dt is not b.dtype and dt != b.dtype:
-        raise TypeError(f"{what}: arrays must have the same dtype, got {a.dtype} and {b.dtype}")
-    if dt is _F32 or dt is _F64:
+    if (dt is _F32 or dt is _F64) and b.dtype is dt:
         return dt
-    if dt == _F32 or dt == _F64:  # non-native byte order
-        return _F32 if dt == _F32 else _F64
+    native = dt.newbyteorder("=")  # another byte order is the same type, converted later
+    if native != b.dtype.newbyteorder("="):
+        raise TypeError(f"{what}: arrays must have the same dtype, got {a.dtype} and {b.dtype}")
+    if native == _F32 or native == _F64:
+        return _F32 if native == _F32 else _F64
     raise TypeError(f"{what}: needs float32 or float64 arrays, got {a.dtype} and {b.dtype}")
 
 
 cdef inline object _as_array(object x, object dtype, str what, str name):
-    """x as an ndarray of exactly `dtype` (native byte order); other kinds are refused."""
+    """x as an aligned ndarray of exactly `dtype` (native byte order); other kinds are refused."""
     if type(x) is not _ndarray:
         x = np.asarray(x)
     if x.dtype is not dtype:
-        if x.dtype != dtype:
+        if x.dtype.newbyteorder("=") != dtype:
             raise TypeError(f"{what}: {name} has dtype {x.dtype}, expected {dtype}")
         x = x.astype(dtype)  # same type, other byte order
+    if not x.flags.aligned:  # the kernels load whole elements
+        x = c_array(x)
     return x
 
 
@@ -156,10 +159,7 @@ cdef object _output(object out, object dtype, tuple shape, Py_buffer *view, _Mat
             raise TypeError(f"{what}: {name} has dtype {out.dtype}, expected {dtype}")
         if out.shape != shape:
             raise ValueError(f"{what}: {name} has shape {out.shape}, expected {shape}")
-        if not out.flags.c_contiguous:
-            raise ValueError(f"{what}: {name} must be C-contiguous")
-        if not out.flags.writeable:
-            raise ValueError(f"{what}: {name} is read-only")
+        check_writable_out(out, f"{what}: {name}")
     PyObject_GetBuffer(out, view, PyBUF_STRIDES | PyBUF_WRITABLE)
     mat.data = <char *>view.buf
     mat.rows = shape[0]
@@ -187,7 +187,7 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0):
     if type(b) is not _ndarray:
         b = np.asarray(b)
     dtype = _float_dtype(a, b, "matmul")
-    if a.dtype is not dtype or b.dtype is not dtype:
+    if a.dtype is not dtype or b.dtype is not dtype or not (a.flags.aligned and b.flags.aligned):
         a = _as_array(a, dtype, "matmul", "a")
         b = _as_array(b, dtype, "matmul", "b")
     cdef bint ta = trans_a, tb = trans_b
@@ -253,7 +253,7 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
     x = _as_array(x, dtype, "dense", "x")
     w = _as_array(w, dtype, "dense", "w")
     cdef int act = activation_code(activation)
-    cdef double slope = alpha
+    cdef double slope = _finite(alpha, "alpha")
     cdef Py_buffer vx, vw, vb, vy, vp
     cdef _Matrix mx, mw, mb, my, mp
     cdef bint has_b = b is not None, want_pre = return_preactivation
@@ -350,7 +350,7 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
     cdef int64_t m = x.shape[0], k = x.shape[1], n = w.shape[1]
     # Only what the activation's derivative reads is checked and used: pre for
     # gelu (and relu / leaky_relu when given), y otherwise.
-    cdef double slope = alpha
+    cdef double slope = _finite(alpha, "alpha")
     if act == FN_ACT_IDENTITY:
         y = pre = None
     elif act == FN_ACT_GELU or ((act == FN_ACT_RELU or act == FN_ACT_LEAKY_RELU) and pre is not None):

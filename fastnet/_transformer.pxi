@@ -45,12 +45,17 @@ cdef inline bint _tf_is_f32(x):
 
 
 cdef object _tf_float(x, str what, str name):
-    """x as a float32/float64 ndarray, or a TypeError naming the argument."""
+    """x as a float32/float64 ndarray, or a TypeError naming the argument.
+    Other byte orders and misaligned data are copied to a native, aligned
+    array; the layout is left to the caller."""
     x = np.asarray(x)
     dt = x.dtype
-    if dt is not _TF_F32 and dt is not _TF_F64 and dt != _TF_F32 and dt != _TF_F64:
+    if dt is _TF_F32 or dt is _TF_F64:
+        if x.flags.aligned:
+            return x
+    elif dt.kind != "f" or (dt.itemsize != 4 and dt.itemsize != 8):
         raise TypeError(f"{what}: {name} must be float32 or float64, got {x.dtype}")
-    return x
+    return c_array(x)
 
 
 cdef int _tf_same_dtype(x, y, str what, str xname, str yname) except -1:
@@ -67,7 +72,7 @@ cdef object _tf_ids(ids, str what):
     if ids.dtype.kind == "u" and ids.dtype.itemsize == 8 and ids.size and int(ids.max()) > _TF_INT64_MAX:
         pos = np.unravel_index(int(np.argmax(ids)), ids.shape)
         raise ValueError(f"{what}: id {int(ids[pos])} at position {tuple(int(i) for i in pos)} is outside the vocabulary")
-    return np.ascontiguousarray(ids, dtype=np.int64)
+    return c_array(ids, np.int64)
 
 
 cdef int _tf_raise_bad_id(ids, int64_t flat_pos, int64_t vocab, str what) except -1:
@@ -161,8 +166,7 @@ def embedding_backward(ids, dout, vocab_size, out=None):
         if not isinstance(out, np.ndarray) or out.shape != (vocab, dim):
             raise ValueError(f"{what}: out must be an array of shape (vocab_size, dim) = {(vocab, dim)}, got {getattr(out, 'shape', type(out).__name__)}")
         _tf_same_dtype(dout, out, what, "dout", "out")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError(f"{what}: out must be C-contiguous and writeable")
+        check_writable_out(out, f"{what}: out")
         if np.may_share_memory(out, dout):
             raise ValueError(f"{what}: out overlaps dout")
     cdef int64_t bad = -1
@@ -350,6 +354,8 @@ cdef object _tf_grad_out(out, like, inputs, str what, str name):
     _tf_same_dtype(like, out, what, "q", name)
     if not out.flags.writeable:
         raise ValueError(f"{what}: {name} is read-only")
+    if not (out.flags.aligned and out.dtype.isnative):
+        raise ValueError(f"{what}: {name} must be aligned and in native byte order")
     es = out.itemsize
     if (out.strides[3] != es or out.strides[2] != out.shape[3] * es
             or out.strides[0] % es or out.strides[1] % es):
@@ -359,6 +365,17 @@ cdef object _tf_grad_out(out, like, inputs, str what, str name):
         if np.may_share_memory(out, other):
             raise ValueError(f"{what}: {name} overlaps {other_name}")
     return out
+
+
+cdef int _tf_outputs_disjoint(outputs, str what) except -1:
+    """No two outputs may share an element: each would overwrite the other.
+    Exact test, so interleaved slices of one fused array (dqkv[:, :, i]) pass."""
+    for i in range(len(outputs)):
+        for j in range(i + 1, len(outputs)):
+            (name_a, a), (name_b, b) = outputs[i], outputs[j]
+            if np.shares_memory(a, b):
+                raise ValueError(f"{what}: {name_a} and {name_b} share memory; they must be separate arrays")
+    return 0
 
 
 cdef tuple _tf_qkv(q, k, v, str what):
@@ -450,6 +467,7 @@ def attention_backward(dout, q, k, v, probs, dq=None, dk=None, dv=None):
     dq = _tf_grad_out(dq, q, inputs, what, "dq")
     dk = _tf_grad_out(dk, k, inputs, what, "dk")
     dv = _tf_grad_out(dv, k, inputs, what, "dv")
+    _tf_outputs_disjoint((("dq", dq), ("dk", dk), ("dv", dv)), what)
     if batch == 0 or tq == 0 or tk == 0:
         dq.fill(0)
         dk.fill(0)
@@ -577,10 +595,10 @@ cdef int _tf_run_add(a1, b1, out1, str what) except -1:
 def add_(a, b):
     """Residual add in place: a += b (same shape and dtype); returns a."""
     what = "add_"
+    if isinstance(a, np.ndarray):  # before any copy: the caller's array is the one updated
+        check_writable_out(a, f"{what}: a (shape {a.shape}, updated in place)")
     a, b = _tf_add_args(a, b, what)
-    flags = a.flags
-    if not flags.c_contiguous or not flags.writeable:
-        raise ValueError(f"{what}: a (shape {a.shape}) must be C-contiguous and writeable")
+    check_writable_out(a, f"{what}: a (shape {a.shape}, updated in place)")
     if a.size == 0:
         return a
     a1 = a.reshape(-1)

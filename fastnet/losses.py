@@ -32,6 +32,30 @@ class Loss:
         return {}
 
 
+def _first_bad(x, bad):
+    """(where, value) of the first True in bad, `where` said for people."""
+    pos = tuple(int(p) for p in np.unravel_index(int(np.flatnonzero(bad)[0]), x.shape))
+    where = f"row {pos[0]}, column {pos[1]}" if len(pos) == 2 else f"index {pos}"
+    return where, x[pos]
+
+
+def as_finite(x, dtype, name):
+    """x as a C-contiguous array of `dtype`, or a ValueError that tells NaN or
+    infinity in the input apart from finite values too large for `dtype`
+    (1e39 is finite in float64 but overflows float32)."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        where, _ = _first_bad(x, ~np.isfinite(x))
+        raise ValueError(f"{name} contains NaN or infinity (first at {where})")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(x, dtype=dtype)
+    if not np.isfinite(out).all():
+        where, value = _first_bad(x, ~np.isfinite(out))
+        raise ValueError(f"{name} holds {float(value):g} at {where}, a finite value too large for "
+                         f"{np.dtype(dtype).name} (largest {float(np.finfo(dtype).max):.4g})")
+    return out
+
+
 def _check_length(y, n_samples):
     if y.shape[0] != n_samples:
         raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}; they must match")
@@ -79,12 +103,12 @@ class SoftmaxCrossEntropy(Loss):
                 raise ValueError("y must hold integer class labels for softmax_cross_entropy, got non-integer values")
         elif y.dtype.kind not in "iub":
             raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
-        labels = y.astype(np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= n_outputs):
-            bad = labels[(labels < 0) | (labels >= n_outputs)][0]
-            raise ValueError(f"y holds label {bad}, but the network has {n_outputs} outputs "
+        # Range-checked in y's own dtype: a uint64 2**64-1 must not turn into -1 first.
+        out_of_range = (y < 0) | (y >= n_outputs)
+        if out_of_range.any():
+            raise ValueError(f"y holds label {int(y[out_of_range][0])}, but the network has {n_outputs} outputs "
                              f"(classes 0..{n_outputs - 1})")
-        return np.ascontiguousarray(labels)
+        return np.ascontiguousarray(y, dtype=np.int64)
 
     def predict(self, output):
         return np.argmax(output, axis=1)
@@ -106,9 +130,8 @@ class BinaryCrossEntropy(Loss):
         return ops.bce_with_logits(output, target)
 
     def prepare_targets(self, y, n_samples, n_outputs, dtype):
-        y = _numeric_targets(y, n_samples, n_outputs)
-        y = y.astype(dtype)
-        if y.size and not (np.all(np.isfinite(y)) and y.min() >= 0 and y.max() <= 1):
+        y = as_finite(_numeric_targets(y, n_samples, n_outputs), dtype, "y")
+        if y.size and not (y.min() >= 0 and y.max() <= 1):
             raise ValueError("y must hold targets in [0, 1] for binary_cross_entropy")
         return np.ascontiguousarray(y)
 
@@ -132,11 +155,7 @@ class MeanSquaredError(Loss):
         return ops.mse(output, target)
 
     def prepare_targets(self, y, n_samples, n_outputs, dtype):
-        y = _numeric_targets(y, n_samples, n_outputs)
-        y = np.ascontiguousarray(y, dtype=dtype)
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or infinity")
-        return y
+        return as_finite(_numeric_targets(y, n_samples, n_outputs), dtype, "y")
 
     def predict(self, output):
         return output[:, 0] if output.shape[1] == 1 else output

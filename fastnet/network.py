@@ -63,6 +63,7 @@ class Network:
         self.epochs_trained = 0
         self.stop_training = False
         self.history = History()
+        self._last_good = None  # the weights before the optimizer step in progress
 
     def _skip_input_gradient(self):
         """Nobody needs d loss / d X: backpropagation stops at the first layer with parameters.
@@ -104,11 +105,7 @@ class Network:
         if self.n_features is not None and X.shape[1] != self.n_features:
             raise ValueError(f"{name} has {X.shape[1]} features, but the network expects {self.n_features} "
                              f"(the first layer's n_in)")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
-            row, col = np.argwhere(~np.isfinite(X))[0]
-            raise ValueError(f"{name} contains NaN or infinity (first at row {row}, column {col})")
-        return X
+        return _losses.as_finite(X, self.dtype, name)
 
     def _check_data(self, X, y, names=("X", "y")):
         X = self._check_X(X, names[0])
@@ -129,17 +126,35 @@ class Network:
         return np.concatenate(parts)
 
     def _train_step(self, x, y):
-        """Forward, loss, backward, update on one checked batch; returns (loss, outputs)."""
+        """Forward, loss, backward, update on one checked batch; returns (loss, outputs).
+
+        The update is applied only when the loss and every gradient are finite,
+        and undone if it makes a weight NaN or infinite; either way a
+        FloatingPointError leaves the weights of the last good step.
+        """
         if self.optimizer.requires_closure:
-            return self._random_search_step(x, y)
+            loss, out = self._random_search_step(x, y)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss}")
+            return loss, out
         out = x
         for layer in self.layers:
             out = layer.forward(out, True)
         loss, grad = self.loss(out, y)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss}")
         self.store.grad.fill(0)
         for layer in self._reversed:
             grad = layer.backward(grad)
+        if not math.isfinite(ops.sum_squares(self.store.grad)):
+            raise FloatingPointError(f"a gradient became NaN or infinite (the loss was {loss:.4g})")
+        if self._last_good is None or self._last_good.shape != self.store.data.shape:
+            self._last_good = np.empty_like(self.store.data)
+        np.copyto(self._last_good, self.store.data)
         self.optimizer.step()
+        if not math.isfinite(ops.sum_squares(self.store.data)):
+            np.copyto(self.store.data, self._last_good)
+            raise FloatingPointError(f"the optimizer step made a weight NaN or infinite (the loss was {loss:.4g})")
         return loss, out
 
     def _random_search_step(self, x, y):
@@ -153,13 +168,15 @@ class Network:
         """One training step (forward, backward, optimizer update) on a batch; returns the batch loss."""
         x = self._check_X(x)
         if not (self.loss.is_classifier and type(y) is np.ndarray and y.dtype == np.int64
-                and y.shape == (x.shape[0],) and self.loss.name == "softmax_cross_entropy"):
+                and y.shape == (x.shape[0],) and self.loss.name == "softmax_cross_entropy" and y.min() >= 0):
             y = self.loss.prepare_targets(y, x.shape[0], self.n_outputs, self.dtype)
-        # else: integer labels go straight to the loss kernel, which rejects out-of-range labels itself
-        loss = self._train_step(x, y)[0]
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at optimizer step {self.optimizer.iterations}")
-        return loss
+        # else: integer labels go straight to the loss kernel, which rejects labels >= n_classes itself
+        # (negative ones took the checked path: the kernel would skip -100 as its ignore_index)
+        try:
+            return self._train_step(x, y)[0]
+        except FloatingPointError as exc:
+            raise FloatingPointError(f"{exc} at optimizer step {self.optimizer.iterations + 1}; the step was not "
+                                     f"applied") from None
 
     # ---- training --------------------------------------------------------------
     def _split_validation(self, X, y, validation_data, validation_split):
@@ -185,7 +202,8 @@ class Network:
         """Train on (X, y) for `epochs` passes in mini-batches; returns this run's History.
 
         verbose: 0 silent, 1 a progress bar per epoch (loss, samples/s), 2 one line per epoch.
-        Raises FloatingPointError naming the epoch and step if the loss becomes NaN or infinite.
+        Raises FloatingPointError naming the epoch and step if the loss or a gradient becomes NaN or
+        infinite; that step is not applied, so the weights stay those of the last good step.
         """
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -239,12 +257,13 @@ class Network:
             for step, lo in enumerate(range(0, n, batch_size)):
                 hi = min(lo + batch_size, n)
                 xb, yb = self._batch(X, y, order, lo, hi, buffers)
-                loss, out = self._train_step(xb, yb)
-                if not math.isfinite(loss):
+                try:
+                    loss, out = self._train_step(xb, yb)
+                except FloatingPointError as exc:
                     raise FloatingPointError(
-                        f"training loss became {loss} at epoch {epoch + 1}, step {step + 1} (samples {lo}..{hi - 1}); "
-                        f"training stopped. Try a smaller learning rate, gradient clipping (clip_norm=...) "
-                        f"or check the inputs for huge values")
+                        f"{exc} at epoch {epoch + 1}, step {step + 1} (samples {lo}..{hi - 1}); training stopped "
+                        f"with the weights of the last good step. Try a smaller learning rate, gradient clipping "
+                        f"(clip_norm=...) or check the inputs for huge values") from None
                 self._accumulate(sums, loss, out, yb)
                 for cb in callbacks:
                     cb.on_batch_end(step, {"loss": loss, "batch_size": hi - lo})

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from fastnet import io, ops
-from fastnet.layers.base import Layer, ParameterStore
+from fastnet.layers.base import Layer, ParameterStore, check_affordable
 
 LOSSES = ("mse", "bce")
 # Hidden activations whose backward needs only the layer's output (gelu would need
@@ -104,6 +104,7 @@ class ImageDecoder(Layer):
             # He initialisation before a ReLU; the output layer (no ReLU after it)
             # takes LeCun's smaller scale so the sigmoid does not start saturated.
             scale = math.sqrt(1.0 / n_in) if last else math.sqrt(2.0 / n_in)
+            check_affordable(n_in * n_out, f"an ImageDecoder layer of {n_in} x {n_out}")
             self.add_param(f"w{i}", (rng.standard_normal((n_in, n_out)) * scale).astype(self.dtype))
             self.add_param(f"b{i}", np.zeros(n_out, dtype=self.dtype))
 
@@ -380,8 +381,7 @@ class _ParameterSpan:
 
 def load_image_decoder(path):
     """Load what ImageDecoder.save wrote (fn.load(path) does the same)."""
-    tensors, metadata = io.load_safetensors_checked(path)
-    return _decoder_from_file(tensors, metadata, os.fspath(path))
+    return io.load_with(path, _decoder_from_file)
 
 
 def _decoder_from_file(tensors, metadata, path):

@@ -11,8 +11,50 @@ Protocol of a layer:
     dx = layer.backward(dy)                # adds into layer.grads[name]
     layer.params[name], layer.grads[name]  # views once the store is built
     layer.config()                         # JSON-able constructor arguments
+
+While a model file is loaded, layers are built under an allocation budget
+(`allocation_budget`): `add_param` charges each parameter and its gradient,
+and code about to allocate a block sized by metadata asks
+`check_affordable` first, so edited numbers in a small file give an error
+instead of gigabytes. Outside a load there is no budget and both are no-ops.
 """
+import contextlib
+import contextvars
+
 import numpy as np
+
+# [bytes left, what is being built] while a model file is loaded, else None.
+_budget = contextvars.ContextVar("fastnet_allocation_budget", default=None)
+
+
+@contextlib.contextmanager
+def allocation_budget(n_bytes, what):
+    """Within the block, parameters built may take at most n_bytes (MemoryError beyond)."""
+    token = _budget.set([int(n_bytes), what])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _over_budget(n_bytes, budget, purpose):
+    return MemoryError(f"{budget[1]}: {purpose} needs {n_bytes:,} bytes, more than the "
+                       f"{max(budget[0], 0):,} bytes the file's size allows")
+
+
+def check_affordable(n_elements, purpose, itemsize=8):
+    """Raise MemoryError if allocating n_elements would exceed the active budget (nothing is charged)."""
+    budget = _budget.get()
+    if budget is not None and int(n_elements) * itemsize > budget[0]:
+        raise _over_budget(int(n_elements) * itemsize, budget, purpose)
+
+
+def _charge(n_bytes, purpose):
+    budget = _budget.get()
+    if budget is not None:
+        budget[0] -= n_bytes
+        if budget[0] < 0:
+            raise _over_budget(n_bytes, budget, purpose)
 
 
 class Layer:
@@ -25,6 +67,8 @@ class Layer:
 
     def add_param(self, name, value):
         """Declare a trainable parameter with its initial value."""
+        value = np.asarray(value)
+        _charge(2 * value.nbytes, f"{type(self).__name__} parameter {name!r} of shape {value.shape}")
         self.params[name] = np.ascontiguousarray(value)
         self.grads[name] = np.zeros_like(self.params[name])
 

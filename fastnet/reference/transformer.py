@@ -42,7 +42,7 @@ def embedding_backward(ids, dout, vocab_size, out=None):
     dim = dout.shape[-1]
     if out is None:
         out = np.zeros((vocab_size, dim), dtype=dout.dtype)
-    np.add.at(out, ids.reshape(-1), dout.reshape(-1, dim))
+    np.add.at(out, ids.reshape(-1), dout.reshape(ids.size, dim))
     return out
 
 
@@ -79,31 +79,53 @@ def _allowed_keys(batch, tq, tk, key_padding_mask, causal):
     return allowed
 
 
+def _weighted_keys(weights, rows):
+    """out[b, i, h, :] = sum over j of weights[b, h, i, j] * rows[b, j, h, :],
+    leaving out the terms whose weight is exactly zero: a masked (or
+    underflowed) key is never read, so a NaN or Inf there cannot leak."""
+    terms = weights[..., None] * np.swapaxes(rows, 1, 2)[:, :, None]
+    terms = np.where(weights[..., None] != 0, terms, 0.0)
+    return np.swapaxes(terms.sum(axis=3), 1, 2)
+
+
 def attention(q, k, v, key_padding_mask=None, causal=False):
-    """Scaled dot-product attention: (out (B, Tq, H, dh), probs (B, H, Tq, Tk))."""
+    """Scaled dot-product attention: (out (B, Tq, H, dh), probs (B, H, Tq, Tk)).
+
+    A query row with a NaN score (NaN in q or in a visible key, or Inf that
+    turns into NaN) comes out all NaN, probabilities and output alike; a
+    query with no visible key comes out all zeros.
+    """
     batch, tq, _, dh = q.shape
     tk = k.shape[1]
     scale = 1.0 / np.sqrt(dh)
     scores = np.einsum("bihd,bjhd->bhij", q, k) * scale
     allowed = _allowed_keys(batch, tq, tk, key_padding_mask, causal)
     scores = np.where(allowed, scores, -np.inf)
-    row_max = scores.max(axis=-1, keepdims=True)
+    row_max = scores.max(axis=-1, keepdims=True, initial=-np.inf)
     row_max = np.where(np.isfinite(row_max), row_max, 0.0)
-    e = np.where(allowed, np.exp(scores - row_max), 0.0)
-    total = e.sum(axis=-1, keepdims=True)
-    probs = (e / np.where(total > 0, total, 1.0)).astype(q.dtype)
-    out = np.einsum("bhij,bjhd->bihd", probs, v).astype(q.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.where(allowed, np.exp(scores - row_max), 0.0)
+        total = e.sum(axis=-1, keepdims=True)
+        probs = e / np.where(total > 0, total, 1.0)
+        probs = np.where(np.isnan(total) | np.isinf(total), np.nan, probs).astype(q.dtype)
+        out = _weighted_keys(probs, v).astype(q.dtype)
     return out, probs
 
 
 def attention_backward(dout, q, k, v, probs, dq=None, dk=None, dv=None):
-    """(dq, dk, dv) of attention, given the probs it returned (written into dq, dk, dv if given)."""
+    """(dq, dk, dv) of attention, given the probs it returned (written into dq, dk, dv if given).
+
+    A key whose probability is exactly zero takes no part, as in the forward.
+    """
     dh = q.shape[-1]
     scale = 1.0 / np.sqrt(dh)
-    dvalues = np.einsum("bhij,bihd->bjhd", probs, dout)
-    dprobs = np.einsum("bihd,bjhd->bhij", dout, v)
-    dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True)) * scale
-    grads = (np.einsum("bhij,bjhd->bihd", dscores, k), np.einsum("bhij,bihd->bjhd", dscores, q), dvalues)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dprobs = np.where(probs != 0, np.einsum("bihd,bjhd->bhij", dout, v), 0.0)
+        row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)
+        dscores = np.where(probs != 0, probs * (dprobs - row_dot) * scale, 0.0)
+        grads = (_weighted_keys(dscores, k),
+                 _weighted_keys(np.swapaxes(dscores, -1, -2), q),
+                 _weighted_keys(np.swapaxes(probs, -1, -2), dout))
     results = []
     for given, g in zip((dq, dk, dv), grads):
         if given is None:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from fastnet import ops
-from fastnet.layers.base import Layer
+from fastnet.layers.base import Layer, check_affordable
 
 
 def _float_dtype(dtype):
@@ -36,6 +36,7 @@ class Linear(Layer):
         super().__init__()
         self.d_in, self.d_out, self.activation, self.bias = int(d_in), int(d_out), activation, bool(bias)
         dtype = _float_dtype(dtype)
+        check_affordable(self.d_in * self.d_out, f"a Linear layer of {self.d_in} x {self.d_out}")
         rng = np.random.default_rng(seed)
         limit = math.sqrt(6.0 / (self.d_in + self.d_out))  # Glorot uniform
         self.add_param("w", rng.uniform(-limit, limit, (self.d_in, self.d_out)).astype(dtype))
@@ -76,6 +77,7 @@ class Embedding(Layer):
     def __init__(self, vocab_size, d_model, seed=0, dtype=np.float32):
         super().__init__()
         self.vocab_size, self.d_model = int(vocab_size), int(d_model)
+        check_affordable(self.vocab_size * self.d_model, f"an embedding of {self.vocab_size} x {self.d_model}")
         rng = np.random.default_rng(seed)
         # std 1/sqrt(D): after the sqrt(D) scale the vectors have unit-size entries
         table = rng.normal(0.0, 1.0 / math.sqrt(self.d_model), (self.vocab_size, self.d_model))
@@ -421,4 +423,7 @@ def store_stack_hyperparameters(stack, kind, vocab_size, d_model, n_heads, n_lay
             raise ValueError(f"{kind}: {key} must be >= 1, got {value}")
     stack.vocab_size, stack.d_model, stack.n_heads = int(vocab_size), int(d_model), int(n_heads)
     stack.n_layers, stack.d_ff, stack.max_len = int(n_layers), int(d_ff), int(max_len)
+    d = stack.d_model  # embedding, position table and per layer at least attention and feed-forward:
+    check_affordable((stack.vocab_size + stack.max_len) * d + stack.n_layers * (4 * d * d + 2 * d * stack.d_ff),
+                     f"a {kind} of {stack.n_layers} layers, d_model={d}")
     stack.dropout, stack.activation, stack.pad_id, stack.seed = float(dropout), activation, int(pad_id), int(seed)

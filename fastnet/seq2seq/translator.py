@@ -368,8 +368,7 @@ class Translator:
 
     @classmethod
     def load(cls, path):
-        tensors, metadata = io.load_safetensors_checked(path)
-        return cls._from_file(tensors, metadata, os.fspath(path))
+        return io.load_with(path, cls._from_file)
 
     @classmethod
     def _from_file(cls, tensors, metadata, path):
