@@ -111,10 +111,55 @@ def cmd_translate(args):
 
 
 def cmd_serve(args):
-    from fastnet.serve import run  # starlette/uvicorn are the "serve" extra
+    from fastnet.serve import (  # starlette/uvicorn/prometheus-client: the "serve" extra
+        Batching,
+        Connections,
+        run,
+    )
+    from fastnet.serve.keys import KeyStoreError
 
-    run(args.model, host=args.host, port=args.port, threads=args.threads, beam=args.beam,
-        max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
+    batching = Batching(enabled=not args.no_batching, max_sentences=args.batch_sentences,
+                        max_tokens=args.batch_tokens, window_ms=args.batch_window_ms, deadline_s=args.deadline,
+                        max_queue=args.max_queue)
+    connections = Connections(keep_alive=args.keep_alive, header_timeout=args.header_timeout,
+                              body_timeout=args.body_timeout, max_connections=args.max_connections,
+                              max_in_flight=args.max_in_flight)
+    try:
+        return run(args.model, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                   beam=args.beam, max_beam=args.max_beam, max_n_best=args.max_n_best, max_texts=args.max_texts,
+                   max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, batching=batching,
+                   connections=connections, keys_db=args.db, require_keys=args.require_keys)
+    except KeyStoreError as err:
+        print(f"fastnet serve: error: {err}", file=sys.stderr)
+        return 2
+
+
+def cmd_keys(args):
+    from fastnet.serve.keys import KeyStore, KeyStoreError
+
+    try:
+        store = KeyStore(args.db, create=args.keys_command == "add")
+    except KeyStoreError as err:
+        print(f"fastnet keys: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        if args.keys_command == "add":
+            key, info = store.add(args.name, args.rpm, args.cpm)
+            print(key)
+            print(f"added key {info.id} ({info.prefix}...) for {info.name!r}: {info.requests_per_minute} requests and "
+                  f"{info.chars_per_minute} characters per minute. Store the key now: only its hash is kept.",
+                  file=sys.stderr)
+        elif args.keys_command == "list":
+            print(f"{'id':>4}  {'prefix':8}  {'name':20}  {'req/min':>8}  {'chars/min':>9}  {'used now':>14}  state")
+            for k in store.list():
+                used = f"{k.requests_this_minute}r/{k.chars_this_minute}c"
+                print(f"{k.id:>4}  {k.prefix:8}  {k.name[:20]:20}  {k.requests_per_minute:>8}  "
+                      f"{k.chars_per_minute:>9}  {used:>14}  {'revoked' if k.revoked else 'active'}")
+        else:
+            info = store.revoke(args.key)
+            print(f"revoked key {info.id} ({info.prefix}...) of {info.name!r}")
+    finally:
+        store.close()
     return 0
 
 
@@ -123,6 +168,28 @@ def cmd_draw(args):
 
     print(draw_to_png(args.model, args.text, args.out, scale=args.scale))
     return 0
+
+
+def _number(kind, allow_zero=False):
+    """An argparse type: a finite number of `kind`, > 0 (or >= 0 with allow_zero), checked at parse time."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0 <= value if allow_zero else 0 < value) or not value < float("inf"):  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>= 0' if allow_zero else '> 0'}, "
+                                             f"got {text!r}")
+        return value
+    return parse
+
+
+def _positive(kind):
+    return _number(kind)
+
+
+def _non_negative(kind):
+    return _number(kind, allow_zero=True)
 
 
 def build_parser():
@@ -159,16 +226,59 @@ def build_parser():
     p.add_argument("--scale", type=int, default=8, help="enlarge every pixel to a scale x scale block")
     p.set_defaults(func=cmd_draw)
 
-    p = sub.add_parser("serve", help="serve a saved translator over HTTP (JSON API and a web page)")
+    p = sub.add_parser("serve", help="serve a saved translator over HTTP (JSON API, metrics, docs and a web page)")
     p.add_argument("model", help="a saved Translator")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: fastnet's default)")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--max-texts", type=int, default=64, help="most sentences in one request")
-    p.add_argument("--max-chars", type=int, default=500, help="longest sentence accepted")
-    p.add_argument("--max-body-bytes", type=int, default=65536, help="largest request body accepted")
+    p.add_argument("--workers", type=_positive(int), default=1, help="processes sharing the port (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="kernel threads per process (default: fastnet's)")
+    p.add_argument("--beam", type=int, default=1, help="default beam size (1 = greedy); requests may ask for "
+                   "another up to --max-beam")
+    p.add_argument("--max-beam", type=_positive(int), default=None, help="largest beam a request may ask for "
+                   "(default max(4, --beam))")
+    p.add_argument("--max-n-best", type=_positive(int), default=4, help="most alternatives a request may ask for")
+    p.add_argument("--max-texts", type=_positive(int), default=64, help="most sentences in one request")
+    p.add_argument("--max-chars", type=_positive(int), default=500, help="longest sentence accepted")
+    p.add_argument("--max-body-bytes", type=_positive(int), default=65536, help="largest request body accepted")
+    g = p.add_argument_group("micro-batching (concurrent requests share one model call)")
+    g.add_argument("--no-batching", action="store_true", help="translate each request alone")
+    g.add_argument("--batch-window-ms", type=_non_negative(float), default=5.0,
+                   help="longest wait for more requests before a batch runs (default 5)")
+    g.add_argument("--batch-sentences", type=_positive(int), default=32, help="most sentences in a batch")
+    g.add_argument("--batch-tokens", type=_positive(int), default=2048,
+                   help="token budget of a batch: sentences x longest (default 2048)")
+    g.add_argument("--deadline", type=_positive(float), default=30.0,
+                   help="seconds a request may wait before 503 + Retry-After (default 30)")
+    g.add_argument("--max-queue", type=_positive(int), default=4096,
+                   help="most sentences waiting; more get 503 overloaded (default 4096)")
+    g = p.add_argument_group("connections (defaults hold against idle and slow clients)")
+    g.add_argument("--keep-alive", type=_positive(float), default=5.0, help="idle keep-alive seconds (default 5)")
+    g.add_argument("--header-timeout", type=_positive(float), default=10.0,
+                   help="seconds for a request's line and headers to arrive (default 10)")
+    g.add_argument("--body-timeout", type=_positive(float), default=30.0,
+                   help="seconds for a request's body to arrive (default 30)")
+    g.add_argument("--max-connections", type=_positive(int), default=1024,
+                   help="open connections, capped below the file-descriptor limit (default 1024)")
+    g.add_argument("--max-in-flight", type=_positive(int), default=256,
+                   help="requests handled at once; more get 503 (default 256)")
+    g = p.add_argument_group("API keys")
+    g.add_argument("--db", default=None, help="key database made by `fastnet keys add` (SQLite)")
+    g.add_argument("--require-keys", action="store_true", help="answer 401 to requests without a valid key")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", help="API keys of `fastnet serve`: add, list, revoke")
+    keys = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    k = keys.add_parser("add", help="make a key (printed once; only its hash is stored)")
+    k.add_argument("--db", required=True, help="the key database (SQLite; made if missing)")
+    k.add_argument("--name", required=True, help="who the key is for")
+    k.add_argument("--rpm", type=_positive(int), default=60, help="requests per minute (default 60)")
+    k.add_argument("--cpm", type=_positive(int), default=20000, help="characters per minute (default 20000)")
+    k = keys.add_parser("list", help="list keys: id, prefix, name, limits, use this minute")
+    k.add_argument("--db", required=True)
+    k = keys.add_parser("revoke", help="revoke a key by its id or prefix")
+    k.add_argument("key", help="id or prefix from `fastnet keys list`")
+    k.add_argument("--db", required=True)
+    p.set_defaults(func=cmd_keys)
     return parser
 
 

@@ -53,8 +53,10 @@ def wait_until_healthy(base_url, deadline, alive=lambda: True):
 
 
 @contextlib.contextmanager
-def running_server(model_path, **options):
-    """A uvicorn server in a background thread on a socket bound to a free port; always stopped after."""
+def serving(model_path, **options):
+    """(base_url, uvicorn server) of a server in a background thread on a free port; always stopped after.
+
+    The server object gives tests its service: server.config.app.state.service."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -66,13 +68,20 @@ def running_server(model_path, **options):
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(base_url, time.monotonic() + TIMEOUT, thread.is_alive)
-        yield base_url
+        yield base_url, server
     finally:
         server.should_exit = True
         thread.join(TIMEOUT)
         sock.close()
         fastnet.set_num_threads(threads_before)
         assert not thread.is_alive(), "the server did not stop"
+
+
+@contextlib.contextmanager
+def running_server(model_path, **options):
+    """The base URL of a server in a background thread (see `serving`)."""
+    with serving(model_path, **options) as (base_url, _):
+        yield base_url
 
 
 _TRAINED = {}  # one model per test session, shared with test_serve_browser.py
@@ -113,6 +122,20 @@ def post(base_url, payload=None, content=None, headers=None):
     return httpx.post(base_url + "/translate", content=content, headers=headers, timeout=TIMEOUT)
 
 
+def scrape(base_url):
+    """/metrics as {(sample name, frozenset of label items): value}, parsed by prometheus-client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    reply = httpx.get(base_url + "/metrics", timeout=TIMEOUT)
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(reply.text) for sample in family.samples}
+
+
+def metric(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
 def assert_healthy(base_url):
     reply = httpx.get(base_url + "/health", timeout=TIMEOUT)
     assert reply.status_code == 200 and reply.json()["status"] == "ok"
@@ -123,7 +146,8 @@ def assert_healthy(base_url):
 def test_health_lists_the_languages(base_url):
     reply = httpx.get(base_url + "/health", timeout=TIMEOUT)
     assert reply.status_code == 200
-    assert reply.json() == {"status": "ok", "languages": ["sv", "es"], "has_pictures": False}
+    assert reply.json() == {"status": "ok", "languages": ["sv", "es"], "keys_required": False, "has_pictures": False,
+                            "limits": {"max_chars": 500, "max_texts": 64, "max_beam": 4, "max_n_best": 4}}
 
 
 @pytest.mark.parametrize("to", ["sv", "es"])
@@ -178,7 +202,7 @@ BAD_REQUESTS = {
     "texts missing": (_json({"to": "sv"}), 422, "invalid_texts"),
     "to missing": (_json({"texts": ["cats are cute"]}), 422, "invalid_to"),
     "to is a number": (_json({"texts": ["cats are cute"], "to": 1}), 422, "invalid_to"),
-    "unknown field": (_json({"texts": ["cats are cute"], "to": "sv", "beam": 4}), 422, "invalid_body"),
+    "unknown field": (_json({"texts": ["cats are cute"], "to": "sv", "temperature": 4}), 422, "invalid_body"),
     "no texts": (_json({"texts": [], "to": "sv"}), 422, "invalid_texts"),
     "blank text": (_json({"texts": ["cats", "   "], "to": "sv"}), 422, "empty_text"),
     "unknown language": (_json({"texts": ["cats are cute"], "to": "fr"}), 400, "unknown_language"),

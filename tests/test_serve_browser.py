@@ -210,8 +210,8 @@ def test_a_text_over_the_limit_shows_the_limit_message(browser, story):
     browser.execute_script("arguments[0].value = arguments[1]", box, "a" * 500)
     box.send_keys("a")  # the 501st character, typed: the page checks on input
     error = WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "error").text)
-    assert "501 characters" in error and "500" in error and "limit" in error
-    assert browser.find_element(By.ID, "counter").text == "501 / 500 characters"
+    assert "501 characters" in error and "at most 500" in error and "limit" in error
+    assert browser.find_element(By.ID, "counter").text == "501 / 500 characters"  # the limit from /health
     box.send_keys(Keys.BACKSPACE)  # back within the limit: the message goes
     WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "error").text == "")
 
@@ -259,6 +259,55 @@ def test_the_api_key_is_entered_once_and_kept(browser, story):
     browser.find_element(By.CSS_SELECTOR, "#key-box summary").click()
     browser.find_element(By.ID, "key-forget").click()
     assert browser.execute_script("return localStorage.getItem('fastnet.apiKey')") is None
+
+
+class FixedClock:
+    """10 s into a minute, so the per-minute limits cannot reset in the middle of the test."""
+
+    def __call__(self):
+        return 1_700_000_000 - 1_700_000_000 % 60 + 10.0
+
+
+def test_a_server_that_needs_keys_asks_for_one_and_says_when_it_is_used_up(browser, tmp_path, tmp_path_factory):
+    from fastnet.serve.keys import KeyStore
+
+    store = KeyStore(tmp_path / "keys.sqlite", create=True, clock=FixedClock())
+    key, _ = store.add("page", requests_per_minute=6, chars_per_minute=10_000)  # one round is 4 requests
+    with running_server(story_model_path(tmp_path_factory), keys_db=store, require_keys=True) as url:
+        open_page(browser, url)
+        assert browser.find_element(By.ID, "api-key").is_displayed()  # the key box opens by itself
+        assert "needs an API key" in browser.find_element(By.ID, "key-status").text
+        type_sentence(browser, "cats are cute")
+        assert "needs an API key" in browser.find_element(By.ID, "error").text
+        assert translation(browser, "sv") == ""
+        before = current_round(browser)
+        browser.find_element(By.ID, "api-key").send_keys(key, Keys.ENTER)  # saved, and the text translated
+        wait_for_round(browser, before)
+        assert translation(browser, "sv") == "katter är söta"
+        assert browser.find_element(By.ID, "error").text == ""
+        type_sentence(browser, "dogs are big")  # requests 5 to 8 of this minute: over the limit of 6
+        error = browser.find_element(By.ID, "error").text
+        assert "Too many requests" in error and "Try again in 50 seconds" in error
+    store.close()
+
+
+@pytest.mark.parametrize("status, body, words", [
+    (503, {"error": "overloaded", "message": "more than 64 requests in flight"}, "The server is busy. Try again in 7"),
+    (503, {"error": "deadline_exceeded", "message": "waited past the deadline"}, "could not answer in time"),
+    (429, {"error": "rate_limited", "message": "limit", "retry_after": 7}, "Too many requests"),
+    (401, {"error": "unauthorized", "message": "no key"}, "needs an API key"),
+    (413, {"error": "body_too_large", "message": "the body exceeds the limit max_body_bytes=65536"},
+     "max_body_bytes=65536"),
+])
+def test_every_error_the_service_returns_is_shown_in_words(browser, story, status, body, words):
+    url, _ = story
+    open_page(browser, url)
+    browser.execute_script("""
+        const [status, body] = arguments;
+        window.fetch = async () => new Response(JSON.stringify(body), {status,
+            headers: {"Content-Type": "application/json", "Retry-After": "7"}});""", status, body)
+    type_sentence(browser, "cats are cute")
+    assert words in browser.find_element(By.ID, "error").text
 
 
 def test_without_a_pixel_decoder_the_picture_is_hidden(browser, tmp_path_factory):

@@ -1,9 +1,17 @@
-"""Running the app under uvicorn: `run` blocks (the command line), `make_server` lets callers control it."""
+"""Running the app under uvicorn: `run` blocks (the command line), `make_server` lets callers control it.
+
+`run(..., workers=N)` with N > 1 hands over to fastnet.serve.workers, which
+binds the port once and supervises N processes that each build their server
+here with `make_server`.
+"""
+from dataclasses import asdict
+
 import fastnet
-from fastnet.serve.app import Limits, create_app
+from fastnet.serve.app import Batching, Connections, Limits, create_app
+from fastnet.serve.protocol import guarded_protocol
 
 
-def _load_translator(model):
+def load_translator(model):
     from fastnet.seq2seq.translator import Translator
 
     translator = fastnet.load(model) if not isinstance(model, Translator) else model
@@ -13,32 +21,97 @@ def _load_translator(model):
     return translator
 
 
+def _as(cls, value):
+    """A Batching / Connections from an instance, a dict of its fields (from a worker's options) or None."""
+    if value is None:
+        return cls()
+    return value if isinstance(value, cls) else cls(**value)
+
+
+def open_keys(db, require_keys=False, busy_timeout=5.0):
+    """The KeyStore at `db` (a path, or a KeyStore, returned as it is; None without one).
+
+    A missing, corrupt or locked file raises KeyStoreError."""
+    from fastnet.serve.keys import KeyStore
+
+    if db is None:
+        if require_keys:
+            raise ValueError("--require-keys needs --db KEYS.sqlite (make keys with `fastnet keys add`)")
+        return None
+    return db if isinstance(db, KeyStore) else KeyStore(db, busy_timeout=busy_timeout)
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server that also tells the service it is draining (so /ready answers 503)."""
+
+        def handle_exit(self, sig, frame):
+            self.config.app.state.service.draining = True
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
 def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024, max_texts=64, max_chars=500,
-                beam=1, threads=None, log_level="warning"):
+                max_beam=None, max_n_best=4, beam=1, threads=None, log_level="warning", batching=None,
+                connections=None, keys_db=None, require_keys=False, graceful_timeout=30.0):
     """A uvicorn.Server for `model` (a path to a saved Translator, or a Translator).
 
     Call `.run()` (blocks; pass `sockets=[sock]` to serve on an already bound
     socket) and set `.should_exit = True` from another thread to stop it.
     `threads` sets fastnet's kernel thread count for the whole process.
+    batching: Batching or a dict of its fields; connections: Connections or
+    a dict; keys_db: path of a key database (`fastnet keys add`) or a KeyStore;
+    require_keys: refuse requests without a valid key. max_beam defaults to
+    max(4, beam).
     """
     import uvicorn
 
-    translator = _load_translator(model)
+    translator = load_translator(model)
     if threads is not None:
         fastnet.set_num_threads(int(threads))
-    limits = Limits(max_body_bytes=int(max_body_bytes), max_texts=int(max_texts), max_chars=int(max_chars))
-    app = create_app(translator, limits, beam=beam)
+    limits = Limits(max_body_bytes=int(max_body_bytes), max_texts=int(max_texts), max_chars=int(max_chars),
+                    max_beam=int(max_beam or max(4, int(beam))), max_n_best=int(max_n_best))
+    connections = _as(Connections, connections)
+    keys = open_keys(keys_db, require_keys)
+    app = create_app(translator, limits, beam=beam, batching=_as(Batching, batching), keys=keys,
+                     require_keys=require_keys, connections=connections)
+    protocol, backlog = guarded_protocol(connections)
     config = uvicorn.Config(app, host=host, port=int(port), log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=5)
-    return uvicorn.Server(config)
+                            http=protocol, backlog=backlog, timeout_keep_alive=connections.keep_alive,
+                            timeout_graceful_shutdown=graceful_timeout, lifespan="on")
+    return _server_class()(config)
 
 
-def run(model_path, host="127.0.0.1", port=8000, **options):
-    """Serve the translator saved at `model_path` on http://host:port until interrupted (Ctrl-C).
+def run(model_path, host="127.0.0.1", port=8000, workers=1, **options):
+    """Serve the translator saved at `model_path` on http://host:port until interrupted (Ctrl-C, SIGTERM).
 
-    options: max_body_bytes, max_texts, max_chars, beam, threads, log_level (see make_server).
+    workers > 1 runs that many processes sharing the port (fastnet.serve.workers).
+    options: see make_server.
     """
-    server = make_server(model_path, host, port, **{"log_level": "info", **options})
+    options = {"log_level": "info", **options}
+    if int(workers) > 1:
+        from fastnet.serve.workers import supervise
+
+        return supervise(model_path, host, port, int(workers), _portable(options))
+    server = make_server(model_path, host, port, **options)
+    service = server.config.app.state.service
     print(f"fastnet: serving {model_path} on http://{host}:{server.config.port}/ "
-          f"(languages: {', '.join(server.config.app.state.service.languages)})", flush=True)
+          f"(languages: {', '.join(service.languages)}; batching "
+          f"{'on' if service.batching.enabled else 'off'}; keys {'required' if service.require_keys else 'optional'})",
+          flush=True)
     server.run()
+    return 0
+
+
+def _portable(options):
+    """make_server options as JSON-able values, for worker processes."""
+    out = dict(options)
+    for name in ("batching", "connections"):
+        if out.get(name) is not None and not isinstance(out[name], dict):
+            out[name] = asdict(out[name])
+    if out.get("keys_db") is not None:
+        out["keys_db"] = str(out["keys_db"])
+    return out

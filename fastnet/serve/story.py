@@ -24,9 +24,10 @@ from starlette.routing import Route
 from fastnet.image.demo import DOTS_SENTENCES
 from fastnet.image.translator import pixel_decoder_names, png_bytes
 from fastnet.plot import pca_basis
-from fastnet.serve.app import RequestError, _decode_json, _read_body
+from fastnet.serve.app import _decode_json, _read_body, error_response
+from fastnet.serve.errors import RequestError
 
-# Fields a client may send besides the request's own: the API key (checked by the service).
+# Fields a client may send besides the request's own: the API key (checked by service.admit).
 _COMMON_FIELDS = {"api_key"}
 
 
@@ -159,9 +160,9 @@ async def _answer(request, service, respond):
         body = await _read_body(request, service.limits.max_body_bytes)
         return await respond(_decode_json(body))
     except RequestError as exc:
-        return JSONResponse(exc.body, status_code=exc.status)
-    except ClientDisconnect:
-        return JSONResponse({"error": "client_disconnected", "message": "the client went away"}, 400)
+        return error_response(exc)
+    except ClientDisconnect:  # nobody reads this; 499 keeps it apart in the metrics, as for /translate
+        return JSONResponse({"error": "client_disconnected", "message": "the client went away"}, 499)
 
 
 def story_routes(service):
@@ -171,17 +172,18 @@ def story_routes(service):
     async def represent(request):
         async def respond(payload):
             texts = check_represent(payload, service.limits)
+            await service.admit(request, payload, sum(len(t) for t in texts))  # API key and per-key limits
             return JSONResponse(await run_in_threadpool(story.represent, texts))
 
         return await _answer(request, service, respond)
 
     async def draw(request):
         if not has_pictures(service.translator):  # before the body: nothing it says could change the answer
-            exc = _no_pictures(service.translator)
-            return JSONResponse(exc.body, status_code=exc.status)
+            return error_response(_no_pictures(service.translator))
 
         async def respond(payload):
             text = check_draw(payload, service.limits)
+            await service.admit(request, payload, len(text))
             png = await run_in_threadpool(story.draw, text)
             return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
