@@ -51,6 +51,9 @@ def config():
         "version": __version__,
         "cpu_path": _kernels.get_cpu_path(),
         "best_cpu_path": _kernels.best_cpu_path(),
+        "mma_path": _kernels.get_mma_path(),
+        "best_mma_path": _kernels.best_mma_path(),
+        "amx_permission": _kernels.amx_permission(),
         "openmp": _kernels.openmp_enabled(),
         "threads": get_num_threads(),
     }
@@ -61,5 +64,7 @@ def show_config():
     c = config()
     print(f"fastnet {c['version']}")
     print(f"  cpu path : {c['cpu_path']} (best on this machine: {c['best_cpu_path']})")
+    print(f"  bf16/int8: {c['mma_path']} (best on this machine: {c['best_mma_path']}; "
+          f"AMX permission: {c['amx_permission']})")
     print(f"  openmp   : {'on' if c['openmp'] else 'off (single-threaded build)'}")
     print(f"  threads  : {c['threads']}")
