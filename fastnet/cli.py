@@ -129,6 +129,20 @@ def demo_pictures(translator, out_dir, minutes):
     return run(print=print, out_dir=out_dir, translator=translator, minutes=minutes)
 
 
+def save_demo_model(translator, out_dir):
+    """Save the demo's translator (its Swedish, Spanish and pixel decoders) and say how to serve it."""
+    import os
+    import shlex
+
+    _heading("6. The model, saved to serve")
+    path = os.path.join(out_dir, "model.safetensors")
+    translator.save(path)
+    print(f"Saved the translator with its decoders ({', '.join(translator.decoders)}) to {path}.")
+    print("See the whole story in a browser (English in, Swedish, Spanish and a picture out):")
+    print(f"  fastnet serve {shlex.quote(path)}")
+    return path
+
+
 def cmd_demo(args):
     start = time.perf_counter()
     demo_text()
@@ -136,6 +150,7 @@ def cmd_demo(args):
     demo_network()
     translated = demo_translator(args.minutes)
     demo_pictures(translated["translator"], args.out, args.minutes)
+    save_demo_model(translated["translator"], args.out)
     print(f"\nThe whole story took {time.perf_counter() - start:.0f} s.")
     return 0
 
@@ -262,7 +277,7 @@ def build_parser():
     p = sub.add_parser("demo", help="tell the whole story on built-in data (about two minutes)")
     p.add_argument("--minutes", type=_positive(float), default=1.0,
                    help="training budget of the translator and of the pixel decoder (default 1 each)")
-    p.add_argument("--out", default="fastnet-demo", help="folder for the pictures and plots (default ./fastnet-demo)")
+    p.add_argument("--out", default="fastnet-demo", help="folder for the pictures, plots and the trained model (default ./fastnet-demo)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="show version, CPU path, OpenMP and threads")
