@@ -371,3 +371,20 @@ def test_cli_trains_on_two_pair_files_and_shows_n_best(tmp_path):
     assert lines[0] == "cats are cute" and lines[1].startswith("  1. ") and lines[2].startswith("  2. ")
     result = run("train-translator", str(sv), "--pairs", f"sv={es}", "--out", str(model))
     assert result.returncode == 2 and "language 'sv' is given twice" in result.stderr
+
+
+def test_subword_sampling_segments_the_training_text_anew_each_pass(subword, toy):
+    from fastnet.seq2seq.training import TrainingData
+
+    train, _ = toy
+    data = TrainingData(subword, train.en[:200], {"sv": train.sv[:200]}, "fit")
+    plain = data.parts[0].targets["sv"].copy()
+    data.resample(subword, 0.3)
+    sampled = data.parts[0].targets["sv"]
+    tok = subword.tokenizers["sv"]
+    assert tok.decode_batch(sampled) == tok.decode_batch(plain) == train.sv[:200]
+    assert sampled.shape != plain.shape or not np.array_equal(sampled, plain)
+    fresh = Translator.build(train.en[:64], {"sv": train.sv[:64]}, tokenizer="subword", vocab_size=300, **SMALL)
+    before = fresh.store.data.copy()
+    fresh.fit(train.en[:64], {"sv": train.sv[:64]}, epochs=2, batch_size=32, verbose=0, sample_alpha=0.1)
+    assert not np.array_equal(before, fresh.store.data)

@@ -118,7 +118,7 @@ def length_normalizer(lengths, alpha):
     return ((5.0 + np.asarray(lengths, dtype=np.float64)) / 6.0) ** alpha
 
 
-def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, beam, length_penalty=0.6):
+def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, beam, length_penalty=1.0):
     """Keep the `beam` best unfinished translations per sentence.
 
     Every step scores the 2*beam best extensions: those among the best `beam`

@@ -204,9 +204,11 @@ def _steps_in(tr, src, tgt, batch_size, budget_minutes):
 
 def _score(tr, lang, test_src, test_refs, n_train):
     scores = tr.evaluate(test_src, test_refs, to=lang)
-    shown = tr.translate(test_src[:12], to=lang, truncate=True)
+    # a dozen samples spread over the held-out sentences (pair files often run from short to long)
+    picked = sorted(set(np.linspace(0, len(test_src) - 1, min(12, len(test_src))).round().astype(int).tolist()))
+    shown = tr.translate([test_src[i] for i in picked], to=lang, truncate=True)
     return {**scores, "target": lang, "n_train": n_train, "n_test": len(test_src),
-            "samples": list(zip(test_src[:12], shown, [r[0] for r in test_refs[:12]]))}
+            "samples": [(test_src[i], out, test_refs[i][0]) for i, out in zip(picked, shown)]}
 
 
 def demo_translator(print=builtins.print, minutes=1.0, seed=0, n_train=2000, n_test=300, pictures=0.3, threads=1):
