@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from fastnet.serve.batching import Batching, ClientGone, MicroBatcher
 from fastnet.serve.errors import RequestError
 from fastnet.serve.metrics import CONTENT_TYPE, ServeMetrics
+from fastnet.serve.openapi import docs_page, openapi_schema
 from fastnet.serve.page import PAGE
 from fastnet.serve.protocol import Connections
 
@@ -398,6 +399,12 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
     async def page(request):
         return HTMLResponse(PAGE)
 
+    async def openapi(request):
+        return JSONResponse(documents["schema"])
+
+    async def docs(request):
+        return HTMLResponse(documents["page"])
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
@@ -405,8 +412,11 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
 
     routes = [Route("/", page, methods=["GET"]), Route("/health", health, methods=["GET"]),
               Route("/ready", ready, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
-              Route("/translate", translate, methods=["POST"])]
+              Route("/translate", translate, methods=["POST"]), Route("/openapi.json", openapi, methods=["GET"]),
+              Route("/docs", docs, methods=["GET"])]
     endpoints = frozenset(route.path for route in routes)  # after every `routes +=`: metrics label by path
+    schema = openapi_schema(service, endpoints)
+    documents = {"schema": schema, "page": docs_page(schema)}
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(Accounting, service=service, endpoints=endpoints)],
                     exception_handlers={HTTPException: _http_error, 500: _server_error})
