@@ -186,6 +186,24 @@ def test_concurrent_requests_are_all_answered_correctly(base_url, reference):
         assert reply.json() == {"translations": answers[(tuple(texts), to)], "to": to}
 
 
+def test_a_request_may_ask_for_its_own_beam(base_url, reference):
+    texts = SENTENCES[:4]
+    reply = post(base_url, {"texts": texts, "to": "es", "beam": 3})
+    assert reply.status_code == 200, reply.text
+    with fastnet.threads(1):
+        assert reply.json()["translations"] == reference.translate(texts, to="es", beam=3)
+
+
+@pytest.mark.parametrize("payload, error", [
+    ({"beam": 0}, "invalid_beam"), ({"beam": 5}, "invalid_beam"), ({"beam": "2"}, "invalid_beam"),
+    ({"beam": True}, "invalid_beam"), ({"n_best": 0}, "invalid_n_best"), ({"n_best": 5}, "invalid_n_best"),
+    ({"beam": 2, "n_best": 3}, "invalid_n_best")])
+def test_beam_and_n_best_outside_their_range_get_422(base_url, payload, error):
+    reply = post(base_url, {"texts": ["cats are cute"], "to": "sv", **payload})
+    assert reply.status_code == 422 and reply.json()["error"] == error, reply.text
+    assert "max_" in reply.json()["message"] or "beam=2" in reply.json()["message"]
+
+
 # ---- bad requests: each its 4xx with a JSON error naming the fault; the server keeps serving ----
 
 def _json(payload):

@@ -343,6 +343,7 @@ class Accounting:
             await send(message)
 
         service.in_flight += 1
+        metrics.in_flight.inc()
         try:
             if service.in_flight > service.connections.max_in_flight:
                 await error_response(RequestError(
@@ -352,6 +353,7 @@ class Accounting:
                 await self.app(scope, receive, counted_send)
         finally:
             service.in_flight -= 1
+            metrics.in_flight.dec()
             metrics.requests.labels(endpoint, str(status[0] if status else 500)).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
