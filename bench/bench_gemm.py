@@ -11,6 +11,7 @@ number of threads with threadpoolctl.
 import numpy as np
 import pytest
 
+import fastnet
 from fastnet import ops
 
 IMPLS = ["fastnet", "numpy", "torch"]
@@ -101,3 +102,44 @@ def test_call_overhead(benchmark, tools, impl):
     a, b = operands(4, 2, 8)
     with tools.all_threads(1):
         tools.run(benchmark, product(impl, a, b, tools.torch), impl)
+
+
+# ---- bf16 GEMM beside PyTorch's bfloat16 matmul (and both float32s) --------------------
+# fastnet-bf16 takes float32 arrays and rounds while packing; torch-bf16 is
+# handed bfloat16 tensors made beforehand (its best case). The CPU path that
+# ran is in extra_info["path"] (fastnet.config()'s mma_path).
+
+BF16_SHAPES = [(1024, 1024, 1024, "NN"), (2048, 2048, 2048, "NN")] + [
+    (256, 1024, 1024, t) for t in ("NN", "NT", "TN", "TT")] + [(256, 1024, 784, "NN")]
+
+
+def bf16_product(impl, m, n, k, trans, torch=None):
+    ta, tb = trans[0] == "T", trans[1] == "T"
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    if impl == "fastnet-bf16":
+        return lambda: ops.matmul(a, b, trans_a=ta, trans_b=tb, precision="bf16")
+    if impl == "fastnet":
+        return lambda: ops.matmul(a, b, trans_a=ta, trans_b=tb)
+    if impl == "numpy":
+        a_op, b_op = (a.T if ta else a), (b.T if tb else b)
+        return lambda: a_op @ b_op
+    dtype = torch.bfloat16 if impl == "torch-bf16" else torch.float32
+    ta_, tb_ = torch.from_numpy(a).to(dtype), torch.from_numpy(b).to(dtype)
+    ta_, tb_ = (ta_.T if ta else ta_), (tb_.T if tb else tb_)
+    return lambda: torch.mm(ta_, tb_)
+
+
+@pytest.mark.parametrize("impl", ["fastnet-bf16", "torch-bf16", "fastnet", "numpy"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", BF16_SHAPES, ids=lambda s: "x".join(map(str, s[:3])) + "-" + s[3])
+def test_bf16_gemm(benchmark, tools, shape, threads, impl):
+    if impl == "torch-bf16" and tools.torch is None:
+        pytest.skip("PyTorch is not installed")
+    m, n, k, trans = shape
+    benchmark.group = f"bf16-{m}x{n}x{k}-{trans}-{threads}t"
+    benchmark.extra_info["path"] = fastnet.config()["mma_path"]
+    with tools.all_threads(threads):
+        tools.run(benchmark, bf16_product(impl, m, n, k, trans, tools.torch), impl, flops=2 * m * n * k,
+                  seconds=1.0, max_rounds=30 if m * n * k >= 2**30 else 100)

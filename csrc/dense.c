@@ -32,16 +32,18 @@ static int forward_args_ok(int64_t m, int64_t n, int64_t k, const void *x, int64
     return 1;
 }
 
-fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k,
-                               const float *x, int64_t ldx,
-                               const float *w, int64_t ldw,
-                               const float *bias, fn_activation act, float act_param,
-                               float *y, int64_t ldy, float *pre, int n_threads) {
-    if (!forward_args_ok(m, n, k, x, ldx, w, ldw, y, ldy, act)) return FN_ERR_ARG;
-    fn_epilogue_f32 epi = {bias, act, act_param, pre, n};
-    return fn_sgemm_run(fn_sgemm_arch_current(), 0, 0, m, n, k, 1.0f, x, ldx, w, ldw,
-                        0.0f, y, ldy, &epi, n_threads);
-}
+/* fn_dense_forward_f32 and _bf16 differ only in the GEMM's kernel set. */
+#define DEFINE_DENSE_FORWARD(NAME, ARCH)                                                          \
+    fn_status NAME(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx, const float *w,  \
+                   int64_t ldw, const float *bias, fn_activation act, float act_param, float *y,  \
+                   int64_t ldy, float *pre, int n_threads) {                                      \
+        if (!forward_args_ok(m, n, k, x, ldx, w, ldw, y, ldy, act)) return FN_ERR_ARG;            \
+        fn_epilogue_f32 epi = {bias, act, act_param, pre, n};                                     \
+        return fn_sgemm_run(ARCH(), 0, 0, m, n, k, 1.0f, x, ldx, w, ldw, 0.0f, y, ldy, &epi,      \
+                            n_threads);                                                           \
+    }
+DEFINE_DENSE_FORWARD(fn_dense_forward_f32, fn_sgemm_arch_current)
+DEFINE_DENSE_FORWARD(fn_dense_forward_bf16, fn_bf16_arch_current)
 
 static double act_f64(fn_activation act, double param, double z) {
     switch (act) {
@@ -183,4 +185,5 @@ DEFINE_COLUMN_SUMS(column_sums_f64, double)
     }
 
 DEFINE_DENSE_BACKWARD(fn_dense_backward_f32, float, act_grad_f32, column_sums_f32, fn_gemm_f32)
+DEFINE_DENSE_BACKWARD(fn_dense_backward_bf16, float, act_grad_f32, column_sums_f32, fn_gemm_bf16)
 DEFINE_DENSE_BACKWARD(fn_dense_backward_f64, double, act_grad_f64, column_sums_f64, fn_gemm_f64)

@@ -43,11 +43,40 @@ typedef enum {
     FN_CPU_AVX512 = 2   /* AVX-512F micro-kernels */
 } fn_cpu_path;
 
+/* The low-precision matrix units (bf16 and int8 GEMMs), a second dial beside
+ * fn_cpu_path. Each level implies the ones below it (every CPU with AMX has
+ * AVX512-BF16 and AVX512-VNNI; every one with AVX512-BF16 has VNNI), and
+ * every level above GENERIC needs the AVX512 float32 path. */
+typedef enum {
+    FN_MMA_GENERIC = 0,     /* float32 kernels on bf16-rounded operands; int8 in portable C */
+    FN_MMA_AVX512_VNNI = 1, /* int8 through VPDPBUSD */
+    FN_MMA_AVX512_BF16 = 2, /* + bf16 through VDPBF16PS */
+    FN_MMA_AMX = 3          /* + AMX tiles: TDPBF16PS and TDPBSSD/TDPBUSD */
+} fn_mma_path;
+
+/* What the AMX tile-data permission request (Linux arch_prctl) gave. */
+typedef enum {
+    FN_AMX_UNSUPPORTED = 0, /* the CPU (or the compiler) has no AMX */
+    FN_AMX_GRANTED = 1,
+    FN_AMX_REFUSED = 2      /* the OS said no: AMX is not used */
+} fn_amx_permission;
+
 /* ---- configuration (cpu.c) ---------------------------------------------- */
 fn_cpu_path fn_cpu_best_path(void);           /* best path this CPU supports */
 fn_status fn_cpu_set_path(fn_cpu_path path);  /* FN_ERR_CPU if unsupported */
 fn_cpu_path fn_cpu_get_path(void);
 const char *fn_cpu_path_name(fn_cpu_path path);
+fn_mma_path fn_mma_best_path(void);           /* asks for AMX permission once */
+fn_status fn_mma_set_path(fn_mma_path path);  /* FN_ERR_CPU if unsupported */
+fn_mma_path fn_mma_get_path(void);
+const char *fn_mma_path_name(fn_mma_path path);
+fn_amx_permission fn_amx_permission_status(void);
+/* Test hook: behave as if the OS refused AMX (from the next detection on). */
+void fn_amx_simulate_refusal(int refuse);
+/* The path a CPU with these features would get (pure; for tests): the
+ * features are CPUID bits already confirmed by the OS. */
+fn_mma_path fn_mma_path_for(int avx512, int avx512_vnni, int avx512_bf16, int amx,
+                            fn_amx_permission permission);
 int fn_openmp_enabled(void);                  /* 1 when built with OpenMP */
 int fn_max_threads(void);                     /* OpenMP's default team size, 1 without */
 
@@ -66,6 +95,23 @@ fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                       const double *b, int64_t ldb,
                       double beta, double *c, int64_t ldc, int n_threads);
 
+/* ---- bfloat16 (bf16.c, gemm_bf16_avx512.c, gemm_amx.c) -------------------
+ * bf16 keeps float32's sign and exponent and the top 7 mantissa bits. A
+ * float32 is rounded to bf16 as the hardware does (VCVTNEPS2BF16): round to
+ * nearest even, NaN stays a (quiet) NaN, denormals become zero of the same
+ * sign. fn_gemm_bf16 takes and returns float32 arrays: op(A) and op(B) are
+ * rounded to bf16 while they are packed, products are exact and summed in
+ * float32. Same arguments and meaning as fn_gemm_f32.
+ */
+fn_status fn_f32_to_bf16(const float *x, uint16_t *out, int64_t n);
+fn_status fn_bf16_to_f32(const uint16_t *x, float *out, int64_t n);
+/* x rounded to the nearest bf16, kept as float32 (out may alias x). */
+fn_status fn_round_bf16_f32(const float *x, float *out, int64_t n);
+fn_status fn_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                       float alpha, const float *a, int64_t lda,
+                       const float *b, int64_t ldb,
+                       float beta, float *c, int64_t ldc, int n_threads);
+
 /* ---- dense layer (dense.c) ----------------------------------------------
  * Forward: y = act(x @ w + bias), x is m x k, w is k x n, bias is n (or NULL),
  * y is m x n. Bias and activation are applied in the GEMM epilogue while the
@@ -83,6 +129,12 @@ fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
                                const double *w, int64_t ldw,
                                const double *bias, fn_activation act, double act_param,
                                double *y, int64_t ldy, double *pre, int n_threads);
+/* The same with the GEMM in bf16 (fn_gemm_bf16); bias and activation in float32. */
+fn_status fn_dense_forward_bf16(int64_t m, int64_t n, int64_t k,
+                                const float *x, int64_t ldx,
+                                const float *w, int64_t ldw,
+                                const float *bias, fn_activation act, float act_param,
+                                float *y, int64_t ldy, float *pre, int n_threads);
 /* Backward of the dense layer given dy (m x n):
  *   dz = dy * act'(.)          written to dz (m x n scratch, contiguous)
  *   dw = x^T @ dz (+ dw if accumulate)      k x n
@@ -97,6 +149,13 @@ fn_status fn_dense_backward_f32(int64_t m, int64_t n, int64_t k,
                                 fn_activation act, float act_param,
                                 float *dz, float *dx, float *dw, float *db,
                                 int accumulate, int n_threads);
+/* The same with both GEMMs in bf16; dz, db and the accumulation in float32. */
+fn_status fn_dense_backward_bf16(int64_t m, int64_t n, int64_t k,
+                                 const float *x, const float *w, const float *y,
+                                 const float *pre, const float *dy,
+                                 fn_activation act, float act_param,
+                                 float *dz, float *dx, float *dw, float *db,
+                                 int accumulate, int n_threads);
 fn_status fn_dense_backward_f64(int64_t m, int64_t n, int64_t k,
                                 const double *x, const double *w, const double *y,
                                 const double *pre, const double *dy,

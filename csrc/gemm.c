@@ -140,6 +140,12 @@ const fn_sgemm_arch fn_sgemm_arch_generic = {
     "generic", GEN_MR, GEN_NR, 288, 256, 4096, generic_kernel, fn_sgemm_epilogue_scalar,
 };
 
+/* The portable bf16 path: the same kernel on operands rounded while packed. */
+const fn_sgemm_arch fn_sgemm_arch_generic_rounded = {
+    "generic on bf16-rounded operands", GEN_MR, GEN_NR, 288, 256, 4096, generic_kernel,
+    fn_sgemm_epilogue_scalar, 1, 1, fn_pack_a_round_bf16, fn_pack_b_round_bf16,
+};
+
 const fn_sgemm_arch *fn_sgemm_arch_current(void) {
 #ifdef FN_GEMM_X86
     switch (fn_cpu_get_path()) {
@@ -154,9 +160,12 @@ const fn_sgemm_arch *fn_sgemm_arch_current(void) {
 /* ---- packing --------------------------------------------------------------- */
 
 /* Panels [q0, q1) of B[pc:pc+kc, jc:jc+nc] into dst (panel q at dst + q*NR*kc),
- * zero-padding the columns past nc. */
-static void pack_b_panels(const float *b, int64_t ldb, int trans_b, int64_t pc, int64_t kc,
-                          int64_t jc, int64_t nc, int nr_tile, int64_t q0, int64_t q1, float *dst) {
+ * zero-padding the columns past nc. (units == kc for float32.) */
+void fn_pack_b_f32(const float *b, int64_t ldb, int trans_b, int64_t pc, int64_t kc,
+                   int64_t units, int64_t jc, int64_t nc, int nr_tile, int64_t q0, int64_t q1,
+                   void *dst_) {
+    float *dst = dst_;
+    (void)units;
     for (int64_t q = q0; q < q1; ++q) {
         int64_t j0 = q * nr_tile;
         int64_t nr = nc - j0 < nr_tile ? nc - j0 : nr_tile;
@@ -181,8 +190,10 @@ static void pack_b_panels(const float *b, int64_t ldb, int trans_b, int64_t pc, 
 
 /* A[ic:ic+mc, pc:pc+kc] into MR-row slivers (sliver s at dst + s*MR*kc). Rows
  * past mc in the last sliver are never read by the kernel, so not written. */
-static void pack_a_block(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
-                         int64_t pc, int64_t kc, int mr_tile, float *dst) {
+void fn_pack_a_f32(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
+                   int64_t pc, int64_t kc, int64_t units, int mr_tile, void *dst_) {
+    float *dst = dst_;
+    (void)units;
     for (int64_t s = 0; s * mr_tile < mc; ++s) {
         int64_t i0 = ic + s * mr_tile;
         int64_t mr = mc - s * mr_tile < mr_tile ? mc - s * mr_tile : mr_tile;
@@ -213,6 +224,8 @@ typedef struct {
     int64_t lda, ldb, ldc;
     float *c;
     const fn_epilogue_f32 *epi;
+    fn_pack_a pack_a_fn;
+    fn_pack_b pack_b_fn;
     int pack_a;      /* 1: pack A blocks; 0: the kernel reads A in place */
     int direct_b;    /* 1: full-width B panels are read in place (only the last,
                         narrower panel is packed, zero-padded) */
@@ -232,6 +245,7 @@ static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int
                       const float *b_buf, int64_t q_base) {
     const fn_sgemm_arch *arch = job->arch;
     const int MR = arch->mr, NR = arch->nr;
+    const int64_t ku = fn_k_units(arch, kc);
     const float beta = pc == 0 ? job->beta : 1.0f;
     const int last_k_block = pc + kc >= job->k;
     float *a_buf = job->a_packed + tid * job->a_stride;
@@ -240,8 +254,8 @@ static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int
         const float *a_src;
         int64_t rsa, csa, sliver_step;
         if (job->pack_a) {
-            pack_a_block(job->a, job->lda, job->trans_a, ic, mc, pc, kc, MR, a_buf);
-            a_src = a_buf, rsa = 1, csa = MR, sliver_step = MR * kc;
+            job->pack_a_fn(job->a, job->lda, job->trans_a, ic, mc, pc, kc, ku, MR, a_buf);
+            a_src = a_buf, rsa = 1, csa = MR, sliver_step = MR * ku;
         } else if (!job->trans_a) {
             a_src = job->a + ic * job->lda + pc, rsa = job->lda, csa = 1, sliver_step = MR * job->lda;
         } else {
@@ -250,7 +264,7 @@ static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int
         for (int64_t q = q0; q < q1; ++q) {
             int64_t j = q * NR;
             int nr = nc - j < NR ? (int)(nc - j) : NR;
-            const float *b_panel = b_buf + (q - q_base) * NR * kc;
+            const float *b_panel = b_buf + (q - q_base) * NR * ku;
             int64_t rsb = NR;
             if (job->direct_b && nr == NR)
                 b_panel = job->b + pc * job->ldb + jc + j, rsb = job->ldb;
@@ -268,6 +282,7 @@ static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int
 
 static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
     const fn_sgemm_arch *arch = job->arch;
+    if (arch->thread_begin) arch->thread_begin();
     const int MR = arch->mr, NR = arch->nr;
     /* This thread's rows of C (whole MR slivers) or its NR panels. */
     int64_t r0 = 0, r1 = job->m, s0, s1;
@@ -282,25 +297,27 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
         if (!job->split_rows) fn_split(panels, tid, nth, &q0, &q1);
         for (int64_t pc = 0; pc < job->k; pc += arch->kc) {
             int64_t kc = job->k - pc < arch->kc ? job->k - pc : arch->kc;
+            int64_t ku = fn_k_units(arch, kc);
             if (job->private_b) {
                 float *b_buf = job->b_packed + tid * job->b_stride;
                 if (!job->direct_b) {
-                    /* panel q lands at q * NR * kc: the region holds every panel */
-                    pack_b_panels(job->b, job->ldb, job->trans_b, pc, kc, jc, nc, NR, q0, q1, b_buf);
+                    /* panel q lands at q * NR * units: the region holds every panel */
+                    job->pack_b_fn(job->b, job->ldb, job->trans_b, pc, kc, ku, jc, nc, NR, q0, q1, b_buf);
                 } else if (q1 == panels && nc % NR) { /* only the narrow last panel */
-                    pack_b_panels(job->b, job->ldb, 0, pc, kc, jc + (panels - 1) * NR, nc % NR, NR, 0, 1, b_buf);
+                    job->pack_b_fn(job->b, job->ldb, 0, pc, kc, ku, jc + (panels - 1) * NR, nc % NR, NR, 0, 1, b_buf);
                 }
                 run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc, b_buf, job->direct_b ? panels - 1 : 0);
             } else {
                 int64_t p0, p1;
                 fn_split(panels, tid, nth, &p0, &p1);
-                pack_b_panels(job->b, job->ldb, job->trans_b, pc, kc, jc, nc, NR, p0, p1, job->b_packed);
+                job->pack_b_fn(job->b, job->ldb, job->trans_b, pc, kc, ku, jc, nc, NR, p0, p1, job->b_packed);
                 FN_BARRIER();
                 run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc, job->b_packed, 0);
                 FN_BARRIER(); /* b_packed is rewritten next */
             }
         }
     }
+    if (arch->thread_end) arch->thread_end();
 }
 
 /* Multiply-adds one thread should have before a second one pays off. Waking
@@ -316,6 +333,53 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
 #define SGEMM_STACK_FLOATS 4096
 
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+/* Packing scratch, kept per calling thread and grown when needed. A fresh
+ * malloc per call was measured to cost 6% of a 1024^3 bf16 product: blocks
+ * this big are mmap'ed, so every call page-faulted in megabytes of zeroed
+ * pages, and with two threads the faults also queue on the process's
+ * memory-map lock. The buffer is freed when its thread exits. */
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+typedef struct { void *raw; int64_t floats; } scratch_block;
+static void scratch_free(void *p) {
+    scratch_block *block = p;
+    free(block->raw);
+    free(block);
+}
+static void scratch_key_init(void) {
+    if (pthread_key_create(&scratch_key, scratch_free) != 0) scratch_key = (pthread_key_t)-1;
+}
+static float *scratch_floats(int64_t floats) {
+    pthread_once(&scratch_once, scratch_key_init);
+    scratch_block *block = pthread_getspecific(scratch_key);
+    if (!block) {
+        block = calloc(1, sizeof *block);
+        if (!block || pthread_setspecific(scratch_key, block) != 0) {
+            free(block);
+            return NULL;
+        }
+    }
+    if (block->floats < floats) {
+        free(block->raw);
+        block->floats = 0;
+        block->raw = malloc((size_t)floats * sizeof(float) + 64);
+        if (!block->raw) return NULL;
+        block->floats = floats;
+    }
+    return (float *)(((uintptr_t)block->raw + 63) & ~(uintptr_t)63);
+}
+static void scratch_done(void) {}
+#else /* elsewhere: a block per call */
+static _Thread_local void *scratch_raw = NULL;
+static float *scratch_floats(int64_t floats) {
+    scratch_raw = malloc((size_t)floats * sizeof(float) + 64);
+    return scratch_raw ? (float *)(((uintptr_t)scratch_raw + 63) & ~(uintptr_t)63) : NULL;
+}
+static void scratch_done(void) { free(scratch_raw); scratch_raw = NULL; }
+#endif
 
 static void scale_matrix(float *c, int64_t ldc, int64_t m, int64_t n, float beta) {
     if (beta == 1.0f) return;
@@ -346,18 +410,20 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
     int nth = fn_threads_for(m * n * k, SGEMM_MIN_WORK_PER_THREAD, n_threads);
     if (nth > parallel_units) nth = (int)parallel_units;
 
-    sgemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c, epi};
+    sgemm_job job = {arch, trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c, epi,
+                     arch->pack_a ? arch->pack_a : fn_pack_a_f32, arch->pack_b ? arch->pack_b : fn_pack_b_f32};
     /* While A, B and C fit in about twice the L2 (4 MiB), the kernel reads A
      * and B in place: packing them costs ~10-35% there (measured on 64x256x784
      * to 512^3). Past that, strided panels thrash the TLB and caches (1024^3
-     * runs at half speed unpacked), so both are packed. */
-    int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS;
+     * runs at half speed unpacked), so both are packed. Low-precision kernels
+     * always pack: packing is where float32 becomes bf16. */
+    int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS && !arch->pack_a;
     job.pack_a = !small;
     job.direct_b = small && !trans_b;
     job.private_b = small || nth == 1;
     job.split_rows = slivers >= 2 * (int64_t)nth || slivers >= panels;
 
-    int64_t kc_max = k < arch->kc ? k : arch->kc;
+    int64_t kc_max = fn_k_units(arch, k < arch->kc ? k : arch->kc);
     int64_t nc_max = round_up(n < arch->nc ? n : arch->nc, NR);
     int64_t b_floats = round_up(kc_max * (job.direct_b ? NR : nc_max), 16);
     job.b_stride = job.private_b ? b_floats : 0;
@@ -367,12 +433,10 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
     int64_t total = b_floats * (job.private_b ? nth : 1) + job.a_stride * nth;
 
     _Alignas(64) float stack_buf[SGEMM_STACK_FLOATS];
-    void *heap = NULL;
     float *scratch = stack_buf;
     if (total > SGEMM_STACK_FLOATS) {
-        heap = malloc((size_t)total * sizeof(float) + 64);
-        if (!heap) return FN_ERR_NOMEM;
-        scratch = (float *)(((uintptr_t)heap + 63) & ~(uintptr_t)63);
+        scratch = scratch_floats(total);
+        if (!scratch) return FN_ERR_NOMEM;
     }
     job.b_packed = scratch;
     job.a_packed = scratch + b_floats * (job.private_b ? nth : 1);
@@ -382,7 +446,7 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
     } else {
         FN_PARALLEL(nth) { sgemm_thread(&job, fn_thread_id(), fn_thread_count()); }
     }
-    free(heap);
+    if (scratch != stack_buf) scratch_done();
     return FN_OK;
 }
 
@@ -397,14 +461,17 @@ static int gemm_args_ok(int64_t m, int64_t n, int64_t k, int trans_a, int trans_
     return 1;
 }
 
-fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                      float alpha, const float *a, int64_t lda,
-                      const float *b, int64_t ldb,
-                      float beta, float *c, int64_t ldc, int n_threads) {
-    if (!gemm_args_ok(m, n, k, trans_a, trans_b, a, lda, b, ldb, c, ldc)) return FN_ERR_ARG;
-    return fn_sgemm_run(fn_sgemm_arch_current(), trans_a != 0, trans_b != 0, m, n, k, alpha,
-                        a, lda, b, ldb, beta, c, ldc, NULL, n_threads);
-}
+/* fn_gemm_f32 and fn_gemm_bf16 differ only in the kernel set. */
+#define DEFINE_GEMM_ENTRY(NAME, ARCH)                                                               \
+    fn_status NAME(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,         \
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c, \
+                   int64_t ldc, int n_threads) {                                                    \
+        if (!gemm_args_ok(m, n, k, trans_a, trans_b, a, lda, b, ldb, c, ldc)) return FN_ERR_ARG;    \
+        return fn_sgemm_run(ARCH(), trans_a != 0, trans_b != 0, m, n, k, alpha, a, lda, b, ldb,     \
+                            beta, c, ldc, NULL, n_threads);                                         \
+    }
+DEFINE_GEMM_ENTRY(fn_gemm_f32, fn_sgemm_arch_current)
+DEFINE_GEMM_ENTRY(fn_gemm_bf16, fn_bf16_arch_current)
 
 /* ---- float64: plain blocked loops ------------------------------------------
  * C is first scaled by beta, then for each block of KB rows of op(B) (copied

@@ -133,4 +133,10 @@ const fn_sgemm_arch fn_sgemm_arch_avx2 = {
     "avx2", MR, NR, 192, 384, 4096, avx2_kernel, avx2_epilogue,
 };
 
+/* The portable bf16 path on this CPU: the same kernel on rounded operands. */
+const fn_sgemm_arch fn_sgemm_arch_avx2_rounded = {
+    "avx2 on bf16-rounded operands", MR, NR, 192, 384, 4096, avx2_kernel, avx2_epilogue,
+    1, 1, fn_pack_a_round_bf16, fn_pack_b_round_bf16,
+};
+
 #endif /* FN_GEMM_X86 */

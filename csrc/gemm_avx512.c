@@ -112,7 +112,7 @@ avx512_activate(__m512 z, fn_activation act, __m512 slope) {
 /* Bias, pre-activation copy and activation 16 lanes at a time, the last
  * columns masked: every element sees the same math. Full vectors use plain
  * loads and stores (a masked store does not forward to a later load). */
-static FN_TARGET_AVX512 void avx512_epilogue(float *c, int64_t ldc, int64_t rows, int64_t cols,
+FN_TARGET_AVX512 void fn_sgemm_epilogue_avx512(float *c, int64_t ldc, int64_t rows, int64_t cols,
                                              int64_t i0, int64_t j0, const fn_epilogue_f32 *epi) {
     const fn_activation act = epi->act;
     const __m512 slope = _mm512_set1_ps(epi->act_param);
@@ -138,7 +138,13 @@ static FN_TARGET_AVX512 void avx512_epilogue(float *c, int64_t ldc, int64_t rows
 }
 
 const fn_sgemm_arch fn_sgemm_arch_avx512 = {
-    "avx512", MR, NR, 192, 512, 4096, avx512_kernel, avx512_epilogue,
+    "avx512", MR, NR, 192, 512, 4096, avx512_kernel, fn_sgemm_epilogue_avx512,
+};
+
+/* The portable bf16 path on this CPU: the same kernel on rounded operands. */
+const fn_sgemm_arch fn_sgemm_arch_avx512_rounded = {
+    "avx512 on bf16-rounded operands", MR, NR, 192, 512, 4096, avx512_kernel, fn_sgemm_epilogue_avx512,
+    1, 1, fn_pack_a_round_bf16, fn_pack_b_round_bf16,
 };
 
 #endif /* FN_GEMM_X86 */

@@ -42,13 +42,40 @@ typedef void (*fn_sgemm_kernel)(int mr, int nr, int64_t kc,
 typedef void (*fn_sgemm_epilogue)(float *c, int64_t ldc, int64_t rows, int64_t cols,
                                   int64_t i0, int64_t j0, const fn_epilogue_f32 *epi);
 
+/* Packing of op(A) rows [ic, ic+mc) x k [pc, pc+kc) into slivers of mr rows,
+ * and of op(B) panels [q0, q1) of nr columns (of the block starting at column
+ * jc, nc wide). `units` is the packed length of the k range (see k_units): a
+ * sliver takes mr * units 4-byte words, a panel nr * units. */
+typedef void (*fn_pack_a)(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
+                          int64_t pc, int64_t kc, int64_t units, int mr, void *dst);
+typedef void (*fn_pack_b)(const float *b, int64_t ldb, int trans_b, int64_t pc, int64_t kc,
+                          int64_t units, int64_t jc, int64_t nc, int nr, int64_t q0, int64_t q1,
+                          void *dst);
+
 typedef struct {
     const char *name;
     int mr, nr;            /* register tile */
     int64_t mc, kc, nc;    /* cache blocking; mc is a multiple of mr */
     fn_sgemm_kernel kernel;
     fn_sgemm_epilogue epilogue;
+    /* Low-precision variants: how k is stored (elements per 4-byte word, and
+     * the multiple it is zero-padded to), their own packing (always used: the
+     * kernel cannot read the caller's float32 in place), and per-thread set-up
+     * and tear-down around the kernel calls (AMX tile configuration). NULL /
+     * 0 for the float32 kernels. */
+    int k_per_word, k_align;
+    fn_pack_a pack_a;
+    fn_pack_b pack_b;
+    void (*thread_begin)(void);
+    void (*thread_end)(void);
 } fn_sgemm_arch;
+
+/* 4-byte words a packed k range of kc elements takes per row or column. */
+static inline int64_t fn_k_units(const fn_sgemm_arch *arch, int64_t kc) {
+    if (!arch->k_per_word) return kc;
+    int64_t padded = (kc + arch->k_align - 1) / arch->k_align * arch->k_align;
+    return padded / arch->k_per_word;
+}
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #define FN_GEMM_X86 1
@@ -59,6 +86,54 @@ extern const fn_sgemm_arch fn_sgemm_arch_generic;
 
 /* The micro-kernel set for the current CPU path. */
 const fn_sgemm_arch *fn_sgemm_arch_current(void);
+
+/* bf16: the float32 kernels of the current path on operands rounded to bf16
+ * while packed (bf16.c), VDPBF16PS (gemm_bf16_avx512.c), AMX (gemm_amx.c). */
+const fn_sgemm_arch *fn_bf16_arch_current(void);
+#ifdef FN_HAVE_BF16_INTRIN
+extern const fn_sgemm_arch fn_bf16_arch_avx512;
+#endif
+#ifdef FN_HAVE_AMX_INTRIN
+extern const fn_sgemm_arch fn_bf16_arch_amx;
+#endif
+
+/* The float32 kernel sets with packers that round to bf16 (the portable bf16
+ * path): defined beside each kernel set. */
+#ifdef FN_GEMM_X86
+extern const fn_sgemm_arch fn_sgemm_arch_avx2_rounded;
+extern const fn_sgemm_arch fn_sgemm_arch_avx512_rounded;
+#endif
+extern const fn_sgemm_arch fn_sgemm_arch_generic_rounded;
+void fn_pack_a_round_bf16(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
+                          int64_t pc, int64_t kc, int64_t units, int mr, void *dst);
+void fn_pack_b_round_bf16(const float *b, int64_t ldb, int trans_b, int64_t pc, int64_t kc,
+                          int64_t units, int64_t jc, int64_t nc, int nr, int64_t q0, int64_t q1,
+                          void *dst);
+/* The AVX-512 epilogue (gemm_avx512.c), shared with the bf16 kernels. */
+#ifdef FN_GEMM_X86
+void fn_sgemm_epilogue_avx512(float *c, int64_t ldc, int64_t rows, int64_t cols,
+                              int64_t i0, int64_t j0, const fn_epilogue_f32 *epi);
+#endif
+
+/* Float32 packing (gemm.c), also the first step of the rounding packers. */
+void fn_pack_a_f32(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
+                   int64_t pc, int64_t kc, int64_t units, int mr, void *dst);
+void fn_pack_b_f32(const float *b, int64_t ldb, int trans_b, int64_t pc, int64_t kc,
+                   int64_t units, int64_t jc, int64_t nc, int nr, int64_t q0, int64_t q1, void *dst);
+
+/* Hardware-exact float32 -> bf16 rounding (RNE, quiet NaN, denormals to 0). */
+static inline uint16_t fn_bf16_from_f32(float x) {
+    union { float f; uint32_t u; } v = {x};
+    uint32_t u = v.u;
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u); /* NaN: quiet it */
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);          /* zero, denormal */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static inline float fn_f32_from_bf16(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
 
 /* The packed driver behind fn_gemm_f32 and fn_dense_forward_f32: epi may be
  * NULL (plain GEMM). Arguments are already validated. */

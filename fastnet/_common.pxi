@@ -28,14 +28,53 @@ cdef extern from "fastnet.h" nogil:
     fn_status fn_cpu_set_path(fn_cpu_path path) noexcept
     fn_cpu_path fn_cpu_get_path() noexcept
     const char *fn_cpu_path_name(fn_cpu_path path) noexcept
+    ctypedef enum fn_mma_path:
+        FN_MMA_GENERIC
+        FN_MMA_AVX512_VNNI
+        FN_MMA_AVX512_BF16
+        FN_MMA_AMX
+    ctypedef enum fn_amx_permission:
+        FN_AMX_UNSUPPORTED
+        FN_AMX_GRANTED
+        FN_AMX_REFUSED
+    fn_mma_path fn_mma_best_path() noexcept
+    fn_status fn_mma_set_path(fn_mma_path path) noexcept
+    fn_mma_path fn_mma_get_path() noexcept
+    const char *fn_mma_path_name(fn_mma_path path) noexcept
+    fn_amx_permission fn_amx_permission_status() noexcept
+    void fn_amx_simulate_refusal(int refuse) noexcept
+    fn_mma_path fn_mma_path_for(int avx512, int avx512_vnni, int avx512_bf16, int amx,
+                                fn_amx_permission permission) noexcept
     int fn_openmp_enabled() noexcept
     int fn_max_threads() noexcept
 
-# The thread count every kernel receives. Kept in C so a tiny kernel call
-# does not pay for a Python lookup.
-cdef int _n_threads = 1
+# The thread count every kernel receives, kept in C so a tiny kernel call does
+# not pay for a Python lookup. `_n_threads` reads the calling thread's own
+# count (set by fastnet.threads(n), thread-local) or, when it has none, the
+# process default (set_num_threads): two Python threads in overlapping
+# threads() blocks never see each other's counts.
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #define FN_PY_THREAD_LOCAL __declspec(thread)
+    #else
+    #define FN_PY_THREAD_LOCAL __thread
+    #endif
+    static int fn_py_default_threads = 1;
+    static FN_PY_THREAD_LOCAL int fn_py_local_threads = 0;  /* 0: use the default */
+    #define FN_PY_THREADS (fn_py_local_threads > 0 ? fn_py_local_threads : fn_py_default_threads)
+    """
+    int _n_threads "FN_PY_THREADS"
+    int fn_py_default_threads
+    int fn_py_local_threads
 
 _CPU_PATHS = {"generic": FN_CPU_GENERIC, "avx2": FN_CPU_AVX2, "avx512": FN_CPU_AVX512}
+# The names FASTNET_CPU accepts, lowest first: each is a float32 path and a
+# low-precision (bf16 / int8) path; the last three all run the AVX-512
+# float32 kernels.
+_MMA_PATHS = {"avx512_vnni": FN_MMA_AVX512_VNNI, "avx512_bf16": FN_MMA_AVX512_BF16, "amx": FN_MMA_AMX}
+CPU_PATH_NAMES = ("generic", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx")
+_AMX_PERMISSION = {FN_AMX_UNSUPPORTED: "unsupported", FN_AMX_GRANTED: "granted", FN_AMX_REFUSED: "refused"}
 
 ACTIVATIONS = {
     "identity": FN_ACT_IDENTITY, "linear": FN_ACT_IDENTITY, None: FN_ACT_IDENTITY,
@@ -45,15 +84,31 @@ ACTIVATIONS = {
 
 
 def set_num_threads(int n):
-    """Threads every kernel may use from now on (>= 1)."""
-    global _n_threads
+    """Threads every kernel may use from now on (>= 1): the process default, which the
+    calling thread then uses too; other threads inside a threads() block keep theirs."""
+    global fn_py_default_threads, fn_py_local_threads
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
-    _n_threads = n
+    fn_py_default_threads = n
+    fn_py_local_threads = 0
 
 
 def get_num_threads():
+    """The count the calling thread's kernels use."""
     return _n_threads
+
+
+def get_local_threads():
+    """The calling thread's own count, or 0 when it uses the process default."""
+    return fn_py_local_threads
+
+
+def set_local_threads(int n):
+    """Give the calling thread its own count (n >= 1), or 0 to use the process default again."""
+    global fn_py_local_threads
+    if n < 0:
+        raise ValueError(f"number of threads must be >= 1 (or 0 for the default), got {n}")
+    fn_py_local_threads = n
 
 
 def openmp_enabled():
@@ -73,16 +128,61 @@ def get_cpu_path():
     return fn_cpu_path_name(fn_cpu_get_path()).decode()
 
 
+def current_path_name():
+    """The FASTNET_CPU name of what runs now (the low-precision path's name
+    when it is above generic, else the float32 path's): set_cpu_path of it
+    restores both."""
+    mma = fn_mma_get_path()
+    return fn_mma_path_name(mma).decode() if mma != FN_MMA_GENERIC else get_cpu_path()
+
+
+def best_mma_path():
+    """The best low-precision path here (after asking the OS for AMX)."""
+    return fn_mma_path_name(fn_mma_best_path()).decode()
+
+
+def get_mma_path():
+    """The low-precision path the bf16 and int8 GEMMs run now."""
+    return fn_mma_path_name(fn_mma_get_path()).decode()
+
+
+def amx_permission():
+    """'granted', 'refused' (by the OS, or simulated) or 'unsupported' (no AMX)."""
+    return _AMX_PERMISSION[fn_amx_permission_status()]
+
+
+def simulate_amx_refusal(refuse=True):
+    """Test hook: act as if the OS refused the AMX tile state (or stop doing so)."""
+    fn_amx_simulate_refusal(1 if refuse else 0)
+
+
+def mma_path_for(avx512, avx512_vnni, avx512_bf16, amx, permission):
+    """The low-precision path a CPU with these features gets (for tests)."""
+    codes = {v: k for k, v in _AMX_PERMISSION.items()}
+    path = fn_mma_path_for(bool(avx512), bool(avx512_vnni), bool(avx512_bf16), bool(amx), codes[permission])
+    return fn_mma_path_name(path).decode()
+
+
 def set_cpu_path(name):
-    """Force a CPU path: 'generic', 'avx2', 'avx512' or 'auto' (the best one)."""
+    """Force a CPU path (see CPU_PATH_NAMES) or 'auto' (the best one).
+
+    'generic', 'avx2' and 'avx512' also take bf16 and int8 to their portable
+    kernels; 'avx512_vnni', 'avx512_bf16' and 'amx' run the AVX-512 float32
+    kernels with that low-precision unit.
+    """
     if name == "auto":
-        path = fn_cpu_best_path()
+        path, mma = fn_cpu_best_path(), fn_mma_best_path()
     elif name in _CPU_PATHS:
-        path = _CPU_PATHS[name]
+        path, mma = _CPU_PATHS[name], FN_MMA_GENERIC
+    elif name in _MMA_PATHS:
+        path, mma = FN_CPU_AVX512, _MMA_PATHS[name]
     else:
-        raise ValueError(f"unknown CPU path {name!r}; choose from 'auto', {', '.join(map(repr, _CPU_PATHS))}")
-    if fn_cpu_set_path(path) != FN_OK:
-        raise RuntimeError(f"CPU path {name!r} is not supported on this machine (best: {best_cpu_path()!r})")
+        raise ValueError(f"unknown CPU path {name!r}; choose from 'auto', {', '.join(map(repr, CPU_PATH_NAMES))}")
+    if <int>path > <int>fn_cpu_best_path() or <int>mma > <int>fn_mma_best_path():
+        raise RuntimeError(f"CPU path {name!r} is not supported on this machine "
+                           f"(best: {best_cpu_path()!r} with {best_mma_path()!r})")
+    fn_cpu_set_path(path)
+    fn_mma_set_path(mma)
 
 
 cdef int activation_code(name) except -1:

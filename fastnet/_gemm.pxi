@@ -13,6 +13,17 @@ cdef extern from "fastnet.h" nogil:
     fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                           float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                           float beta, float *c, int64_t ldc, int n_threads) noexcept
+    fn_status fn_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                           float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                           float beta, float *c, int64_t ldc, int n_threads) noexcept
+    fn_status fn_dense_forward_bf16(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                                    const float *w, int64_t ldw, const float *bias,
+                                    fn_activation act, float act_param,
+                                    float *y, int64_t ldy, float *pre, int n_threads) noexcept
+    fn_status fn_dense_backward_bf16(int64_t m, int64_t n, int64_t k, const float *x, const float *w,
+                                     const float *y, const float *pre, const float *dy,
+                                     fn_activation act, float act_param, float *dz, float *dx,
+                                     float *dw, float *db, int accumulate, int n_threads) noexcept
     fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                           double alpha, const double *a, int64_t lda, const double *b, int64_t ldb,
                           double beta, double *c, int64_t ldc, int n_threads) noexcept
@@ -170,17 +181,33 @@ cdef object _output(object out, object dtype, tuple shape, Py_buffer *view, _Mat
     return out
 
 
+PRECISIONS = ("float32", "bf16")
+
+
+cdef bint _use_bf16(object precision, object dtype, str what) except -1:
+    """True for precision='bf16' (float32 arrays only); checks the name."""
+    if precision is None or precision == "float32":
+        return False
+    if precision != "bf16":
+        raise ValueError(f"{what}: unknown precision {precision!r}; choose from 'float32', 'bf16'")
+    if dtype is not _F32:
+        raise TypeError(f"{what}: precision='bf16' needs float32 arrays, got {dtype}")
+    return True
+
+
 cdef str _op_shape(object arr, bint trans):
     return f"{arr.shape}{'.T' if trans else ''}"
 
 
-def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0):
+def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0, precision="float32"):
     """C = alpha * op(a) @ op(b) + beta * out, op(x) = x.T when trans_x.
 
     a and b are 2-D float32 or float64 arrays of the same dtype. A
     Fortran-ordered (or otherwise column-contiguous) input is read as a
     transpose without a copy. `out` (C-contiguous, not overlapping a or b)
-    receives the result; beta != 0 requires it.
+    receives the result; beta != 0 requires it. precision='bf16' (float32
+    arrays) rounds op(a) and op(b) to bfloat16 and sums the exact products in
+    float32, on the CPU's bf16 units when it has them.
     """
     if type(a) is not _ndarray:
         a = np.asarray(a)
@@ -190,6 +217,7 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0):
     if a.dtype is not dtype or b.dtype is not dtype or not (a.flags.aligned and b.flags.aligned):
         a = _as_array(a, dtype, "matmul", "a")
         b = _as_array(b, dtype, "matmul", "b")
+    cdef bint bf16 = _use_bf16(precision, dtype, "matmul")
     cdef bint ta = trans_a, tb = trans_b
     cdef double alpha_d = alpha, beta_d = beta
     if beta_d != 0.0 and out is None:
@@ -219,7 +247,12 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0):
                 if _overlaps(&mc, &ma) or _overlaps(&mc, &mb):
                     raise ValueError("matmul: out aliases " + ("a" if _overlaps(&mc, &ma) else "b") +
                                      "; pass a separate output array")
-                if dtype is _F32:
+                if bf16:
+                    with nogil:
+                        status = fn_gemm_bf16(ta, tb, m, n, k, <float>alpha_d, <const float *>ma.data, ma.ld,
+                                              <const float *>mb.data, mb.ld, <float>beta_d,
+                                              <float *>mc.data, mc.ld, nth)
+                elif dtype is _F32:
                     with nogil:
                         status = fn_gemm_f32(ta, tb, m, n, k, <float>alpha_d, <const float *>ma.data, ma.ld,
                                              <const float *>mb.data, mb.ld, <float>beta_d,
@@ -239,11 +272,14 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0):
     return out
 
 
-def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_preactivation=False):
+def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_preactivation=False,
+          precision="float32"):
     """y = act(x @ w + b) in one fused pass; x (m, k), w (k, n), b (n,) or None.
 
     alpha is the negative slope of leaky_relu. Returns y, or (y, pre) with
     pre = x @ w + b when return_preactivation (needed by the GELU backward).
+    precision='bf16' multiplies in bf16 (see matmul); bias and activation
+    stay float32.
     """
     if type(x) is not _ndarray:
         x = np.asarray(x)
@@ -252,6 +288,7 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
     dtype = _float_dtype(x, w, "dense")
     x = _as_array(x, dtype, "dense", "x")
     w = _as_array(w, dtype, "dense", "w")
+    cdef bint bf16 = _use_bf16(precision, dtype, "dense")
     cdef int act = activation_code(activation)
     cdef double slope = _finite(alpha, "alpha")
     cdef Py_buffer vx, vw, vb, vy, vp
@@ -283,7 +320,13 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
                     else:
                         mp.data = NULL
                     try:
-                        if dtype is _F32:
+                        if bf16:
+                            with nogil:
+                                status = fn_dense_forward_bf16(
+                                    m, n, k, <const float *>mx.data, mx.ld, <const float *>mw.data, mw.ld,
+                                    <const float *>mb.data, <fn_activation>act, <float>slope,
+                                    <float *>my.data, my.ld, <float *>mp.data, nth)
+                        elif dtype is _F32:
                             with nogil:
                                 status = fn_dense_forward_f32(
                                     m, n, k, <const float *>mx.data, mx.ld, <const float *>mw.data, mw.ld,
@@ -329,18 +372,20 @@ cdef object _cmatrix(object arr, object dtype, int64_t rows, int64_t cols, Py_bu
 
 
 def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, need_dx=True,
-                   dw=None, db=None, accumulate=False, with_bias=True):
+                   dw=None, db=None, accumulate=False, with_bias=True, precision="float32"):
     """Gradients of y = act(x @ w + b) given dy: returns (dx or None, dw, db or None).
 
     y is the forward output (read by relu, leaky_relu, sigmoid, tanh); pre the
     pre-activation (required for gelu). dw / db, when given, are written in
     place, or added to with accumulate=True (which requires them).
+    precision='bf16' runs the two GEMMs in bf16; everything else is float32.
     """
     if type(x) is not _ndarray:
         x = np.asarray(x)
     if type(w) is not _ndarray:
         w = np.asarray(w)
     dtype = _float_dtype(x, w, "dense_backward")
+    cdef bint bf16 = _use_bf16(precision, dtype, "dense_backward")
     cdef int act = activation_code(activation)
     if act == FN_ACT_STEP:
         raise ValueError("dense_backward: the step activation has no gradient")
@@ -403,7 +448,13 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
             mdz = mdy  # dz = dy: the C side sees dz == dy and writes nothing to it
         else:
             _output(None, dtype, (m, n), &views[held], &mdz, "dense_backward", "dz"); held += 1
-        if dtype is _F32:
+        if bf16:
+            with nogil:
+                status = fn_dense_backward_bf16(
+                    m, n, k, <const float *>mx.data, <const float *>mw.data, <const float *>my.data,
+                    <const float *>mpre.data, <const float *>mdy.data, <fn_activation>act, <float>slope,
+                    <float *>mdz.data, <float *>mdx.data, <float *>mdw.data, <float *>mdb.data, acc, nth)
+        elif dtype is _F32:
             with nogil:
                 status = fn_dense_backward_f32(
                     m, n, k, <const float *>mx.data, <const float *>mw.data, <const float *>my.data,

@@ -15,6 +15,11 @@ from fastnet._kernels import dense, dense_backward, matmul  # noqa: E402
 
 __all__ += ["matmul", "dense", "dense_backward"]
 
+# ---- bfloat16 conversions (_lowp.pxi) ---------------------------------------
+from fastnet._kernels import from_bf16, round_bf16, to_bf16  # noqa: E402
+
+__all__ += ["to_bf16", "from_bf16", "round_bf16"]
+
 
 
 # ---- activations, losses, optimizer steps (_elementwise.pxi) --------------

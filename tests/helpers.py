@@ -130,3 +130,28 @@ def guarded_array(values, at_end=True):
 
 
 _GUARDED_REGIONS = []
+
+
+def run_guarded(script, paths):
+    """Run a guarded-buffer script (see guarded_array) in a subprocess, once per
+    CPU path in argv; assert it printed "ok" (a stray access kills it)."""
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(here), here])}
+    done = subprocess.run([sys.executable, "-c", script, *paths], env=env, cwd=here,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
+
+
+def config_in_subprocess(**env):
+    """fastnet.config() of a fresh interpreter with these environment variables."""
+    import json
+    import os
+    import subprocess
+    import sys
+    code = "import fastnet, json; print(json.dumps(fastnet.config()))"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)

@@ -1,10 +1,7 @@
-import os
-import subprocess
-import sys
-
 import pytest
 
 import fastnet
+from helpers import config_in_subprocess as _config_in_subprocess
 
 
 def test_show_config_names_version_path_openmp_threads(capsys):
@@ -36,14 +33,6 @@ def test_set_num_threads_rejects_non_int():
 def test_unknown_cpu_path_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown CPU path"):
         fastnet._kernels.set_cpu_path("sse9")
-
-
-def _config_in_subprocess(**env):
-    code = "import fastnet, json; print(json.dumps(fastnet.config()))"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
-                         capture_output=True, text=True, check=True).stdout
-    import json
-    return json.loads(out)
 
 
 def test_fastnet_cpu_generic_forces_portable_path():

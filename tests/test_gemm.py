@@ -240,7 +240,7 @@ def test_fastnet_cpu_env_var_runs_the_generic_kernel(tmp_path):
     assert_gemm_close(from_subprocess, ref.matmul(a.astype(np.float64), b.astype(np.float64)),
                       gemm_error_bound(a, b, np.float32), "FASTNET_CPU=generic")
     # The same computation on the generic path in this process is bitwise the same.
-    before = fastnet._kernels.get_cpu_path()
+    before = fastnet._kernels.current_path_name()
     fastnet._kernels.set_cpu_path("generic")
     try:
         with fastnet.threads(1):

@@ -1,15 +1,14 @@
 """Bad input to the kernels: each case raises a clear exception whose message
 names the offending shapes or dtypes. Everything runs in-process, so a
 crash in a wrapper or kernel would take the whole file down."""
-import os
 import re
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from fastnet import ops
+from helpers import run_guarded
 
 f32, f64 = np.float32, np.float64
 
@@ -466,11 +465,7 @@ def test_kernels_stay_inside_their_buffers():
     # Every buffer ends (or starts) at an inaccessible page, so a SIMD tail or
     # edge tile that touches one element too many crashes the subprocess.
     from conftest import CPU_PATHS
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(here), here])}
-    done = subprocess.run([sys.executable, "-c", _GUARDED_RUN, *CPU_PATHS], env=env, cwd=here,
-                          capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
+    run_guarded(_GUARDED_RUN, CPU_PATHS)
 
 
 def test_dense_backward_rejects_dw_and_db_sharing_memory():

@@ -19,6 +19,7 @@ __all__ = [
     "softmax", "softmax_backward", "log_softmax",
     "softmax_cross_entropy", "mse", "bce_with_logits",
     "sgd_step", "adam_step", "adamw_step", "sum_squares", "scale_",
+    "to_bf16", "from_bf16", "round_bf16",
 ]
 
 _FLOATS = (np.float32, np.float64)
@@ -50,15 +51,55 @@ def _store(result, dtype, out=None):
     return out
 
 
+# ---- bfloat16 ----------------------------------------------------------------
+
+def to_bf16(x):
+    """float32 -> bf16 bit patterns (uint16): round to nearest even, NaN stays
+    a quiet NaN, denormals become a zero of the same sign (as VCVTNEPS2BF16)."""
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise TypeError(f"to_bf16: needs a float32 array, got {x.dtype}")
+    u = np.ascontiguousarray(x).view(np.uint32).astype(np.uint64)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF
+    rounded = np.where((u & 0x7FFFFFFF) > 0x7F800000, (u >> 16) | 0x40, rounded)
+    rounded = np.where((u & 0x7F800000) == 0, (u >> 16) & 0x8000, rounded)
+    return rounded.astype(np.uint16)
+
+
+def from_bf16(bits):
+    """bf16 bit patterns (uint16) -> float32."""
+    bits = np.asarray(bits)
+    if bits.dtype != np.uint16:
+        raise TypeError(f"from_bf16: needs a uint16 array, got {bits.dtype}")
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def round_bf16(x):
+    """x rounded to the nearest bf16 value, kept as float32."""
+    return from_bf16(to_bf16(x))
+
+
+def _operand(x, precision):
+    """x in float64, first rounded to bf16 for precision='bf16'."""
+    if precision in (None, "float32"):
+        return _f64(x)
+    if precision != "bf16":
+        raise ValueError(f"unknown precision {precision!r}; choose from 'float32', 'bf16'")
+    if np.asarray(x).dtype != np.float32:
+        raise TypeError(f"precision='bf16' needs float32 arrays, got {np.asarray(x).dtype}")
+    return _f64(round_bf16(x))
+
+
 # ---- GEMM ------------------------------------------------------------------
 
-def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0):
-    """C = alpha * op(A) @ op(B) + beta * C, computed in float64."""
+def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0, precision="float32"):
+    """C = alpha * op(A) @ op(B) + beta * C, computed in float64 (on the
+    bf16-rounded operands for precision='bf16')."""
     dtype = _float_dtype(a, b)
     if np.ndim(a) != 2 or np.ndim(b) != 2:
         raise ValueError(f"matmul needs 2-D arrays, got shapes {np.shape(a)} and {np.shape(b)}")
-    opa = _f64(a).T if trans_a else _f64(a)
-    opb = _f64(b).T if trans_b else _f64(b)
+    opa = _operand(a, precision).T if trans_a else _operand(a, precision)
+    opb = _operand(b, precision).T if trans_b else _operand(b, precision)
     if opa.shape[1] != opb.shape[0]:
         raise ValueError(f"matmul: op(a) is {opa.shape}, op(b) is {opb.shape}; inner sizes differ")
     result = alpha * (opa @ opb)
@@ -199,14 +240,15 @@ def gelu(x):
 
 # ---- dense layer ---------------------------------------------------------
 
-def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_preactivation=False):
+def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_preactivation=False,
+          precision="float32"):
     """y = act(x @ w + b); with return_preactivation also pre = x @ w + b."""
     dtype = _float_dtype(*([x, w] if b is None else [x, w, b]))
     if np.ndim(x) != 2 or np.ndim(w) != 2 or np.shape(x)[1] != np.shape(w)[0]:
         raise ValueError(f"dense: x {np.shape(x)} @ w {np.shape(w)} does not fit")
     if b is not None and np.shape(b) != (np.shape(w)[1],):
         raise ValueError(f"dense: bias has shape {np.shape(b)}, expected ({np.shape(w)[1]},)")
-    pre = _f64(x) @ _f64(w)
+    pre = _operand(x, precision) @ _operand(w, precision)
     if b is not None:
         pre = pre + _f64(b)
     y = _store(_FORWARD[_canonical(activation)](pre, alpha), dtype, out)
@@ -216,7 +258,7 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
 
 
 def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, need_dx=True,
-                   dw=None, db=None, accumulate=False, with_bias=True):
+                   dw=None, db=None, accumulate=False, with_bias=True, precision="float32"):
     """(dx or None, dw, db or None) of the dense layer, given dy = dL/dy.
 
     dz = dy * act'; dw = x^T dz; db = column sums of dz; dx = dz w^T.
@@ -224,9 +266,10 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
     """
     dtype = _float_dtype(x, w, dy)
     dz = _f64(dy) * activation_derivative(activation, x=pre, y=y, alpha=alpha)
-    dw_new = _f64(x).T @ dz
+    dz_op = dz if precision in (None, "float32") else _operand(dz.astype(dtype), precision)
+    dw_new = _operand(x, precision).T @ dz_op
     db_new = dz.sum(axis=0) if with_bias else None
-    dx = (dz @ _f64(w).T).astype(dtype) if need_dx else None
+    dx = (dz_op @ _operand(w, precision).T).astype(dtype) if need_dx else None
     return dx, _accumulate(dw_new, dw, accumulate, dtype), (
         _accumulate(db_new, db, accumulate, dtype) if with_bias else None)
 

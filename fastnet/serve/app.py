@@ -368,6 +368,9 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
     require_keys: refuse requests without a valid key; connections:
     Connections (timeouts, connection and in-flight caps).
     """
+    # story.py builds on this module's request helpers, so it is imported here rather than at the top
+    from fastnet.serve.story import has_pictures, story_routes
+
     service = TranslationService(translator, limits, beam, batching, keys, require_keys, connections)
 
     async def translate(request):
@@ -388,7 +391,7 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
         return JSONResponse({"translations": outputs, "to": job.to})
 
     async def health(request):
-        return JSONResponse(service.health())
+        return JSONResponse({**service.health(), "has_pictures": has_pictures(service.translator)})
 
     async def ready(request):
         if service.draining:
@@ -416,6 +419,7 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
               Route("/ready", ready, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
               Route("/translate", translate, methods=["POST"]), Route("/openapi.json", openapi, methods=["GET"]),
               Route("/docs", docs, methods=["GET"])]
+    routes += story_routes(service)
     endpoints = frozenset(route.path for route in routes)  # after every `routes +=`: metrics label by path
     schema = openapi_schema(service, endpoints)
     documents = {"schema": schema, "page": docs_page(schema)}

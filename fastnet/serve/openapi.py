@@ -11,7 +11,8 @@ import json
 
 ERROR_CODES = ["invalid_json", "invalid_body", "invalid_texts", "invalid_to", "unknown_language", "too_many_texts",
                "body_too_large", "text_too_long", "empty_text", "untranslatable", "invalid_beam", "invalid_n_best",
-               "unauthorized", "rate_limited", "overloaded", "deadline_exceeded", "http_error", "internal_error"]
+               "unauthorized", "rate_limited", "overloaded", "deadline_exceeded", "no_pictures", "http_error",
+               "internal_error"]
 
 
 def _error(description, example_code):
@@ -131,7 +132,7 @@ def _story_paths():
                 "schema": {"$ref": "#/components/schemas/DrawRequest"}, "example": {"text": "a big red circle"}}}},
             "responses": {"200": {"description": "a PNG image", "content": {"image/png": {
                                   "schema": {"type": "string", "contentMediaType": "image/png"}}}},
-                          "404": _error("the model has no pixel decoder", "http_error"),
+                          "404": _error("the model has no pixel decoder", "no_pictures"),
                           "401": _error("no valid API key", "unauthorized"),
                           "429": _retry_error("over the key's limits", "rate_limited")}}},
     }

@@ -1,0 +1,121 @@
+/* gemm_amx.c - the bf16 GEMM on AMX tiles (TDPBF16PS).
+ *
+ * AMX holds eight tile registers of up to 16 rows x 64 bytes. TDPBF16PS adds
+ * to a 16 x 16 float32 tile C the product of a 16 x 32 bf16 tile A (rows of
+ * 32 consecutive k) and a 16 x 16 tile B of bf16 pairs (row r holds, for 16
+ * columns, the pair k = 2r, 2r+1) - the pair layout the AVX512-BF16 kernel
+ * packs B in, so the B packing is shared (fn_pack_b_bf16_pairs); A is packed
+ * row-major in bf16 instead, each row of the sliver k-padded to 32.
+ * Micro-tile 32 x 32: C in tiles 0-3, A in 4-5, B in 6-7; per 32 k, 2 + 2
+ * tile loads feed 4 TDPBF16PS (16 x 16 x 32 multiply-adds each). C is stored
+ * through a 32 x 32 buffer, where alpha, beta and the edges are applied.
+ * The tile configuration is loaded once per thread and released after, by
+ * the driver's thread_begin / thread_end hooks. The path runs only after the
+ * OS granted the tile state (cpu.c).
+ */
+#include <string.h>
+
+#include "gemm_internal.h"
+
+#ifdef FN_HAVE_AMX_INTRIN
+#include <immintrin.h>
+
+#define MR 32
+#define NR 32
+#define K_ALIGN 32 /* one A tile row: 32 bf16 */
+
+void fn_pack_b_bf16_pairs(const float *b, int64_t ldb, int trans_b, int64_t pc, int64_t kc,
+                          int64_t units, int64_t jc, int64_t nc, int nr, int64_t q0, int64_t q1,
+                          void *dst);
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+static FN_TARGET_AMX void amx_begin(void) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+}
+
+static FN_TARGET_AMX void amx_end(void) { _tile_release(); }
+
+/* A sliver: MR rows of `units` words (2 * units bf16, zero past kc); rows
+ * past mc are zero too, so every tile row the kernel loads is defined. */
+static FN_TARGET_AMX void pack_a_rows(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
+                                      int64_t pc, int64_t kc, int64_t units, int mr_tile, void *dst_) {
+    uint16_t *dst = dst_;
+    int64_t width = 2 * units;
+    for (int64_t s = 0; s * mr_tile < mc; ++s) {
+        int64_t i0 = ic + s * mr_tile;
+        int64_t mr = mc - s * mr_tile < mr_tile ? mc - s * mr_tile : mr_tile;
+        uint16_t *d = dst + s * mr_tile * width;
+        for (int64_t i = 0; i < mr; ++i) {
+            uint16_t *row = d + i * width;
+            if (!trans_a) {
+                const float *src = a + (i0 + i) * lda + pc;
+                int64_t p = 0;
+                for (; p + 32 <= kc; p += 32) {
+                    __m512bh w = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + p + 16), _mm512_loadu_ps(src + p));
+                    _mm512_storeu_si512(row + p, (__m512i)w);
+                }
+                for (; p < kc; ++p) row[p] = fn_bf16_from_f32(src[p]);
+            } else {
+                for (int64_t p = 0; p < kc; ++p) row[p] = fn_bf16_from_f32(a[(pc + p) * lda + i0 + i]);
+            }
+            memset(row + kc, 0, (size_t)(width - kc) * sizeof(uint16_t));
+        }
+        if (mr < mr_tile) memset(d + mr * width, 0, (size_t)((mr_tile - mr) * width) * sizeof(uint16_t));
+    }
+}
+
+static FN_TARGET_AMX void amx_kernel(int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
+                                     const float *b, int64_t rsb, float *c, int64_t ldc, float alpha,
+                                     float beta) {
+    (void)rsa, (void)csa, (void)rsb;
+    const int64_t width = (kc + K_ALIGN - 1) / K_ALIGN * K_ALIGN; /* bf16 per A row */
+    const char *a0 = (const char *)a, *a1 = a0 + 16 * width * 2;
+    const char *bp = (const char *)b;
+    const int64_t a_stride = width * 2, b_stride = NR * 4;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t p = 0; p < width; p += K_ALIGN) {
+        /* k = p .. p+31: A bytes 2p.., B pair rows p/2 .. p/2+15 */
+        _tile_loadd(4, a0 + 2 * p, a_stride);
+        _tile_loadd(5, a1 + 2 * p, a_stride);
+        _tile_loadd(6, bp + (p / 2) * b_stride, b_stride);
+        _tile_loadd(7, bp + (p / 2) * b_stride + 64, b_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float out[MR * NR];
+    _tile_stored(0, out, NR * 4);
+    _tile_stored(1, out + 16, NR * 4);
+    _tile_stored(2, out + 16 * NR, NR * 4);
+    _tile_stored(3, out + 16 * NR + 16, NR * 4);
+    for (int i = 0; i < mr; ++i) {
+        float *ci = c + i * ldc;
+        const float *oi = out + i * NR;
+        if (beta == 0.0f)
+            for (int j = 0; j < nr; ++j) ci[j] = alpha * oi[j];
+        else
+            for (int j = 0; j < nr; ++j) ci[j] = alpha * oi[j] + beta * ci[j];
+    }
+}
+
+/* Blocking: A block MC x KC = 256 x 512 bf16 (256 KiB) in the 2 MiB L2 of a
+ * Sapphire Rapids core; KC = 512 keeps the B micro-panel at 32 KiB (L1). */
+const fn_sgemm_arch fn_bf16_arch_amx = {
+    "amx", MR, NR, 256, 512, 4096, amx_kernel, fn_sgemm_epilogue_avx512,
+    2, K_ALIGN, pack_a_rows, fn_pack_b_bf16_pairs, amx_begin, amx_end,
+};
+
+#endif /* FN_HAVE_AMX_INTRIN */
