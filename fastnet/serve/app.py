@@ -8,7 +8,6 @@ error is `{"error": code, "message": text, ...}` with its status; every
 answer is counted in /metrics by endpoint and status.
 """
 import contextlib
-import inspect
 import json
 import threading
 import time
@@ -106,7 +105,6 @@ class TranslationService:
         # model takes this lock); the kernels release the GIL, so the event loop keeps serving.
         self._lock = threading.Lock()
         self._batcher = MicroBatcher(self, self.batching) if self.batching.enabled else None
-        self._n_best_supported = "n_best" in inspect.signature(translator.translate).parameters
 
     @property
     def languages(self):
@@ -152,9 +150,6 @@ class TranslationService:
         if n_best > beam:
             raise RequestError(422, "invalid_n_best", f"n_best={n_best} is more than beam={beam}: the beam keeps "
                                f"only {beam} candidates; ask for a beam of at least {n_best}")
-        if n_best > 1 and not self._n_best_supported:
-            raise RequestError(422, "invalid_n_best", "this model's Translator cannot return alternatives "
-                               "(n_best > 1)")
         return TranslateRequest(texts, to, beam, n_best)
 
     async def admit(self, request, payload, n_chars):
