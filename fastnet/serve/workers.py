@@ -139,8 +139,9 @@ def supervise(model_path, host, port, n, options):
 
 
 def _worker(fd):
-    from fastnet.serve.server import make_server
+    from fastnet.serve.server import make_server, serving_process
 
+    serving_process()
     spec = json.loads(os.environ[OPTIONS_ENV])
     sock = socket.socket(fileno=fd)
     server = make_server(spec["model"], **spec["options"])
