@@ -25,8 +25,9 @@ for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-import fastnet  # noqa: E402
 from bench_serve import _free_port, held_out_sentences, start_server, wait_ready  # noqa: E402
+
+import fastnet  # noqa: E402
 
 
 def train_model(path, seed=0):

@@ -178,7 +178,7 @@ const keyInput = $("api-key"), keyBox = $("key-box"), keyStatus = $("key-status"
 
 const state = {languages: [], limits: {}, hasPictures: false, keysRequired: false,
                panes: {}, round: 0, controller: null, timer: null, pictureUrl: null, shown: "", reference: null,
-               limitShown: false};
+               limitShown: false, drawnMap: null};
 
 // ---------------------------------------------------------------- API key (kept in localStorage)
 function storedKey() { try { return localStorage.getItem(KEY_STORE) || ""; } catch (e) { return ""; } }
@@ -347,7 +347,11 @@ function placeLabel(taken, x, y, text, size, W, H, always) {
   return {x: box.x0, y: box.y1 - 2};
 }
 function drawMap(reference, point, sentence) {
-  const W = 480, H = 300, pad = 16;
+  // The drawing is as many units wide as the map is pixels wide, so labels keep a readable size on a phone
+  // (fewer of them fit there; the rest keep their tooltips).
+  state.drawnMap = [reference, point, sentence];
+  const W = Math.max(240, Math.round(map.getBoundingClientRect().width) || 480), H = Math.round(W * 0.62), pad = 16;
+  map.setAttribute("viewBox", "0 0 " + W + " " + H);
   const all = reference.map.concat(point ? [point] : []);
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
@@ -498,6 +502,11 @@ $("key-save").addEventListener("click", () => { saveKey(keyInput.value.trim()); 
 $("key-forget").addEventListener("click", () => { keyInput.value = ""; saveKey(""); });
 keyInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); $("key-save").click(); } });
 source.addEventListener("input", schedule);
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => { if (state.drawnMap) { drawMap(...state.drawnMap); } }, 100);
+});
 source.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(); }
 });
