@@ -13,19 +13,19 @@ each answer shows.
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for path in (ROOT, os.path.dirname(os.path.abspath(__file__))):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench_serve import _free_port, held_out_sentences, start_server, wait_ready  # noqa: E402
+from bench_serve import held_out_sentences, served  # noqa: E402
 
 import fastnet  # noqa: E402
 
@@ -76,24 +76,12 @@ def measure(model_path, requests=200, threads=1):
     from fastnet.image import png_bytes
 
     sentences = held_out_sentences(requests)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_server(model_path, port, threads)
     routes = {"/represent": [{"texts": [s]} for s in sentences], "/draw": [{"text": s} for s in sentences],
               "/translate": [{"texts": [s], "to": "sv"} for s in sentences]}
-    try:
-        wait_ready(url, proc)
-        with httpx.Client(timeout=60.0) as client:
-            for route, payloads in routes.items():
-                _latencies(client, url, route, payloads[:20])  # warm-up: the reference map, first calls
-            ms = {route: _latencies(client, url, route, payloads) for route, payloads in routes.items()}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+    with served(model_path, threads) as url, httpx.Client(timeout=60.0) as client:
+        for route, payloads in routes.items():
+            _latencies(client, url, route, payloads[:20])  # warm-up: the reference map, first calls
+        ms = {route: _latencies(client, url, route, payloads) for route, payloads in routes.items()}
     tr = fastnet.load(model_path)
     with fastnet.threads(threads):
         direct = {"/represent": _in_process_ms(lambda s: tr.represent([s]), sentences),
@@ -117,10 +105,11 @@ def report(result, print=print):
               f"(in-process model call p50 {result[f'{name}_in_process_p50_ms']:6.2f} ms)")
 
 
-def test_story_endpoints(benchmark, tmp_path):
-    """pytest-benchmark entry: one round at 1 kernel thread; the numbers go into extra_info."""
-    model = train_model(tmp_path / "story.safetensors")
-    result = benchmark.pedantic(measure, args=(model,), rounds=1, iterations=1)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_story_endpoints(benchmark, tmp_path, threads):
+    """pytest-benchmark entry: one round per server thread count; the numbers go into extra_info."""
+    result = benchmark.pedantic(measure, args=(train_model(tmp_path / "story.safetensors"), 200, threads),
+                                rounds=1, iterations=1)
     benchmark.extra_info.update(result, impl="fastnet.serve.story")
     report(result)
 

@@ -197,6 +197,22 @@ def test_typing_waits_for_a_pause_and_a_newer_round_cancels_the_older_ones_reque
     assert browser.find_element(By.ID, "map-here-label").text == "dogs are big"
 
 
+def test_alternatives_come_on_demand_best_first(browser, story):
+    url, model = story
+    open_page(browser, url)
+    type_sentence(browser, "a small green cat")
+    assert not browser.find_element(By.ID, "alt-sv").is_displayed()  # nothing until asked
+    browser.find_element(By.ID, "more-sv").click()
+    WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "alt-sv").is_displayed())
+    shown = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#alt-sv li")]
+    with fastnet.threads(1):
+        assert shown == model.translate("a small green cat", to="sv", beam=3, n_best=3)
+    assert len(shown) == 3 and "3 Swedish translations shown." in browser.find_element(By.ID, "status").text
+    assert not browser.find_element(By.ID, "alt-es").is_displayed()
+    type_sentence(browser, "cats are cute")  # a new sentence: the old alternatives go
+    assert not browser.find_element(By.ID, "alt-sv").is_displayed()
+
+
 def test_copy_buttons_put_the_translation_on_the_clipboard(browser, story):
     url, _ = story
     open_page(browser, url)
@@ -221,7 +237,7 @@ def test_keyboard_alone_reaches_every_control(browser, story):
     for _ in range(12):
         browser.switch_to.active_element.send_keys(Keys.TAB)
         reached.append(browser.switch_to.active_element.get_attribute("id"))
-    for control in ("live", "translate", "clear", "copy-sv", "copy-es"):
+    for control in ("live", "translate", "clear", "copy-sv", "more-sv", "copy-es", "more-es"):
         assert control in reached
     labels = {e.get_attribute("for") for e in browser.find_elements(By.CSS_SELECTOR, "label[for]")}
     assert {"source", "api-key"} <= labels
