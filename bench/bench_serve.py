@@ -12,6 +12,7 @@ in-process with the same batch size: the ratio shows what HTTP, JSON and
 queueing cost on top of the model.
 """
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -85,6 +86,25 @@ def wait_ready(url, proc):
     raise TimeoutError(f"{url} not ready within {STARTUP_TIMEOUT} s")
 
 
+@contextlib.contextmanager
+def served(model_path, threads):
+    """The URL of a `fastnet.serve.run` server on a free port in its own process, answering /health;
+    the process is stopped on the way out."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(model_path, port, threads)
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
 def load(url, batches, to, concurrency):
     """Send every batch (bounded to `concurrency` in flight); return (wall seconds, per-request latencies)."""
     import httpx
@@ -107,33 +127,24 @@ def load(url, batches, to, concurrency):
     return time.perf_counter() - start, latencies
 
 
-def in_process(model_path, batches, to, threads):
+def in_process(model_path, batches, to, threads, with_cpu=False):
+    """Wall seconds to translate `batches` one after another in this process (and CPU seconds, with_cpu)."""
     tr = fastnet.load(model_path)
     with fastnet.threads(threads):
         tr.translate(batches[0], to=to)  # warm-up
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for texts in batches:
             tr.translate(texts, to=to)
-        return time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return (wall, cpu) if with_cpu else wall
 
 
 def measure(model_path, requests=200, concurrency=8, batch=1, to="sv", threads=1):
     sentences = held_out_sentences(requests * batch)
     batches = [sentences[i * batch:(i + 1) * batch] for i in range(requests)]
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_server(model_path, port, threads)
-    try:
-        wait_ready(url, proc)
+    with served(model_path, threads) as url:
         load(url, batches[: min(16, requests)], to, concurrency)  # warm-up: connections, first calls
         wall, latencies = load(url, batches, to, concurrency)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
     direct = in_process(model_path, batches, to, threads)
     ms = np.array(latencies) * 1e3
     return {

@@ -94,6 +94,16 @@ def test_concurrent_requests_merge_into_batches_and_each_reply_is_its_own_transl
     assert metric(samples, "fastnet_sentences_translated_total") == total + 1
 
 
+def test_a_lone_request_does_not_wait_out_the_window(model_path, reference):
+    """Nothing else is on its way into the queue, so waiting 3 s for company would only add latency."""
+    with serving(model_path, batching=Batching(window_ms=3000)) as (url, _):
+        post(url, {"texts": ["dogs are big"], "to": "sv"})  # warm-up
+        start = time.monotonic()
+        reply = post(url, {"texts": ["cats are cute"], "to": "sv"})
+        assert time.monotonic() - start < 1.5
+        assert reply.json()["translations"] == expected(reference, ["cats are cute"], "sv")
+
+
 @pytest.mark.parametrize("budget, batches", [({"max_sentences": 2}, 4), ({"max_tokens": 8}, 4)],
                          ids=["sentence cap", "token budget"])
 def test_batches_are_cut_at_the_sentence_cap_and_the_token_budget(model_path, reference, budget, batches):
@@ -194,3 +204,12 @@ def test_with_batching_off_each_request_is_its_own_model_call(model_path, refere
 def test_batching_settings_are_checked(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         Batching(**bad)
+
+
+def test_the_token_counts_of_the_batching_budget_are_the_encoders(reference):
+    from fastnet.serve import TranslationService
+
+    service = TranslationService(reference)
+    texts = SENTENCES + ["cats", "an unknown wordy sentence"]
+    ids = reference.encode_source(texts)
+    assert service.source_tokens(texts) == (ids != reference.encoder.pad_id).sum(axis=1).tolist()
