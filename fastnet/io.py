@@ -306,7 +306,7 @@ def _read_file(path):
 def _parse_header(path, header_bytes):
     try:
         header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
         raise ModelFileError(f"{path!r} is corrupted: its header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path!r} is corrupted: its header is not a JSON object")
@@ -380,7 +380,7 @@ def load_safetensors_checked(path):
     whole_file_checked = _check_file_checksum(path, blob, data_start, raw_meta)
     try:
         metadata = json.loads(raw_meta[_META_KEY])
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise ModelFileError(f"{path!r} is corrupted: its fastnet metadata is not valid JSON ({exc})") from None
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{path!r} is corrupted: its fastnet metadata is not a JSON object")

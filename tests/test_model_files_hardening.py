@@ -195,6 +195,21 @@ def test_malformed_translator_metadata_gives_model_file_error(translator_file, t
         fn.load(path)
 
 
+@pytest.mark.parametrize("payload", ['{"fastnet_kind": "network", "seed": ' + "9" * 5000 + "}",
+                                     "[" * 100_000 + "]" * 100_000], ids=["5000-digit-int", "deep-nesting"])
+def test_huge_numbers_and_deep_nesting_in_metadata_give_model_file_error(tmp_path, payload):
+    path = tmp_path / "net.fastnet"
+    small_network().save(path)
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    header["__metadata__"].update(fastnet=payload, fastnet_file_sha256="0" * 64)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    path.write_bytes(io._seal(bytearray(struct.pack("<Q", len(raw)) + raw + blob[8 + n:])))
+    with pytest.raises(io.ModelFileError, match="metadata is not valid JSON"):
+        fn.load(path)
+
+
 # ---- item 17: header first, bounded reads, FIFOs and devices, stale temporaries --------------------
 
 def test_load_reads_the_header_first_a_sparse_2gb_file_costs_nothing(tmp_path):
