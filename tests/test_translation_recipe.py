@@ -388,3 +388,40 @@ def test_subword_sampling_segments_the_training_text_anew_each_pass(subword, toy
     before = fresh.store.data.copy()
     fresh.fit(train.en[:64], {"sv": train.sv[:64]}, epochs=2, batch_size=32, verbose=0, sample_alpha=0.1)
     assert not np.array_equal(before, fresh.store.data)
+
+
+def test_language_temperature_gives_a_small_language_more_batches(toy):
+    from fastnet.seq2seq.training import TrainingData
+
+    train, _ = toy
+    tr = Translator.build(train.en, {"sv": train.sv, "es": train.es}, tokenizer="word", **SMALL)
+    data = TrainingData(tr, {"sv": train.en[:64], "es": train.en[:576]}, {"sv": train.sv[:64], "es": train.es[:576]},
+                        "fit")
+
+    def shares(temperature):
+        order = [next(iter(p.targets)) for p, _ in data.batches(32, np.random.default_rng(0), True, temperature)]
+        return order.count("sv"), order.count("es")
+
+    assert shares(1.0) == (2, 18)
+    sv, es = shares(5.0)  # 2 ** 0.2 : 18 ** 0.2 of 20 batches
+    assert (sv, es) == (8, 12)
+    with pytest.raises(ValueError, match="language_temperature must be >= 1"):
+        tr.fit({"sv": train.en[:64], "es": train.en[:64]}, {"sv": train.sv[:64], "es": train.es[:64]}, epochs=1,
+               verbose=0, language_temperature=0.5)
+
+
+def test_a_sentence_never_translates_to_nothing():
+    class EndsAtOnce(Repeater):
+        def step(self, state, ids):
+            logits = super().step(state, ids)
+            logits[:, 2] = 99.0  # eos first, always
+            return logits
+
+    memory = np.zeros((2, 3, 4))
+    rows = decoding.greedy(EndsAtOnce(), memory, None, 1, 2, 10, decoding.Rules(banned={3}, eos_id=2, min_length=1))
+    assert rows == [[5], [5]]
+    rows = decoding.greedy(EndsAtOnce(), memory, None, 1, 2, 10, decoding.Rules(banned={3}))
+    assert rows == [[], []]
+    found = decoding.beam_search(EndsAtOnce(), memory, None, 1, 2, 10, decoding.Rules(banned={3}, eos_id=2,
+                                                                                       min_length=1), beam=2)
+    assert all(tokens for hyps in found for tokens, _ in hyps)

@@ -203,6 +203,8 @@ class OnnxTranslator:
             logits[:, banned] = -np.inf
             for i, row in enumerate(alive):
                 logits[i, list(_repeated_ngram_ends(out[row], n))] = -np.inf
+                if len(out[row]) < int(rules.get("min_length", 0)):
+                    logits[i, spec["eos_id"]] = -np.inf
             nxt = logits.argmax(axis=1)
             nxt[t + 1 >= caps[alive]] = spec["eos_id"]
             for row, token in zip(alive, nxt):

@@ -7,6 +7,7 @@ off), beam search a list of B lists of (tokens, score), best first.
 
 The rules every search obeys (so a person can trust the output):
 * banned ids (unk, pad, bos) are never produced -- `translate` never writes `<unk>`;
+* eos may not come before `min_length` tokens -- a sentence never translates to nothing;
 * each sentence has its own length cap (relative to its source length): at
   the cap the sentence ends;
 * no n-gram of `no_repeat_ngram` tokens appears twice in one output, which
@@ -16,14 +17,16 @@ import numpy as np
 
 
 class Rules:
-    """What decoding may produce: banned ids, per-sentence length caps (B,), a no-repeat n-gram size."""
+    """What decoding may produce: banned ids, per-sentence length caps (B,), a no-repeat n-gram size,
+    and at least min_length tokens before eos_id (a sentence never translates to nothing)."""
 
-    def __init__(self, banned=(), max_lengths=None, no_repeat_ngram=0):
+    def __init__(self, banned=(), max_lengths=None, no_repeat_ngram=0, eos_id=None, min_length=0):
         self.banned = np.asarray(sorted(set(int(i) for i in banned)), dtype=np.int64)
         self.max_lengths = None if max_lengths is None else np.asarray(max_lengths, dtype=np.int64)
         self.no_repeat_ngram = int(no_repeat_ngram)
         if self.no_repeat_ngram < 0:
             raise ValueError(f"no_repeat_ngram must be >= 0 (0 = off), got {no_repeat_ngram}")
+        self.eos_id, self.min_length = eos_id, int(min_length)
 
     def longest(self, default):
         return default if self.max_lengths is None else int(min(default, self.max_lengths.max()))
@@ -40,6 +43,9 @@ class Rules:
         logp (N, V) is changed in place; histories[i] lists the tokens row i has produced."""
         if self.banned.size:
             logp[:, self.banned] = -np.inf
+        if self.eos_id is not None and self.min_length > 0:
+            short = [i for i, history in enumerate(histories) if len(history) < self.min_length]
+            logp[short, self.eos_id] = -np.inf
         n = self.no_repeat_ngram
         if n < 1:
             return logp

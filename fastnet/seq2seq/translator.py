@@ -283,7 +283,8 @@ class Translator:
     # ---- training ----
     def fit(self, src, targets, epochs=10, batch_size=32, validation_data=None, callbacks=None, verbose=1,
             max_minutes=None, lr=1e-3, warmup=None, label_smoothing=0.1, clip_norm=1.0, optimizer=None,
-            shuffle=True, steps_per_epoch=None, ema=None, keep_best=None, sample_alpha=None):
+            shuffle=True, steps_per_epoch=None, ema=None, keep_best=None, sample_alpha=None,
+            language_temperature=1.0):
         """Train the decoders named in `targets` (and the encoder unless frozen) jointly.
 
         src: English sentences, either one list aligned with every target (None where a sentence has
@@ -295,14 +296,17 @@ class Translator:
         validation sees and what the model holds after fit (a later fit continues from the raw
         weights). keep_best="val_chrf" (or "val_loss"): after fit the model holds the weights of the
         epoch with the best validation score. sample_alpha: subword sampling (e.g. 0.1, subword
-        tokenizers) -- a new random segmentation of the training text every pass. Returns a History.
+        tokenizers) -- a new random segmentation of the training text every pass.
+        language_temperature: with each language's own English, T > 1 gives the languages batches in
+        proportion to (their data) ** (1/T), so a small language is not starved (1: in proportion).
+        Returns a History.
         """
         return fit_translator(self, src, targets, epochs=epochs, batch_size=batch_size,
                               validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                               max_minutes=max_minutes, lr=lr, warmup=warmup, label_smoothing=label_smoothing,
                               clip_norm=clip_norm, optimizer=optimizer, shuffle=shuffle,
                               steps_per_epoch=steps_per_epoch, ema=ema, keep_best=keep_best,
-                              sample_alpha=sample_alpha)
+                              sample_alpha=sample_alpha, language_temperature=language_temperature)
 
     # ---- inference ----
     def _check_trained(self, to):
@@ -350,7 +354,7 @@ class Translator:
             ids = src[idx]
             ids = ids[:, : int((ids != self.encoder.pad_id).sum(axis=1).max())]
             memory, mask = self._memory(ids)
-            rules = decoding.Rules(banned, caps[idx], no_repeat_ngram)
+            rules = decoding.Rules(banned, caps[idx], no_repeat_ngram, eos_id=tok.eos_id, min_length=1)
             args = (dec, memory, mask, tok.bos_id, tok.eos_id, limit, rules)
             if beam > 1:
                 found = decoding.beam_search(*args, beam=beam, length_penalty=length_penalty)
