@@ -31,6 +31,7 @@ LENGTH_PENALTY = 1.0
 NO_REPEAT_NGRAM = 4
 MAX_LENGTH_RATIO = 2.0
 LENGTH_EXTRA = 5
+MAX_RUN = 2  # no piece three times in a row (off with no_repeat_ngram=0, like the n-gram guard)
 
 # Decoder classes Translator.load can rebuild, by the name saved in the file.
 DECODER_KINDS = {"Decoder": Decoder}
@@ -327,7 +328,8 @@ class Translator:
         beam>1 is beam search ranked by log-probability / ((5 + length) / 6) ** length_penalty.
         n_best > 1 (at most beam) returns the n_best best different translations of each sentence,
         best first: a list for a string, a list of lists for a list. An output never holds the
-        unknown token, never repeats an n-gram of no_repeat_ngram tokens (0 = allowed) and has at
+        unknown token, never repeats an n-gram of no_repeat_ngram tokens nor a token thrice in a row
+        (0 = both allowed) and has at
         most max_length_ratio x the source's tokens + LENGTH_EXTRA (and the decoder's max_len, or max_len).
         A source longer than the encoder takes is an error, or with truncate=True cut with a warning.
         A non-text decoder returns its predict() output for the representations.
@@ -354,7 +356,8 @@ class Translator:
             ids = src[idx]
             ids = ids[:, : int((ids != self.encoder.pad_id).sum(axis=1).max())]
             memory, mask = self._memory(ids)
-            rules = decoding.Rules(banned, caps[idx], no_repeat_ngram, eos_id=tok.eos_id, min_length=1)
+            rules = decoding.Rules(banned, caps[idx], no_repeat_ngram, eos_id=tok.eos_id, min_length=1,
+                                   max_run=MAX_RUN if no_repeat_ngram else 0)
             args = (dec, memory, mask, tok.bos_id, tok.eos_id, limit, rules)
             if beam > 1:
                 found = decoding.beam_search(*args, beam=beam, length_penalty=length_penalty)
