@@ -417,7 +417,7 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
      * to 512^3). Past that, strided panels thrash the TLB and caches (1024^3
      * runs at half speed unpacked), so both are packed. Low-precision kernels
      * always pack: packing is where float32 becomes bf16. */
-    int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS && !arch->pack_a;
+    int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS && !arch->k_per_word;
     job.pack_a = !small;
     job.direct_b = small && !trans_b;
     job.private_b = small || nth == 1;
