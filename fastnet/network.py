@@ -12,6 +12,7 @@ from fastnet._config import __version__
 from fastnet.callbacks import Callback, OverfittingWarning
 from fastnet.history import History
 from fastnet.layers import Layer, ParameterStore, layer_from_config, layer_to_config
+from fastnet.layers.base import check_precision, set_precision
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at inference: bounds the memory of big inputs
 _FORMAT_VERSION = 1
@@ -35,9 +36,14 @@ class Network:
     the batches and samples dropout masks: the same seed, data and thread
     count give bitwise the same weights. All parameters live in one flat
     buffer `net.store.data` (gradients in `net.store.grad`).
+
+    precision="bf16" multiplies matrices in bfloat16 (on the CPU's bf16
+    units when it has them) while weights, gradients, optimizer state and
+    losses stay float32; the model file is float32 either way.
     """
 
-    def __init__(self, layers, loss="softmax_cross_entropy", optimizer=None, seed=0, dtype=np.float32):
+    def __init__(self, layers, loss="softmax_cross_entropy", optimizer=None, seed=0, dtype=np.float32,
+                 precision="float32"):
         layers = list(layers)
         if not layers:
             raise ValueError("a Network needs at least one layer")
@@ -48,6 +54,7 @@ class Network:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self.layers = layers
+        self.precision = precision
         self.loss = _losses.get(loss)
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
@@ -84,6 +91,16 @@ class Network:
                 raise ValueError(f"layer {i} ({layer!r}) expects {n_in} inputs but the layer before it "
                                  f"gives {width}")
             width = getattr(layer, "n_out", width)
+
+    @property
+    def precision(self):
+        """'float32' or 'bf16': the precision of the matrix products (settable)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        self._precision = check_precision(value, self.dtype)
+        set_precision(self.layers, value)
 
     # ---- input checks ------------------------------------------------------
     def _check_X(self, X, name="X"):
@@ -366,7 +383,7 @@ class Network:
     # ---- files ---------------------------------------------------------------
     def architecture(self):
         return {"layers": [layer_to_config(layer) for layer in self.layers], "loss": self.loss.name,
-                "dtype": self.dtype.name}
+                "dtype": self.dtype.name, "precision": self.precision}
 
     def save(self, path):
         """Write weights, architecture, optimizer state and RNG state to a safetensors file, atomically."""
@@ -399,7 +416,8 @@ class Network:
             arch = metadata["architecture"]
             layers = [layer_from_config(spec) for spec in arch["layers"]]
             optimizer = _optimizers.from_config(metadata["optimizer"])
-            net = cls(layers, loss=arch["loss"], optimizer=optimizer, seed=metadata["seed"], dtype=arch["dtype"])
+            net = cls(layers, loss=arch["loss"], optimizer=optimizer, seed=metadata["seed"], dtype=arch["dtype"],
+                      precision=arch.get("precision", "float32"))
         except (KeyError, TypeError, ValueError) as exc:
             raise _io.ModelFileError(f"{path!r}: cannot rebuild the network from its metadata: {exc}") from None
         _io.check_tensors(path, tensors, net._expected_tensors())

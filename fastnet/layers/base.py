@@ -57,8 +57,34 @@ def _charge(n_bytes, purpose):
             raise _over_budget(n_bytes, budget, purpose)
 
 
+PRECISIONS = ("float32", "bf16")
+
+
+def check_precision(precision, dtype):
+    """precision as given, if the model can run it: 'bf16' multiplies float32 weights in bf16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(map(repr, PRECISIONS))}")
+    if precision == "bf16" and np.dtype(dtype) != np.float32:
+        raise ValueError(f"precision='bf16' needs float32 weights (dtype=np.float32), got {np.dtype(dtype)}; "
+                         "float64 is the exact path for gradient checks")
+    return precision
+
+
+def set_precision(layers, precision):
+    """Give every layer (and sublayer) the precision of its matrix products.
+
+    Only the matmul inputs drop to bf16: weights, gradients, optimizer state,
+    reductions, softmax, layer norm and losses stay float32, as in PyTorch's
+    autocast. Layers without a matmul ignore it."""
+    for layer in layers:
+        layer.precision = precision
+        set_precision(layer.sublayers(), precision)
+
+
 class Layer:
     """Base class: parameter bookkeeping shared by every layer."""
+
+    precision = "float32"  # of the matrix products; see set_precision
 
     def __init__(self):
         self.params = {}

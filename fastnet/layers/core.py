@@ -82,9 +82,11 @@ class Dense(Layer):
         bias = self.params["b"] if self.use_bias else None
         out = self._buffers.get(x.shape[0], self.n_out, w.dtype) if training else None
         if self.activation == "gelu":  # GELU's derivative needs the pre-activation
-            y, self._pre = ops.dense(x, w, bias, activation="gelu", out=out, return_preactivation=True)
+            y, self._pre = ops.dense(x, w, bias, activation="gelu", out=out, return_preactivation=True,
+                                     precision=self.precision)
         else:
-            y = ops.dense(x, w, bias, activation=self.activation, alpha=self.alpha, out=out)
+            y = ops.dense(x, w, bias, activation=self.activation, alpha=self.alpha, out=out,
+                          precision=self.precision)
         self._x, self._y = x, y
         return y
 
@@ -97,7 +99,7 @@ class Dense(Layer):
         dx, _, _ = ops.dense_backward(
             self._x, self.params["w"], self._y, dy, self.activation, self.alpha, pre=self._pre,
             need_dx=self.need_input_grad, dw=self.grads["w"], db=self.grads.get("b"),
-            accumulate=True, with_bias=self.use_bias)
+            accumulate=True, with_bias=self.use_bias, precision=self.precision)
         return dx
 
     def config(self):

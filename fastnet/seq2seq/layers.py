@@ -50,9 +50,10 @@ class Linear(Layer):
         x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
         b = self.params["b"] if self.bias else None
         if self.activation == "gelu":
-            y, pre = ops.dense(x2, self.params["w"], b, activation="gelu", return_preactivation=True)
+            y, pre = ops.dense(x2, self.params["w"], b, activation="gelu", return_preactivation=True,
+                               precision=self.precision)
         else:
-            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation), None
+            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation, precision=self.precision), None
         self._cache = (x2, y, pre)
         return y.reshape(*lead, self.d_out)
 
@@ -62,7 +63,7 @@ class Linear(Layer):
         dx, _, _ = ops.dense_backward(
             x2, self.params["w"], y, dy2, self.activation, 0.01, pre=pre, need_dx=need_dx,
             dw=self.grads["w"], db=self.grads["b"] if self.bias else None,
-            accumulate=True, with_bias=self.bias)
+            accumulate=True, with_bias=self.bias, precision=self.precision)
         if not need_dx:
             return None
         return dx.reshape(*dy.shape[:-1], self.d_in)

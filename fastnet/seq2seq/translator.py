@@ -15,7 +15,7 @@ import numpy as np
 
 from fastnet import io, text
 from fastnet.history import History
-from fastnet.layers.base import ParameterStore
+from fastnet.layers.base import ParameterStore, check_precision, set_precision
 from fastnet.seq2seq import decoding
 from fastnet.seq2seq import metrics as scoring
 from fastnet.seq2seq.decoder import Decoder
@@ -63,7 +63,7 @@ def _as_texts(texts, what):
 class Translator:
     """Shared Encoder + named Decoders, with their tokenizers; trains, translates, saves."""
 
-    def __init__(self, encoder, decoders, src_tokenizer, tgt_tokenizers=None, seed=0):
+    def __init__(self, encoder, decoders, src_tokenizer, tgt_tokenizers=None, seed=0, precision="float32"):
         if not isinstance(encoder, Encoder):
             raise TypeError(f"encoder must be a fastnet Encoder, got {type(encoder).__name__}")
         if not decoders:
@@ -83,13 +83,26 @@ class Translator:
         self._training_state = None  # (names of trained modules, optimizer) kept across fit calls
         for name, dec in decoders.items():
             self._attach(name, dec, tgt_tokenizers.get(name))
+        self._precision = "float32"
         self._rebuild_store()
+        self.precision = precision
+
+    @property
+    def precision(self):
+        """'float32' or 'bf16': the precision of every matrix product (settable;
+        weights, optimizer state, softmax, layer norm and losses stay float32)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        self._precision = check_precision(value, self.store.dtype)
+        set_precision([self.encoder, *self.decoders.values()], value)
 
     # ---- construction ----
     @classmethod
     def build(cls, src_texts, targets, d_model=128, n_heads=4, n_layers=2, d_ff=None, max_len=None,
               dropout=0.1, tokenizer="word", min_freq=1, lowercase=True, activation="gelu", seed=0,
-              dtype=np.float32):
+              dtype=np.float32, precision="float32"):
         """Fit tokenizers on the data and build an Encoder and one Decoder per target language.
 
         tokenizer: "word", "char", "ascii" or a fitted tokenizer; min_freq and lowercase apply to
@@ -111,7 +124,7 @@ class Translator:
         encoder = Encoder(src_tok.vocab_size, pad_id=src_tok.pad_id, seed=seeds[0], **arch)
         decoders = {name: Decoder(tgt_toks[name].vocab_size, pad_id=tgt_toks[name].pad_id, seed=s, **arch)
                     for name, s in zip(targets, seeds[1:])}
-        return cls(encoder, decoders, src_tok, tgt_toks, seed=seed)
+        return cls(encoder, decoders, src_tok, tgt_toks, seed=seed, precision=precision)
 
     @staticmethod
     def _longest(tokenizer, texts):
@@ -150,6 +163,7 @@ class Translator:
             raise TypeError(f"encoder and decoders must share one dtype, got {sorted(map(str, dtypes))}")
         self.store = ParameterStore(modules, dtype=dtypes.pop())
         self._training_state = None
+        set_precision(modules, self._precision)  # a new decoder multiplies like the rest
 
     def add_decoder(self, name, decoder, tokenizer=None, freeze_encoder=True):
         """Attach a new decoder (a language, or another kind) to this encoder.
@@ -350,6 +364,7 @@ class Translator:
         return {
             "format_version": FORMAT_VERSION,
             "seed": self.seed,
+            "precision": self.precision,
             "frozen_encoder": self.frozen_encoder,
             "trained": sorted(self.trained),
             "encoder": self.encoder.config(),
@@ -405,7 +420,8 @@ class Translator:
             decoders[entry["name"]] = kind(dtype=dtype, **entry["config"])
             tok = entry["tokenizer"]
             tokenizers[entry["name"]] = None if tok is None else text.tokenizer_from_dict(tok)
-        tr = cls(encoder, decoders, text.tokenizer_from_dict(cfg["src_tokenizer"]), tokenizers, seed=cfg["seed"])
+        tr = cls(encoder, decoders, text.tokenizer_from_dict(cfg["src_tokenizer"]), tokenizers, seed=cfg["seed"],
+                 precision=cfg.get("precision", "float32"))
         tr.frozen_encoder = bool(cfg["frozen_encoder"])
         tr.trained = set(cfg["trained"])
         return tr
