@@ -147,3 +147,86 @@ def test_int8_kernels_stay_inside_their_buffers():
         pytest.skip("guard pages via mprotect need Linux")
     from conftest import LOWP_PATHS
     run_guarded(_GUARDED_INT8, LOWP_PATHS)
+
+
+# ---- quantised models ------------------------------------------------------------------
+
+def _trained_net():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    d = sklearn.load_digits()
+    X = ((d.data / 16.0) - 0.3).astype(np.float32)
+    net = fastnet.Network([fastnet.Dense(64, 256, activation="relu"), fastnet.Dense(256, 128, activation="relu"),
+                           fastnet.Dense(128, 10)], optimizer=fastnet.Adam(1e-3), seed=0)
+    net.fit(X[:1400], d.target[:1400], epochs=8, verbose=0)
+    return net, X[1400:], d.target[1400:]
+
+
+def test_quantized_network_keeps_accuracy_saves_small_and_loads_bitwise(lowp_path, tmp_path):
+    net, X, y = _trained_net()
+    before = net.evaluate(X, y)["accuracy"]
+    net.save(tmp_path / "f32.fastnet")
+    assert net.quantize("int8") is net
+    after = net.evaluate(X, y)["accuracy"]
+    assert after >= before - 0.01, (before, after)
+    # the int8 forward is the quantised dense layer, layer by layer
+    h = X[:20]
+    for layer in net.layers:
+        m = layer.quantized["w"]
+        h = ops.dense_int8(h, m.packed, m.scale, layer.params["b"], activation=layer.activation)
+    np.testing.assert_array_equal(net._output(X[:20]), h)
+    net.save(tmp_path / "int8.fastnet")
+    ratio = (tmp_path / "f32.fastnet").stat().st_size / (tmp_path / "int8.fastnet").stat().st_size
+    assert ratio >= 3.5 / 2, ratio  # the float32 file also holds Adam's two moments: 3x the weights
+    back = fastnet.load(tmp_path / "int8.fastnet")
+    assert back.quantization == "int8"
+    for a, b in zip(net.layers, back.layers):
+        np.testing.assert_array_equal(a.quantized["w"].q, b.quantized["w"].q)
+        np.testing.assert_array_equal(a.quantized["w"].scale, b.quantized["w"].scale)
+    np.testing.assert_array_equal(back.predict_proba(X), net.predict_proba(X))
+    with pytest.raises(RuntimeError, match="inference only"):
+        back.fit(X, y, epochs=1, verbose=0)
+
+
+def test_quantized_file_is_at_least_3_5x_smaller_than_the_weights(tmp_path):
+    net = fastnet.Network([fastnet.Dense(256, 512, activation="relu"), fastnet.Dense(512, 64)], seed=0,
+                          optimizer=fastnet.SGD(0.1))
+    net.save(tmp_path / "f32.fastnet")
+    net.quantize("int8").save(tmp_path / "int8.fastnet")
+    ratio = (tmp_path / "f32.fastnet").stat().st_size / (tmp_path / "int8.fastnet").stat().st_size
+    assert ratio >= 3.5, ratio
+
+
+def test_quantize_errors():
+    net = fastnet.Network([fastnet.Dense(4, 3)], dtype=np.float64)
+    with pytest.raises(ValueError, match="float32"):
+        net.quantize("int8")
+    with pytest.raises(ValueError, match="unknown quantization"):
+        fastnet.Network([fastnet.Dense(4, 3)]).quantize("int4")
+
+
+def test_quantized_translator_translates_saves_small_and_loads_bitwise(tmp_path):
+    from fastnet.datasets import toy_translations
+    from fastnet.seq2seq import Translator
+    train = toy_translations(600, seed=0, split="train")
+    small = dict(d_model=128, n_heads=4, n_layers=1, d_ff=512, dropout=0.0, tokenizer="word")
+    with fastnet.threads(1):
+        tr = Translator.build(train.en, {"sv": train.sv}, seed=0, **small)
+        tr.fit(train.en, {"sv": train.sv}, epochs=10, batch_size=32, lr=3e-3, verbose=0)
+        sentences = train.en[:60]
+        f32_greedy = tr.translate(sentences, to="sv")
+        tr.save(tmp_path / "f32.fastnet")
+        tr.quantize("int8")
+        greedy = tr.translate(sentences, to="sv")
+        beam = tr.translate(sentences, to="sv", beam=3)
+        agree = np.mean([a == b for a, b in zip(greedy, f32_greedy)])
+        assert agree >= 0.9, agree
+        assert np.mean([a == b for a, b in zip(beam, f32_greedy)]) >= 0.8
+        tr.save(tmp_path / "int8.fastnet")
+        back = fastnet.load(tmp_path / "int8.fastnet")
+        assert back.quantization == "int8"
+        assert back.translate(sentences, to="sv") == greedy
+        assert back.translate(sentences, to="sv", beam=3) == beam
+        with pytest.raises(RuntimeError, match="inference only"):
+            back.fit(train.en[:32], {"sv": train.sv[:32]}, epochs=1, verbose=0)
+    ratio = (tmp_path / "f32.fastnet").stat().st_size / (tmp_path / "int8.fastnet").stat().st_size
+    assert ratio >= 3.5, ratio

@@ -85,6 +85,8 @@ class Layer:
     """Base class: parameter bookkeeping shared by every layer."""
 
     precision = "float32"  # of the matrix products; see set_precision
+    quantizable = ()  # parameter names that quantize_store may turn into int8 (layers/quantized.py)
+    quantized = None  # {param name: Int8Matrix} once quantised: inference only
 
     def __init__(self):
         self.params = {}
@@ -97,6 +99,11 @@ class Layer:
         _charge(2 * value.nbytes, f"{type(self).__name__} parameter {name!r} of shape {value.shape}")
         self.params[name] = np.ascontiguousarray(value)
         self.grads[name] = np.zeros_like(self.params[name])
+
+    def check_trainable(self):
+        if self.quantized:
+            raise RuntimeError(f"{type(self).__name__} is quantised to int8: it runs inference only "
+                               "(train the float32 model, then quantize)")
 
     def sublayers(self):
         """Child layers whose parameters belong to this one (override)."""

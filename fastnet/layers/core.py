@@ -50,6 +50,8 @@ class Dense(Layer):
     (one C call forward, one backward).
     """
 
+    quantizable = ("w",)
+
     def __init__(self, n_in, n_out, activation=None, init=None, use_bias=True, alpha=0.01):
         super().__init__()
         self.n_in = _check_size(n_in, "Dense n_in")
@@ -80,6 +82,9 @@ class Dense(Layer):
     def forward(self, x, training=False):
         w = self.params["w"]
         bias = self.params["b"] if self.use_bias else None
+        if self.quantized:
+            self._x = None  # nothing to go back through
+            return self.quantized["w"].dense(x, bias, self.activation, self.alpha)
         out = self._buffers.get(x.shape[0], self.n_out, w.dtype) if training else None
         if self.activation == "gelu":  # GELU's derivative needs the pre-activation
             y, self._pre = ops.dense(x, w, bias, activation="gelu", out=out, return_preactivation=True,
@@ -91,6 +96,7 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
+        self.check_trainable()
         if self._x is None:
             raise RuntimeError("Dense.backward called before forward")
         if self.activation in _NO_GRADIENT:

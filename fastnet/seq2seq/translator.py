@@ -15,6 +15,7 @@ import numpy as np
 
 from fastnet import io, text
 from fastnet.history import History
+from fastnet.layers import quantized as _quantized
 from fastnet.layers.base import ParameterStore, check_precision, set_precision
 from fastnet.seq2seq import decoding
 from fastnet.seq2seq import metrics as scoring
@@ -84,6 +85,7 @@ class Translator:
         for name, dec in decoders.items():
             self._attach(name, dec, tgt_tokenizers.get(name))
         self._precision = "float32"
+        self.quantization = None  # "int8" after quantize(): inference only
         self._rebuild_store()
         self.precision = precision
 
@@ -230,6 +232,9 @@ class Translator:
         Adam with a warmup then inverse-square-root decay of the learning rate,
         global-norm clipping, label smoothing; returns a History.
         """
+        if self.quantization:
+            raise RuntimeError(f"this translator is quantised to {self.quantization}: it runs inference only "
+                               "(train the float32 model, then quantize)")
         return fit_translator(self, src, targets, epochs=epochs, batch_size=batch_size,
                               validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                               max_minutes=max_minutes, lr=lr, warmup=warmup, label_smoothing=label_smoothing,
@@ -352,12 +357,34 @@ class Translator:
         for name, dec in self.decoders.items():
             yield f"decoders.{name}", dec
 
+    def _named_params(self):
+        """(name, layer, param name) of every parameter, named encoder.<...> and decoders.<lang>.<...>."""
+        return [(f"{prefix}.{qname}", owner, pname)
+                for prefix, module in self._modules() for qname, owner, pname in module.named_params()]
+
     def state_arrays(self):
         """{name: array} of every parameter, named encoder.<...> and decoders.<lang>.<...>."""
-        out = {}
-        for prefix, module in self._modules():
-            for qname, owner, pname in module.named_params():
-                out[f"{prefix}.{qname}"] = owner.params[pname]
+        return {name: owner.params[pname] for name, owner, pname in self._named_params()}
+
+    def quantize(self, mode="int8"):
+        """Quantise for inference: every weight matrix to int8 with one scale per
+        output channel (activations per row, on the fly), embedding tables to int8
+        rows in files. Translation (greedy and beam) runs on the int8 kernels;
+        training is refused afterwards. Returns self."""
+        _quantized.quantize_params(self._named_params(), self.store.dtype, mode)
+        self.quantization = mode
+        return self
+
+    def _file_tensors(self):
+        """What a model file holds: every parameter, or once quantised the int8
+        ones (with scales) in place of their float32 copies."""
+        arrays = self.state_arrays()
+        if not self.quantization:
+            return arrays
+        named = self._named_params()
+        skip = _quantized.quantized_names(named)
+        out = {name: a for name, a in arrays.items() if name not in skip}
+        out.update(_quantized.quantized_tensors(named))
         return out
 
     def config(self):
@@ -377,8 +404,9 @@ class Translator:
     def save(self, path):
         """Weights as safetensors, architecture, tokenizers and history as JSON metadata; written atomically."""
         metadata = {"fastnet_kind": "translator", "translator": self.config(),
-                    "epochs_trained": self.epochs_trained, "history": self.history.to_dict()}
-        io.save_safetensors_atomic(path, self.state_arrays(), metadata)
+                    "epochs_trained": self.epochs_trained, "history": self.history.to_dict(),
+                    "quantization": self.quantization}
+        io.save_safetensors_atomic(path, self._file_tensors(), metadata)
         return path
 
     @classmethod
@@ -395,13 +423,24 @@ class Translator:
             raise io.ModelFileError(f"{path!r}: translator configuration missing or of an unsupported format "
                                     f"version (this fastnet reads version {FORMAT_VERSION})")
         try:
-            tr = cls._from_config(cfg, dtype=next(iter(tensors.values())).dtype if tensors else np.float32)
+            floats = [a.dtype for a in tensors.values() if a.dtype.kind == "f"]
+            tr = cls._from_config(cfg, dtype=floats[0] if floats else np.float32)
+            tr.quantization = metadata.get("quantization")
+            if tr.quantization is not None:
+                _quantized.check_quantization(tr.quantization)
         except (KeyError, TypeError, ValueError) as exc:
             raise io.ModelFileError(f"{path!r}: cannot rebuild the translator from its metadata: {exc}") from None
-        expected = tr.state_arrays()
-        io.check_tensors(path, tensors, {name: (a.shape, a.dtype) for name, a in expected.items()})
-        for name, array in expected.items():
-            array[...] = tensors[name]
+        expected = {name: (a.shape, a.dtype) for name, a in tr.state_arrays().items()}
+        if tr.quantization:
+            named = tr._named_params()
+            expected = {n: v for n, v in expected.items() if n not in _quantized.quantized_names(named)}
+            expected.update(_quantized.expected_quantized(named))
+        io.check_tensors(path, tensors, expected)
+        for name, array in tr.state_arrays().items():
+            if name in tensors:
+                array[...] = tensors[name]
+        if tr.quantization:
+            _quantized.load_quantized(tr._named_params(), tensors)
         saved = metadata.get("history") or {}
         for i, epoch in enumerate(saved.get("epoch", [])):
             tr.history.append(epoch, {k: v[i] for k, v in saved.get("history", {}).items()})
