@@ -230,3 +230,32 @@ def test_quantized_translator_translates_saves_small_and_loads_bitwise(tmp_path)
             back.fit(train.en[:32], {"sv": train.sv[:32]}, epochs=1, verbose=0)
     ratio = (tmp_path / "f32.fastnet").stat().st_size / (tmp_path / "int8.fastnet").stat().st_size
     assert ratio >= 3.5, ratio
+
+
+def test_cli_translate_and_serve_take_int8(tmp_path, capsys):
+    from fastnet import cli
+    from fastnet.datasets import toy_translations
+    from fastnet.seq2seq import Translator
+    train = toy_translations(300, seed=0, split="train")
+    with fastnet.threads(1):
+        tr = Translator.build(train.en, {"sv": train.sv}, seed=0, d_model=32, n_heads=2, n_layers=1, d_ff=64,
+                              dropout=0.0)
+        tr.fit(train.en, {"sv": train.sv}, epochs=8, batch_size=32, lr=3e-3, verbose=0)
+        tr.save(tmp_path / "m.fastnet")
+        sentences = ["cats are cute", "the dog is big"]
+        assert cli.main(["translate", str(tmp_path / "m.fastnet"), *sentences, "--int8"]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert len(printed) == 2 and all(printed)
+        assert printed == tr.quantize("int8").translate(sentences)
+    pytest.importorskip("uvicorn")
+    from fastnet.serve.server import make_server
+    server = make_server(str(tmp_path / "m.fastnet"), port=0, quantize="int8")
+    assert server.config.app.state.service.translator.quantization == "int8"
+    assert "--int8" in cli_help("serve")
+
+
+def cli_help(command):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "fastnet.cli", command, "--help"], capture_output=True,
+                          text=True, check=True).stdout
