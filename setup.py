@@ -8,6 +8,7 @@ at import by CPUID, so the build never targets the build machine's own CPU.
 """
 import glob
 import os
+import shlex
 import sys
 import tempfile
 import textwrap
@@ -42,6 +43,9 @@ def openmp_flags(compiler):
         candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
     else:
         candidates = [(["-fopenmp"], ["-fopenmp"])]
+    # The probe is linked as an executable, which distutils does without LDFLAGS; pass them, or a
+    # build with e.g. CFLAGS=LDFLAGS=-fsanitize=address fails the probe and comes out single-threaded.
+    env_ldflags = shlex.split(os.environ.get("LDFLAGS", ""))
     with tempfile.TemporaryDirectory() as tmp:
         source = os.path.join(tmp, "probe_openmp.c")
         with open(source, "w") as f:
@@ -49,7 +53,8 @@ def openmp_flags(compiler):
         for cflags, lflags in candidates:
             try:
                 objects = compiler.compile([source], output_dir=tmp, extra_postargs=cflags)
-                compiler.link_executable(objects, "probe_openmp", output_dir=tmp, extra_postargs=lflags)
+                compiler.link_executable(objects, "probe_openmp", output_dir=tmp,
+                                         extra_postargs=lflags + env_ldflags)
             except Exception:
                 continue
             return cflags, lflags

@@ -48,9 +48,25 @@ cdef extern from "fastnet.h" nogil:
     int fn_openmp_enabled() noexcept
     int fn_max_threads() noexcept
 
-# The thread count every kernel receives. Kept in C so a tiny kernel call
-# does not pay for a Python lookup.
-cdef int _n_threads = 1
+# The thread count every kernel receives, kept in C so a tiny kernel call does
+# not pay for a Python lookup. `_n_threads` reads the calling thread's own
+# count (set by fastnet.threads(n), thread-local) or, when it has none, the
+# process default (set_num_threads): two Python threads in overlapping
+# threads() blocks never see each other's counts.
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #define FN_PY_THREAD_LOCAL __declspec(thread)
+    #else
+    #define FN_PY_THREAD_LOCAL __thread
+    #endif
+    static int fn_py_default_threads = 1;
+    static FN_PY_THREAD_LOCAL int fn_py_local_threads = 0;  /* 0: use the default */
+    #define FN_PY_THREADS (fn_py_local_threads > 0 ? fn_py_local_threads : fn_py_default_threads)
+    """
+    int _n_threads "FN_PY_THREADS"
+    int fn_py_default_threads
+    int fn_py_local_threads
 
 _CPU_PATHS = {"generic": FN_CPU_GENERIC, "avx2": FN_CPU_AVX2, "avx512": FN_CPU_AVX512}
 # The names FASTNET_CPU accepts, lowest first: each is a float32 path and a
@@ -68,15 +84,31 @@ ACTIVATIONS = {
 
 
 def set_num_threads(int n):
-    """Threads every kernel may use from now on (>= 1)."""
-    global _n_threads
+    """Threads every kernel may use from now on (>= 1): the process default, which the
+    calling thread then uses too; other threads inside a threads() block keep theirs."""
+    global fn_py_default_threads, fn_py_local_threads
     if n < 1:
         raise ValueError(f"number of threads must be >= 1, got {n}")
-    _n_threads = n
+    fn_py_default_threads = n
+    fn_py_local_threads = 0
 
 
 def get_num_threads():
+    """The count the calling thread's kernels use."""
     return _n_threads
+
+
+def get_local_threads():
+    """The calling thread's own count, or 0 when it uses the process default."""
+    return fn_py_local_threads
+
+
+def set_local_threads(int n):
+    """Give the calling thread its own count (n >= 1), or 0 to use the process default again."""
+    global fn_py_local_threads
+    if n < 0:
+        raise ValueError(f"number of threads must be >= 1 (or 0 for the default), got {n}")
+    fn_py_local_threads = n
 
 
 def openmp_enabled():

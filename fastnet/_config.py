@@ -17,26 +17,39 @@ def _default_threads():
         return os.cpu_count() or 1
 
 
-def set_num_threads(n):
-    """Use n threads in every kernel from now on (process-wide)."""
+def _check_count(n):
     if not isinstance(n, int) or isinstance(n, bool):
         raise TypeError(f"number of threads must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+
+
+def set_num_threads(n):
+    """Use n threads in every kernel from now on: the process-wide default (a Python
+    thread inside a `threads` block keeps its own count until the block ends)."""
+    _check_count(n)
     _kernels.set_num_threads(n)
 
 
 def get_num_threads():
+    """The kernel thread count of the calling Python thread."""
     return _kernels.get_num_threads()
 
 
 @contextlib.contextmanager
 def threads(n):
-    """Run the block with n kernel threads, then restore the previous count."""
-    previous = get_num_threads()
-    set_num_threads(n)
+    """Run the block with n kernel threads in this Python thread only, then restore what it had.
+
+    The count is thread-local: blocks in other Python threads, overlapping or
+    not, neither see nor change it, and each restores exactly what it found.
+    """
+    _check_count(n)
+    previous = _kernels.get_local_threads()
+    _kernels.set_local_threads(n)
     try:
         yield
     finally:
-        set_num_threads(previous)
+        _kernels.set_local_threads(previous)
 
 
 def _init_from_environment():

@@ -1,7 +1,87 @@
-"""The `fastnet` command: the demo, training and using a translator, config."""
+"""The `fastnet` command: the demo, training and using a translator, config.
+
+Every user mistake is one line on stderr and exit status 2, never a
+traceback: option values are checked at parse time by the small argparse
+types below (reuse them for new options), and files are checked before any
+work starts.
+"""
 import argparse
+import os
 import sys
 import time
+
+
+# ---- argparse types: bad values are refused before anything runs ----------------
+def int_in(low, high=None):
+    """An argparse type: an integer in [low, high] (no upper bound when high is None)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be {bound}")
+        return value
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+def writable_file(text):
+    """An argparse type: a file path whose folder exists and can be written, and which is not a folder."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} is not writable")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (the problem), not the usage block too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind, allow_zero=False):
+    """An argparse type: a finite number of `kind`, > 0 (or >= 0 with allow_zero), checked at parse time."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (0 <= value if allow_zero else 0 < value) or not value < float("inf"):  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>= 0' if allow_zero else '> 0'}, "
+                                             f"got {text!r}")
+        return value
+    return parse
+
+
+def _positive(kind):
+    return _number(kind)
+
+
+def _non_negative(kind):
+    return _number(kind, allow_zero=True)
+
+
+PORT = int_in(0, 65535)
+BEAM = int_in(1, 64)
+
+
+def _load_translator(path, command):
+    """The Translator saved at path, or a ValueError saying what the file holds instead."""
+    import fastnet
+    from fastnet.seq2seq import Translator
+
+    model = fastnet.load(path)
+    if not isinstance(model, Translator):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a Translator; {command} needs a model "
+                         f"saved by train-translator or Translator.save")
+    return model
 
 
 def _heading(title):
@@ -49,6 +129,20 @@ def demo_pictures(translator, out_dir, minutes):
     return run(print=print, out_dir=out_dir, translator=translator, minutes=minutes)
 
 
+def save_demo_model(translator, out_dir):
+    """Save the demo's translator (its Swedish, Spanish and pixel decoders) and say how to serve it."""
+    import os
+    import shlex
+
+    _heading("6. The model, saved to serve")
+    path = os.path.join(out_dir, "model.safetensors")
+    translator.save(path)
+    print(f"Saved the translator with its decoders ({', '.join(translator.decoders)}) to {path}.")
+    print("See the whole story in a browser (English in, Swedish, Spanish and a picture out):")
+    print(f"  fastnet serve {shlex.quote(path)}")
+    return path
+
+
 def cmd_demo(args):
     start = time.perf_counter()
     demo_text()
@@ -56,6 +150,7 @@ def cmd_demo(args):
     demo_network()
     translated = demo_translator(args.minutes)
     demo_pictures(translated["translator"], args.out, args.minutes)
+    save_demo_model(translated["translator"], args.out)
     print(f"\nThe whole story took {time.perf_counter() - start:.0f} s.")
     return 0
 
@@ -87,12 +182,17 @@ def cmd_train_translator(args):
 
 
 def cmd_translate(args):
-    import fastnet
-
-    model = fastnet.load(args.model)
+    model = _load_translator(args.model, "translate")
     if args.int8 and model.quantization != "int8":
         model.quantize("int8")
-    for line in model.translate(args.text, to=args.to, beam=args.beam):
+    to = args.to
+    if to is None:  # the model's first language that decodes to text
+        to = next((lang for lang in model.languages if model.tokenizers.get(lang) is not None), None)
+        if to is None:
+            raise ValueError(f"{args.model!r} has no text decoder (languages: {model.languages})")
+    elif to not in model.languages:
+        raise ValueError(f"--to {to!r}: this model translates to {', '.join(model.languages)}")
+    for line in model.translate(args.text, to=to, beam=args.beam):
         print(line)
     return 0
 
@@ -105,6 +205,7 @@ def cmd_serve(args):
     )
     from fastnet.serve.keys import KeyStoreError
 
+    _load_translator(args.model, "serve")  # a clear error before the server starts
     batching = Batching(enabled=not args.no_batching, max_sentences=args.batch_sentences,
                         max_tokens=args.batch_tokens, window_ms=args.batch_window_ms, deadline_s=args.deadline,
                         max_queue=args.max_queue)
@@ -158,36 +259,14 @@ def cmd_draw(args):
     return 0
 
 
-def _number(kind, allow_zero=False):
-    """An argparse type: a finite number of `kind`, > 0 (or >= 0 with allow_zero), checked at parse time."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (0 <= value if allow_zero else 0 < value) or not value < float("inf"):  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>= 0' if allow_zero else '> 0'}, "
-                                             f"got {text!r}")
-        return value
-    return parse
-
-
-def _positive(kind):
-    return _number(kind)
-
-
-def _non_negative(kind):
-    return _number(kind, allow_zero=True)
-
-
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastnet", description="A small, fast deep-learning framework for CPUs.")
+    parser = _Parser(prog="fastnet", description="A small, fast deep-learning framework for CPUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="tell the whole story on built-in data (about two minutes)")
-    p.add_argument("--minutes", type=float, default=1.0,
+    p.add_argument("--minutes", type=_positive(float), default=1.0,
                    help="training budget of the translator and of the pixel decoder (default 1 each)")
-    p.add_argument("--out", default="fastnet-demo", help="folder for the pictures and plots (default ./fastnet-demo)")
+    p.add_argument("--out", default="fastnet-demo", help="folder for the pictures, plots and the trained model (default ./fastnet-demo)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="show version, CPU path, OpenMP and threads")
@@ -195,8 +274,8 @@ def build_parser():
 
     p = sub.add_parser("train-translator", help="train a translator on a tab-separated pair file")
     p.add_argument("pairs", help="pair file: source<TAB>target[<TAB>ignored...] per line")
-    p.add_argument("--out", required=True, help="where to save the model (.safetensors)")
-    p.add_argument("--minutes", type=float, default=10.0, help="training time budget (default 10)")
+    p.add_argument("--out", required=True, type=writable_file, help="where to save the model (.safetensors)")
+    p.add_argument("--minutes", type=_positive(float), default=10.0, help="training time budget (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_translator)
 
@@ -204,25 +283,26 @@ def build_parser():
     p.add_argument("model", help="a model saved by train-translator or Translator.save")
     p.add_argument("text", nargs="+", help="one or more sentences")
     p.add_argument("--to", default=None, help="target language (default: the model's first)")
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--beam", type=BEAM, default=1, help="beam size, 1 to 64 (1 = greedy)")
     p.add_argument("--int8", action="store_true", help="quantise the model to int8 first (faster, ~same output)")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("draw", help="draw a picture of an English description with a saved model")
     p.add_argument("model", help="a saved Translator with a pixel decoder")
     p.add_argument("text", help='a description, e.g. "a big red circle"')
-    p.add_argument("-o", "--out", default="drawing.png", help="PNG file to write (default drawing.png)")
-    p.add_argument("--scale", type=int, default=8, help="enlarge every pixel to a scale x scale block")
+    p.add_argument("-o", "--out", default="drawing.png", type=writable_file,
+                   help="PNG file to write (default drawing.png)")
+    p.add_argument("--scale", type=int_in(1, 64), default=8, help="enlarge every pixel to a scale x scale block")
     p.set_defaults(func=cmd_draw)
 
     p = sub.add_parser("serve", help="serve a saved translator over HTTP (JSON API, metrics, docs and a web page)")
     p.add_argument("model", help="a saved Translator")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=PORT, default=8000, help="TCP port, 0 to 65535 (0: any free port)")
     p.add_argument("--workers", type=_positive(int), default=1, help="processes sharing the port (default 1)")
     p.add_argument("--int8", action="store_true", help="serve the model quantised to int8 (Translator.quantize)")
-    p.add_argument("--threads", type=int, default=None, help="kernel threads per process (default: fastnet's)")
-    p.add_argument("--beam", type=int, default=1, help="default beam size (1 = greedy); requests may ask for "
+    p.add_argument("--threads", type=_positive(int), default=None, help="kernel threads per process (default: fastnet's)")
+    p.add_argument("--beam", type=BEAM, default=1, help="default beam size, 1 to 64 (1 = greedy); requests may ask for "
                    "another up to --max-beam")
     p.add_argument("--max-beam", type=_positive(int), default=None, help="largest beam a request may ask for "
                    "(default max(4, --beam))")

@@ -18,7 +18,7 @@ import numpy as np
 from fastnet.io import atomic_write
 
 __all__ = ["plot_history", "overfitting_epoch", "representations", "representations_to_csv",
-           "pca_2d", "pictures"]
+           "pca_2d", "pca_basis", "pictures"]
 
 _INSTALL_HINT = 'fastnet.plot needs matplotlib and Pillow: pip install "fastnet[plot]"'
 
@@ -136,13 +136,14 @@ def _plot_curve(ax, logs, key, label, turn):
 
 
 # ---------------------------------------------------------------- representations
-def pca_2d(vectors):
-    """Project row vectors onto their two main directions: (N, 2) float64.
+def pca_basis(vectors):
+    """The centre and the two main directions of row vectors: (mean (d,), directions (d, 2)), float64.
 
     Centre the rows, take the covariance (a d x d matmul on our kernels),
     keep the eigenvectors of the two largest eigenvalues. Each direction's
     sign is fixed (largest coefficient positive) so the picture does not
-    flip between runs.
+    flip between runs. Project any vector v with (v - mean) @ directions,
+    which is how the served map places a new sentence among fixed ones.
     """
     from fastnet import ops
 
@@ -151,7 +152,8 @@ def pca_2d(vectors):
         raise ValueError(f"need a non-empty (N, d) array of vectors, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("representation vectors contain NaN or infinity")
-    centred = np.ascontiguousarray(x - x.mean(axis=0))
+    mean = x.mean(axis=0)
+    centred = np.ascontiguousarray(x - mean)
     cov = ops.matmul(centred, centred, trans_a=True) / max(x.shape[0] - 1, 1)
     values, vecs = np.linalg.eigh(cov)
     top = vecs[:, np.argsort(values)[::-1][:2]]
@@ -159,7 +161,13 @@ def pca_2d(vectors):
         top = np.hstack([top, np.zeros((top.shape[0], 2 - top.shape[1]))])
     signs = np.sign(top[np.argmax(np.abs(top), axis=0), np.arange(2)])
     signs[signs == 0] = 1.0
-    return centred @ (top * signs)
+    return mean, top * signs
+
+
+def pca_2d(vectors):
+    """Project row vectors onto their two main directions (see pca_basis): (N, 2) float64."""
+    mean, directions = pca_basis(vectors)
+    return (np.asarray(vectors, dtype=np.float64) - mean) @ directions
 
 
 def _sentences(sentences):

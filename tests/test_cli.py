@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import fastnet
 from fastnet import cli
 from fastnet.datasets import toy_translations
 
@@ -69,6 +70,12 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert '"cats are cute" in Swedish' in out and '"cats are cute" in Spanish' in out
     pngs = list((tmp_path / "demo").glob("*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    # The demo leaves its translator, with the Swedish, Spanish and pixel decoders, and says how to serve it.
+    model_path = tmp_path / "demo" / "model.safetensors"
+    model = fastnet.load(model_path)
+    assert list(model.decoders) == ["sv", "es", "pixels"] and model.trained >= {"sv", "es", "pixels"}
+    assert model.draw("a big red circle").shape == (32, 32, 3)
+    assert f"  fastnet serve {model_path}\n" in out
 
 
 def _free_port():

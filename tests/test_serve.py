@@ -146,7 +146,7 @@ def assert_healthy(base_url):
 def test_health_lists_the_languages(base_url):
     reply = httpx.get(base_url + "/health", timeout=TIMEOUT)
     assert reply.status_code == 200
-    assert reply.json() == {"status": "ok", "languages": ["sv", "es"], "keys_required": False,
+    assert reply.json() == {"status": "ok", "languages": ["sv", "es"], "keys_required": False, "has_pictures": False,
                             "limits": {"max_chars": 500, "max_texts": 64, "max_beam": 4, "max_n_best": 4}}
 
 
@@ -165,7 +165,7 @@ def test_the_page_has_its_controls_and_no_external_assets(base_url):
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/html")
     page = reply.text
-    for element in ('id="source"', 'id="language"', 'id="translate"', 'id="translation"'):
+    for element in ('id="source"', 'id="targets"', 'id="translate"', 'id="results"'):
         assert element in page
     assert "http://" not in page and "https://" not in page and "src=" not in page
 

@@ -8,7 +8,7 @@
 from fastnet.image.attributes import ATTRIBUTE_DIM, attribute_vectors
 from fastnet.image.decoder import ImageDecoder, load_image_decoder, pictures_to_float, to_uint8
 from fastnet.image._training import mean_picture_baseline
-from fastnet.image.translator import draw, draw_to_png, pixel_decoder_names, save_png, train_pixels
+from fastnet.image.translator import draw, draw_to_png, pixel_decoder_names, png_bytes, save_png, train_pixels
 from fastnet.image.demo import demo_pictures
 from fastnet.seq2seq.translator import register_decoder_kind
 
@@ -17,4 +17,4 @@ register_decoder_kind(ImageDecoder)
 
 __all__ = ["ImageDecoder", "load_image_decoder", "mean_picture_baseline", "pictures_to_float",
            "to_uint8", "attribute_vectors", "ATTRIBUTE_DIM", "draw", "draw_to_png",
-           "pixel_decoder_names", "save_png", "train_pixels", "demo_pictures"]
+           "pixel_decoder_names", "png_bytes", "save_png", "train_pixels", "demo_pictures"]

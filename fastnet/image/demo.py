@@ -20,13 +20,16 @@ from fastnet.image.decoder import ImageDecoder
 from fastnet.image.translator import draw, train_pixels
 
 DEFAULT_OUT_DIR = "fastnet-pictures"
-# Sentences for the "dots in a chart" picture: pictures that differ in one word,
-# and two sentences from the translation story for contrast.
+# Sentences for the "dots in a chart" picture, and the fixed reference points of
+# the served page's map: cats, circles, squares and triangles of several sizes
+# and colours (so the shape word, not one shared colour, tells them apart), and
+# sentences from the translation story for contrast.
 DOTS_SENTENCES = [
-    "a big red circle on the left", "a big red circle on the right", "a big blue circle on the left",
-    "a small red square", "a small blue square", "a small green square",
-    "two yellow triangles at the top", "three yellow triangles at the top",
-    "a cute orange cat", "a cute brown cat", "cats are cute", "the dog is big",
+    "a small orange cat", "a big brown cat", "a cute red cat", "two small pink cats", "a big yellow cat at the top",
+    "a big blue circle on the left", "a small purple circle", "two red circles", "three green circles at the bottom",
+    "a big blue square on the right", "a small yellow square", "two orange squares",
+    "two yellow triangles at the top", "a small purple triangle",
+    "cats are cute", "the dog is big", "dogs sleep", "the old dogs are heavy", "we see two red horses",
 ]
 
 

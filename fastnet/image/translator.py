@@ -11,6 +11,7 @@ alone on those vectors: much faster than running the encoder every epoch
 (which tr.fit(texts, {"pixels": images}) does, and must when the encoder
 learns too).
 """
+import io
 import os
 
 import numpy as np
@@ -98,8 +99,8 @@ def train_pixels(tr, texts, images, decoder=None, name="pixels", epochs=20, batc
     return history
 
 
-def save_png(picture, path, scale=8):
-    """Write one (H, W, 3) uint8 picture as a PNG, each pixel a scale x scale block; atomic."""
+def png_bytes(picture, scale=1):
+    """One (H, W, 3) uint8 picture as PNG file contents, each pixel a scale x scale block."""
     try:
         from PIL import Image
     except ImportError:
@@ -110,12 +111,20 @@ def save_png(picture, path, scale=8):
     if int(scale) < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     big = np.repeat(np.repeat(picture, int(scale), axis=0), int(scale), axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(big, mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(picture, path, scale=8):
+    """Write one (H, W, 3) uint8 picture as a PNG, each pixel a scale x scale block; atomic."""
     from fastnet.io import atomic_write
     from fastnet.plot import _check_writable
 
+    data = png_bytes(picture, scale)
     path = _check_writable(path)
     with atomic_write(path) as handle:
-        Image.fromarray(big, mode="RGB").save(handle, format="PNG")
+        handle.write(data)
     return path
 
 

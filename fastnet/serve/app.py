@@ -365,6 +365,9 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
     require_keys: refuse requests without a valid key; connections:
     Connections (timeouts, connection and in-flight caps).
     """
+    # story.py builds on this module's request helpers, so it is imported here rather than at the top
+    from fastnet.serve.story import has_pictures, story_routes
+
     service = TranslationService(translator, limits, beam, batching, keys, require_keys, connections)
 
     async def translate(request):
@@ -385,7 +388,7 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
         return JSONResponse({"translations": outputs, "to": job.to})
 
     async def health(request):
-        return JSONResponse(service.health())
+        return JSONResponse({**service.health(), "has_pictures": has_pictures(service.translator)})
 
     async def ready(request):
         if service.draining:
@@ -406,6 +409,7 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
     routes = [Route("/", page, methods=["GET"]), Route("/health", health, methods=["GET"]),
               Route("/ready", ready, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
               Route("/translate", translate, methods=["POST"])]
+    routes += story_routes(service)
     endpoints = frozenset(route.path for route in routes)  # after every `routes +=`: metrics label by path
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(Accounting, service=service, endpoints=endpoints)],
