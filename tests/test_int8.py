@@ -7,7 +7,7 @@ import pytest
 import fastnet
 from fastnet import ops
 from fastnet import reference as ref
-from helpers import run_guarded
+from helpers import guarded_script, run_guarded
 
 SHAPES = [(1, 1, 1), (15, 17, 33), (33, 15, 17), (17, 33, 1000), (13, 1000, 15), (64, 96, 129), (0, 5, 3),
           (4, 0, 3), (3, 4, 0)]
@@ -114,31 +114,19 @@ def test_int8_errors(rng):
         ops.dense_int8(np.zeros((3, 10), np.float32), packed, np.ones(5, np.float32))
 
 
-_GUARDED_INT8 = """
-import sys
-import numpy as np
-import fastnet
-from fastnet import ops
-from helpers import guarded_array
-
-rng = np.random.default_rng(0)
-for path in sys.argv[1:]:
-    fastnet._kernels.set_cpu_path(path)
-    for at_end in (True, False):
-        g = lambda v: guarded_array(v, at_end)
-        for m, n, k in [(1, 1, 1), (7, 17, 9), (13, 33, 64), (12, 32, 65), (2, 300, 5)]:
-            q = g(rng.integers(-127, 128, (k, n)).astype(np.int8))
-            p = ops.pack_int8(q)
-            p.data, p.colsum = g(p.data), g(p.colsum)
-            ops.matmul_int8(g(rng.integers(-127, 128, (m, k)).astype(np.int8)), p)
-            x = g(rng.standard_normal((m, k)).astype(np.float32))
-            w_q, w_s = ops.quantize_columns(g(rng.standard_normal((k, n)).astype(np.float32)))
-            p2 = ops.pack_int8(g(w_q))
-            p2.data, p2.colsum = g(p2.data), g(p2.colsum)
-            ops.dense_int8(x, p2, g(w_s), g(np.ones(n, np.float32)), activation="gelu")
-            ops.quantize_rows(x)
-print("ok")
-"""
+_GUARDED_INT8 = guarded_script("""
+for m, n, k in [(1, 1, 1), (7, 17, 9), (13, 33, 64), (12, 32, 65), (2, 300, 5)]:
+    q = g(rng.integers(-127, 128, (k, n)).astype(np.int8))
+    p = ops.pack_int8(q)
+    p.data, p.colsum = g(p.data), g(p.colsum)
+    ops.matmul_int8(g(rng.integers(-127, 128, (m, k)).astype(np.int8)), p)
+    x = g(rng.standard_normal((m, k)).astype(np.float32))
+    w_q, w_s = ops.quantize_columns(g(rng.standard_normal((k, n)).astype(np.float32)))
+    p2 = ops.pack_int8(g(w_q))
+    p2.data, p2.colsum = g(p2.data), g(p2.colsum)
+    ops.dense_int8(x, p2, g(w_s), g(np.ones(n, np.float32)), activation="gelu")
+    ops.quantize_rows(x)
+""")
 
 
 def test_int8_kernels_stay_inside_their_buffers():
