@@ -80,7 +80,7 @@ def fastnet_greedy(quantize=None):
             ids = src[start:start + DECODE_BATCH]
             mask = ids == PAD
             memory = enc.forward(ids, mask)
-            out += decoding.greedy(dec, memory, mask, BOS, no_eos, PAD, MAX_STEPS)
+            out += decoding.greedy(dec, memory, mask, BOS, no_eos, MAX_STEPS + 1, decoding.Rules())
         return out
 
     return translate

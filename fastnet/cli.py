@@ -166,18 +166,26 @@ def cmd_train_translator(args):
     from fastnet import distributed
     from fastnet.seq2seq import train_on_pairs
 
+    pairs = list(args.pairs) + list(args.pair_files or [])
+    if not pairs:
+        raise ValueError("give at least one pair file: PAIRS.tsv or --pairs LANG=PATH")
     if distributed.launched_by_mpi():  # `mpirun -n N fastnet train-translator ...`: data-parallel
-        scores = distributed.train_on_pairs(args.pairs, args.out, minutes=args.minutes, seed=args.seed)
+        if len(pairs) != 1:
+            raise ValueError("under mpirun train-translator takes one pair file")
+        scores = distributed.train_on_pairs(pairs[0], args.out, minutes=args.minutes, seed=args.seed)
         if scores is None:  # only rank 0 reports
             return 0
     else:
-        scores = train_on_pairs(args.pairs, args.out, minutes=args.minutes, seed=args.seed)
+        scores = train_on_pairs(pairs, args.out, minutes=args.minutes, seed=args.seed, tokenizer=args.tokenizer,
+                                vocab_size=args.vocab_size)
     print(f"saved {args.out}")
-    for name, value in scores.items():
-        if isinstance(value, float):
-            print(f"  {name}: {value:.4g}")
-        elif isinstance(value, (int, str)):
-            print(f"  {name}: {value}")
+    for lang, lang_scores in scores.get("languages", {"": scores}).items():
+        print(f"  {lang}:" if lang else "  held-out:")
+        for name, value in lang_scores.items():
+            if isinstance(value, float):
+                print(f"    {name}: {value:.4g}")
+            elif isinstance(value, (int, str)):
+                print(f"    {name}: {value}")
     return 0
 
 
@@ -192,8 +200,14 @@ def cmd_translate(args):
             raise ValueError(f"{args.model!r} has no text decoder (languages: {model.languages})")
     elif to not in model.languages:
         raise ValueError(f"--to {to!r}: this model translates to {', '.join(model.languages)}")
-    for line in model.translate(args.text, to=to, beam=args.beam):
-        print(line)
+    out = model.translate(args.text, to=to, beam=args.beam, n_best=args.n_best)
+    for text, line in zip(args.text, out):
+        if args.n_best > 1:
+            print(text)
+            for rank, option in enumerate(line, 1):
+                print(f"  {rank}. {option}")
+        else:
+            print(line)
     return 0
 
 
@@ -272,11 +286,18 @@ def build_parser():
     p = sub.add_parser("config", help="show version, CPU path, OpenMP and threads")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("train-translator", help="train a translator on a tab-separated pair file")
-    p.add_argument("pairs", help="pair file: source<TAB>target[<TAB>ignored...] per line")
+    p = sub.add_parser("train-translator", help="train a translator on tab-separated pair files (one per language)")
+    p.add_argument("pairs", nargs="*", help="pair file: English<TAB>translation[<TAB>ignored...] per line; the "
+                   "language from its name (tatoeba-eng-swe.tsv -> sv) or given as LANG=PATH")
+    p.add_argument("--pairs", dest="pair_files", action="append", metavar="LANG=PATH",
+                   help="a pair file and its language, e.g. --pairs sv=eng-swe.tsv --pairs es=eng-spa.tsv")
     p.add_argument("--out", required=True, type=writable_file, help="where to save the model (.safetensors)")
     p.add_argument("--minutes", type=_positive(float), default=10.0, help="training time budget (default 10)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", choices=("subword", "word"), default="subword",
+                   help="subword (SentencePiece, default) or word")
+    p.add_argument("--vocab-size", type=_positive(int), default=None,
+                   help="subword pieces per language (default 4000)")
     p.set_defaults(func=cmd_train_translator)
 
     p = sub.add_parser("translate", help="translate text with a saved translator")
@@ -284,6 +305,7 @@ def build_parser():
     p.add_argument("text", nargs="+", help="one or more sentences")
     p.add_argument("--to", default=None, help="target language (default: the model's first)")
     p.add_argument("--beam", type=BEAM, default=1, help="beam size, 1 to 64 (1 = greedy)")
+    p.add_argument("--n-best", type=BEAM, default=1, help="show the N best translations (N <= beam)")
     p.add_argument("--int8", action="store_true", help="quantise the model to int8 first (faster, ~same output)")
     p.set_defaults(func=cmd_translate)
 

@@ -59,8 +59,8 @@ def test_beam_of_one_equals_greedy(trained, toy):
     assert trained.translate(test.en[:40], to="sv", beam=1) == trained.translate(test.en[:40], to="sv")
     tok, dec = trained.tokenizers["sv"], trained.decoders["sv"]
     memory, mask = trained._memory(trained.encode_source(test.en[:20]))
-    args = (dec, memory, mask, tok.bos_id, tok.eos_id, tok.pad_id, dec.max_len)
-    assert decoding.beam_search(*args, beam=1) == decoding.greedy(*args)
+    args = (dec, memory, mask, tok.bos_id, tok.eos_id, dec.max_len, decoding.Rules())
+    assert [hyps[0][0] for hyps in decoding.beam_search(*args, beam=1)] == decoding.greedy(*args)
 
 
 def sequence_logprob(tr, to, src, tokens):
@@ -79,9 +79,9 @@ def test_beam_search_finds_at_least_as_likely_translations(trained, toy):
     tok, dec = trained.tokenizers["sv"], trained.decoders["sv"]
     src = test.en[:12]
     memory, mask = trained._memory(trained.encode_source(src))
-    args = (dec, memory, mask, tok.bos_id, tok.eos_id, tok.pad_id, dec.max_len)
+    args = (dec, memory, mask, tok.bos_id, tok.eos_id, dec.max_len, decoding.Rules())
     greedy = decoding.greedy(*args)
-    beam = decoding.beam_search(*args, beam=4, length_penalty=0.0)
+    beam = [hyps[0][0] for hyps in decoding.beam_search(*args, beam=4, length_penalty=0.0)]
     for s, g, b in zip(src, greedy, beam):
         assert sequence_logprob(trained, "sv", s, b) >= sequence_logprob(trained, "sv", s, g) - 1e-4
     out = trained.translate(src, to="sv", beam=3)

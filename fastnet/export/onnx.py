@@ -212,8 +212,9 @@ def network_to_onnx(net, path, proba=False):
 
 # ---- Translator ---------------------------------------------------------------------
 def _weights(linear):
-    """(w, b or None) of a fastnet.seq2seq Linear."""
-    return linear.params["w"], linear.params.get("b")
+    """(w, b or None) of a fastnet.seq2seq Linear (or a TiedOutput, whose w is the embedding's table.T)."""
+    w = linear.params["w"] if "w" in linear.params else np.ascontiguousarray(linear.weight)
+    return w, linear.params.get("b")
 
 
 def _part(b, start, stop):
@@ -380,6 +381,7 @@ def translator_to_onnx(tr, directory, decoders=None):
     decoders of other kinds, e.g. pixels, are listed under "not_exported").
     """
     from fastnet.seq2seq.decoder import Decoder
+    from fastnet.seq2seq.translator import LENGTH_EXTRA, MAX_LENGTH_RATIO, NO_REPEAT_NGRAM
 
     _onnx()
     directory = os.fspath(directory)
@@ -396,6 +398,10 @@ def translator_to_onnx(tr, directory, decoders=None):
     recipe = {
         "format": RECIPE_FORMAT, "version": RECIPE_VERSION, "fastnet_version": __version__, "opset": OPSET,
         "decoding": "greedy",
+        # the rules fastnet's translate follows (fastnet.seq2seq.decoding): never unk/pad/bos, at most
+        # max_length_ratio x the source tokens + length_extra, no repeated n-gram of no_repeat_ngram tokens
+        "rules": {"max_length_ratio": MAX_LENGTH_RATIO, "length_extra": LENGTH_EXTRA,
+                  "no_repeat_ngram": NO_REPEAT_NGRAM},
         "encoder": {"file": "encoder.onnx", "max_len": tr.encoder.max_len, "d_model": tr.encoder.d_model,
                     "pad_id": enc_tok.pad_id, "eos_id": enc_tok.eos_id, "add_bos": False, "add_eos": True,
                     "tokenizer": enc_tok.to_dict(),
@@ -414,6 +420,7 @@ def translator_to_onnx(tr, directory, decoders=None):
         recipe["decoders"][name] = {
             "file": filename, "bos_id": tok.bos_id, "eos_id": tok.eos_id, "pad_id": tok.pad_id,
             "max_len": dec.max_len, "vocab_size": dec.vocab_size, "tokenizer": tok.to_dict(),
+            "banned": sorted({tok.unk_id, tok.pad_id, tok.bos_id}),
             "inputs": ["tokens", "memory", "memory_mask"], "outputs": ["logits"],
         }
     if not recipe["decoders"]:

@@ -38,6 +38,17 @@ def _onnxruntime():
     return onnxruntime
 
 
+def _repeated_ngram_ends(history, n):
+    """Tokens that would complete an n-gram already in `history` (fastnet.seq2seq.decoding's rule,
+    restated here because this file runs without fastnet)."""
+    if n < 1 or len(history) < n - 1:
+        return set()
+    if n == 1:
+        return set(history)
+    prefix = history[len(history) - n + 1:]
+    return {history[i + n - 1] for i in range(len(history) - n + 1) if history[i:i + n - 1] == prefix}
+
+
 class RecipeTokenizer:
     """Encode and decode text as fastnet's tokenizers do, from their saved description."""
 
@@ -59,6 +70,15 @@ class RecipeTokenizer:
             offset = 0
             self.lowercase = bool(description.get("lowercase", True))
             self.pieces = list(SPECIAL_TOKENS) + list(description["vocab"])
+        elif kind == "subword":  # a SentencePiece model: this one kind needs `pip install sentencepiece`
+            import base64
+
+            import sentencepiece
+
+            offset = 0
+            self.sp = sentencepiece.SentencePieceProcessor()
+            self.sp.LoadFromSerializedProto(base64.b64decode(description["model"]))
+            self.pieces = [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())]
         else:
             raise ValueError(f"unknown tokenizer type {kind!r} in the recipe")
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = range(offset, offset + 4)
@@ -70,6 +90,8 @@ class RecipeTokenizer:
         return (self.pad_id, self.bos_id, self.eos_id, self.unk_id)
 
     def encode(self, text):
+        if self.kind == "subword":
+            return self.sp.encode(text)
         if self.kind == "word":
             tokens = self._WORD_RE.findall(text.lower() if self.lowercase else text)
             return [self.ids.get(t, self.unk_id) for t in tokens]
@@ -80,14 +102,16 @@ class RecipeTokenizer:
 
     def decode(self, ids):
         """Text of ids: pad and bos dropped, stop at the first eos, unknown ids as the unknown text."""
-        pieces = []
+        kept = []
         for i in ids:
             i = int(i)
             if i == self.eos_id:
                 break
-            if i in (self.pad_id, self.bos_id):
-                continue
-            pieces.append(self.unk_text if i == self.unk_id else self.pieces[i])
+            if i not in (self.pad_id, self.bos_id):
+                kept.append(i)
+        if self.kind == "subword":
+            return self.sp.decode(kept)
+        pieces = [self.unk_text if i == self.unk_id else self.pieces[i] for i in kept]
         if self.kind != "word":
             return "".join(pieces)
         out, previous = [], None
@@ -156,18 +180,31 @@ class OnnxTranslator:
         return self.encode(_texts(texts))[2]
 
     def greedy_ids(self, memory, mask, to, max_len=None):
-        """Token ids of the greedy translation of every row, each cut before eos."""
+        """Token ids of the greedy translation of every row, each cut before eos, under the recipe's rules
+        (as fastnet's translate: banned ids, a length cap per row, no repeated n-gram)."""
         spec = self._decoder_spec(to)
+        rules = self.recipe.get("rules", {})
         session = self._session(spec["file"])
         limit = spec["max_len"] if max_len is None else min(int(max_len), spec["max_len"])
         B = memory.shape[0]
+        caps = np.full(B, limit, dtype=np.int64)
+        if "max_length_ratio" in rules:
+            source_lengths = (~mask).sum(axis=1)
+            caps = np.minimum(caps, np.ceil(rules["max_length_ratio"] * source_lengths).astype(np.int64)
+                              + int(rules.get("length_extra", 0)))
+        banned = np.asarray(spec.get("banned", []), dtype=np.int64)
+        n = int(rules.get("no_repeat_ngram", 0))
         prefix = np.full((B, 1), spec["bos_id"], dtype=np.int64)
         out = [[] for _ in range(B)]
         alive = np.arange(B)  # rows still writing; finished rows leave the batch
-        for _ in range(limit):
+        for t in range(int(caps.max())):
             logits = session.run(["logits"], {"tokens": prefix, "memory": memory[alive],
-                                              "memory_mask": mask[alive]})[0]
+                                              "memory_mask": mask[alive]})[0].astype(np.float64)
+            logits[:, banned] = -np.inf
+            for i, row in enumerate(alive):
+                logits[i, list(_repeated_ngram_ends(out[row], n))] = -np.inf
             nxt = logits.argmax(axis=1)
+            nxt[t + 1 >= caps[alive]] = spec["eos_id"]
             for row, token in zip(alive, nxt):
                 if token != spec["eos_id"] and token != spec["pad_id"]:
                     out[row].append(int(token))

@@ -46,16 +46,52 @@ class DecoderState:
             self.memory_mask = self.memory_mask[index]
 
 
+class TiedOutput(Layer):
+    """The output projection that shares its weights with the input embedding (Press & Wolf 2017):
+    logits = x @ table.T + b. It owns only the bias; the table stays the Embedding's one tensor,
+    read at every call (a ParameterStore rebinds it), and its gradient gets both uses added."""
+
+    activation = "identity"
+
+    def __init__(self, embedding, dtype=np.float32):
+        super().__init__()
+        self.embedding = embedding
+        self.d_in, self.d_out = embedding.d_model, embedding.vocab_size
+        self.add_param("b", np.zeros(self.d_out, dtype))
+        self._x = None
+
+    @property
+    def weight(self):
+        """The (d_model, vocab) matrix this layer multiplies by: a transposed view of the table."""
+        return self.embedding.params["table"].T
+
+    def forward(self, x, training=False):
+        x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
+        self._x = x2
+        y = ops.matmul(x2, self.embedding.params["table"], trans_b=True, precision=self.precision)
+        y += self.params["b"]
+        return y.reshape(*x.shape[:-1], self.d_out)
+
+    def backward(self, dy):
+        dy2 = np.ascontiguousarray(dy.reshape(-1, self.d_out))
+        table = self.embedding.params["table"]
+        ops.matmul(dy2, self._x, trans_a=True, out=self.embedding.grads["table"], beta=1.0,
+                   precision=self.precision)
+        self.grads["b"] += dy2.sum(axis=0)
+        return ops.matmul(dy2, table, precision=self.precision).reshape(*dy.shape[:-1], self.d_in)
+
+
 class Decoder(Layer):
     """A stack of pre-norm transformer decoder layers and an output projection to the vocabulary."""
 
     input_kind = "memory"
 
     def __init__(self, vocab_size, d_model=128, n_heads=4, n_layers=2, d_ff=512, max_len=64,
-                 dropout=0.1, activation="gelu", pad_id=0, seed=0, dtype=np.float32):
+                 dropout=0.1, activation="gelu", pad_id=0, seed=0, dtype=np.float32, tie_embeddings=False):
         super().__init__()
         store_stack_hyperparameters(self, "Decoder", vocab_size, d_model, n_heads, n_layers, d_ff, max_len,
                                     dropout, activation, pad_id, seed)
+        self.tie_embeddings = bool(tie_embeddings)
         dtype = _float_dtype(dtype)
         seeds = np.random.SeedSequence([self.seed, 2]).generate_state(self.n_layers + 3)
         self.embed = Embedding(self.vocab_size, self.d_model, seed=seeds[0], dtype=dtype)
@@ -64,7 +100,9 @@ class Decoder(Layer):
         self.layers = [TransformerDecoderLayer(self.d_model, self.n_heads, self.d_ff, self.dropout,
                                                activation, seed=s, dtype=dtype) for s in seeds[3:]]
         self.norm = LayerNorm(self.d_model, dtype=dtype)
-        self.out = Linear(self.d_model, self.vocab_size, seed=seeds[2], dtype=dtype)
+        # tied: the output projection is the embedding table, transposed (one tensor, saved once)
+        self.out = (TiedOutput(self.embed, dtype=dtype) if self.tie_embeddings
+                    else Linear(self.d_model, self.vocab_size, seed=seeds[2], dtype=dtype))
         self._loss_cache = None
 
     def sublayers(self):
@@ -72,7 +110,7 @@ class Decoder(Layer):
 
     @property
     def dtype(self):
-        return self.out.params["w"].dtype
+        return self.embed.params["table"].dtype
 
     # ---- teacher forcing ----
     def forward(self, tgt_in, memory, memory_mask=None, training=False):
@@ -141,4 +179,4 @@ class Decoder(Layer):
         return {"vocab_size": self.vocab_size, "d_model": self.d_model, "n_heads": self.n_heads,
                 "n_layers": self.n_layers, "d_ff": self.d_ff, "max_len": self.max_len,
                 "dropout": self.dropout, "activation": self.activation, "pad_id": self.pad_id,
-                "seed": self.seed}
+                "seed": self.seed, "tie_embeddings": self.tie_embeddings}

@@ -1,10 +1,62 @@
 """Turning decoder outputs into token sequences: greedy (KV-cached or not) and beam search, batched.
 
 Each function takes a text Decoder, the encoder memory (B, S, D) with its
-padding mask, and the special token ids; it returns a list of B token-id
-lists, each cut before the first eos.
+padding mask, the special token ids and a `Rules` object saying what a
+translation may contain; greedy returns a list of B token-id lists (eos cut
+off), beam search a list of B lists of (tokens, score), best first.
+
+The rules every search obeys (so a person can trust the output):
+* banned ids (unk, pad, bos) are never produced -- `translate` never writes `<unk>`;
+* each sentence has its own length cap (relative to its source length): at
+  the cap the sentence ends;
+* no n-gram of `no_repeat_ngram` tokens appears twice in one output, which
+  stops the endless loops ("a a a a ...") small models fall into.
 """
 import numpy as np
+
+
+class Rules:
+    """What decoding may produce: banned ids, per-sentence length caps (B,), a no-repeat n-gram size."""
+
+    def __init__(self, banned=(), max_lengths=None, no_repeat_ngram=0):
+        self.banned = np.asarray(sorted(set(int(i) for i in banned)), dtype=np.int64)
+        self.max_lengths = None if max_lengths is None else np.asarray(max_lengths, dtype=np.int64)
+        self.no_repeat_ngram = int(no_repeat_ngram)
+        if self.no_repeat_ngram < 0:
+            raise ValueError(f"no_repeat_ngram must be >= 0 (0 = off), got {no_repeat_ngram}")
+
+    def longest(self, default):
+        return default if self.max_lengths is None else int(min(default, self.max_lengths.max()))
+
+    def cap(self, rows, default):
+        """Length cap of each of the given source rows."""
+        if self.max_lengths is None:
+            return np.full(len(rows), default, dtype=np.int64)
+        return np.minimum(self.max_lengths[rows], default)
+
+    def apply(self, logp, histories):
+        """Set to -inf the scores of banned tokens and of tokens that would repeat an n-gram.
+
+        logp (N, V) is changed in place; histories[i] lists the tokens row i has produced."""
+        if self.banned.size:
+            logp[:, self.banned] = -np.inf
+        n = self.no_repeat_ngram
+        if n < 1:
+            return logp
+        for i, history in enumerate(histories):
+            for token in repeated_ngram_ends(history, n):
+                logp[i, token] = -np.inf
+        return logp
+
+
+def repeated_ngram_ends(history, n):
+    """Tokens that, appended to `history`, would complete an n-gram that already occurs in it."""
+    if len(history) < n - 1 or n < 1:
+        return ()
+    if n == 1:
+        return set(history)
+    prefix = tuple(history[len(history) - n + 1:])
+    return {history[i + n - 1] for i in range(len(history) - n + 1) if tuple(history[i:i + n - 1]) == prefix}
 
 
 def _log_softmax(logits):
@@ -12,31 +64,25 @@ def _log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def _cut(row, eos_id, pad_id):
-    out = []
-    for token in row:
-        if token == eos_id:
-            break
-        if token != pad_id:
-            out.append(int(token))
-    return out
+def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules):
+    """Most likely allowed next token at every step, with a key/value cache.
 
-
-def greedy(decoder, memory, memory_mask, bos_id, eos_id, pad_id, max_len):
-    """Most likely next token at every step, with a key/value cache.
-
-    Rows that have produced eos leave the batch, so the cost follows the
-    sentences still being written.
+    Rows that have produced eos (or reached their cap) leave the batch, so the
+    cost follows the sentences still being written.
     """
     B = memory.shape[0]
     state = decoder.start(memory, memory_mask, capacity=max_len)
-    out = np.full((B, max_len), pad_id, dtype=np.int64)
+    caps = rules.cap(np.arange(B), max_len)
+    histories = [[] for _ in range(B)]
     rows = np.arange(B)
     ids = np.full(B, bos_id, dtype=np.int64)
-    for t in range(max_len):
-        nxt = decoder.step(state, ids).argmax(axis=1)
-        out[rows, t] = nxt
+    for t in range(int(caps.max())):
+        logits = decoder.step(state, ids).astype(np.float64)
+        nxt = rules.apply(logits, [histories[r] for r in rows]).argmax(axis=1)
+        nxt[t + 1 >= caps[rows]] = eos_id  # this sentence's cap: end it here
         alive = nxt != eos_id
+        for r, token in zip(rows[alive], nxt[alive]):
+            histories[r].append(int(token))
         if not alive.all():
             if not alive.any():
                 break
@@ -44,59 +90,91 @@ def greedy(decoder, memory, memory_mask, bos_id, eos_id, pad_id, max_len):
             state.reorder(keep)
             rows, nxt = rows[keep], nxt[keep]
         ids = nxt
-    return [_cut(row, eos_id, pad_id) for row in out]
+    return histories
 
 
-def greedy_uncached(decoder, memory, memory_mask, bos_id, eos_id, pad_id, max_len):
+def greedy_uncached(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules):
     """Greedy decoding that reruns the whole prefix every step (no cache): the slow reference."""
     B = memory.shape[0]
+    caps = rules.cap(np.arange(B), max_len)
     prefix = np.full((B, 1), bos_id, dtype=np.int64)
+    histories = [[] for _ in range(B)]
     done = np.zeros(B, dtype=bool)
-    for _ in range(max_len):
-        nxt = decoder.forward(prefix, memory, memory_mask)[:, -1].argmax(axis=1)
-        nxt[done] = pad_id
-        prefix = np.concatenate([prefix, nxt[:, None]], axis=1)
+    for t in range(int(caps.max())):
+        logits = decoder.forward(prefix, memory, memory_mask)[:, -1].astype(np.float64)
+        nxt = rules.apply(logits, histories).argmax(axis=1)
+        nxt[t + 1 >= caps] = eos_id
         done |= nxt == eos_id
+        for r in np.flatnonzero(~done):
+            histories[r].append(int(nxt[r]))
         if done.all():
             break
-    return [_cut(row, eos_id, pad_id) for row in prefix[:, 1:]]
+        prefix = np.concatenate([prefix, nxt[:, None]], axis=1)
+    return histories
 
 
 def length_normalizer(lengths, alpha):
     """GNMT length penalty ((5 + length) / 6) ** alpha; alpha 0 ranks by total log-probability."""
-    return ((5.0 + lengths) / 6.0) ** alpha
+    return ((5.0 + np.asarray(lengths, dtype=np.float64)) / 6.0) ** alpha
 
 
-def beam_search(decoder, memory, memory_mask, bos_id, eos_id, pad_id, max_len, beam, length_penalty=0.6):
-    """Keep the `beam` best partial translations per sentence; rank the finished ones by
-    log-probability / length_normalizer(length). Finished hypotheses stay in the beam,
-    extended by pad at no cost, so they compete with the unfinished ones."""
+def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, beam, length_penalty=0.6):
+    """Keep the `beam` best unfinished translations per sentence.
+
+    Every step scores the 2*beam best extensions: those among the best `beam`
+    that end in eos become finished hypotheses, ranked by log-probability / length_normalizer(length
+    with eos); the best `beam` others go on. A sentence stops once it has
+    `beam` finished hypotheses or reaches its length cap. Returns, per
+    sentence, up to 2*beam finished (tokens, score) pairs, best first, all
+    different token sequences.
+    """
     B, K = memory.shape[0], int(beam)
+    caps = rules.cap(np.arange(B), max_len)
     mem = np.repeat(memory, K, axis=0)
     mask = None if memory_mask is None else np.repeat(memory_mask, K, axis=0)
     state = decoder.start(mem, mask, capacity=max_len)
     scores = np.full((B, K), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at step 0
-    tokens = np.zeros((B * K, 0), dtype=np.int64)
-    finished = np.zeros(B * K, dtype=bool)
-    lengths = np.zeros(B * K)
+    hyps = [[[] for _ in range(K)] for _ in range(B)]
+    finished = [[] for _ in range(B)]
+    open_rows = np.ones(B, dtype=bool)
     ids = np.full(B * K, bos_id, dtype=np.int64)
-    for _ in range(max_len):
+    for t in range(int(caps.max())):
         logp = _log_softmax(decoder.step(state, ids).astype(np.float64))
-        logp[finished] = -np.inf
-        logp[finished, pad_id] = 0.0
+        rules.apply(logp, [h for sentence in hyps for h in sentence])
+        ending = t + 1 >= caps  # at the cap only eos may follow
+        for b in np.flatnonzero(ending):
+            eos_scores = logp[b * K:(b + 1) * K, eos_id].copy()
+            logp[b * K:(b + 1) * K] = -np.inf
+            logp[b * K:(b + 1) * K, eos_id] = eos_scores
         V = logp.shape[1]
         cand = (scores.reshape(-1, 1) + logp).reshape(B, K * V)
-        top = np.argsort(-cand, axis=1, kind="stable")[:, :K]
-        scores = np.take_along_axis(cand, top, axis=1)
-        source = (np.arange(B)[:, None] * K + top // V).ravel()
-        ids = (top % V).ravel()
-        state.reorder(source)
-        lengths = lengths[source] + ~finished[source]
-        finished = finished[source] | (ids == eos_id)
-        tokens = np.concatenate([tokens[source], ids[:, None]], axis=1)
-        if finished.all():
+        top = np.argsort(-cand, axis=1, kind="stable")[:, :2 * K]
+        source = np.arange(B * K)  # which hypothesis each new beam slot continues
+        ids = np.full(B * K, eos_id, dtype=np.int64)
+        new_scores = np.full((B, K), -np.inf)
+        new_hyps = [[[] for _ in range(K)] for _ in range(B)]
+        for b in np.flatnonzero(open_rows):
+            slot = 0
+            for rank, c in enumerate(top[b]):
+                score = cand[b, c]
+                if not np.isfinite(score):
+                    break
+                k, token = divmod(int(c), V)
+                if token == eos_id:
+                    if rank < K:  # an ending counts only among the beam's best (so beam 1 is greedy)
+                        tokens = hyps[b][k]
+                        finished[b].append((tokens, score / length_normalizer(len(tokens) + 1, length_penalty)))
+                elif slot < K:
+                    new_hyps[b][slot] = hyps[b][k] + [token]
+                    new_scores[b, slot] = score
+                    source[b * K + slot] = b * K + k
+                    ids[b * K + slot] = token
+                    slot += 1
+            if len(finished[b]) >= K or slot == 0 or ending[b]:
+                open_rows[b] = False
+        if not open_rows.any():
             break
-    ranked = scores / length_normalizer(lengths.reshape(B, K), length_penalty)
-    best = np.arange(B) * K + ranked.argmax(axis=1)
-    return [_cut(tokens[i], eos_id, pad_id) for i in best]
+        state.reorder(source)
+        scores, hyps = new_scores, new_hyps
+    return [sorted(f, key=lambda pair: -pair[1]) for f in finished]

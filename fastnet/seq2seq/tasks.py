@@ -1,5 +1,6 @@
 """Ready-made jobs: train a translator on a pair file, and the demo's translation part."""
 import builtins
+import hashlib
 import os
 import time
 
@@ -45,43 +46,167 @@ def split_by_source(src, tgt, test_fraction=0.1, seed=0):
     return ([s for s, _ in train_pairs], [t for _, t in train_pairs], test_src, [groups[s] for s in test_src])
 
 
-def train_on_pairs(path, out, minutes=10, to=None, tokenizer="word", min_freq=2, max_words=12,
-                   batch_size=64, lr=2e-3, seed=0, verbose=1, print=builtins.print, **arch):
-    """Train a translator on a tab-separated pair file within `minutes`, save it to `out`, return scores.
+def language_of(spec):
+    """'sv=path' -> ('sv', 'path'); 'path/tatoeba-eng-swe.tsv' -> ('sv', path); a file whose language
+    cannot be told from its name is an error asking for LANG=PATH."""
+    spec = os.fspath(spec)
+    lang, sep, path = spec.partition("=")
+    if sep and lang and "/" not in lang and os.sep not in lang:
+        if not lang.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"{spec!r}: the language before '=' must be a short name such as sv, got {lang!r}")
+        return lang, path
+    name = target_name_from_path(spec)
+    if name == "target":
+        raise ValueError(f"cannot tell the language of {spec!r} from its name (expected e.g. tatoeba-eng-swe.tsv); "
+                         f"give it as LANG=PATH, e.g. sv={spec}")
+    return name, spec
 
-    Pairs are held out by source sentence (~10%, every reference of a held-out
-    sentence kept out of training). `arch` overrides the architecture
-    (d_model, n_heads, n_layers, d_ff, dropout, max_len). The returned dict
-    holds the held-out scores, sizes, timings and a dozen sample translations.
+
+def pair_files(pairs, to=None):
+    """{language: path} from one path, a list of paths / 'LANG=PATH' strings, or a dict; each language once."""
+    if isinstance(pairs, dict):
+        specs = [f"{lang}={path}" for lang, path in pairs.items()]
+    elif isinstance(pairs, (str, os.PathLike)):
+        specs = [f"{to}={os.fspath(pairs)}" if to else pairs]
+    else:
+        specs = list(pairs)
+        if to is not None:
+            raise ValueError("to= names the language of a single pair file; with several, write LANG=PATH")
+    if not specs:
+        raise ValueError("no pair file given")
+    files = {}
+    for spec in specs:
+        lang, path = language_of(spec)
+        if lang in files:
+            raise ValueError(f"language {lang!r} is given twice ({files[lang]} and {path}); give each language once")
+        files[lang] = path
+    return files
+
+
+def held_out(sentence, seed, low, high):
+    """Whether an English sentence falls in [low, high) of a uniform draw fixed by (seed, sentence):
+    a sentence is held out alike in every file, and each language's split is the same with or without
+    the others."""
+    digest = hashlib.blake2b(f"{seed}\0{sentence}".encode("utf-8"), digest_size=8).digest()
+    u = int.from_bytes(digest, "little") / 2.0 ** 64
+    return low <= u < high
+
+
+def split_three_ways(src, tgt, seed, test_fraction=0.1, dev_fraction=0.02):
+    """(train_src, train_tgt, dev_src, dev_refs, test_src, test_refs), split by English sentence;
+    every reference of a held-out (test or dev) sentence stays out of training."""
+    groups = {}
+    for s, t in zip(src, tgt):
+        groups.setdefault(s, []).append(t)
+    test = [s for s in groups if held_out(s, seed, 0.0, test_fraction)]
+    dev = [s for s in groups if held_out(s, seed, test_fraction, test_fraction + dev_fraction)]
+    kept = set(test) | set(dev)
+    train = [(s, t) for s, t in zip(src, tgt) if s not in kept]
+    return ([s for s, _ in train], [t for _, t in train], dev, [groups[s] for s in dev], test,
+            [groups[s] for s in test])
+
+
+# The recipe train-translator uses: sized so several passes over Tatoeba English-Swedish fit in
+# 10 minutes on 2 cores; subword vocabularies, tied embeddings, EMA weights, best dev chrF kept.
+DEV_SENTENCES = 300
+
+RECIPE = dict(d_model=128, n_heads=4, n_layers=2, d_ff=512, dropout=0.1, activation="relu")
+
+
+def train_on_pairs(pairs, out, minutes=10, to=None, tokenizer="subword", vocab_size=None, min_freq=2,
+                   max_words=12, batch_size=64, lr=2e-3, seed=0, verbose=1, print=builtins.print, ema=0.999,
+                   sample_alpha=None, validations=6, max_pairs=None, callbacks=None, **arch):
+    """Train one translator on one or more pair files within `minutes`, save it to `out`, return scores.
+
+    pairs: a path, a list of paths or 'LANG=PATH' strings, or {language: path}; one shared Encoder,
+    one Decoder per language, batches of the languages interleaved. Each language's pairs are held
+    out by English sentence (~10% test, ~2% dev, the same English sentences in every file; every
+    reference of a held-out sentence kept out of training). The model is checked on the dev
+    sentences `validations` times; the saved one is the EMA weights of the best dev chrF.
+    `arch` overrides the architecture (d_model, n_heads, n_layers, d_ff, dropout, max_len).
+    max_pairs: use about this many pairs of each file (a random slice by English sentence), for quick runs.
+    Returns {"languages": {name: scores, sizes and a dozen sample translations}, ...}; with one
+    language its scores are also at the top level.
     """
+    from fastnet.seq2seq import metrics
+
+    metrics.sacrebleu_module()  # chrF and BLEU: fail before any work, not after the budget
+    start = time.monotonic()
+    files = pair_files(pairs, to)
+    splits = {lang: _load_split(path, max_words, seed, max_pairs) for lang, path in files.items()}
+    train_src = {lang: sp[0] for lang, sp in splits.items()}
+    train_tgt = {lang: sp[1] for lang, sp in splits.items()}
+    # at most DEV_SENTENCES per language: each dev check translates them all, inside the budget
+    dev = ({lang: sp[2][:DEV_SENTENCES] for lang, sp in splits.items()},
+           {lang: [r[0] for r in sp[3][:DEV_SENTENCES]] for lang, sp in splits.items()})
+    settings = {**RECIPE, **arch}
+    tr = Translator.build(train_src, train_tgt, tokenizer=tokenizer, vocab_size=vocab_size, min_freq=min_freq,
+                          lowercase=False, seed=seed, tie_embeddings=True, **settings)
+    budget = float(minutes) - (time.monotonic() - start) / 60.0
+    n_batches = sum(-(-len(s) // batch_size) for s in train_src.values())
+    expected = _steps_in(tr, train_src, train_tgt, batch_size, budget)
+    steps = max(1, min(n_batches, int(expected / max(validations, 1))))  # dev checks ~`validations` times
+    warmup = max(50, min(500, int(0.1 * expected)))  # a short budget must not spend itself warming up
+    # ~10% of the budget is kept for the final scoring of the held-out sentences
+    tr.fit(train_src, train_tgt, epochs=10_000, batch_size=batch_size, lr=lr, warmup=warmup,
+           max_minutes=max(0.9 * budget, 0.02),
+           validation_data=dev, verbose=verbose, ema=ema, keep_best="val_chrf", steps_per_epoch=steps,
+           sample_alpha=sample_alpha, callbacks=callbacks)
+    tr.save(out)
+    languages = {lang: _score(tr, lang, sp[4], sp[5], len(sp[0])) for lang, sp in splits.items()}
+    result = {"languages": languages, "epochs": tr.epochs_trained, "steps_per_epoch": steps, "warmup": warmup,
+              "best": getattr(tr, "best_epoch", None), "minutes": (time.monotonic() - start) / 60.0,
+              "path": os.fspath(out)}
+    if len(languages) == 1:
+        result.update(next(iter(languages.values())))
+    if verbose:
+        for lang, sc in languages.items():
+            print(f"held-out {lang}: chrF {sc['chrf']:.1f}  BLEU {sc['bleu']:.1f}  "
+                  f"exact match {sc['exact_match']:.1%}  ({sc['n_test']} sentences)")
+    return result
+
+
+def _load_split(path, max_words, seed, max_pairs=None):
     from fastnet.datasets import load_pairs
 
-    start = time.monotonic()
     src, tgt = load_pairs(path, max_len=max_words)
     if not src:
-        raise ValueError(f"{os.fspath(path)}: no sentence pairs of at most {max_words} words")
-    name = to or target_name_from_path(path)
-    train_src, train_tgt, test_src, test_refs = split_by_source(src, tgt, 0.1, seed)
-    # sized so a few epochs fit in 10 minutes on 2 cores; case is kept because chrF and BLEU compare it
-    settings = dict(d_model=128, n_heads=4, n_layers=2, d_ff=512, dropout=0.1, activation="relu")
-    settings.update(arch)
-    tr = Translator.build(train_src, {name: train_tgt}, tokenizer=tokenizer, min_freq=min_freq, lowercase=False,
-                          seed=seed, **settings)
-    val = min(500, len(test_src))
-    budget = max(float(minutes) - (time.monotonic() - start) / 60.0, 0.05)
-    # keep ~8% of the budget for the final evaluation on the held-out sentences
-    tr.fit(train_src, {name: train_tgt}, epochs=10_000, batch_size=batch_size, lr=lr, max_minutes=0.92 * budget,
-           validation_data=(test_src[:val], {name: [r[0] for r in test_refs[:val]]}), verbose=verbose)
-    tr.save(out)
-    scores = tr.evaluate(test_src, test_refs, to=name)
-    samples = list(zip(test_src[:12], tr.translate(test_src[:12], to=name), [r[0] for r in test_refs[:12]]))
-    result = {**scores, "target": name, "n_train": len(train_src), "n_test": len(test_src),
-              "epochs": tr.epochs_trained, "minutes": (time.monotonic() - start) / 60.0, "samples": samples,
-              "path": os.fspath(out)}
-    if verbose:
-        print(f"held-out {name}: chrF {scores['chrf']:.1f}  BLEU {scores['bleu']:.1f}  "
-              f"exact match {scores['exact_match']:.1%}  ({len(test_src)} sentences)")
-    return result
+        raise ValueError(f"{os.fspath(path)}: no usable sentence pairs (none of at most {max_words} words a side)")
+    if max_pairs is not None and len(src) > max_pairs:  # a random slice, chosen by English sentence
+        share = max_pairs / len(src)
+        kept = [(s, t) for s, t in zip(src, tgt) if held_out(s, f"slice{seed}", 0.0, share)]
+        src, tgt = [s for s, _ in kept], [t for _, t in kept]
+    parts = split_three_ways(src, tgt, seed)
+    for what, part in (("training", parts[0]), ("held-out", parts[4]), ("dev", parts[2])):
+        if not part:
+            raise ValueError(f"{os.fspath(path)}: too few different English sentences ({len(set(src))}) to leave "
+                             f"any for {what}")
+    return parts
+
+
+def _steps_in(tr, src, tgt, batch_size, budget_minutes):
+    """How many training steps fit in the budget: three timed steps on a copy of the weights."""
+    from fastnet.seq2seq.training import TrainingData, batch_loss
+
+    probe = {lang: texts[:3 * batch_size] for lang, texts in src.items()}
+    data = TrainingData(tr, probe, {lang: tgt[lang][:3 * batch_size] for lang in probe}, "probe")
+    saved = tr.store.data.copy()
+    batches = data.batches(batch_size, np.random.default_rng(0), shuffle=False)[:3]
+    began = time.perf_counter()
+    for part, idx in batches:
+        s, t = part.batch(tr, idx)
+        batch_loss(tr, s, t, training=True)
+    per_step = (time.perf_counter() - began) / len(batches) * 1.1  # + the optimizer step
+    tr.store.data[...] = saved
+    tr.store.zero_grad()
+    return 60.0 * budget_minutes / max(per_step, 1e-6)
+
+
+def _score(tr, lang, test_src, test_refs, n_train):
+    scores = tr.evaluate(test_src, test_refs, to=lang)
+    shown = tr.translate(test_src[:12], to=lang, truncate=True)
+    return {**scores, "target": lang, "n_train": n_train, "n_test": len(test_src),
+            "samples": list(zip(test_src[:12], shown, [r[0] for r in test_refs[:12]]))}
 
 
 def demo_translator(print=builtins.print, minutes=1.0, seed=0, n_train=2000, n_test=300, pictures=0.3, threads=1):

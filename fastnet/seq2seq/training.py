@@ -1,6 +1,14 @@
 """The Translator's training loop: batches of similar length, teacher forcing, one optimizer step
-over every trained parameter, validation, callbacks, a time budget."""
+over every trained parameter, validation, callbacks, a time budget.
+
+The recipe of the strong small translation systems is here too, each optional:
+languages with their own English interleaved batch by batch, subword sampling
+(a new random segmentation every pass), an exponential moving average of the
+weights (what is evaluated and kept), and keeping the weights of the epoch with
+the best validation chrF rather than the last.
+"""
 import time
+import warnings
 
 import numpy as np
 
@@ -32,6 +40,12 @@ def length_batches(lengths, batch_size, rng, shuffle=True):
     return batches
 
 
+def _check_targets(targets, what):
+    if not isinstance(targets, dict) or not targets:
+        raise ValueError(f"{what}: targets must be a dict {{decoder name: sentences}}, "
+                         f"got {type(targets).__name__}")
+
+
 class EncodedPairs:
     """Source ids and, per decoder, target ids for aligned sentences."""
 
@@ -39,9 +53,9 @@ class EncodedPairs:
         from fastnet.seq2seq.translator import _as_texts
 
         src = _as_texts(src, what)
-        if not isinstance(targets, dict) or not targets:
-            raise ValueError(f"{what}: targets must be a dict {{decoder name: sentences}}, got {type(targets).__name__}")
-        self.src = tr.encode_source(src)
+        _check_targets(targets, what)
+        self.texts = (src, {})
+        self.src = tr.encode_source(src, truncate=True)
         self.targets = {}
         for name, texts in targets.items():
             tr._decoder(name)
@@ -49,10 +63,21 @@ class EncodedPairs:
                 self.targets[name] = np.asarray(texts)  # another decoder kind: arrays, not text
             else:
                 texts = list(texts)
+                self.texts[1][name] = texts
                 self.targets[name] = tr.encode_target(name, texts)
             if len(self.targets[name]) != len(src):
                 raise ValueError(f"{what}: {len(src)} source sentences but {len(self.targets[name])} "
                                  f"{name!r} targets; they must be aligned")
+        self.lengths = (self.src != tr.encoder.pad_id).sum(axis=1)
+
+    def resample(self, tr, alpha):
+        """Encode the text again with a random subword segmentation (subword regularisation)."""
+        src, targets = self.texts
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # cutting over-long sentences was already reported once
+            self.src = tr.encode_source(src, sample_alpha=alpha, truncate=True)
+            for name, texts in targets.items():
+                self.targets[name] = tr.encode_target(name, texts, sample_alpha=alpha)
         self.lengths = (self.src != tr.encoder.pad_id).sum(axis=1)
 
     def __len__(self):
@@ -65,6 +90,37 @@ class EncodedPairs:
             tok = tr.tokenizers.get(name)
             tgts[name] = ids[idx] if tok is None else _trim(ids[idx], tok.pad_id)
         return src, tgts
+
+
+class TrainingData:
+    """The pairs of one fit: one aligned part (one English list for every decoder) or one part per
+    language (each its own English). Batches hold one part each; the parts' batches interleave."""
+
+    def __init__(self, tr, src, targets, what):
+        _check_targets(targets, what)
+        if isinstance(src, dict):
+            from fastnet.seq2seq.translator import _source_lists
+
+            sources = _source_lists(src, targets, what)
+            self.parts = [EncodedPairs(tr, sources[name], {name: targets[name]}, f"{what} ({name!r})")
+                          for name in targets]
+        else:
+            self.parts = [EncodedPairs(tr, src, targets, what)]
+        self.names = sorted({name for part in self.parts for name in part.targets})
+
+    def __len__(self):
+        return sum(len(part) for part in self.parts)
+
+    def batches(self, batch_size, rng, shuffle=True):
+        """[(part, index array)] over every sentence once; shuffled, the languages interleave."""
+        out = [(part, idx) for part in self.parts for idx in length_batches(part.lengths, batch_size, rng, shuffle)]
+        if shuffle and len(self.parts) > 1:  # (one part's batches are already in random order)
+            out = [out[i] for i in rng.permutation(len(out))]
+        return out
+
+    def resample(self, tr, alpha):
+        for part in self.parts:
+            part.resample(tr, alpha)
 
 
 def _has_labels(tr, name, target):
@@ -107,8 +163,9 @@ def teacher_forced_scores(tr, src, targets, batch_size=128):
 
 def scores_on(tr, data, batch_size=128):
     total_loss, weight, correct, count = 0.0, 0, 0, 0
-    for idx in length_batches(data.lengths, batch_size, None, shuffle=False):
-        s, t = data.batch(tr, idx)
+    parts = data.parts if isinstance(data, TrainingData) else [data]
+    for part, idx in ((p, i) for p in parts for i in length_batches(p.lengths, batch_size, None, shuffle=False)):
+        s, t = part.batch(tr, idx)
         losses, stats = batch_loss(tr, s, t, training=False)
         total_loss += sum(losses.values()) * len(idx)
         weight += len(idx)
@@ -162,26 +219,121 @@ def _check_callbacks(callbacks):
     return callbacks
 
 
-def fit_translator(tr, src, targets, epochs, batch_size, validation_data, callbacks, verbose, max_minutes,
-                   lr, warmup, label_smoothing, clip_norm, optimizer, shuffle):
-    from fastnet.history import History
+class WeightAverage:
+    """An exponential moving average of a store's weights: average += (1 - decay) * (weights - average).
 
+    The decay ramps up as min(decay, (1 + t) / (10 + t)) over the first updates, so the average
+    does not remember the random initial weights for long."""
+
+    def __init__(self, data, decay):
+        if not 0.0 < float(decay) < 1.0:
+            raise ValueError(f"ema must be a decay in (0, 1), e.g. 0.999, got {decay!r}")
+        self.decay = float(decay)
+        self.average = data.copy()
+        self.updates = 0
+
+    def update(self, data):
+        self.updates += 1
+        rate = 1.0 - min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        self.average += self.average.dtype.type(rate) * (data - self.average)
+
+
+class _Evaluated:
+    """Inside the block the store holds the weights being evaluated (the average when there is one)."""
+
+    def __init__(self, store, average):
+        self.store, self.average, self.raw = store, average, None
+
+    def __enter__(self):
+        if self.average is not None:
+            self.raw = self.store.data.copy()
+            self.store.data[...] = self.average.average
+        return self
+
+    def __exit__(self, *exc):
+        if self.raw is not None:
+            self.store.data[...] = self.raw
+        return False
+
+
+def validation_chrf(tr, validation_texts, batch_size=256):
+    """{name: chrF} of greedy translations of each decoder's validation sources."""
+    from fastnet.seq2seq import metrics
+
+    src, refs = validation_texts
+    out = {}
+    for name, references in refs.items():
+        sources = src[name] if isinstance(src, dict) else src
+        kept = [(s, r) for s, r in zip(sources, references) if r is not None]
+        hyps = tr.translate([s for s, _ in kept], to=name, batch_size=batch_size, truncate=True)
+        out[name] = metrics.chrf(hyps, [r for _, r in kept])
+    return out
+
+
+def _check_fit_args(epochs, batch_size, max_minutes, steps_per_epoch, keep_best, validation_data):
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or int(steps_per_epoch) != steps_per_epoch
+                                        or steps_per_epoch < 1):
+        raise ValueError(f"steps_per_epoch must be a positive integer or None, got {steps_per_epoch!r}")
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"max_minutes must be positive or None, got {max_minutes!r}")
-    data = EncodedPairs(tr, src, targets, "fit")
+    if keep_best not in (None, "val_chrf", "val_loss"):
+        raise ValueError(f"keep_best must be None, 'val_chrf' or 'val_loss', got {keep_best!r}")
+    if keep_best is not None and validation_data is None:
+        raise ValueError(f"keep_best={keep_best!r} needs validation_data")
+    if keep_best == "val_chrf":
+        from fastnet.seq2seq import metrics
+
+        metrics.sacrebleu_module()  # before any training: chrF comes from sacrebleu
+
+
+def _batch_stream(tr, data, batch_size, shuffle, sample_alpha):
+    """Batches forever: pass after pass over the data, re-segmented before each pass when sampling."""
+    first = True
+    while True:
+        if sample_alpha and not first:
+            data.resample(tr, sample_alpha)
+        first = False
+        yield from data.batches(int(batch_size), tr.rng, shuffle)
+
+
+class _Best:
+    """The weights of the epoch with the best validation score, kept aside."""
+
+    def __init__(self, metric):
+        self.metric, self.value, self.weights, self.epoch = metric, None, None, None
+
+    def consider(self, epoch, logs, store):
+        if self.metric is None or self.metric not in logs:
+            return
+        value = logs[self.metric]
+        better = self.value is None or (value > self.value if self.metric == "val_chrf" else value < self.value)
+        if better:
+            self.value, self.epoch, self.weights = value, epoch, store.data.copy()
+
+
+def fit_translator(tr, src, targets, epochs, batch_size, validation_data, callbacks, verbose, max_minutes,
+                   lr, warmup, label_smoothing, clip_norm, optimizer, shuffle, steps_per_epoch=None, ema=None,
+                   keep_best=None, sample_alpha=None):
+    from fastnet.history import History
+
+    _check_fit_args(epochs, batch_size, max_minutes, steps_per_epoch, keep_best, validation_data)
+    data = TrainingData(tr, src, targets, "fit")
     validation = None
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise ValueError("validation_data must be (sources, {decoder name: references})")
-        validation = EncodedPairs(tr, validation_data[0], validation_data[1], "validation_data")
+        validation = TrainingData(tr, validation_data[0], validation_data[1], "validation_data")
     callbacks = _check_callbacks(callbacks)
-    names = sorted(data.targets)
+    names = data.names
     optimizer, store = _optimizer_for(tr, names, optimizer, lr, warmup, clip_norm, len(data), batch_size)
+    average = tr.weight_average = _weight_average(tr, ema)  # callbacks may read the running average
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * float(max_minutes)
-    history = History()
+    stream = _batch_stream(tr, data, batch_size, shuffle, sample_alpha)
+    steps = steps_per_epoch or len(data.batches(int(batch_size), np.random.default_rng(0), False))
+    history, best = History(), _Best(keep_best)
     tr.stop_training = False
     for cb in callbacks:
         cb.on_train_begin(tr)
@@ -191,13 +343,14 @@ def fit_translator(tr, src, targets, epochs, batch_size, validation_data, callba
             epoch = tr.epochs_trained
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
-            logs = _train_epoch(tr, data, store, optimizer, batch_size, shuffle, label_smoothing, callbacks,
-                                verbose, epoch, deadline)
-            if validation is not None:
-                val = scores_on(tr, validation)
-                logs["val_loss"], logs["val_token_accuracy"] = val["loss"], val["token_accuracy"]
-            tr.epochs_trained += 1
+            logs = _train_epoch(tr, stream, steps, store, optimizer, average, label_smoothing, callbacks,
+                                verbose, epoch, deadline, len(data) if steps_per_epoch is None else None)
             tr.trained.update(names)
+            if validation is not None:
+                with _Evaluated(tr.store, average):
+                    logs.update(_validation_logs(tr, validation, validation_data, keep_best == "val_chrf"))
+                    best.consider(epoch, logs, tr.store)
+            tr.epochs_trained += 1
             history.append(epoch, logs)
             tr.history.append(epoch, logs)
             if verbose == 2:
@@ -208,9 +361,44 @@ def fit_translator(tr, src, targets, epochs, batch_size, validation_data, callba
             if tr.stop_training or (deadline is not None and time.monotonic() >= deadline):
                 break
     finally:
+        _settle_weights(tr, average, best)
         for cb in callbacks:
             cb.on_train_end(logs)
     return history
+
+
+def _validation_logs(tr, validation, validation_data, with_chrf):
+    val = scores_on(tr, validation)
+    logs = {"val_loss": val["loss"], "val_token_accuracy": val["token_accuracy"]}
+    if with_chrf:
+        per_language = validation_chrf(tr, validation_data)
+        logs["val_chrf"] = float(np.mean(list(per_language.values())))
+        if len(per_language) > 1:
+            logs.update({f"val_chrf_{name}": value for name, value in per_language.items()})
+    return logs
+
+
+def _weight_average(tr, ema):
+    """The running average of this training (continued by a later fit on the same store), or None.
+    A later fit starts from the raw weights the last one reached, not from the average it left."""
+    state = getattr(tr, "_average_state", None)
+    if ema is None:
+        return None
+    if state is not None and state[0] is tr.store and state[1].decay == float(ema):
+        tr.store.data[...] = state[2]
+        return state[1]
+    return WeightAverage(tr.store.data, ema)
+
+
+def _settle_weights(tr, average, best):
+    """After training the model holds what is evaluated and saved: the best validation epoch's weights,
+    else the average, else the last weights."""
+    if average is not None:
+        tr._average_state = (tr.store, average, tr.store.data.copy())
+        tr.store.data[...] = average.average
+    if best.weights is not None:
+        tr.store.data[...] = best.weights
+        tr.best_epoch = {"epoch": best.epoch, best.metric: best.value}
 
 
 def _optimizer_for(tr, names, optimizer, lr, warmup, clip_norm, n, batch_size):
@@ -229,26 +417,29 @@ def _optimizer_for(tr, names, optimizer, lr, warmup, clip_norm, n, batch_size):
     return optimizer, store
 
 
-def _train_epoch(tr, data, store, optimizer, batch_size, shuffle, label_smoothing, callbacks, verbose, epoch,
-                 deadline):
-    batches = length_batches(data.lengths, int(batch_size), tr.rng, shuffle)
+def _train_epoch(tr, stream, steps, store, optimizer, average, label_smoothing, callbacks, verbose, epoch,
+                 deadline, n_sentences):
     bar = None
     if verbose == 1:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(data), unit="sentence", desc=f"epoch {epoch + 1}", leave=True, dynamic_ncols=True)
+        total, unit = (n_sentences, "sentence") if n_sentences else (steps, "batch")
+        bar = tqdm(total=total, unit=unit, desc=f"epoch {epoch + 1}", leave=True, dynamic_ncols=True)
     start = time.perf_counter()
     total_loss, seen, correct, count = 0.0, 0, 0, 0
     try:
-        for step, idx in enumerate(batches):
+        for step in range(steps):
+            part, idx = next(stream)
             store.zero_grad()
-            s, t = data.batch(tr, idx)
+            s, t = part.batch(tr, idx)
             losses, stats = batch_loss(tr, s, t, training=True, label_smoothing=label_smoothing)
             loss = sum(losses.values())
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
                                          f"training stopped. Try a smaller learning rate")
             optimizer.step()
+            if average is not None:
+                average.update(tr.store.data)
             total_loss += loss * len(idx)
             seen += len(idx)
             correct += sum(st.get("correct", 0) for st in stats.values())
@@ -256,7 +447,7 @@ def _train_epoch(tr, data, store, optimizer, batch_size, shuffle, label_smoothin
             for cb in callbacks:
                 cb.on_batch_end(step, {"loss": loss, "batch_size": len(idx)})
             if bar is not None:
-                bar.update(len(idx))
+                bar.update(len(idx) if n_sentences else 1)
                 if step % 8 == 0:
                     bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
             if deadline is not None and time.monotonic() >= deadline:

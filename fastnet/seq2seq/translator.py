@@ -9,7 +9,7 @@ Every parameter of the encoder and the decoders lives in one ParameterStore
 (`tr.store`), so one Adam step updates all of them; a frozen encoder
 (add_decoder(freeze_encoder=True)) is left out of the store being trained.
 """
-import os
+import warnings
 
 import numpy as np
 
@@ -25,6 +25,12 @@ from fastnet.seq2seq.training import fit_translator, teacher_forced_scores
 
 FORMAT_VERSION = 1
 
+# Decoding defaults: the GNMT length penalty, no 4-gram twice, outputs at most 2x the source + 5.
+LENGTH_PENALTY = 0.6
+NO_REPEAT_NGRAM = 4
+MAX_LENGTH_RATIO = 2.0
+LENGTH_EXTRA = 5
+
 # Decoder classes Translator.load can rebuild, by the name saved in the file.
 DECODER_KINDS = {"Decoder": Decoder}
 
@@ -35,16 +41,33 @@ def register_decoder_kind(cls, name=None):
     return cls
 
 
-def _text_tokenizer(kind, texts, min_freq=1, lowercase=True):
+def _text_tokenizer(kind, texts, min_freq=1, lowercase=True, vocab_size=None, seed=0):
     if not isinstance(kind, str):
         return kind  # an already fitted tokenizer
+    if kind == "subword":
+        sizes = {"vocab_size": vocab_size} if vocab_size else {}
+        return text.SubwordTokenizer.fit(texts, seed=seed, **sizes)
     if kind == "word":
         return text.WordTokenizer.fit(texts, min_freq=min_freq, lowercase=lowercase)
     if kind == "char":
         return text.CharTokenizer.fit(texts)
     if kind == "ascii":
         return text.AsciiTokenizer()
-    raise ValueError(f"tokenizer must be 'word', 'char', 'ascii' or a tokenizer object, got {kind!r}")
+    raise ValueError(f"tokenizer must be 'subword', 'word', 'char', 'ascii' or a tokenizer object, got {kind!r}")
+
+
+def _source_lists(src, targets, what):
+    """English sentences as {language: list}: one shared list (aligned with every target) or one per language."""
+    if isinstance(src, dict):
+        missing = sorted(set(targets) - set(src))
+        if missing:
+            raise ValueError(f"{what}: English sentences are given per language, but none for {missing}")
+        extra = sorted(set(src) - set(targets))
+        if extra:
+            raise ValueError(f"{what}: English sentences given for {extra}, which have no target sentences")
+        return {name: _as_texts(src[name], f"{what} ({name!r} English)") for name in targets}
+    shared = _as_texts(src, what)
+    return {name: shared for name in targets}
 
 
 def _as_texts(texts, what):
@@ -59,6 +82,39 @@ def _as_texts(texts, what):
         if not t.strip():
             raise ValueError(f"{what}: sentence {i} is empty")
     return texts
+
+
+def _check_beam(beam, n_best):
+    for name, value in (("beam", beam), ("n_best", n_best)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be >= 1 (a whole number), got {value!r}")
+    if n_best > beam:
+        raise ValueError(f"n_best={n_best} is larger than beam={beam}: a beam of {beam} finds at most {beam} "
+                         f"translations; ask for n_best <= beam")
+    return int(beam), int(n_best)
+
+
+def _best_texts(tok, hyps, n):
+    """The n best different texts among beam hypotheses [(tokens, score)], best first. Different token
+    sequences can spell the same text (subword pieces); if fewer than n texts differ, the best repeat."""
+    texts = list(dict.fromkeys(tok.decode_batch([tokens for tokens, _ in hyps]) if hyps else []))
+    if not texts:
+        texts = [""]
+    return (texts + [texts[-1]] * n)[:n]
+
+
+def _encode(tok, texts, add_bos, sample_alpha=None, max_len=None):
+    if sample_alpha:  # subword regularisation: a random segmentation (SubwordTokenizer only)
+        return tok.encode_batch(texts, add_bos=add_bos, add_eos=True, max_len=max_len, sample_alpha=sample_alpha)
+    return tok.encode_batch(texts, add_bos=add_bos, add_eos=True, max_len=max_len)
+
+
+def _warn_truncated(ids, pad_id, limit, what, module):
+    lengths = (ids != pad_id).sum(axis=1)
+    longest = int(lengths.argmax())
+    warnings.warn(f"{int((lengths > limit).sum())} {what} sentence(s) are longer than {module}'s max_len "
+                  f"(sentence {longest}: {int(lengths[longest])} tokens, limit {limit}); they are cut to fit",
+                  stacklevel=3)
 
 
 class Translator:
@@ -82,6 +138,7 @@ class Translator:
         self.stop_training = False
         self.rng = np.random.default_rng(self.seed)
         self._training_state = None  # (names of trained modules, optimizer) kept across fit calls
+        self.weight_average = None  # during fit(ema=...): the running WeightAverage (its .average array)
         for name, dec in decoders.items():
             self._attach(name, dec, tgt_tokenizers.get(name))
         self._precision = "float32"
@@ -104,19 +161,27 @@ class Translator:
     @classmethod
     def build(cls, src_texts, targets, d_model=128, n_heads=4, n_layers=2, d_ff=None, max_len=None,
               dropout=0.1, tokenizer="word", min_freq=1, lowercase=True, activation="gelu", seed=0,
-              dtype=np.float32, precision="float32"):
+              dtype=np.float32, vocab_size=None, tie_embeddings=False, precision="float32"):
         """Fit tokenizers on the data and build an Encoder and one Decoder per target language.
 
-        tokenizer: "word", "char", "ascii" or a fitted tokenizer; min_freq and lowercase apply to
-        word tokenizers (keep case, lowercase=False, when scores compare case-sensitively)."""
-        src_texts = _as_texts(src_texts, "Translator.build")
+        src_texts: the English sentences, one list for every target or {language: list} (each
+        language its own English). tokenizer: "subword" (SentencePiece, vocab_size pieces per
+        language, default 4000), "word", "char", "ascii" or a fitted tokenizer; min_freq and
+        lowercase apply to word tokenizers (keep case, lowercase=False, when scores compare
+        case-sensitively). tie_embeddings: each decoder's output projection is its input
+        embedding (one tensor)."""
         if not targets:
             raise ValueError("Translator.build: targets must map a language name to its sentences")
-        src_tok = _text_tokenizer(tokenizer, src_texts, min_freq, lowercase)
-        tgt_toks = {name: _text_tokenizer(tokenizer, [t for t in texts if t is not None], min_freq, lowercase)
+        sources = _source_lists(src_texts, targets, "Translator.build")
+        english = sources[next(iter(targets))]
+        if isinstance(src_texts, dict):  # English of several files: each sentence counted once
+            english = list(dict.fromkeys(t for texts in sources.values() for t in texts))
+        src_tok = _text_tokenizer(tokenizer, english, min_freq, lowercase, vocab_size, seed)
+        tgt_toks = {name: _text_tokenizer(tokenizer, [t for t in texts if t is not None], min_freq, lowercase,
+                                          vocab_size, seed)
                     for name, texts in targets.items()}
         if max_len is None:
-            longest = max(cls._longest(src_tok, src_texts),
+            longest = max(cls._longest(src_tok, english),
                           *(cls._longest(tgt_toks[n], [t for t in texts if t is not None])
                             for n, texts in targets.items()))
             max_len = longest + 2 + longest // 4  # room for bos/eos and slightly longer sentences
@@ -124,13 +189,14 @@ class Translator:
                     max_len=max_len, dropout=dropout, activation=activation, dtype=dtype)
         seeds = np.random.SeedSequence(seed).generate_state(len(targets) + 1)
         encoder = Encoder(src_tok.vocab_size, pad_id=src_tok.pad_id, seed=seeds[0], **arch)
-        decoders = {name: Decoder(tgt_toks[name].vocab_size, pad_id=tgt_toks[name].pad_id, seed=s, **arch)
+        decoders = {name: Decoder(tgt_toks[name].vocab_size, pad_id=tgt_toks[name].pad_id, seed=s,
+                                  tie_embeddings=tie_embeddings, **arch)
                     for name, s in zip(targets, seeds[1:])}
         return cls(encoder, decoders, src_tok, tgt_toks, seed=seed, precision=precision)
 
     @staticmethod
     def _longest(tokenizer, texts):
-        return max(len(tokenizer.encode(t)) for t in texts)
+        return int((tokenizer.encode_batch(texts) != tokenizer.pad_id).sum(axis=1).max())
 
     @staticmethod
     def _check_tokenizer(tokenizer, module, what):
@@ -194,25 +260,32 @@ class Translator:
             raise KeyError(f"unknown target {to!r}; this translator has decoders for {self.languages}")
         return self.decoders[to]
 
-    def encode_source(self, texts):
-        """Source ids (N, S) ending in eos, padded; S capped by the encoder's max_len."""
+    def encode_source(self, texts, sample_alpha=None, truncate=False):
+        """Source ids (N, S) ending in eos, padded. A sentence longer than the encoder's max_len is an
+        error, or with truncate=True (training and scoring: never an error after hours of training)
+        is cut to fit, with a warning."""
         tok = self.src_tokenizer
-        ids = tok.encode_batch(texts, add_bos=False, add_eos=True)
+        ids = _encode(tok, texts, add_bos=False, sample_alpha=sample_alpha)
         if ids.shape[1] > self.encoder.max_len:
-            raise ValueError(f"a source sentence has {ids.shape[1]} tokens, more than the encoder's "
-                             f"max_len={self.encoder.max_len}")
+            if not truncate:
+                raise ValueError(f"a source sentence has {ids.shape[1]} tokens, more than the encoder's "
+                                 f"max_len={self.encoder.max_len}")
+            _warn_truncated(ids, tok.pad_id, self.encoder.max_len, "source", "the encoder")
+            ids = _encode(tok, texts, add_bos=False, sample_alpha=sample_alpha, max_len=self.encoder.max_len)
         return np.ascontiguousarray(ids, dtype=np.int64)
 
-    def encode_target(self, name, texts):
-        """Target ids (N, T) = bos, tokens, eos, pads; a missing (None) sentence becomes a row of pads."""
+    def encode_target(self, name, texts, sample_alpha=None):
+        """Target ids (N, T) = bos, tokens, eos, pads; a missing (None) sentence becomes a row of pads.
+        A sentence longer than the decoder's max_len is cut to fit, with a warning."""
         tok, dec = self.tokenizers[name], self.decoders[name]
         present = [i for i, t in enumerate(texts) if t is not None]
         if not present:
             return np.full((len(texts), 2), tok.pad_id, dtype=np.int64)
-        ids = tok.encode_batch([texts[i] for i in present], add_bos=True, add_eos=True)
+        kept = [texts[i] for i in present]
+        ids = _encode(tok, kept, add_bos=True, sample_alpha=sample_alpha)
         if ids.shape[1] > dec.max_len + 1:
-            raise ValueError(f"a {name!r} target sentence has {ids.shape[1] - 1} tokens after bos, more than "
-                             f"the decoder's max_len={dec.max_len}")
+            _warn_truncated(ids, tok.pad_id, dec.max_len + 1, f"{name!r} target", "the decoder")
+            ids = _encode(tok, kept, add_bos=True, sample_alpha=sample_alpha, max_len=dec.max_len + 1)
         out = np.full((len(texts), ids.shape[1]), tok.pad_id, dtype=np.int64)
         out[present] = ids
         return out
@@ -224,13 +297,19 @@ class Translator:
     # ---- training ----
     def fit(self, src, targets, epochs=10, batch_size=32, validation_data=None, callbacks=None, verbose=1,
             max_minutes=None, lr=1e-3, warmup=None, label_smoothing=0.1, clip_norm=1.0, optimizer=None,
-            shuffle=True):
+            shuffle=True, steps_per_epoch=None, ema=None, keep_best=None, sample_alpha=None):
         """Train the decoders named in `targets` (and the encoder unless frozen) jointly.
 
-        src: English sentences; targets: {name: sentences aligned with src} (None
-        where a sentence has no translation). validation_data: (src, targets).
-        Adam with a warmup then inverse-square-root decay of the learning rate,
-        global-norm clipping, label smoothing; returns a History.
+        src: English sentences, either one list aligned with every target (None where a sentence has
+        no translation) or {name: English list} with each language's own sentences (their batches
+        interleave); targets: {name: sentences}. validation_data: (src, targets) of the same form.
+        Adam with a warmup then inverse-square-root decay of the learning rate, global-norm
+        clipping, label smoothing. steps_per_epoch: batches between validations (default: one pass).
+        ema: decay of an exponential moving average of the weights (e.g. 0.999), which is what
+        validation sees and what the model holds after fit (a later fit continues from the raw
+        weights). keep_best="val_chrf" (or "val_loss"): after fit the model holds the weights of the
+        epoch with the best validation score. sample_alpha: subword sampling (e.g. 0.1, subword
+        tokenizers) -- a new random segmentation of the training text every pass. Returns a History.
         """
         if self.quantization:
             raise RuntimeError(f"this translator is quantised to {self.quantization}: it runs inference only "
@@ -238,7 +317,9 @@ class Translator:
         return fit_translator(self, src, targets, epochs=epochs, batch_size=batch_size,
                               validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                               max_minutes=max_minutes, lr=lr, warmup=warmup, label_smoothing=label_smoothing,
-                              clip_norm=clip_norm, optimizer=optimizer, shuffle=shuffle)
+                              clip_norm=clip_norm, optimizer=optimizer, shuffle=shuffle,
+                              steps_per_epoch=steps_per_epoch, ema=ema, keep_best=keep_best,
+                              sample_alpha=sample_alpha)
 
     # ---- inference ----
     def _check_trained(self, to):
@@ -250,11 +331,18 @@ class Translator:
         for start in range(0, n, batch_size):
             yield slice(start, min(start + batch_size, n))
 
-    def translate(self, texts, to=None, beam=1, max_len=None, length_penalty=0.6, batch_size=256, cache=True):
+    def translate(self, texts, to=None, beam=1, n_best=1, max_len=None, length_penalty=LENGTH_PENALTY,
+                  batch_size=256, cache=True, no_repeat_ngram=NO_REPEAT_NGRAM, max_length_ratio=MAX_LENGTH_RATIO,
+                  truncate=False):
         """Translate one sentence (returns a string) or a list (returns a list).
 
-        beam=1 is greedy decoding with a key/value cache (cache=False reruns the
-        prefix, slowly); beam>1 is beam search ranked with the length penalty.
+        beam=1 is greedy decoding with a key/value cache (cache=False reruns the prefix, slowly);
+        beam>1 is beam search ranked by log-probability / ((5 + length) / 6) ** length_penalty.
+        n_best > 1 (at most beam) returns the n_best best different translations of each sentence,
+        best first: a list for a string, a list of lists for a list. An output never holds the
+        unknown token, never repeats an n-gram of no_repeat_ngram tokens (0 = allowed) and has at
+        most max_length_ratio x the source's tokens + LENGTH_EXTRA (and the decoder's max_len, or max_len).
+        A source longer than the encoder takes is an error, or with truncate=True cut with a warning.
         A non-text decoder returns its predict() output for the representations.
         """
         single = isinstance(texts, str)
@@ -262,32 +350,35 @@ class Translator:
         to = self._default_target(to)
         dec = self._decoder(to)
         self._check_trained(to)
-        if int(beam) < 1:
-            raise ValueError(f"beam must be >= 1, got {beam}")
-        src = self.encode_source(texts)
+        beam, n_best = _check_beam(beam, n_best)
+        src = self.encode_source(texts, truncate=truncate)
         if not isinstance(dec, Decoder):
             outputs = np.concatenate([self._predict_other(dec, src[s]) for s in self._batches(len(texts), batch_size)])
             return outputs[0] if single else outputs
         tok = self.tokenizers[to]
         limit = dec.max_len if max_len is None else min(int(max_len), dec.max_len)
-        results = []
+        banned = {tok.unk_id, tok.pad_id, tok.bos_id}
+        src_lengths = (src != self.encoder.pad_id).sum(axis=1)
+        caps = np.ceil(max_length_ratio * src_lengths).astype(np.int64) + LENGTH_EXTRA
+        out = [None] * len(texts)
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths batch together
         for s in self._batches(len(texts), batch_size):
             idx = order[s]
             ids = src[idx]
             ids = ids[:, : int((ids != self.encoder.pad_id).sum(axis=1).max())]
             memory, mask = self._memory(ids)
-            args = (dec, memory, mask, tok.bos_id, tok.eos_id, tok.pad_id, limit)
+            rules = decoding.Rules(banned, caps[idx], no_repeat_ngram)
+            args = (dec, memory, mask, tok.bos_id, tok.eos_id, limit, rules)
             if beam > 1:
-                rows = decoding.beam_search(*args, beam=beam, length_penalty=length_penalty)
-            elif cache:
-                rows = decoding.greedy(*args)
-            else:
-                rows = decoding.greedy_uncached(*args)
-            results.extend(zip(idx, rows))
-        out = [None] * len(texts)
-        for i, row in results:
-            out[i] = tok.decode(row)
+                found = decoding.beam_search(*args, beam=beam, length_penalty=length_penalty)
+                for i, hyps in zip(idx, found):
+                    out[i] = _best_texts(tok, hyps, n_best)
+                continue
+            rows = decoding.greedy(*args) if cache else decoding.greedy_uncached(*args)
+            for i, text_ in zip(idx, tok.decode_batch(rows)):
+                out[i] = [text_] if n_best > 1 else text_
+        if beam > 1 and n_best == 1:
+            out = [o[0] for o in out]
         return out[0] if single else out
 
     def _default_target(self, to):
@@ -339,7 +430,7 @@ class Translator:
             raise ValueError(f"evaluate: {len(src)} sentences but {len(refs)} references")
         if {"bleu", "chrf"} & set(metrics):
             scoring.sacrebleu_module()  # fail before the slow part when sacrebleu is missing
-        hyps = self.translate(src, to=to, beam=beam, batch_size=batch_size)
+        hyps = self.translate(src, to=to, beam=beam, batch_size=batch_size, truncate=True)
         scores = {}
         if "token_accuracy" in metrics:
             scores["token_accuracy"] = teacher_forced_scores(self, src, {to: [r[0] for r in refs]})["token_accuracy"]

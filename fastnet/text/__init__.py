@@ -6,6 +6,7 @@ from fastnet.text.tokenizers import (
     WordTokenizer,
     tokenizer_from_dict,
 )
+from fastnet.text.subword import SubwordTokenizer
 
-__all__ = ["AsciiTokenizer", "CharTokenizer", "WordTokenizer", "tokenizer_from_dict",
+__all__ = ["AsciiTokenizer", "CharTokenizer", "SubwordTokenizer", "WordTokenizer", "tokenizer_from_dict",
            "SPECIAL_TOKENS"]

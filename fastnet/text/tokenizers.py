@@ -113,15 +113,14 @@ class _Tokenizer:
         they were asked for.
         """
         texts = _check_texts(texts)
-        n_extra = int(bool(add_bos)) + int(bool(add_eos))
-        if max_len is not None:
-            if int(max_len) != max_len or max_len < max(n_extra, 1):
-                raise ValueError(
-                    f"max_len must be an integer >= {max(n_extra, 1)} "
-                    f"(room for the bos/eos tokens asked for), got {max_len!r}")
-            max_len = int(max_len)
+        max_len = _checked_max_len(max_len, add_bos, add_eos)
         flat, lengths = self._encode_many(texts)
-        n = len(texts)
+        return self._pad_rows(flat, lengths, add_bos, add_eos, max_len)
+
+    def _pad_rows(self, flat, lengths, add_bos, add_eos, max_len):
+        """The padded (B, T) array of rows given as flat ids and per-row lengths."""
+        n_extra = int(bool(add_bos)) + int(bool(add_eos))
+        n = len(lengths)
         starts = np.zeros(n, dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
         # How many content tokens each row keeps after truncation.
@@ -455,6 +454,17 @@ class WordTokenizer(_Tokenizer):
         return {"type": "word", "vocab": list(self.vocab), "lowercase": self.lowercase}
 
 
+def _checked_max_len(max_len, add_bos, add_eos):
+    n_extra = int(bool(add_bos)) + int(bool(add_eos))
+    if max_len is None:
+        return None
+    if int(max_len) != max_len or max_len < max(n_extra, 1):
+        raise ValueError(
+            f"max_len must be an integer >= {max(n_extra, 1)} "
+            f"(room for the bos/eos tokens asked for), got {max_len!r}")
+    return int(max_len)
+
+
 def _check_min_freq(min_freq):
     if int(min_freq) != min_freq or min_freq < 1:
         raise ValueError(f"min_freq must be an integer >= 1, got {min_freq!r}")
@@ -468,8 +478,12 @@ def tokenizer_from_dict(d):
     if not isinstance(d, dict) or "type" not in d:
         raise ValueError(f"not a tokenizer description (a dict with a 'type'): {d!r:.200}")
     kind = d["type"]
+    if kind == "subword":
+        from fastnet.text.subword import SubwordTokenizer
+
+        return SubwordTokenizer.from_dict(d)
     if kind not in _TYPES:
-        raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {sorted(_TYPES)}")
+        raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {sorted([*_TYPES, 'subword'])}")
     try:
         if kind == "ascii":
             return AsciiTokenizer(errors=d.get("errors", "strict"))
