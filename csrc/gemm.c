@@ -323,16 +323,21 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
 /* Multiply-adds one thread should have before a second one pays off. Waking
  * an OpenMP team costs a few microseconds on an idle machine, but on a busy
  * one the team waits until the other thread is scheduled again (measured:
- * 64x256x784 took 20-37 ms on 2 threads instead of 0.15 ms on 1 at load 10;
- * NumPy's OpenBLAS keeps that shape on one thread too), so a thread must
- * bring ~50 us of work: 2^23 multiply-adds. */
-#define SGEMM_MIN_WORK_PER_THREAD (1 << 23)
+ * 64x256x784 took 20-37 ms on 2 threads instead of 0.15 ms on 1 at load 10),
+ * so a thread must bring ~40 us of work: 2^22 multiply-adds. (2^23 kept
+ * 64x256x784 on one thread while OpenBLAS used two: 0.55x its speed.) */
+#define SGEMM_MIN_WORK_PER_THREAD (1 << 22)
 /* Footprint (floats of A + B + C) below which nothing is packed. */
 #define SGEMM_DIRECT_FLOATS (1 << 20)
 /* Scratch up to this many floats comes from the stack (no malloc for small calls). */
 #define SGEMM_STACK_FLOATS 4096
 
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+/* The busiest thread's share of `units` over the average share (1 = even). */
+static double imbalance(int64_t units, int nth) {
+    return (double)((units + nth - 1) / nth) * nth / (double)units;
+}
 
 /* Packing scratch, kept per calling thread and grown when needed. A fresh
  * malloc per call was measured to cost 6% of a 1024^3 bf16 product: blocks
@@ -421,7 +426,10 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
     job.pack_a = !small;
     job.direct_b = small && !trans_b;
     job.private_b = small || nth == 1;
-    job.split_rows = slivers >= 2 * (int64_t)nth || slivers >= panels;
+    /* Split whichever of rows (MR slivers) and NR panels divides more evenly:
+     * 64 rows of 12-row slivers on 2 threads is 36 + 28 rows (89% busy),
+     * 8 panels is 4 + 4. */
+    job.split_rows = imbalance(slivers, nth) <= imbalance(panels, nth);
 
     int64_t kc_max = fn_k_units(arch, k < arch->kc ? k : arch->kc);
     int64_t nc_max = round_up(n < arch->nc ? n : arch->nc, NR);
