@@ -186,6 +186,47 @@ def test_concurrent_requests_are_all_answered_correctly(base_url, reference):
         assert reply.json() == {"translations": answers[(tuple(texts), to)], "to": to}
 
 
+def test_a_request_may_ask_for_its_own_beam(base_url, reference):
+    texts = SENTENCES[:4]
+    reply = post(base_url, {"texts": texts, "to": "es", "beam": 3})
+    assert reply.status_code == 200, reply.text
+    with fastnet.threads(1):
+        assert reply.json()["translations"] == reference.translate(texts, to="es", beam=3)
+
+
+def test_n_best_returns_the_alternatives_of_the_translator(base_url, reference):
+    texts = SENTENCES[:3]
+    reply = post(base_url, {"texts": texts, "to": "sv", "beam": 4, "n_best": 3})
+    assert reply.status_code == 200, reply.text
+    with fastnet.threads(1):
+        alternatives = reference.translate(texts, to="sv", beam=4, n_best=3)
+    body = reply.json()
+    assert body["alternatives"] == alternatives
+    assert body["translations"] == [alts[0] for alts in alternatives]
+    assert all(len(alts) == 3 for alts in body["alternatives"])
+
+
+def test_requests_with_different_beams_in_one_queue_each_get_their_own_decoding(base_url, reference):
+    jobs = [{"texts": [t], "to": "sv", "beam": 1 + i % 3, "n_best": 1 + (i % 3 == 2)} for i, t in enumerate(SENTENCES)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda job: post(base_url, job), jobs))
+    for job, reply in zip(jobs, replies):
+        with fastnet.threads(1):
+            want = reference.translate(job["texts"], to="sv", beam=job["beam"], n_best=job["n_best"])
+        got = reply.json()
+        assert got.get("alternatives", got["translations"]) == want
+
+
+@pytest.mark.parametrize("payload, error", [
+    ({"beam": 0}, "invalid_beam"), ({"beam": 5}, "invalid_beam"), ({"beam": "2"}, "invalid_beam"),
+    ({"beam": True}, "invalid_beam"), ({"n_best": 0}, "invalid_n_best"), ({"n_best": 5}, "invalid_n_best"),
+    ({"beam": 2, "n_best": 3}, "invalid_n_best")])
+def test_beam_and_n_best_outside_their_range_get_422(base_url, payload, error):
+    reply = post(base_url, {"texts": ["cats are cute"], "to": "sv", **payload})
+    assert reply.status_code == 422 and reply.json()["error"] == error, reply.text
+    assert "max_" in reply.json()["message"] or "beam=2" in reply.json()["message"]
+
+
 # ---- bad requests: each its 4xx with a JSON error naming the fault; the server keeps serving ----
 
 def _json(payload):

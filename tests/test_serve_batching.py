@@ -94,6 +94,16 @@ def test_concurrent_requests_merge_into_batches_and_each_reply_is_its_own_transl
     assert metric(samples, "fastnet_sentences_translated_total") == total + 1
 
 
+def test_a_lone_request_does_not_wait_out_the_window(model_path, reference):
+    """Nothing else is on its way into the queue, so waiting 3 s for company would only add latency."""
+    with serving(model_path, batching=Batching(window_ms=3000)) as (url, _):
+        post(url, {"texts": ["dogs are big"], "to": "sv"})  # warm-up
+        start = time.monotonic()
+        reply = post(url, {"texts": ["cats are cute"], "to": "sv"})
+        assert time.monotonic() - start < 1.5
+        assert reply.json()["translations"] == expected(reference, ["cats are cute"], "sv")
+
+
 @pytest.mark.parametrize("budget, batches", [({"max_sentences": 2}, 4), ({"max_tokens": 8}, 4)],
                          ids=["sentence cap", "token budget"])
 def test_batches_are_cut_at_the_sentence_cap_and_the_token_budget(model_path, reference, budget, batches):

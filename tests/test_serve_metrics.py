@@ -20,7 +20,7 @@ from test_serve import (
 
 
 FAMILIES = ["fastnet_requests", "fastnet_sentences_translated", "fastnet_characters_translated",
-            "fastnet_sentences_dropped", "fastnet_queue_sentences", "fastnet_batch_sentences",
+            "fastnet_sentences_dropped", "fastnet_queue_sentences", "fastnet_requests_in_flight", "fastnet_batch_sentences",
             "fastnet_queue_wait_seconds", "fastnet_translation_seconds", "fastnet_request_seconds"]
 
 

@@ -1,7 +1,9 @@
 """`fastnet serve` as a process: graceful SIGTERM, --workers N sharing the port and the metrics,
 a SIGKILLed worker replaced while the other keeps serving, /ready."""
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -66,29 +68,47 @@ def test_ready_answers_503_once_the_server_drains(model_path):
         assert reply.status_code == 503 and reply.json() == {"status": "draining"}
 
 
-def _send_concurrently(url, jobs):
-    pool = ThreadPoolExecutor(max_workers=len(jobs))
-    futures = [pool.submit(post, url, {"texts": texts, "to": "sv"}) for texts in jobs]
-    pool.shutdown(wait=False)
-    return futures
+def _read_reply(sock):
+    """(status, JSON body) of one HTTP/1.1 response with a Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split()[1]), json.loads(body[:length])
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_finishes_every_request_in_flight(model_path, reference, tmp_path, workers):
-    """Requests that wait in the batching window (3 s) when SIGTERM arrives are all answered."""
+    """8 requests whose bodies are half sent when SIGTERM arrives: each is still read, translated and
+    answered, and then the server exits."""
     jobs = [SENTENCES[i: i + 1 + i % 2] for i in range(8)]
-    with ServeProcess(model_path, tmp_path / "serve.log", "--workers", str(workers),
-                      "--batch-window-ms", "3000") as server:
-        futures = _send_concurrently(server.url, jobs)
-        total = sum(map(len, jobs))
-        wait_for(lambda: metric(scrape(server.url), "fastnet_queue_sentences") == total,
-                 "every request to be in, waiting for the window")
+    with ServeProcess(model_path, tmp_path / "serve.log", "--workers", str(workers)) as server:
+        socks = []
+        for texts in jobs:
+            body = json.dumps({"texts": texts, "to": "sv"}).encode()
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+            sock.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:10]))
+            socks.append((sock, body[10:]))
+        # all 8 are in (and the scrape that counts them)
+        wait_for(lambda: metric(scrape(server.url), "fastnet_requests_in_flight") == 9, "8 requests in flight")
         server.proc.send_signal(signal.SIGTERM)
-        replies = [f.result(2 * TIMEOUT) for f in futures]
+        time.sleep(0.3)  # the shutdown has begun
+        for sock, rest in socks:
+            sock.sendall(rest)
+        replies = [_read_reply(sock) for sock, _ in socks]
+        for sock, _ in socks:
+            sock.close()
         server.proc.wait(2 * TIMEOUT)
-    for texts, reply in zip(jobs, replies):
-        assert reply.status_code == 200, reply.text
-        assert reply.json()["translations"] == expected(reference, texts, "sv")
+    for texts, (status, body) in zip(jobs, replies):
+        assert status == 200, body
+        assert body["translations"] == expected(reference, texts, "sv")
+    assert "Shutting down" in server.log()
     with pytest.raises(httpx.TransportError):  # and then it is gone
         httpx.get(server.url + "/health", timeout=2.0)
 

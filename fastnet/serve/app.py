@@ -8,7 +8,6 @@ error is `{"error": code, "message": text, ...}` with its status; every
 answer is counted in /metrics by endpoint and status.
 """
 import contextlib
-import inspect
 import json
 import threading
 import time
@@ -28,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from fastnet.serve.batching import Batching, ClientGone, MicroBatcher
 from fastnet.serve.errors import RequestError
 from fastnet.serve.metrics import CONTENT_TYPE, ServeMetrics
+from fastnet.serve.openapi import docs_page, openapi_schema
 from fastnet.serve.page import PAGE
 from fastnet.serve.protocol import Connections
 
@@ -105,7 +105,6 @@ class TranslationService:
         # model takes this lock); the kernels release the GIL, so the event loop keeps serving.
         self._lock = threading.Lock()
         self._batcher = MicroBatcher(self, self.batching) if self.batching.enabled else None
-        self._n_best_supported = "n_best" in inspect.signature(translator.translate).parameters
 
     @property
     def languages(self):
@@ -151,9 +150,6 @@ class TranslationService:
         if n_best > beam:
             raise RequestError(422, "invalid_n_best", f"n_best={n_best} is more than beam={beam}: the beam keeps "
                                f"only {beam} candidates; ask for a beam of at least {n_best}")
-        if n_best > 1 and not self._n_best_supported:
-            raise RequestError(422, "invalid_n_best", "this model's Translator cannot return alternatives "
-                               "(n_best > 1)")
         return TranslateRequest(texts, to, beam, n_best)
 
     async def admit(self, request, payload, n_chars):
@@ -342,6 +338,7 @@ class Accounting:
             await send(message)
 
         service.in_flight += 1
+        metrics.in_flight.inc()
         try:
             if service.in_flight > service.connections.max_in_flight:
                 await error_response(RequestError(
@@ -351,6 +348,7 @@ class Accounting:
                 await self.app(scope, receive, counted_send)
         finally:
             service.in_flight -= 1
+            metrics.in_flight.dec()
             metrics.requests.labels(endpoint, str(status[0] if status else 500)).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
@@ -401,6 +399,12 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
     async def page(request):
         return HTMLResponse(PAGE)
 
+    async def openapi(request):
+        return JSONResponse(documents["schema"])
+
+    async def docs(request):
+        return HTMLResponse(documents["page"])
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
@@ -408,9 +412,12 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
 
     routes = [Route("/", page, methods=["GET"]), Route("/health", health, methods=["GET"]),
               Route("/ready", ready, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
-              Route("/translate", translate, methods=["POST"])]
+              Route("/translate", translate, methods=["POST"]), Route("/openapi.json", openapi, methods=["GET"]),
+              Route("/docs", docs, methods=["GET"])]
     routes += story_routes(service)
     endpoints = frozenset(route.path for route in routes)  # after every `routes +=`: metrics label by path
+    schema = openapi_schema(service, endpoints)
+    documents = {"schema": schema, "page": docs_page(schema)}
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(Accounting, service=service, endpoints=endpoints)],
                     exception_handlers={HTTPException: _http_error, 500: _server_error})

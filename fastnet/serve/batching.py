@@ -8,8 +8,11 @@ Design
   one thread and needs no locks.
 - A batch is cut when the sentences waiting for the oldest request's target
   (language, beam, n_best) fill `max_sentences` or the token budget
-  (`max_tokens`, counted as padded tokens: sentences x longest), or when the
-  oldest request has waited `window_ms`. Its sentences are sorted by length
+  (`max_tokens`, counted as padded tokens: sentences x longest), when the
+  oldest request has waited `window_ms`, or as soon as no other request is
+  on its way into the queue (every request in the server is already queued:
+  waiting could only add latency). While a batch runs, new requests queue
+  up and form the next one. Its sentences are sorted by length
   (less padding), translated in one call, and each request gets back its own
   sentences in its own order.
 - A request still waiting at its deadline gets 503 `deadline_exceeded` with
@@ -164,7 +167,8 @@ class MicroBatcher:
                 continue
             oldest = self._queue[0]
             cut_at = oldest.arrived + self.config.window_ms / 1000.0
-            while not self._full(oldest.target) and loop.time() < cut_at and oldest.queued:
+            while (not self._full(oldest.target) and loop.time() < cut_at and oldest.queued
+                   and self._more_expected()):
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), cut_at - loop.time())
@@ -173,6 +177,11 @@ class MicroBatcher:
             batch = self._cut(loop.time())
             if batch:
                 await self._translate(loop, batch)
+
+    def _more_expected(self):
+        """Whether requests are in the server but not yet queued (reading, checking): only then is
+        waiting worth it. A lone client is translated at once instead of waiting out the window."""
+        return self.service.in_flight > len(self._queue)
 
     def _full(self, target):
         sentences, longest = 0, 0

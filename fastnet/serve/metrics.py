@@ -46,6 +46,8 @@ class ServeMetrics:
         # livesum: with workers, the sum over the processes alive now
         self.queue = Gauge("fastnet_queue_sentences", "Sentences waiting in the batching queue", registry=r,
                            multiprocess_mode="livesum")
+        self.in_flight = Gauge("fastnet_requests_in_flight", "Requests being handled now", registry=r,
+                               multiprocess_mode="livesum")
         self.batch_size = Histogram("fastnet_batch_sentences", "Sentences per model call", buckets=BATCH_BUCKETS,
                                     registry=r)
         self.queue_wait = Histogram("fastnet_queue_wait_seconds", "Time a request waited before its batch ran",
