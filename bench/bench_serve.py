@@ -12,6 +12,7 @@ in-process with the same batch size: the ratio shows what HTTP, JSON and
 queueing cost on top of the model.
 """
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -85,6 +86,25 @@ def wait_ready(url, proc):
     raise TimeoutError(f"{url} not ready within {STARTUP_TIMEOUT} s")
 
 
+@contextlib.contextmanager
+def served(model_path, threads):
+    """The URL of a `fastnet.serve.run` server on a free port in its own process, answering /health;
+    the process is stopped on the way out."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(model_path, port, threads)
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
 def load(url, batches, to, concurrency):
     """Send every batch (bounded to `concurrency` in flight); return (wall seconds, per-request latencies)."""
     import httpx
@@ -122,20 +142,9 @@ def in_process(model_path, batches, to, threads, with_cpu=False):
 def measure(model_path, requests=200, concurrency=8, batch=1, to="sv", threads=1):
     sentences = held_out_sentences(requests * batch)
     batches = [sentences[i * batch:(i + 1) * batch] for i in range(requests)]
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_server(model_path, port, threads)
-    try:
-        wait_ready(url, proc)
+    with served(model_path, threads) as url:
         load(url, batches[: min(16, requests)], to, concurrency)  # warm-up: connections, first calls
         wall, latencies = load(url, batches, to, concurrency)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
     direct = in_process(model_path, batches, to, threads)
     ms = np.array(latencies) * 1e3
     return {

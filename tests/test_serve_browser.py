@@ -173,6 +173,46 @@ def test_ctrl_enter_translates_at_once_with_typing_translation_off(browser, stor
     assert box.get_attribute("value") == "dogs are big"  # Ctrl+Enter adds no new line
 
 
+def test_typing_waits_for_a_pause_and_a_newer_round_cancels_the_older_ones_requests(browser, story):
+    url, _ = story
+    open_page(browser, url)
+    browser.execute_script("""
+        window.sent = [];
+        const original = window.fetch;
+        window.fetch = (path, options) => { window.sent.push([path, options.signal]); return original(path, options); };""")
+    type_sentence(browser, "cats are cute")  # 13 keystrokes, one round after the pause
+    assert browser.execute_script("return state.round") < len("cats are cute")
+    assert browser.execute_script("return window.sent.filter((s) => s[0] === 'translate').length") % 2 == 0
+    # Two rounds back to back: the first one's requests are still in flight when the second starts.
+    before = current_round(browser)
+    browser.execute_script("""
+        window.sent = [];
+        const box = document.getElementById("source"), go = document.getElementById("translate");
+        box.value = "cats are big"; go.click();
+        box.value = "dogs are big"; go.click();""")
+    wait_for_round(browser, before)
+    aborted = browser.execute_script("return window.sent.map((s) => s[1].aborted)")
+    assert aborted == [True] * 4 + [False] * 4  # sv, es, represent, draw of each round
+    assert translation(browser, "sv") == "hundar är stora"
+    assert browser.find_element(By.ID, "map-here-label").text == "dogs are big"
+
+
+def test_alternatives_come_on_demand_best_first(browser, story):
+    url, model = story
+    open_page(browser, url)
+    type_sentence(browser, "a small green cat")
+    assert not browser.find_element(By.ID, "alt-sv").is_displayed()  # nothing until asked
+    browser.find_element(By.ID, "more-sv").click()
+    WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "alt-sv").is_displayed())
+    shown = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#alt-sv li")]
+    with fastnet.threads(1):
+        assert shown == model.translate("a small green cat", to="sv", beam=3, n_best=3)
+    assert len(shown) == 3 and "3 Swedish translations shown." in browser.find_element(By.ID, "status").text
+    assert not browser.find_element(By.ID, "alt-es").is_displayed()
+    type_sentence(browser, "cats are cute")  # a new sentence: the old alternatives go
+    assert not browser.find_element(By.ID, "alt-sv").is_displayed()
+
+
 def test_copy_buttons_put_the_translation_on_the_clipboard(browser, story):
     url, _ = story
     open_page(browser, url)
@@ -197,7 +237,7 @@ def test_keyboard_alone_reaches_every_control(browser, story):
     for _ in range(12):
         browser.switch_to.active_element.send_keys(Keys.TAB)
         reached.append(browser.switch_to.active_element.get_attribute("id"))
-    for control in ("live", "translate", "clear", "copy-sv", "copy-es"):
+    for control in ("live", "translate", "clear", "copy-sv", "more-sv", "copy-es", "more-es"):
         assert control in reached
     labels = {e.get_attribute("for") for e in browser.find_elements(By.CSS_SELECTOR, "label[for]")}
     assert {"source", "api-key"} <= labels

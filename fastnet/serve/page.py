@@ -61,6 +61,7 @@ PAGE = r"""<!doctype html>
   .live { font-size: .9rem; color: var(--muted); }
   .translation { display: block; min-height: 3.2rem; font-size: 1.25rem; overflow-wrap: anywhere; }
   .translation:empty::before { content: attr(data-empty); color: #9aa0b0; }
+  .alternatives { margin: 0; padding-left: 1.4rem; color: var(--muted); }
   #error { margin: .5rem 0 0; }
   #error:not(:empty) { background: var(--bad-wash); color: var(--bad); border: 1px solid #f3c1bd;
                        border-radius: .5rem; padding: .5rem .8rem; }
@@ -176,9 +177,9 @@ const errorBox = $("error"), statusBox = $("status"), results = $("results");
 const strip = $("strip"), map = $("map"), picture = $("picture");
 const keyInput = $("api-key"), keyBox = $("key-box"), keyStatus = $("key-status");
 
-const state = {languages: [], limits: {}, hasPictures: false, keysRequired: false,
+const state = {languages: [], limits: {}, hasPictures: false, keysRequired: false, canAlternatives: false,
                panes: {}, round: 0, controller: null, timer: null, pictureUrl: null, shown: "", reference: null,
-               limitShown: false};
+               limitShown: false, drawnMap: null};
 
 // ---------------------------------------------------------------- API key (kept in localStorage)
 function storedKey() { try { return localStorage.getItem(KEY_STORE) || ""; } catch (e) { return ""; } }
@@ -266,15 +267,30 @@ function buildPane(code) {
   copy.setAttribute("aria-label", "Copy the " + name + " translation");
   copy.addEventListener("click", () => copyText(code));
   row.appendChild(copy);
-  pane.append(title, output, row);
+  const alternatives = document.createElement("ol");
+  alternatives.className = "alternatives"; alternatives.id = "alt-" + code; alternatives.hidden = true;
+  alternatives.setAttribute("aria-label", "Other " + name + " translations");
+  let more = null;
+  if (state.canAlternatives) {  // the server answers n_best > 1: alternatives on demand
+    more = document.createElement("button");
+    more.type = "button"; more.id = "more-" + code; more.disabled = true;
+    more.textContent = "Alternatives";
+    more.setAttribute("aria-label", "Show other " + name + " translations");
+    more.addEventListener("click", () => showAlternatives(code));
+    row.appendChild(more);
+  }
+  pane.append(title, output, row, alternatives);
   $("targets").appendChild(pane);
-  state.panes[code] = {output, copy, text: ""};
+  state.panes[code] = {output, copy, more, alternatives, text: ""};
 }
 function setTranslation(code, text) {
   const pane = state.panes[code];
   pane.text = text;
   pane.output.textContent = text;
   pane.copy.disabled = !text;
+  if (pane.more) { pane.more.disabled = !text; }
+  pane.alternatives.hidden = true;
+  pane.alternatives.replaceChildren();
 }
 
 async function copyText(code) {
@@ -294,6 +310,31 @@ async function copyText(code) {
   statusBox.textContent = done ? languageName(code) + " translation copied." : "Copying is blocked in this browser.";
   pane.copy.textContent = done ? "Copied" : "Copy";
   setTimeout(() => { pane.copy.textContent = "Copy"; }, 1500);
+}
+
+async function showAlternatives(code) {
+  const pane = state.panes[code];
+  const text = state.shown;
+  if (!text) { return; }
+  const n = Math.min(3, state.limits.max_n_best, state.limits.max_beam);  // both > 1, or no button
+  pane.more.disabled = true;
+  try {
+    const reply = await call("translate", {texts: [text], to: code, beam: n, n_best: n});
+    const data = await reply.json();
+    if (state.shown !== text) { return; }
+    pane.alternatives.replaceChildren();
+    for (const option of (data.alternatives && data.alternatives[0]) || []) {
+      const item = document.createElement("li");
+      item.textContent = option;
+      pane.alternatives.appendChild(item);
+    }
+    pane.alternatives.hidden = pane.alternatives.children.length === 0;
+    statusBox.textContent = pane.alternatives.children.length + " " + languageName(code) + " translations shown.";
+  } catch (err) {
+    showError(describe(err));
+  } finally {
+    pane.more.disabled = !pane.text;
+  }
 }
 
 // ---------------------------------------------------------------- the representation: strip and map
@@ -347,7 +388,11 @@ function placeLabel(taken, x, y, text, size, W, H, always) {
   return {x: box.x0, y: box.y1 - 2};
 }
 function drawMap(reference, point, sentence) {
-  const W = 480, H = 300, pad = 16;
+  // The drawing is as many units wide as the map is pixels wide, so labels keep a readable size on a phone
+  // (fewer of them fit there; the rest keep their tooltips).
+  state.drawnMap = [reference, point, sentence];
+  const W = Math.max(240, Math.round(map.getBoundingClientRect().width) || 480), H = Math.round(W * 0.62), pad = 16;
+  map.setAttribute("viewBox", "0 0 " + W + " " + H);
   const all = reference.map.concat(point ? [point] : []);
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
@@ -480,6 +525,7 @@ async function start() {
   state.limits = info.limits || {};
   state.hasPictures = Boolean(info.has_pictures);
   state.keysRequired = Boolean(info.keys_required);
+  state.canAlternatives = (state.limits.max_n_best || 1) > 1 && (state.limits.max_beam || 1) > 1;
   for (const code of state.languages) { buildPane(code); }
   if (!state.hasPictures) { $("picture-box").hidden = true; }
   if (state.keysRequired && !storedKey()) {
@@ -498,6 +544,11 @@ $("key-save").addEventListener("click", () => { saveKey(keyInput.value.trim()); 
 $("key-forget").addEventListener("click", () => { keyInput.value = ""; saveKey(""); });
 keyInput.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); $("key-save").click(); } });
 source.addEventListener("input", schedule);
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => { if (state.drawnMap) { drawMap(...state.drawnMap); } }, 100);
+});
 source.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(); }
 });
