@@ -204,3 +204,12 @@ def test_with_batching_off_each_request_is_its_own_model_call(model_path, refere
 def test_batching_settings_are_checked(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         Batching(**bad)
+
+
+def test_the_token_counts_of_the_batching_budget_are_the_encoders(reference):
+    from fastnet.serve import TranslationService
+
+    service = TranslationService(reference)
+    texts = SENTENCES + ["cats", "an unknown wordy sentence"]
+    ids = reference.encode_source(texts)
+    assert service.source_tokens(texts) == (ids != reference.encoder.pad_id).sum(axis=1).tolist()

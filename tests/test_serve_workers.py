@@ -158,3 +158,18 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_serving(model_path, r
     after = [status for t, status in outcomes if t > killed_at + 0.5]
     assert after and all(status == 200 for status in after), after
     assert "starting a new one" in server.log()
+
+
+def test_workers_that_die_on_start_stop_the_supervisor_instead_of_restarting_forever(tmp_path):
+    from fastnet.serve import workers
+
+    class Crashing(workers.Supervisor):
+        def _spawn(self):  # a worker that exits at once, as one with a broken setup would
+            proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+            self.workers[proc.pid] = (proc, time.monotonic())
+            return proc
+
+    start = time.monotonic()
+    with pytest.raises(workers.WorkersFailing, match="status 3"):
+        Crashing("model", None, 2, {}, str(tmp_path)).run()
+    assert time.monotonic() - start < 4 * TIMEOUT

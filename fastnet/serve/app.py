@@ -176,12 +176,15 @@ class TranslationService:
 
     def source_tokens(self, texts):
         """Tokens per sentence (with eos); a sentence longer than the encoder takes is refused here,
-        before it can join a batch and fail everyone's translation."""
-        try:
-            ids = self.translator.encode_source(list(texts))
-        except ValueError as exc:
-            raise RequestError(422, "untranslatable", str(exc)) from None
-        return [int(n) for n in (ids != self.translator.encoder.pad_id).sum(axis=1)]
+        before it can join a batch and fail everyone's translation. (The same check as
+        Translator.encode_source, per sentence: encoding a padded batch costs 4x more per request.)"""
+        tokenizer, limit = self.translator.src_tokenizer, self.translator.encoder.max_len
+        counts = [len(tokenizer.encode(text, add_eos=True)) for text in texts]
+        longest = max(counts)
+        if longest > limit:
+            raise RequestError(422, "untranslatable", f"a source sentence has {longest} tokens, more than the "
+                               f"encoder's max_len={limit}")
+        return counts
 
     # ---- the model ----
     def run_exclusive(self, fn):

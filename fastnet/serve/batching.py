@@ -177,6 +177,8 @@ class MicroBatcher:
             batch = self._cut(loop.time())
             if batch:
                 await self._translate(loop, batch)
+            else:
+                await asyncio.sleep(0)  # every request of that target was past its deadline: let them answer
 
     def _more_expected(self):
         """Whether requests are in the server but not yet queued (reading, checking): only then is
@@ -201,7 +203,8 @@ class MicroBatcher:
             if job.target != target:
                 continue
             if job.deadline <= now:
-                continue  # its handler is answering 503 right now and will withdraw it
+                self._withdraw(job, "deadline")  # its handler answers 503 at this moment
+                continue
             n, top = sentences + len(job.texts), max(longest, max(job.tokens))
             if batch and (n > self.config.max_sentences or n * top > self.config.max_tokens):
                 break

@@ -49,6 +49,10 @@ def _log(message):
     print(f"fastnet supervisor: {message}", file=sys.stderr, flush=True)
 
 
+class WorkersFailing(RuntimeError):
+    """Workers die as soon as they start: the supervisor stops instead of restarting them forever."""
+
+
 class Supervisor:
     def __init__(self, model_path, sock, n, options, metrics_dir):
         self.model_path, self.sock, self.n, self.options = model_path, sock, n, options
@@ -88,8 +92,8 @@ class Supervisor:
                 continue
             self.quick_deaths = self.quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH_SECONDS else 0
             if self.quick_deaths >= MAX_QUICK_DEATHS:
-                raise RuntimeError(f"workers keep exiting right after starting (last: status {code}); see the "
-                                   f"errors above")
+                raise WorkersFailing(f"workers keep exiting right after starting (last: status {code}); see the "
+                                     f"errors above")
             _log(f"worker {pid} exited with status {code}; starting a new one")
             self._spawn()
 
@@ -126,14 +130,18 @@ def supervise(model_path, host, port, n, options):
           f"(languages: {', '.join(languages)})", flush=True)
     try:
         return Supervisor(model_path, sock, n, options, metrics_dir).run()
+    except WorkersFailing as err:
+        _log(f"error: {err}")
+        return 1
     finally:
         sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _worker(fd):
-    from fastnet.serve.server import make_server
+    from fastnet.serve.server import make_server, serving_process
 
+    serving_process()
     spec = json.loads(os.environ[OPTIONS_ENV])
     sock = socket.socket(fileno=fd)
     server = make_server(spec["model"], **spec["options"])
