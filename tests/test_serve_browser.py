@@ -256,6 +256,16 @@ def test_a_text_over_the_limit_shows_the_limit_message(browser, story):
     WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "error").text == "")
 
 
+def test_words_the_model_does_not_know_are_named(browser, story):
+    url, _ = story
+    open_page(browser, url)
+    type_sentence(browser, "zebras are cute")
+    notice = browser.find_element(By.ID, "notice").text
+    assert "does not know \u201czebras\u201d" in notice
+    type_sentence(browser, "cats are cute")
+    assert browser.find_element(By.ID, "notice").text == ""
+
+
 def test_the_servers_errors_are_shown_in_words(browser, story):
     url, _ = story
     open_page(browser, url)

@@ -83,6 +83,23 @@ def test_represent_returns_the_representations_and_their_place_on_the_map(story)
     np.testing.assert_allclose(body["map"][0], body["reference"]["map"][i], rtol=1e-4, atol=1e-4)
 
 
+def test_represent_names_the_words_the_model_does_not_know(story):
+    url, _ = story
+    body = post(url, "/represent", {"texts": ["cats are cute", "zebras are cute", "the zebra sees the gnu"]}).json()
+    assert body["unknown"] == [[], ["zebras"], ["zebra", "gnu"]]
+
+
+def test_unknown_words_of_each_kind_of_tokenizer():
+    from fastnet.serve.story import unknown_words
+    from fastnet.text import AsciiTokenizer, CharTokenizer, WordTokenizer
+
+    words = WordTokenizer.fit(["the cat sleeps"])
+    assert unknown_words(words, "The dog sleeps, the dog!") == ["dog", ",", "!"]
+    assert unknown_words(words, "the cat sleeps") == []
+    assert unknown_words(CharTokenizer.fit(["abc "]), "a bad cab, zz") == ["d", ",", "z"]
+    assert unknown_words(AsciiTokenizer(errors="replace"), "café") == ["é"]
+
+
 def test_draw_returns_a_png_of_the_pixel_decoders_size_equal_to_draw(story):
     url, model = story
     reply = post(url, "/draw", {"text": "a big red circle"})

@@ -59,6 +59,8 @@ PAGE = r"""<!doctype html>
   .counter { color: var(--muted); font-variant-numeric: tabular-nums; font-size: .9rem; }
   .counter.over { color: var(--bad); font-weight: 600; }
   .live { font-size: .9rem; color: var(--muted); }
+  .notice { margin: 0; font-size: .9rem; color: #7a4b00; }
+  .notice:empty { display: none; }
   .translation { display: block; min-height: 3.2rem; font-size: 1.25rem; overflow-wrap: anywhere; }
   .translation:empty::before { content: attr(data-empty); color: #9aa0b0; }
   .alternatives { margin: 0; padding-left: 1.4rem; color: var(--muted); }
@@ -132,6 +134,7 @@ PAGE = r"""<!doctype html>
         <button id="translate" class="primary" type="button" disabled>Translate <kbd>Ctrl+Enter</kbd></button>
         <button id="clear" type="button">Clear</button>
       </div>
+      <p id="notice" class="notice" aria-live="polite"></p>
       <p id="hint" class="sr-only">Translations appear as you type. Ctrl+Enter translates at once.</p>
     </div>
     <div class="targets" id="targets"></div>
@@ -337,6 +340,13 @@ async function showAlternatives(code) {
   }
 }
 
+function showUnknown(words) {
+  const quoted = words.map((w) => "\u201c" + w + "\u201d").join(", ");
+  $("notice").textContent = words.length === 0 ? "" : "The model does not know " + quoted + ": it reads " +
+    (words.length === 1 ? "it" : "each") + " as one unknown word, so the translations may leave " +
+    (words.length === 1 ? "it" : "them") + " out or show <unk>.";
+}
+
 // ---------------------------------------------------------------- the representation: strip and map
 function colour(v, scale) {
   const t = Math.max(-1, Math.min(1, v / scale));
@@ -452,6 +462,7 @@ function clearResults() {
   for (const code of state.languages) { setTranslation(code, ""); }
   strip.replaceChildren();
   strip.setAttribute("aria-label", "No sentence yet");
+  showUnknown([]);
   if (state.reference) { drawMap(state.reference, null, ""); }
   delete picture.dataset.ready;
   picture.alt = "";
@@ -493,6 +504,7 @@ async function run() {
     const data = await (await call("represent", {texts: [text]}, signal)).json();
     if (round !== state.round) { return; }
     drawStrip(data.representations[0], (data.reference && data.reference.scale) || 1);
+    showUnknown((data.unknown && data.unknown[0]) || []);
     if (data.reference) { state.reference = data.reference; drawMap(data.reference, data.map[0], text); }
     else { $("map-box").hidden = true; }
   })());

@@ -2,7 +2,8 @@
 
     POST /represent {"texts": [...]} -> {"representations": [[d_model floats] per text],
                                          "map": [[x, y] per text],
-                                         "reference": {"texts": [...], "map": [[x, y], ...], "scale": s}}
+                                         "reference": {"texts": [...], "map": [[x, y], ...], "scale": s},
+                                         "unknown": [[words the model's vocabulary lacks] per text]}
     POST /draw {"text": "..."}        -> image/png at the pixel decoder's own size (the page enlarges it)
 
 Design: the map is the plots' PCA (fastnet.plot.pca_basis) fitted once per
@@ -61,6 +62,22 @@ class ReferenceMap:
         if self.directions is None:
             return None
         return {"texts": self.texts, "map": self.points, "scale": self.scale}
+
+
+def unknown_words(tokenizer, text):
+    """The words (or characters) of `text` that `tokenizer` reads as its unknown token, each once, in order.
+
+    Word and character tokenizers say which piece each id came from (split, or
+    one id per character); a tokenizer that cannot (subwords, which fall back
+    to bytes and know every input) reports none.
+    """
+    ids = tokenizer.encode(text)
+    if tokenizer.unk_id not in ids:
+        return []
+    pieces = tokenizer.split(text) if hasattr(tokenizer, "split") else list(text)
+    if len(pieces) != len(ids):
+        return []
+    return list(dict.fromkeys(p for p, i in zip(pieces, ids) if i == tokenizer.unk_id))
 
 
 def _encodable(translator, sentence):
@@ -134,7 +151,8 @@ class Story:
                 raise RequestError(422, "untranslatable", str(exc)) from None
             reference = self._reference(translator)
             return {"representations": reps.astype(np.float64).tolist(), "map": reference.place(reps),
-                    "reference": reference.as_json()}
+                    "reference": reference.as_json(),
+                    "unknown": [unknown_words(translator.src_tokenizer, t) for t in texts]}
 
         return self.service.run_exclusive(run)
 
