@@ -12,19 +12,33 @@ import time
 
 
 # ---- argparse types: bad values are refused before anything runs ----------------
-def int_in(low, high=None):
-    """An argparse type: an integer in [low, high] (no upper bound when high is None)."""
+def _number(kind, low=0, high=None, allow_low=False):
+    """An argparse type: a finite number of `kind` above low (or equal when allow_low), at most high
+    when given; checked at parse time."""
     def parse(text):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low or (high is not None and value > high):
-            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"{value} is out of range: must be {bound}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        above = value >= low if allow_low else value > low
+        if not above or not value < float("inf") or (high is not None and value > high):  # also refuses NaN
+            bound = f"from {low} to {high}" if high is not None else f"{'>=' if allow_low else '>'} {low}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
         return value
-    parse.__name__ = "integer"  # argparse names the type in its messages
     return parse
+
+
+def int_in(low, high=None):
+    """An argparse type: an integer in [low, high] (no upper bound when high is None)."""
+    return _number(int, low, high, allow_low=True)
+
+
+def _positive(kind):
+    return _number(kind)
+
+
+def _non_negative(kind):
+    return _number(kind, allow_low=True)
 
 
 def writable_file(text):
@@ -44,28 +58,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _number(kind, allow_zero=False):
-    """An argparse type: a finite number of `kind`, > 0 (or >= 0 with allow_zero), checked at parse time."""
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (0 <= value if allow_zero else 0 < value) or not value < float("inf"):  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>= 0' if allow_zero else '> 0'}, "
-                                             f"got {text!r}")
-        return value
-    return parse
-
-
-def _positive(kind):
-    return _number(kind)
-
-
-def _non_negative(kind):
-    return _number(kind, allow_zero=True)
 
 
 PORT = int_in(0, 65535)

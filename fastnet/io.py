@@ -27,6 +27,7 @@ loader registered for that kind (`register_loader`).
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -46,7 +47,7 @@ _HEADER_LIMIT = 100 * 1024 * 1024  # safetensors' own cap on the JSON header
 # Loading may allocate this many times the file's tensor bytes (plus the
 # slack) while the model is built: the weights, their gradients, an
 # optimizer's state and small tables such as positional encodings.
-_LOAD_ALLOCATION_FACTOR = 4
+_LOAD_ALLOCATION_FACTOR = 8
 _LOAD_ALLOCATION_SLACK = 16 << 20
 _DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int8, "I16": np.int16,
            "I32": np.int32, "I64": np.int64, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32,
@@ -305,7 +306,7 @@ def _read_file(path):
 def _parse_header(path, header_bytes):
     try:
         header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
         raise ModelFileError(f"{path!r} is corrupted: its header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path!r} is corrupted: its header is not a JSON object")
@@ -328,23 +329,32 @@ def _check_file_checksum(path, blob, data_start, raw_meta):
     return True
 
 
+def _tensor_entry(path, name, info):
+    """(dtype, shape, start, stop) of one header entry; sizes are exact Python ints, never overflowing."""
+    try:
+        dtype = np.dtype(_DTYPES[info["dtype"]])
+        shape = tuple(info["shape"])
+        start, stop = info["data_offsets"]
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{path!r} is corrupted: the header entry of tensor {name!r} is malformed "
+                             f"({info!r})") from None
+    if not all(type(n) is int and n >= 0 for n in (*shape, start, stop)) or start > stop:
+        raise ModelFileError(f"{path!r} is corrupted: tensor {name!r} has shape {list(shape)} and offsets "
+                             f"{[start, stop]}, which are not non-negative integers in order")
+    return dtype, shape, start, stop
+
+
 def _check_layout(path, header, n_data):
     """Every tensor's byte range must lie inside the data section, which they must fill exactly."""
     end = 0
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype = np.dtype(_DTYPES[info["dtype"]])
-            shape = tuple(int(d) for d in info["shape"])
-            start, stop = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{path!r} is corrupted: the header entry of tensor {name!r} is malformed "
-                                 f"({info!r})") from None
+        dtype, shape, start, stop = _tensor_entry(path, name, info)
         if stop > n_data:
             raise ModelFileError(f"{path!r} is truncated: tensor {name!r} needs bytes {start}..{stop} of the data "
                                  f"section, which holds only {n_data} bytes")
-        if stop - start != dtype.itemsize * int(np.prod(shape, dtype=np.int64)) or start > stop:
+        if stop - start != dtype.itemsize * math.prod(shape):
             raise ModelFileError(f"{path!r} is corrupted: tensor {name!r} has shape {shape} {dtype} but "
                                  f"{stop - start} bytes")
         end = max(end, stop)
@@ -370,7 +380,7 @@ def load_safetensors_checked(path):
     whole_file_checked = _check_file_checksum(path, blob, data_start, raw_meta)
     try:
         metadata = json.loads(raw_meta[_META_KEY])
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise ModelFileError(f"{path!r} is corrupted: its fastnet metadata is not valid JSON ({exc})") from None
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{path!r} is corrupted: its fastnet metadata is not a JSON object")

@@ -1,4 +1,6 @@
 """The `fastnet` command, run as a user would run it."""
+import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -76,6 +78,14 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
     assert list(model.decoders) == ["sv", "es", "pixels"] and model.trained >= {"sv", "es", "pixels"}
     assert model.draw("a big red circle").shape == (32, 32, 3)
     assert f"  fastnet serve {model_path}\n" in out
+    if importlib.util.find_spec("uvicorn") is None:
+        return
+    # The command it prints serves the whole story: both languages and the picture.
+    command = next(line.split()[1:] for line in out.splitlines() if line.startswith("  fastnet serve "))
+    with serving(command) as (base, health):
+        assert health["languages"] == ["sv", "es"] and health["has_pictures"] is True
+        kind, png = post_json(base + "/draw", {"text": "a big red circle"})
+        assert kind == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _free_port():
@@ -86,14 +96,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_serve_answers_health_and_translate(trained_model):
-    pytest.importorskip("uvicorn")
+@contextlib.contextmanager
+def serving(command):
+    """`fastnet serve ...` (command: the arguments after `fastnet`) in its own process; yields (base URL, /health)."""
     import json
     import time
     import urllib.request
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "fastnet.cli", "serve", str(trained_model), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "fastnet.cli", *command, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
@@ -107,14 +118,30 @@ def test_serve_answers_health_and_translate(trained_model):
                 assert server.poll() is None, "the server exited"
                 assert time.monotonic() < deadline, "the server did not come up within 60 s"
                 time.sleep(0.2)
-        assert health["status"] == "ok"
-        request = urllib.request.Request(base + "/translate", data=json.dumps({"texts": ["cats are cute"], "to": health["languages"][0]}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        reply = json.load(urllib.request.urlopen(request, timeout=30))
-        assert len(reply["translations"]) == 1 and reply["translations"][0].strip()
+        yield base, health
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def post_json(url, payload):
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return reply.headers.get("Content-Type"), reply.read()
+
+
+def test_serve_answers_health_and_translate(trained_model):
+    pytest.importorskip("uvicorn")
+    import json
+
+    with serving(["serve", str(trained_model)]) as (base, health):
+        assert health["status"] == "ok"
+        _, body = post_json(base + "/translate", {"texts": ["cats are cute"], "to": health["languages"][0]})
+        reply = json.loads(body)
+        assert len(reply["translations"]) == 1 and reply["translations"][0].strip()
 
 
 def test_mpirun_train_translator_is_data_parallel(tmp_path):

@@ -111,16 +111,22 @@ def test_file_saved_before_the_whole_file_checksum_still_loads_with_a_warning(tm
 
 # ---- item 4: architecture numbers are checked before anything big is built ---------------------
 
+def _stack_config(meta, stack):
+    cfg = meta["translator"]
+    return cfg["encoder"] if stack == "encoder" else cfg["decoders"][0]["config"]
+
+
+@pytest.mark.parametrize("stack", ["encoder", "decoder"])
 @pytest.mark.parametrize("n_layers", [3000, 10**6, 10**12])
-def test_edited_n_layers_is_refused_before_a_big_allocation(translator_file, tmp_path, n_layers):
+def test_edited_n_layers_is_refused_before_a_big_allocation(translator_file, tmp_path, n_layers, stack):
     path = tmp_path / "big.fastnet"
     path.write_bytes(translator_file.read_bytes())
-    resave(path, lambda m: m["translator"]["encoder"].update(n_layers=n_layers))
+    resave(path, lambda m: _stack_config(m, stack).update(n_layers=n_layers))
     start = time.perf_counter()
     result, peak = peak_bytes_while(lambda: fn.load(path))
     assert isinstance(result, io.ModelFileError), result
     size = path.stat().st_size
-    assert peak < 4 * size + (24 << 20), f"loading a {size}-byte file peaked at {peak} bytes"
+    assert peak < 8 * size + (24 << 20), f"loading a {size}-byte file peaked at {peak} bytes"
     assert time.perf_counter() - start < 10
 
 
@@ -132,7 +138,7 @@ def test_edited_sizes_are_refused_before_a_big_allocation(translator_file, tmp_p
     resave(path, lambda m: m["translator"]["encoder"].update({key: value}))
     result, peak = peak_bytes_while(lambda: fn.load(path))
     assert isinstance(result, io.ModelFileError), result
-    assert peak < 4 * path.stat().st_size + (24 << 20)
+    assert peak < 8 * path.stat().st_size + (24 << 20)
 
 
 def test_edited_network_layer_widths_are_refused_before_a_big_allocation(tmp_path):
@@ -142,6 +148,13 @@ def test_edited_network_layer_widths_are_refused_before_a_big_allocation(tmp_pat
     result, peak = peak_bytes_while(lambda: fn.load(path))
     assert isinstance(result, io.ModelFileError), result
     assert peak < 64 << 20
+
+
+def test_the_budget_leaves_room_for_a_real_model_without_optimizer_state(tmp_path):
+    # No optimizer tensors in the file, float64 placeholders while building: the tightest case.
+    net = fn.Network([fn.Dense(1500, 1500), fn.Dense(1500, 2)], optimizer=fn.SGD(0.1), seed=0)
+    net.save(tmp_path / "big.fastnet")
+    assert fn.load(tmp_path / "big.fastnet").store.data.tobytes() == net.store.data.tobytes()
 
 
 # ---- item 8: malformed metadata is a ModelFileError ---------------------------------------------
@@ -179,6 +192,21 @@ def test_malformed_translator_metadata_gives_model_file_error(translator_file, t
     path.write_bytes(translator_file.read_bytes())
     resave(path, edit)
     with pytest.raises(io.ModelFileError, match="tr.fastnet"):
+        fn.load(path)
+
+
+@pytest.mark.parametrize("payload", ['{"fastnet_kind": "network", "seed": ' + "9" * 5000 + "}",
+                                     "[" * 100_000 + "]" * 100_000], ids=["5000-digit-int", "deep-nesting"])
+def test_huge_numbers_and_deep_nesting_in_metadata_give_model_file_error(tmp_path, payload):
+    path = tmp_path / "net.fastnet"
+    small_network().save(path)
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    header["__metadata__"].update(fastnet=payload, fastnet_file_sha256="0" * 64)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    path.write_bytes(io._seal(bytearray(struct.pack("<Q", len(raw)) + raw + blob[8 + n:])))
+    with pytest.raises(io.ModelFileError, match="metadata is not valid JSON"):
         fn.load(path)
 
 

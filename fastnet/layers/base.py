@@ -27,6 +27,9 @@ import numpy as np
 _budget = contextvars.ContextVar("fastnet_allocation_budget", default=None)
 
 
+_LAYER_OVERHEAD_BYTES = 4096  # measured: about 2 KiB of objects per layer of a seq2seq stack
+
+
 @contextlib.contextmanager
 def allocation_budget(n_bytes, what):
     """Within the block, parameters built may take at most n_bytes (MemoryError beyond)."""
@@ -89,6 +92,9 @@ class Layer:
     quantized = None  # {param name: Int8Matrix} once quantised: inference only
 
     def __init__(self):
+        # Each layer object also costs interpreter memory (dicts, a Generator or two): charged too,
+        # so a file claiming thousands of tiny layers runs out of budget as fast as one with big ones.
+        _charge(_LAYER_OVERHEAD_BYTES, f"a {type(self).__name__} layer")
         self.params = {}
         self.grads = {}
         self.name = type(self).__name__.lower()

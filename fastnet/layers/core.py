@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastnet import initializers, ops
-from fastnet.layers.base import Layer
+from fastnet.layers.base import Layer, check_affordable
 
 _NO_GRADIENT = {"step"}
 
@@ -64,6 +64,7 @@ class Dense(Layer):
         self.alpha = float(alpha)
         self.need_input_grad = True  # the Network turns this off for its first layer
         # float64 placeholders; the ParameterStore casts them to the model's dtype.
+        check_affordable(self.n_in * self.n_out, f"a Dense layer of {self.n_in} x {self.n_out}")
         self.add_param("w", np.zeros((self.n_in, self.n_out)))
         if self.use_bias:
             self.add_param("b", np.zeros(self.n_out))
