@@ -147,6 +147,6 @@ static FN_TARGET_AMX void amx_s8_kernel(int mr, int64_t kpad, const uint8_t *a, 
     _tile_stored(3, tile + 16 * 32 + 16, 128);
 }
 
-const fn_s8_arch fn_s8_arch_amx = {"amx", 32, 0, amx_s8_kernel, amx_begin, amx_end};
+const fn_s8_arch fn_s8_arch_amx = {"amx", 32, 0, amx_s8_kernel, amx_begin, amx_end, NULL, NULL};
 
 #endif /* FN_HAVE_AMX_INTRIN */

@@ -129,7 +129,7 @@ static void generic_s8_kernel(int mr, int64_t kpad, const uint8_t *a, int64_t ld
     for (int i = 0; i < mr; ++i) memcpy(tile + i * FN_S8_NR, acc[i], sizeof acc[i]);
 }
 
-const fn_s8_arch fn_s8_arch_generic = {"generic", 6, 0, generic_s8_kernel, NULL, NULL};
+const fn_s8_arch fn_s8_arch_generic = {"generic", 6, 0, generic_s8_kernel, NULL, NULL, NULL, NULL};
 
 const fn_s8_arch *fn_s8_arch_current(void) {
     fn_mma_path path = fn_mma_get_path();
@@ -207,7 +207,9 @@ static uint8_t *quantize_for(const fn_s8_arch *arch, const float *x, int64_t m, 
     uint8_t offset = arch->a_offset ? 128 : 0;
     uint8_t *a = malloc((size_t)(rows * kpad) + 64);
     if (!a) return NULL;
-    for (int64_t i = 0; i < m; ++i) scales[i] = fn_s8_quantize_row(x + i * ldx, k, kpad, offset, a + i * kpad);
+    float (*quantize_row)(const float *, int64_t, int64_t, uint8_t, uint8_t *) =
+        arch->quantize_row ? arch->quantize_row : fn_s8_quantize_row;
+    for (int64_t i = 0; i < m; ++i) scales[i] = quantize_row(x + i * ldx, k, kpad, offset, a + i * kpad);
     memset(a + m * kpad, offset, (size_t)((rows - m) * kpad));
     return a;
 }
@@ -257,15 +259,19 @@ typedef struct {
     const float *x_scale, *w_scale;
     const fn_epilogue_f32 *epi;
     fn_sgemm_epilogue epilogue;
+    const fn_s8_arch *arch;
 } dense_ctx;
+
+static void dequantize_portable(const int32_t *tile, int mr, int nr, const float *x_scale, const float *w_scale,
+                                float *y, int64_t ldy) {
+    for (int i = 0; i < mr; ++i)
+        for (int j = 0; j < nr; ++j) y[i * ldy + j] = (float)tile[i * FN_S8_NR + j] * (x_scale[i] * w_scale[j]);
+}
 
 static void dequantize_tile(const int32_t *tile, int mr, int nr, int64_t i0, int64_t j0, void *ctx_) {
     const dense_ctx *ctx = ctx_;
-    for (int i = 0; i < mr; ++i) {
-        float *yi = ctx->y + (i0 + i) * ctx->ldy + j0;
-        float sx = ctx->x_scale[i0 + i];
-        for (int j = 0; j < nr; ++j) yi[j] = (float)tile[i * FN_S8_NR + j] * (sx * ctx->w_scale[j0 + j]);
-    }
+    (ctx->arch->dequantize ? ctx->arch->dequantize : dequantize_portable)(
+        tile, mr, nr, ctx->x_scale + i0, ctx->w_scale + j0, ctx->y + i0 * ctx->ldy + j0, ctx->ldy);
     ctx->epilogue(ctx->y + i0 * ctx->ldy + j0, ctx->ldy, mr, nr, i0, j0, ctx->epi);
 }
 
@@ -286,7 +292,7 @@ fn_status fn_dense_forward_s8(int64_t m, int64_t n, int64_t k, const float *x, i
         return FN_ERR_NOMEM;
     }
     fn_epilogue_f32 epi = {bias, act, act_param, NULL, n};
-    dense_ctx ctx = {y, ldy, x_scale, w_scale, &epi, fn_sgemm_arch_current()->epilogue};
+    dense_ctx ctx = {y, ldy, x_scale, w_scale, &epi, fn_sgemm_arch_current()->epilogue, arch};
     fn_status status = fn_s8_run(arch, m, n, kpad, abuf, packed_w, colsum, dequantize_tile, &ctx, n_threads);
     free(abuf);
     free(x_scale);
