@@ -11,10 +11,11 @@ cdef object _U16 = np.dtype(np.uint16)
 
 
 cdef object _contiguous(object x, object dtype, str what):
+    """x as a C-contiguous, aligned, native-order array of dtype (read-only is fine: it is only read)."""
     x = np.asarray(x)
-    if x.dtype != dtype:
+    if x.dtype.newbyteorder("=") != dtype:
         raise TypeError(f"{what}: needs a {dtype} array, got {x.dtype}")
-    return np.ascontiguousarray(x, dtype=dtype)
+    return c_array(x, dtype)
 
 
 def to_bf16(x):
@@ -22,7 +23,7 @@ def to_bf16(x):
     the hardware rounds: nearest even, NaN stays NaN, denormals become 0."""
     x = _contiguous(x, _F32, "to_bf16")
     out = np.empty(x.shape, _U16)
-    cdef float[::1] src = x.reshape(-1)
+    cdef const float[::1] src = x.reshape(-1)
     cdef uint16_t[::1] dst = out.reshape(-1)
     cdef int64_t n = src.shape[0]
     cdef fn_status status
@@ -36,7 +37,7 @@ def from_bf16(bits):
     """bf16 bit patterns (uint16) -> float32 (exact)."""
     bits = _contiguous(bits, _U16, "from_bf16")
     out = np.empty(bits.shape, _F32)
-    cdef uint16_t[::1] src = bits.reshape(-1)
+    cdef const uint16_t[::1] src = bits.reshape(-1)
     cdef float[::1] dst = out.reshape(-1)
     cdef int64_t n = src.shape[0]
     cdef fn_status status
@@ -50,7 +51,7 @@ def round_bf16(x):
     """x (float32) rounded to the nearest bf16 value, as float32."""
     x = _contiguous(x, _F32, "round_bf16")
     out = np.empty(x.shape, _F32)
-    cdef float[::1] src = x.reshape(-1)
+    cdef const float[::1] src = x.reshape(-1)
     cdef float[::1] dst = out.reshape(-1)
     cdef int64_t n = src.shape[0]
     cdef fn_status status

@@ -128,6 +128,9 @@ def _kernel_calls():
         "layer_norm_backward": (ops.layer_norm_backward, (y, x, gamma, mean, rstd)),
         "dropout": (lambda a: ops.dropout(a, 0.5, 1), (x,)),
         "add": (ops.add, (x, y)),
+        "to_bf16": (ops.to_bf16, (x,)),
+        "from_bf16": (ops.from_bf16, (ops.to_bf16(x),)),
+        "round_bf16": (ops.round_bf16, (x,)),
     }
 
 

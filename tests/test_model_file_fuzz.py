@@ -1,14 +1,16 @@
 """Model-file fuzzing: truncations, byte flips and metadata edits of a saved
-Network and a saved Translator, with hypothesis (a bounded number of cases in
-CI; FASTNET_FUZZ_EXAMPLES raises it).
+Network, a Translator with word tokenizers and one with SentencePiece models
+(stored in its metadata), with hypothesis: a bounded number of cases in CI,
+FASTNET_FUZZ_EXAMPLES raises it.
 
 Every case must give ModelFileError or the identical model -- never another
-exception, a hang, an allocation beyond a small multiple of the file size (8x + 24 MiB), or
-a different model. Edits come two ways: as they are (the whole-file checksum
-must catch them), and re-sealed with a valid checksum, as a deliberate editor
-would, so the checks behind the checksum (tensor table, architecture bounds,
-metadata types) are exercised too; a re-sealed edit may load, as the model its
-metadata now describes, but still within the same time and memory bounds.
+exception, a hang, an allocation beyond a small multiple of the file size
+(8x + 24 MiB), or a different model. Edits come two ways: as they are (the
+whole-file checksum must catch them), and re-sealed with a valid checksum, as
+a deliberate editor would, so the checks behind the checksum (tensor table,
+architecture bounds, metadata types, the SentencePiece parser) are exercised
+too; a re-sealed edit may load, as the model its metadata now describes, but
+still within the same time and memory bounds.
 """
 import json
 import os
@@ -26,7 +28,7 @@ from fastnet import io
 from fastnet.datasets import toy_translations
 from fastnet.seq2seq import Translator
 
-# 40 cases per test and model kind in CI (160 files each); FASTNET_FUZZ_EXAMPLES=2000 for a long run.
+# 40 cases per test and model kind in CI (480 files in all); FASTNET_FUZZ_EXAMPLES=2500 for a long run.
 FUZZ = settings(max_examples=int(os.environ.get("FASTNET_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
 SLACK = 24 << 20  # bytes any load may use beyond a few times the file (interpreter objects, tables)
@@ -48,11 +50,23 @@ def _translator_bytes(tmp):
     return (tmp / "tr.fastnet").read_bytes()
 
 
-@pytest.fixture(scope="module", params=["network", "translator"])
+def _subword_translator_bytes(tmp):
+    """A translator whose tokenizers are SentencePiece models, stored (base64) in the metadata."""
+    pairs = toy_translations(200, seed=0, split="train")
+    tr = Translator.build(pairs.en, {"sv": pairs.sv}, seed=0, d_model=8, n_heads=2, n_layers=1, d_ff=16,
+                          dropout=0.0, tokenizer="subword", vocab_size=320)
+    tr.save(tmp / "sw.fastnet")
+    return (tmp / "sw.fastnet").read_bytes()
+
+
+KINDS = {"network": _network_bytes, "translator": _translator_bytes, "subword-translator": _subword_translator_bytes}
+
+
+@pytest.fixture(scope="module", params=sorted(KINDS))
 def saved(request, tmp_path_factory):
     """(file bytes, a fingerprint of the model they hold)."""
     tmp = tmp_path_factory.mktemp("fuzz")
-    blob = _network_bytes(tmp) if request.param == "network" else _translator_bytes(tmp)
+    blob = KINDS[request.param](tmp)
     path = tmp / "original.fastnet"
     path.write_bytes(blob)
     return blob, fingerprint(fn.load(path))
@@ -142,7 +156,11 @@ def mutate(draw, tree):
     elif isinstance(value, float):
         parent[key] = draw(st.sampled_from([0.0, -1.0, 1e308, value * 2, "x"]))
     elif isinstance(value, str):
-        parent[key] = draw(st.one_of(DTYPE_NAMES, st.text(max_size=8), st.just(value[::-1])))
+        options = [DTYPE_NAMES, st.text(max_size=8), st.just(value[::-1])]
+        if len(value) > 16:  # one character of a long string (a base64 SentencePiece model, say) changed
+            at = draw(st.integers(0, len(value) - 1))
+            options.append(st.sampled_from("AQgw+/09=").map(lambda c: value[:at] + c + value[at + 1:]))
+        parent[key] = draw(st.one_of(*options))
     elif isinstance(value, list):
         parent[key] = draw(st.sampled_from([value[:-1], value + value[-1:], value[::-1], [], None, {}]))
     elif isinstance(value, dict):

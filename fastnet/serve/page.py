@@ -401,7 +401,8 @@ function drawMap(reference, point, sentence) {
   // The drawing is as many units wide as the map is pixels wide, so labels keep a readable size on a phone
   // (fewer of them fit there; the rest keep their tooltips).
   state.drawnMap = [reference, point, sentence];
-  const W = Math.max(240, Math.round(map.getBoundingClientRect().width) || 480), H = Math.round(W * 0.62), pad = 16;
+  const W = Math.max(240, Math.round(map.getBoundingClientRect().width) || 480), H = Math.round(Math.min(W * 0.62, 320));
+  const pad = 16;
   map.setAttribute("viewBox", "0 0 " + W + " " + H);
   const all = reference.map.concat(point ? [point] : []);
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
