@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from fastnet import ops
+
 
 def _mpi():
     try:
@@ -72,8 +74,16 @@ def _step(net, x, y, weight, comm, MPI):
     # the loss is a mean over this rank's rows: weight by their share of the global batch, then sum
     net.store.grad *= weight
     comm.Allreduce(MPI.IN_PLACE, net.store.grad, op=MPI.SUM)
+    total = comm.allreduce(float(loss) * weight, op=MPI.SUM)
+    # Every rank now holds the same loss and gradients, so all decide alike: a non-finite loss
+    # (reported by the caller) or gradient leaves the weights of the last good step.
+    if not math.isfinite(total):
+        return total
+    if not math.isfinite(ops.sum_squares(net.store.grad)):
+        raise FloatingPointError(f"a gradient became NaN or infinite (the loss was {total:.4g}); the step was "
+                                 f"not applied")
     net.optimizer.step()
-    return comm.allreduce(float(loss) * weight, op=MPI.SUM)
+    return total
 
 
 def fit(net, X, y, epochs=1, batch_size=32, shuffle=True, seed=0, comm=None, checkpoint=None, verbose=1,

@@ -55,7 +55,11 @@ export OMP_NUM_THREADS=2 PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_PROFILE=ci
 
 cd "$BUILD"
 "$PYTHON" - <<'EOF' || fail "the sanitizer build is not usable"
+import os
 import fastnet
+here = os.path.realpath(os.getcwd())
+assert os.path.realpath(fastnet.__file__).startswith(here + os.sep), \
+    f"imported {fastnet.__file__}, not the sanitizer build in {here} (an editable install first on the path?)"
 c = fastnet.config()
 assert c["openmp"], "the sanitizer build came out without OpenMP (is LDFLAGS reaching the probe?)"
 print(f"fastnet {c['version']}: openmp on, best CPU path {c['best_cpu_path']}")

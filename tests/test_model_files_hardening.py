@@ -290,3 +290,37 @@ def test_train_on_batch_does_not_apply_a_step_with_a_non_finite_gradient():
     with pytest.raises(FloatingPointError, match="not applied"):
         net.train_on_batch(np.full((2, 2), 3e38, np.float32), np.zeros((2, 2), np.float32))
     np.testing.assert_array_equal(net.store.data, before)
+
+
+def test_data_parallel_fit_does_not_apply_a_diverged_step():
+    pytest.importorskip("mpi4py")
+    from fastnet import distributed
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 4)).astype(np.float32)
+    y = (X @ rng.standard_normal((4, 2))).astype(np.float32) * 10
+    net = fn.Network([fn.Dense(4, 32, activation="relu"), fn.Dense(32, 2)], loss="mse", optimizer=fn.SGD(10.0),
+                     seed=0)
+    with pytest.raises(FloatingPointError):
+        distributed.fit(net, X, y, epochs=20, batch_size=16, verbose=0)
+    assert np.isfinite(net.store.data).all()
+
+
+def test_translator_training_does_not_step_on_a_non_finite_gradient(monkeypatch):
+    from fastnet.seq2seq import training
+
+    pairs = toy_translations(40, seed=0, split="train")
+    tr = Translator.build(pairs.en, {"sv": pairs.sv}, seed=0, d_model=8, n_heads=2, n_layers=1, d_ff=16,
+                          dropout=0.0, tokenizer="word")
+    real_batch_loss = training.batch_loss
+
+    def poisoned_gradient(*args, **kwargs):
+        result = real_batch_loss(*args, **kwargs)  # a finite loss ...
+        tr.store.grad[0] = np.inf                  # ... whose gradient overflowed
+        return result
+
+    monkeypatch.setattr(training, "batch_loss", poisoned_gradient)
+    before = tr.store.data.copy()
+    with pytest.raises(FloatingPointError, match="gradient became NaN or infinite"):
+        tr.fit(pairs.en, {"sv": pairs.sv}, epochs=1, batch_size=20, verbose=0)
+    np.testing.assert_array_equal(tr.store.data, before)

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from fastnet import ops
 from fastnet.seq2seq.encoder import pool, pool_backward
 
 
@@ -437,6 +438,9 @@ def _train_epoch(tr, stream, steps, store, optimizer, average, label_smoothing, 
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
                                          f"training stopped. Try a smaller learning rate")
+            if not np.isfinite(ops.sum_squares(store.grad)):  # no step on it: the weights stay good
+                raise FloatingPointError(f"a gradient became NaN or infinite at epoch {epoch + 1}, step {step + 1} "
+                                         f"(loss {loss:.4g}); training stopped. Try a smaller learning rate")
             optimizer.step()
             if average is not None:
                 average.update(tr.store.data)
