@@ -381,7 +381,7 @@ def translator_to_onnx(tr, directory, decoders=None):
     decoders of other kinds, e.g. pixels, are listed under "not_exported").
     """
     from fastnet.seq2seq.decoder import Decoder
-    from fastnet.seq2seq.translator import LENGTH_EXTRA, MAX_LENGTH_RATIO, NO_REPEAT_NGRAM
+    from fastnet.seq2seq.translator import LENGTH_EXTRA, MAX_LENGTH_RATIO, MAX_RUN, NO_REPEAT_NGRAM
 
     _onnx()
     directory = os.fspath(directory)
@@ -399,9 +399,10 @@ def translator_to_onnx(tr, directory, decoders=None):
         "format": RECIPE_FORMAT, "version": RECIPE_VERSION, "fastnet_version": __version__, "opset": OPSET,
         "decoding": "greedy",
         # the rules fastnet's translate follows (fastnet.seq2seq.decoding): never unk/pad/bos, at most
-        # max_length_ratio x the source tokens + length_extra, no repeated n-gram of no_repeat_ngram tokens
+        # max_length_ratio x the source tokens + length_extra, no repeated n-gram of no_repeat_ngram tokens,
+        # at least min_length tokens, no token more than max_run times in a row
         "rules": {"max_length_ratio": MAX_LENGTH_RATIO, "length_extra": LENGTH_EXTRA,
-                  "no_repeat_ngram": NO_REPEAT_NGRAM},
+                  "no_repeat_ngram": NO_REPEAT_NGRAM, "min_length": 1, "max_run": MAX_RUN},
         "encoder": {"file": "encoder.onnx", "max_len": tr.encoder.max_len, "d_model": tr.encoder.d_model,
                     "pad_id": enc_tok.pad_id, "eos_id": enc_tok.eos_id, "add_bos": False, "add_eos": True,
                     "tokenizer": enc_tok.to_dict(),

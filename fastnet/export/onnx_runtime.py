@@ -203,6 +203,11 @@ class OnnxTranslator:
             logits[:, banned] = -np.inf
             for i, row in enumerate(alive):
                 logits[i, list(_repeated_ngram_ends(out[row], n))] = -np.inf
+                if len(out[row]) < int(rules.get("min_length", 0)):
+                    logits[i, spec["eos_id"]] = -np.inf
+                run = int(rules.get("max_run", 0))
+                if run > 0 and len(out[row]) >= run and len(set(out[row][-run:])) == 1:
+                    logits[i, out[row][-1]] = -np.inf
             nxt = logits.argmax(axis=1)
             nxt[t + 1 >= caps[alive]] = spec["eos_id"]
             for row, token in zip(alive, nxt):

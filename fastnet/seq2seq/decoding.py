@@ -7,23 +7,28 @@ off), beam search a list of B lists of (tokens, score), best first.
 
 The rules every search obeys (so a person can trust the output):
 * banned ids (unk, pad, bos) are never produced -- `translate` never writes `<unk>`;
+* eos may not come before `min_length` tokens -- a sentence never translates to nothing;
 * each sentence has its own length cap (relative to its source length): at
   the cap the sentence ends;
-* no n-gram of `no_repeat_ngram` tokens appears twice in one output, which
-  stops the endless loops ("a a a a ...") small models fall into.
+* no n-gram of `no_repeat_ngram` tokens appears twice in one output, and no
+  token comes more than `max_run` times in a row, which stops the endless
+  loops ("a a a a ...", "rrrr") small models fall into.
 """
 import numpy as np
 
 
 class Rules:
-    """What decoding may produce: banned ids, per-sentence length caps (B,), a no-repeat n-gram size."""
+    """What decoding may produce: banned ids, per-sentence length caps (B,), a no-repeat n-gram size,
+    and at least min_length tokens before eos_id (a sentence never translates to nothing)."""
 
-    def __init__(self, banned=(), max_lengths=None, no_repeat_ngram=0):
+    def __init__(self, banned=(), max_lengths=None, no_repeat_ngram=0, eos_id=None, min_length=0, max_run=0):
         self.banned = np.asarray(sorted(set(int(i) for i in banned)), dtype=np.int64)
         self.max_lengths = None if max_lengths is None else np.asarray(max_lengths, dtype=np.int64)
         self.no_repeat_ngram = int(no_repeat_ngram)
         if self.no_repeat_ngram < 0:
             raise ValueError(f"no_repeat_ngram must be >= 0 (0 = off), got {no_repeat_ngram}")
+        self.eos_id, self.min_length = eos_id, int(min_length)
+        self.max_run = int(max_run)  # > 0: no token more than max_run times in a row ("rrrr", "en en en")
 
     def longest(self, default):
         return default if self.max_lengths is None else int(min(default, self.max_lengths.max()))
@@ -40,6 +45,14 @@ class Rules:
         logp (N, V) is changed in place; histories[i] lists the tokens row i has produced."""
         if self.banned.size:
             logp[:, self.banned] = -np.inf
+        if self.eos_id is not None and self.min_length > 0:
+            short = [i for i, history in enumerate(histories) if len(history) < self.min_length]
+            logp[short, self.eos_id] = -np.inf
+        run = self.max_run
+        if run > 0:
+            for i, history in enumerate(histories):
+                if len(history) >= run and len(set(history[-run:])) == 1:
+                    logp[i, history[-1]] = -np.inf
         n = self.no_repeat_ngram
         if n < 1:
             return logp
@@ -118,7 +131,7 @@ def length_normalizer(lengths, alpha):
     return ((5.0 + np.asarray(lengths, dtype=np.float64)) / 6.0) ** alpha
 
 
-def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, beam, length_penalty=0.6):
+def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, beam, length_penalty=1.0):
     """Keep the `beam` best unfinished translations per sentence.
 
     Every step scores the 2*beam best extensions: those among the best `beam`

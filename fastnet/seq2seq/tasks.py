@@ -115,7 +115,8 @@ RECIPE = dict(d_model=128, n_heads=4, n_layers=2, d_ff=512, dropout=0.1, activat
 
 def train_on_pairs(pairs, out, minutes=10, to=None, tokenizer="subword", vocab_size=None, min_freq=2,
                    max_words=12, batch_size=64, lr=2e-3, seed=0, verbose=1, print=builtins.print, ema=0.999,
-                   sample_alpha=None, validations=6, max_pairs=None, callbacks=None, **arch):
+                   sample_alpha=None, validations=6, max_pairs=None, callbacks=None, language_temperature=5.0,
+                   **arch):
     """Train one translator on one or more pair files within `minutes`, save it to `out`, return scores.
 
     pairs: a path, a list of paths or 'LANG=PATH' strings, or {language: path}; one shared Encoder,
@@ -123,6 +124,8 @@ def train_on_pairs(pairs, out, minutes=10, to=None, tokenizer="subword", vocab_s
     out by English sentence (~10% test, ~2% dev, the same English sentences in every file; every
     reference of a held-out sentence kept out of training). The model is checked on the dev
     sentences `validations` times; the saved one is the EMA weights of the best dev chrF.
+    Languages get batches in proportion to (their pairs) ** (1/language_temperature), so a small
+    language is not starved by a large one (5: the multilingual recipe; 1: in proportion).
     `arch` overrides the architecture (d_model, n_heads, n_layers, d_ff, dropout, max_len).
     max_pairs: use about this many pairs of each file (a random slice by English sentence), for quick runs.
     Returns {"languages": {name: scores, sizes and a dozen sample translations}, ...}; with one
@@ -151,7 +154,7 @@ def train_on_pairs(pairs, out, minutes=10, to=None, tokenizer="subword", vocab_s
     tr.fit(train_src, train_tgt, epochs=10_000, batch_size=batch_size, lr=lr, warmup=warmup,
            max_minutes=max(0.9 * budget, 0.02),
            validation_data=dev, verbose=verbose, ema=ema, keep_best="val_chrf", steps_per_epoch=steps,
-           sample_alpha=sample_alpha, callbacks=callbacks)
+           sample_alpha=sample_alpha, callbacks=callbacks, language_temperature=language_temperature)
     tr.save(out)
     languages = {lang: _score(tr, lang, sp[4], sp[5], len(sp[0])) for lang, sp in splits.items()}
     result = {"languages": languages, "epochs": tr.epochs_trained, "steps_per_epoch": steps, "warmup": warmup,
@@ -204,9 +207,11 @@ def _steps_in(tr, src, tgt, batch_size, budget_minutes):
 
 def _score(tr, lang, test_src, test_refs, n_train):
     scores = tr.evaluate(test_src, test_refs, to=lang)
-    shown = tr.translate(test_src[:12], to=lang, truncate=True)
+    # a dozen samples spread over the held-out sentences (pair files often run from short to long)
+    picked = sorted(set(np.linspace(0, len(test_src) - 1, min(12, len(test_src))).round().astype(int).tolist()))
+    shown = tr.translate([test_src[i] for i in picked], to=lang, truncate=True)
     return {**scores, "target": lang, "n_train": n_train, "n_test": len(test_src),
-            "samples": list(zip(test_src[:12], shown, [r[0] for r in test_refs[:12]]))}
+            "samples": [(test_src[i], out, test_refs[i][0]) for i, out in zip(picked, shown)]}
 
 
 def demo_translator(print=builtins.print, minutes=1.0, seed=0, n_train=2000, n_test=300, pictures=0.3, threads=1):

@@ -112,12 +112,30 @@ class TrainingData:
     def __len__(self):
         return sum(len(part) for part in self.parts)
 
-    def batches(self, batch_size, rng, shuffle=True):
-        """[(part, index array)] over every sentence once; shuffled, the languages interleave."""
-        out = [(part, idx) for part in self.parts for idx in length_batches(part.lengths, batch_size, rng, shuffle)]
+    def batches(self, batch_size, rng, shuffle=True, temperature=1.0):
+        """[(part, index array)]: one pass; shuffled, the languages interleave.
+
+        With temperature T > 1 the languages' shares of the batches go as (their batches) ** (1/T)
+        instead of in proportion (the multilingual translation recipe): a small language's batches
+        repeat (in a new order) and a large one's are cut short, so it is not starved. A pass keeps
+        the total number of batches."""
+        per_part = [length_batches(part.lengths, batch_size, rng, shuffle) for part in self.parts]
+        if temperature != 1.0 and len(per_part) > 1:
+            counts = np.array([len(b) for b in per_part], dtype=np.float64)
+            share = counts ** (1.0 / float(temperature))
+            wanted = np.maximum(1, np.round(share / share.sum() * counts.sum())).astype(int)
+            per_part = [self._resized(b, int(n), part, batch_size, rng, shuffle)
+                        for b, n, part in zip(per_part, wanted, self.parts)]
+        out = [(part, idx) for part, batches in zip(self.parts, per_part) for idx in batches]
         if shuffle and len(self.parts) > 1:  # (one part's batches are already in random order)
             out = [out[i] for i in rng.permutation(len(out))]
         return out
+
+    @staticmethod
+    def _resized(batches, n, part, batch_size, rng, shuffle):
+        while len(batches) < n:
+            batches = batches + length_batches(part.lengths, batch_size, rng, shuffle)
+        return batches[:n]
 
     def resample(self, tr, alpha):
         for part in self.parts:
@@ -290,14 +308,14 @@ def _check_fit_args(epochs, batch_size, max_minutes, steps_per_epoch, keep_best,
         metrics.sacrebleu_module()  # before any training: chrF comes from sacrebleu
 
 
-def _batch_stream(tr, data, batch_size, shuffle, sample_alpha):
+def _batch_stream(tr, data, batch_size, shuffle, sample_alpha, temperature):
     """Batches forever: pass after pass over the data, re-segmented before each pass when sampling."""
     first = True
     while True:
         if sample_alpha and not first:
             data.resample(tr, sample_alpha)
         first = False
-        yield from data.batches(int(batch_size), tr.rng, shuffle)
+        yield from data.batches(int(batch_size), tr.rng, shuffle, temperature)
 
 
 class _Best:
@@ -317,7 +335,7 @@ class _Best:
 
 def fit_translator(tr, src, targets, epochs, batch_size, validation_data, callbacks, verbose, max_minutes,
                    lr, warmup, label_smoothing, clip_norm, optimizer, shuffle, steps_per_epoch=None, ema=None,
-                   keep_best=None, sample_alpha=None):
+                   keep_best=None, sample_alpha=None, language_temperature=1.0):
     from fastnet.history import History
 
     _check_fit_args(epochs, batch_size, max_minutes, steps_per_epoch, keep_best, validation_data)
@@ -332,7 +350,10 @@ def fit_translator(tr, src, targets, epochs, batch_size, validation_data, callba
     optimizer, store = _optimizer_for(tr, names, optimizer, lr, warmup, clip_norm, len(data), batch_size)
     average = tr.weight_average = _weight_average(tr, ema)  # callbacks may read the running average
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * float(max_minutes)
-    stream = _batch_stream(tr, data, batch_size, shuffle, sample_alpha)
+    if not float(language_temperature) >= 1.0:
+        raise ValueError(f"language_temperature must be >= 1 (1 = in proportion to the data), got "
+                         f"{language_temperature!r}")
+    stream = _batch_stream(tr, data, batch_size, shuffle, sample_alpha, language_temperature)
     steps = steps_per_epoch or len(data.batches(int(batch_size), np.random.default_rng(0), False))
     history, best = History(), _Best(keep_best)
     tr.stop_training = False

@@ -25,10 +25,13 @@ from fastnet.seq2seq.training import fit_translator, teacher_forced_scores
 FORMAT_VERSION = 1
 
 # Decoding defaults: the GNMT length penalty, no 4-gram twice, outputs at most 2x the source + 5.
-LENGTH_PENALTY = 0.6
+# The penalty's alpha was chosen on Tatoeba English-Swedish dev sentences: beam 4 gains +1.1 chrF
+# over greedy with 1.0, +0.8 with GNMT's 0.6.
+LENGTH_PENALTY = 1.0
 NO_REPEAT_NGRAM = 4
 MAX_LENGTH_RATIO = 2.0
 LENGTH_EXTRA = 5
+MAX_RUN = 2  # no piece three times in a row (off with no_repeat_ngram=0, like the n-gram guard)
 
 # Decoder classes Translator.load can rebuild, by the name saved in the file.
 DECODER_KINDS = {"Decoder": Decoder}
@@ -281,7 +284,8 @@ class Translator:
     # ---- training ----
     def fit(self, src, targets, epochs=10, batch_size=32, validation_data=None, callbacks=None, verbose=1,
             max_minutes=None, lr=1e-3, warmup=None, label_smoothing=0.1, clip_norm=1.0, optimizer=None,
-            shuffle=True, steps_per_epoch=None, ema=None, keep_best=None, sample_alpha=None):
+            shuffle=True, steps_per_epoch=None, ema=None, keep_best=None, sample_alpha=None,
+            language_temperature=1.0):
         """Train the decoders named in `targets` (and the encoder unless frozen) jointly.
 
         src: English sentences, either one list aligned with every target (None where a sentence has
@@ -293,14 +297,17 @@ class Translator:
         validation sees and what the model holds after fit (a later fit continues from the raw
         weights). keep_best="val_chrf" (or "val_loss"): after fit the model holds the weights of the
         epoch with the best validation score. sample_alpha: subword sampling (e.g. 0.1, subword
-        tokenizers) -- a new random segmentation of the training text every pass. Returns a History.
+        tokenizers) -- a new random segmentation of the training text every pass.
+        language_temperature: with each language's own English, T > 1 gives the languages batches in
+        proportion to (their data) ** (1/T), so a small language is not starved (1: in proportion).
+        Returns a History.
         """
         return fit_translator(self, src, targets, epochs=epochs, batch_size=batch_size,
                               validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                               max_minutes=max_minutes, lr=lr, warmup=warmup, label_smoothing=label_smoothing,
                               clip_norm=clip_norm, optimizer=optimizer, shuffle=shuffle,
                               steps_per_epoch=steps_per_epoch, ema=ema, keep_best=keep_best,
-                              sample_alpha=sample_alpha)
+                              sample_alpha=sample_alpha, language_temperature=language_temperature)
 
     # ---- inference ----
     def _check_trained(self, to):
@@ -321,7 +328,8 @@ class Translator:
         beam>1 is beam search ranked by log-probability / ((5 + length) / 6) ** length_penalty.
         n_best > 1 (at most beam) returns the n_best best different translations of each sentence,
         best first: a list for a string, a list of lists for a list. An output never holds the
-        unknown token, never repeats an n-gram of no_repeat_ngram tokens (0 = allowed) and has at
+        unknown token, never repeats an n-gram of no_repeat_ngram tokens nor a token thrice in a row
+        (0 = both allowed) and has at
         most max_length_ratio x the source's tokens + LENGTH_EXTRA (and the decoder's max_len, or max_len).
         A source longer than the encoder takes is an error, or with truncate=True cut with a warning.
         A non-text decoder returns its predict() output for the representations.
@@ -348,7 +356,8 @@ class Translator:
             ids = src[idx]
             ids = ids[:, : int((ids != self.encoder.pad_id).sum(axis=1).max())]
             memory, mask = self._memory(ids)
-            rules = decoding.Rules(banned, caps[idx], no_repeat_ngram)
+            rules = decoding.Rules(banned, caps[idx], no_repeat_ngram, eos_id=tok.eos_id, min_length=1,
+                                   max_run=MAX_RUN if no_repeat_ngram else 0)
             args = (dec, memory, mask, tok.bos_id, tok.eos_id, limit, rules)
             if beam > 1:
                 found = decoding.beam_search(*args, beam=beam, length_penalty=length_penalty)
