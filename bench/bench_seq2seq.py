@@ -45,8 +45,9 @@ def fastnet_model(dropout=0.1):
     return enc, dec
 
 
-def fastnet_step():
+def fastnet_step(precision="float32"):
     enc, dec = fastnet_model()
+    fn.layers.base.set_precision([enc, dec], precision)
     store = fn.layers.base.ParameterStore([enc, dec])
     opt = fn.Adam(LR, clip_norm=1.0)
     opt.bind(store)
@@ -63,10 +64,14 @@ def fastnet_step():
     return step
 
 
-def fastnet_greedy():
+def fastnet_greedy(quantize=None):
+    from fastnet.layers import quantized
     from fastnet.seq2seq import decoding
 
     enc, dec = fastnet_model(dropout=0.0)
+    if quantize:
+        store = fn.layers.base.ParameterStore([enc, dec])
+        quantized.quantize_params(quantized.store_entries(store), store.dtype, quantize)
     no_eos = -1  # decode MAX_STEPS tokens for every sentence (same work as PyTorch below)
 
     def translate(src):
@@ -117,7 +122,7 @@ def torch_model(torch, dropout=0.1):
     return Seq2Seq()
 
 
-def torch_step(torch):
+def torch_step(torch, autocast=False):
     model = torch_model(torch)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
@@ -126,8 +131,9 @@ def torch_step(torch):
     def step(src, tgt):
         opt.zero_grad(set_to_none=True)
         src_pad = src == PAD
-        logits = model.decode(tgt[:, :-1], model.encode(src, src_pad), src_pad)
-        loss = criterion(logits.reshape(-1, VOCAB), tgt[:, 1:].reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits = model.decode(tgt[:, :-1], model.encode(src, src_pad), src_pad)
+            loss = criterion(logits.reshape(-1, VOCAB), tgt[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -165,27 +171,29 @@ def training_batch():
     return src, tgt
 
 
-@pytest.mark.parametrize("impl", ["fastnet", "torch"])
+@pytest.mark.parametrize("impl", ["fastnet", "torch", "fastnet-bf16", "torch-autocast-bf16"])
 def test_training_step(benchmark, impl):
     benchmark.group = "seq2seq training step d128 h4 2+2 ff512 b32 t20"
+    benchmark.extra_info["path"] = fn.config()["mma_path"]
     src, tgt = training_batch()
-    if impl == "fastnet":
-        step = fastnet_step()
+    if impl.startswith("fastnet"):
+        step = fastnet_step("bf16" if impl == "fastnet-bf16" else "float32")
     else:
         torch = pytest.importorskip("torch")
-        step = torch_step(torch)
+        step = torch_step(torch, autocast=impl == "torch-autocast-bf16")
         src, tgt = torch.from_numpy(src), torch.from_numpy(tgt)
     first = step(src, tgt)
     benchmark(step, src, tgt)
     assert np.isfinite(first)
 
 
-@pytest.mark.parametrize("impl", ["fastnet", "torch"])
+@pytest.mark.parametrize("impl", ["fastnet", "torch", "fastnet-int8"])
 def test_greedy_translation(benchmark, impl):
     benchmark.group = f"seq2seq greedy translation of {N_SENTENCES} sentences, {MAX_STEPS} steps"
+    benchmark.extra_info["path"] = fn.config()["mma_path"]
     src = token_batch(N_SENTENCES, SRC_LEN, seed=3)
-    if impl == "fastnet":
-        translate = fastnet_greedy()
+    if impl.startswith("fastnet"):
+        translate = fastnet_greedy("int8" if impl == "fastnet-int8" else None)
     else:
         torch = pytest.importorskip("torch")
         translate = torch_greedy(torch)

@@ -33,11 +33,11 @@ def batch(widths, batch_size, seed=0):
 
 
 # ---- fastnet -------------------------------------------------------------------
-def fastnet_step(widths, optimizer):
+def fastnet_step(widths, optimizer, precision="float32"):
     layers = [fn.Dense(a, b, activation="relu") for a, b in zip(widths[:-2], widths[1:-1])]
     layers.append(fn.Dense(widths[-2], widths[-1]))
     opt = fn.SGD(LR) if optimizer == "sgd" else fn.Adam(LR)
-    net = fn.Network(layers, optimizer=opt, seed=0)
+    net = fn.Network(layers, optimizer=opt, seed=0, precision=precision)
     return net.train_on_batch
 
 
@@ -73,7 +73,7 @@ class ReferenceMLP:
 
 
 # ---- PyTorch eager ------------------------------------------------------------
-def torch_step(widths, optimizer):
+def torch_step(widths, optimizer, autocast=False):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(fn.get_num_threads())
     torch.manual_seed(0)
@@ -87,7 +87,8 @@ def torch_step(widths, optimizer):
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        loss = criterion(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = criterion(model(x), y)
         loss.backward()
         opt.step()
         return loss.item()
@@ -95,18 +96,26 @@ def torch_step(widths, optimizer):
     return step, torch
 
 
+# bf16 (fastnet precision="bf16", PyTorch autocast) only where the GEMMs are big enough to matter.
+BF16_SHAPES = {"wide_784-1024-1024-10_b256_sgd"}
+IMPLS = ["fastnet", "numpy_reference", "torch", "fastnet-bf16", "torch-autocast-bf16"]
+
+
 @pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("impl", ["fastnet", "numpy_reference", "torch"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_training_step(benchmark, shape, impl):
     widths, batch_size, optimizer = SHAPES[shape]
+    if impl.endswith("bf16") and shape not in BF16_SHAPES:
+        pytest.skip("bf16 is benchmarked on the wide MLP only")
     benchmark.group = shape
+    benchmark.extra_info["path"] = fn.config()["mma_path"]
     x, y = batch(widths, batch_size)
-    if impl == "fastnet":
-        step = fastnet_step(widths, optimizer)
+    if impl.startswith("fastnet"):
+        step = fastnet_step(widths, optimizer, "bf16" if impl == "fastnet-bf16" else "float32")
     elif impl == "numpy_reference":
         step = ReferenceMLP(widths, optimizer).step
     else:
-        step, torch = torch_step(widths, optimizer)
+        step, torch = torch_step(widths, optimizer, autocast=impl == "torch-autocast-bf16")
         x, y = torch.from_numpy(x), torch.from_numpy(y)
     first = step(x, y)
     benchmark(step, x, y)

@@ -72,7 +72,7 @@ static mma_features detect_mma_features(void) {
     unsigned eax, ebx, ecx, edx;
     if (fn_cpu_best_path() != FN_CPU_AVX512 || !__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return f;
     int amx_bits = (edx >> 24 & 1) && (edx >> 22 & 1) && (edx >> 25 & 1); /* tile, bf16, int8 */
-    int vnni_bit = ecx >> 11 & 1;
+    int vnni_bit = (ecx >> 11 & 1) && (ebx >> 30 & 1) && (ebx >> 31 & 1); /* with AVX512BW and VL */
     int bf16_bit = 0;
     if (eax >= 1 && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) bf16_bit = eax >> 5 & 1;
     /* XCR0 bits 17 and 18: the OS saves the tile configuration and data. */

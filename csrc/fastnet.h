@@ -112,6 +112,28 @@ fn_status fn_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k
                        const float *b, int64_t ldb,
                        float beta, float *c, int64_t ldc, int n_threads);
 
+/* ---- int8 inference (int8.c, int8_vnni.c, gemm_amx.c) ---------------------
+ * Symmetric quantisation: q = round-to-nearest-even(v * 127 / max|v|), |q| <=
+ * 127, scale = max|v| / 127 (v ~ q * scale). Activations per row
+ * (fn_quantize_rows_s8; a row holding NaN or infinity gets a NaN scale),
+ * weights per output column (fn_quantize_columns_s8; FN_ERR_NONFINITE unless
+ * finite). fn_pack_s8 lays a k x n int8 weight matrix out for the kernels
+ * (fn_s8_packed_bytes bytes) and writes its n column sums.
+ * fn_gemm_s8s32: C (int32, exact) = A (m x k, int8) @ B (packed).
+ * fn_dense_forward_s8: y = act((float)acc[i,j] * (sx[i] * sw[j]) + bias[j]),
+ * x quantised per row on the fly; the same bits on every path.
+ */
+int64_t fn_s8_packed_bytes(int64_t k, int64_t n);
+fn_status fn_quantize_rows_s8(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q, float *scale);
+fn_status fn_quantize_columns_s8(const float *w, int64_t k, int64_t n, int64_t ldw, int8_t *q, float *scale);
+fn_status fn_pack_s8(const int8_t *q, int64_t k, int64_t n, int8_t *packed, int32_t *colsum);
+fn_status fn_gemm_s8s32(int64_t m, int64_t n, int64_t k, const int8_t *a, int64_t lda,
+                        const int8_t *packed_b, const int32_t *colsum, int32_t *c, int64_t ldc, int n_threads);
+fn_status fn_dense_forward_s8(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                              const int8_t *packed_w, const int32_t *colsum, const float *w_scale,
+                              const float *bias, fn_activation act, float act_param,
+                              float *y, int64_t ldy, int n_threads);
+
 /* ---- dense layer (dense.c) ----------------------------------------------
  * Forward: y = act(x @ w + bias), x is m x k, w is k x n, bias is n (or NULL),
  * y is m x n. Bias and activation are applied in the GEMM epilogue while the

@@ -42,7 +42,7 @@ static inline int fn_thread_count(void) { return 1; }
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #if defined(__clang__) ? (__clang_major__ >= 9) : (__GNUC__ >= 8)
 #define FN_HAVE_VNNI_INTRIN 1
-#define FN_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma")))
+#define FN_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
 #endif
 #if defined(__clang__) ? (__clang_major__ >= 9) : (__GNUC__ >= 10)
 #define FN_HAVE_BF16_INTRIN 1

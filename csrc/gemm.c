@@ -2,25 +2,28 @@
  * micro-kernel, the scalar dense epilogue, and the plain blocked dgemm.
  *
  * Loop nest of the float32 driver (one OpenMP region for the whole call):
- *   for jc in N step NC            B block (KC x NC, shared by all threads)
- *     for pc in K step KC          pack B[pc:pc+kc, jc:jc+nc]   (threads split the panels)
- *       barrier
- *       for ic in my rows step MC  pack A[ic:ic+mc, pc:pc+kc]   (private to a thread)
+ *   for jc in N step NC            B block (KC x NC)
+ *     for pc in K step KC          pack my panels of B[pc:pc+kc, jc:jc+nc]
+ *       for ic in my rows step MC  pack A[ic:ic+mc, pc:pc+kc]
  *         for jr over my NR panels      the B micro-panel (kc x NR)
  *           for ir in mc step MR        the A block (mc x kc) stays in L2
  *             micro-kernel on an MR x NR tile of C (+ epilogue on the last pc)
- *       barrier
  * MC/KC/NC per CPU path are in each kernel's fn_sgemm_arch (with the reason).
- * Threads split the rows of C (in whole MR slivers), or the NR panels when C
- * has too few rows to share. Every element of C sums its k terms in the same
+ * Threads split the NR panels of C, or its rows (in whole MR slivers) when
+ * those divide more evenly, and each packs what it uses: no barrier inside
+ * the region. (Threads used to pack one shared B block between two barriers
+ * per KC step; on this shared 2-core machine a barrier waits whenever the
+ * other thread is descheduled, which cost up to 4x at 2 threads. The price
+ * now is packing A twice under a panel split, or B under a row split: a few
+ * tenths of a percent of the multiply-adds at 1024^3.) Every element of C sums its k terms in the same
  * order (p = 0..k-1, one partial sum per KC block, blocks added in order),
  * however the rows or panels are split, so the result does not depend on
  * n_threads: it is bitwise the same for 1, 2 or more threads.
  *
  * Small products (A + B + C within ~4 MiB) pack nothing: the micro-kernel
  * reads A through its strides and B's full-width panels in place; only a
- * narrow last B panel is copied, zero-padded, by each thread for itself, so
- * the parallel region has no barrier. The kernel's arithmetic is the same
+ * narrow last B panel is copied, zero-padded, by each thread for itself.
+ * The kernel's arithmetic is the same
  * either way, so this choice does not change any result bit.
  */
 #include <stdlib.h>
@@ -229,10 +232,8 @@ typedef struct {
     int pack_a;      /* 1: pack A blocks; 0: the kernel reads A in place */
     int direct_b;    /* 1: full-width B panels are read in place (only the last,
                         narrower panel is packed, zero-padded) */
-    int private_b;   /* 1: each thread packs the B panels it uses (no barriers);
-                        0: threads pack one shared B block together */
     int split_rows;  /* 1: threads share the rows of C; 0: the NR panels */
-    float *b_packed; /* packed B: shared, or one region per thread (b_stride apart) */
+    float *b_packed; /* packed B panels, one region per thread (b_stride apart) */
     int64_t b_stride;
     float *a_packed; /* one MC x KC block per thread, a_stride apart */
     int64_t a_stride;
@@ -298,23 +299,14 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
         for (int64_t pc = 0; pc < job->k; pc += arch->kc) {
             int64_t kc = job->k - pc < arch->kc ? job->k - pc : arch->kc;
             int64_t ku = fn_k_units(arch, kc);
-            if (job->private_b) {
-                float *b_buf = job->b_packed + tid * job->b_stride;
-                if (!job->direct_b) {
-                    /* panel q lands at q * NR * units: the region holds every panel */
-                    job->pack_b_fn(job->b, job->ldb, job->trans_b, pc, kc, ku, jc, nc, NR, q0, q1, b_buf);
-                } else if (q1 == panels && nc % NR) { /* only the narrow last panel */
-                    job->pack_b_fn(job->b, job->ldb, 0, pc, kc, ku, jc + (panels - 1) * NR, nc % NR, NR, 0, 1, b_buf);
-                }
-                run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc, b_buf, job->direct_b ? panels - 1 : 0);
-            } else {
-                int64_t p0, p1;
-                fn_split(panels, tid, nth, &p0, &p1);
-                job->pack_b_fn(job->b, job->ldb, job->trans_b, pc, kc, ku, jc, nc, NR, p0, p1, job->b_packed);
-                FN_BARRIER();
-                run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc, job->b_packed, 0);
-                FN_BARRIER(); /* b_packed is rewritten next */
+            float *b_buf = job->b_packed + tid * job->b_stride;
+            if (!job->direct_b) {
+                /* panel q lands at q * NR * units: the region holds every panel */
+                job->pack_b_fn(job->b, job->ldb, job->trans_b, pc, kc, ku, jc, nc, NR, q0, q1, b_buf);
+            } else if (q1 == panels && nc % NR) { /* only the narrow last panel */
+                job->pack_b_fn(job->b, job->ldb, 0, pc, kc, ku, jc + (panels - 1) * NR, nc % NR, NR, 0, 1, b_buf);
             }
+            run_block(job, tid, r0, r1, q0, q1, jc, nc, pc, kc, b_buf, job->direct_b ? panels - 1 : 0);
         }
     }
     if (arch->thread_end) arch->thread_end();
@@ -323,16 +315,21 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
 /* Multiply-adds one thread should have before a second one pays off. Waking
  * an OpenMP team costs a few microseconds on an idle machine, but on a busy
  * one the team waits until the other thread is scheduled again (measured:
- * 64x256x784 took 20-37 ms on 2 threads instead of 0.15 ms on 1 at load 10;
- * NumPy's OpenBLAS keeps that shape on one thread too), so a thread must
- * bring ~50 us of work: 2^23 multiply-adds. */
-#define SGEMM_MIN_WORK_PER_THREAD (1 << 23)
+ * 64x256x784 took 20-37 ms on 2 threads instead of 0.15 ms on 1 at load 10),
+ * so a thread must bring ~40 us of work: 2^22 multiply-adds. (2^23 kept
+ * 64x256x784 on one thread while OpenBLAS used two: 0.55x its speed.) */
+#define SGEMM_MIN_WORK_PER_THREAD (1 << 22)
 /* Footprint (floats of A + B + C) below which nothing is packed. */
 #define SGEMM_DIRECT_FLOATS (1 << 20)
 /* Scratch up to this many floats comes from the stack (no malloc for small calls). */
 #define SGEMM_STACK_FLOATS 4096
 
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+/* The busiest thread's share of `units` over the average share (1 = even). */
+static double imbalance(int64_t units, int nth) {
+    return (double)((units + nth - 1) / nth) * nth / (double)units;
+}
 
 /* Packing scratch, kept per calling thread and grown when needed. A fresh
  * malloc per call was measured to cost 6% of a 1024^3 bf16 product: blocks
@@ -417,20 +414,22 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
      * to 512^3). Past that, strided panels thrash the TLB and caches (1024^3
      * runs at half speed unpacked), so both are packed. Low-precision kernels
      * always pack: packing is where float32 becomes bf16. */
-    int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS && !arch->pack_a;
+    int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS && !arch->k_per_word;
     job.pack_a = !small;
     job.direct_b = small && !trans_b;
-    job.private_b = small || nth == 1;
-    job.split_rows = slivers >= 2 * (int64_t)nth || slivers >= panels;
+    /* Split whichever of rows (MR slivers) and NR panels divides more evenly,
+     * panels on a tie (then B is packed once in all): 64 rows of 12-row
+     * slivers on 2 threads is 36 + 28 rows (89% busy), 8 panels is 4 + 4. */
+    job.split_rows = imbalance(slivers, nth) < imbalance(panels, nth);
 
     int64_t kc_max = fn_k_units(arch, k < arch->kc ? k : arch->kc);
     int64_t nc_max = round_up(n < arch->nc ? n : arch->nc, NR);
     int64_t b_floats = round_up(kc_max * (job.direct_b ? NR : nc_max), 16);
-    job.b_stride = job.private_b ? b_floats : 0;
+    job.b_stride = b_floats;
     int64_t mc_max = job.split_rows ? round_up((slivers + nth - 1) / nth * MR, MR) : round_up(m, MR);
     if (mc_max > arch->mc) mc_max = arch->mc;
     job.a_stride = job.pack_a ? round_up(mc_max * kc_max, 16) : 0;
-    int64_t total = b_floats * (job.private_b ? nth : 1) + job.a_stride * nth;
+    int64_t total = b_floats * nth + job.a_stride * nth;
 
     _Alignas(64) float stack_buf[SGEMM_STACK_FLOATS];
     float *scratch = stack_buf;
@@ -439,7 +438,7 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
         if (!scratch) return FN_ERR_NOMEM;
     }
     job.b_packed = scratch;
-    job.a_packed = scratch + b_floats * (job.private_b ? nth : 1);
+    job.a_packed = scratch + b_floats * nth;
 
     if (nth <= 1) {
         sgemm_thread(&job, 0, 1);

@@ -9,13 +9,16 @@
  * Micro-tile 32 x 32: C in tiles 0-3, A in 4-5, B in 6-7; per 32 k, 2 + 2
  * tile loads feed 4 TDPBF16PS (16 x 16 x 32 multiply-adds each). C is stored
  * through a 32 x 32 buffer, where alpha, beta and the edges are applied.
+ * The int8 kernel (TDPBSSD, signed x signed bytes) has the same shape: A
+ * tiles of 16 rows x 64 k, B tiles of 16 groups of 4 k x 16 columns, in the
+ * packed layout of int8.c.
  * The tile configuration is loaded once per thread and released after, by
  * the driver's thread_begin / thread_end hooks. The path runs only after the
  * OS granted the tile state (cpu.c).
  */
 #include <string.h>
 
-#include "gemm_internal.h"
+#include "int8_internal.h"
 
 #ifdef FN_HAVE_AMX_INTRIN
 #include <immintrin.h>
@@ -117,5 +120,33 @@ const fn_sgemm_arch fn_bf16_arch_amx = {
     "amx", MR, NR, 256, 512, 4096, amx_kernel, fn_sgemm_epilogue_avx512,
     2, K_ALIGN, pack_a_rows, fn_pack_b_bf16_pairs, amx_begin, amx_end,
 };
+
+/* ---- int8: C (int32) += A (s8, kpad bytes a row) B (packed s8) ---------- */
+
+static FN_TARGET_AMX void amx_s8_kernel(int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_t *b,
+                                        int32_t *tile) {
+    (void)mr; /* the driver hands over MR rows, zero past m */
+    const char *a0 = (const char *)a, *a1 = a0 + 16 * lda, *bp = (const char *)b;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t p = 0; p < kpad; p += 64) {
+        _tile_loadd(4, a0 + p, lda);
+        _tile_loadd(5, a1 + p, lda);
+        _tile_loadd(6, bp + (p / 4) * 128, 128);
+        _tile_loadd(7, bp + (p / 4) * 128 + 64, 128);
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(1, 4, 7);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+    }
+    _tile_stored(0, tile, 128);
+    _tile_stored(1, tile + 16, 128);
+    _tile_stored(2, tile + 16 * 32, 128);
+    _tile_stored(3, tile + 16 * 32 + 16, 128);
+}
+
+const fn_s8_arch fn_s8_arch_amx = {"amx", 32, 0, amx_s8_kernel, amx_begin, amx_end, NULL, NULL};
 
 #endif /* FN_HAVE_AMX_INTRIN */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "gemm_internal.h"
+#include "transpose_avx512.h"
 
 #ifdef FN_HAVE_BF16_INTRIN
 #include <immintrin.h>
@@ -56,34 +57,6 @@ pair_words(const float *src, int64_t kc, int64_t u0) {
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
-/* In-register transpose of 16 x 16 words. */
-static inline __attribute__((always_inline)) FN_TARGET_BF16 void transpose16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    /* r[4g + c] now holds, in each 128-bit lane L, column 4L + c of rows 4g..4g+3 */
-    for (int g = 0; g < 4; g += 2)
-        for (int c = 0; c < 4; ++c) {
-            t[4 * g + c] = _mm512_shuffle_i32x4(r[4 * g + c], r[4 * (g + 1) + c], 0x88);
-            t[4 * g + 4 + c] = _mm512_shuffle_i32x4(r[4 * g + c], r[4 * (g + 1) + c], 0xDD);
-        }
-    for (int c = 0; c < 4; ++c) {
-        __m512i even0 = t[c], odd0 = t[4 + c], even1 = t[8 + c], odd1 = t[12 + c];
-        r[c] = _mm512_shuffle_i32x4(even0, even1, 0x88);
-        r[8 + c] = _mm512_shuffle_i32x4(even0, even1, 0xDD);
-        r[4 + c] = _mm512_shuffle_i32x4(odd0, odd1, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(odd0, odd1, 0xDD);
-    }
-}
-
 /* rows (<= 16) runs of kc floats, src[i] = start of run i, packed as
  * dst[u * stride + i] = pair word u of run i, for u < units. Runs past rows
  * are zero. Converts 16 words of each run, transposes in registers, and
@@ -94,7 +67,7 @@ static FN_TARGET_BF16 void pair_runs_transposed(const float *const *src, int row
     for (int64_t u0 = 0; u0 < units; u0 += 16) {
         __m512i r[16];
         for (int i = 0; i < 16; ++i) r[i] = i < rows ? pair_words(src[i], kc, u0) : _mm512_setzero_si512();
-        transpose16(r);
+        fn_transpose16_epi32(r);
         int64_t count = units - u0 < 16 ? units - u0 : 16;
         for (int64_t t = 0; t < count; ++t) _mm512_mask_storeu_epi32(dst + (u0 + t) * stride, keep, r[t]);
     }

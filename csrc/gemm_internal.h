@@ -59,10 +59,10 @@ typedef struct {
     fn_sgemm_kernel kernel;
     fn_sgemm_epilogue epilogue;
     /* Low-precision variants: how k is stored (elements per 4-byte word, and
-     * the multiple it is zero-padded to), their own packing (always used: the
-     * kernel cannot read the caller's float32 in place), and per-thread set-up
-     * and tear-down around the kernel calls (AMX tile configuration). NULL /
-     * 0 for the float32 kernels. */
+     * the multiple it is zero-padded to; non-zero also means "always pack":
+     * the kernel cannot read the caller's float32 in place). Packing routines
+     * (NULL: the float32 copies of gemm.c), and per-thread set-up and
+     * tear-down around the kernel calls (AMX tile configuration). */
     int k_per_word, k_align;
     fn_pack_a pack_a;
     fn_pack_b pack_b;

@@ -12,6 +12,8 @@ from fastnet._config import __version__
 from fastnet.callbacks import Callback, OverfittingWarning
 from fastnet.history import History
 from fastnet.layers import Layer, ParameterStore, layer_from_config, layer_to_config
+from fastnet.layers import quantized as _quantized
+from fastnet.layers.base import check_precision, set_precision
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at inference: bounds the memory of big inputs
 _FORMAT_VERSION = 1
@@ -35,9 +37,14 @@ class Network:
     the batches and samples dropout masks: the same seed, data and thread
     count give bitwise the same weights. All parameters live in one flat
     buffer `net.store.data` (gradients in `net.store.grad`).
+
+    precision="bf16" multiplies matrices in bfloat16 (on the CPU's bf16
+    units when it has them) while weights, gradients, optimizer state and
+    losses stay float32; the model file is float32 either way.
     """
 
-    def __init__(self, layers, loss="softmax_cross_entropy", optimizer=None, seed=0, dtype=np.float32):
+    def __init__(self, layers, loss="softmax_cross_entropy", optimizer=None, seed=0, dtype=np.float32,
+                 precision="float32"):
         layers = list(layers)
         if not layers:
             raise ValueError("a Network needs at least one layer")
@@ -48,6 +55,8 @@ class Network:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self.layers = layers
+        self.quantization = None  # "int8" after quantize(): inference only
+        self.precision = precision
         self.loss = _losses.get(loss)
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
@@ -84,6 +93,30 @@ class Network:
                 raise ValueError(f"layer {i} ({layer!r}) expects {n_in} inputs but the layer before it "
                                  f"gives {width}")
             width = getattr(layer, "n_out", width)
+
+    @property
+    def precision(self):
+        """'float32' or 'bf16': the precision of the matrix products (settable)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        self._precision = check_precision(value, self.dtype)
+        set_precision(self.layers, value)
+
+    def quantize(self, mode="int8"):
+        """Quantise the weight matrices to int8 (one scale per output channel) for
+        inference; activations are quantised per row as they arrive. Training is
+        refused afterwards. Saved files hold the int8 weights (about 4x smaller)
+        and load quantised. Returns self."""
+        _quantized.quantize_params(_quantized.store_entries(self.store), self.dtype, mode)
+        self.quantization = mode
+        return self
+
+    def _check_trainable(self):
+        if self.quantization:
+            raise RuntimeError(f"this network is quantised to {self.quantization}: it runs inference only "
+                               "(train the float32 model, then quantize)")
 
     # ---- input checks ------------------------------------------------------
     def _check_X(self, X, name="X"):
@@ -166,6 +199,7 @@ class Network:
 
     def train_on_batch(self, x, y):
         """One training step (forward, backward, optimizer update) on a batch; returns the batch loss."""
+        self._check_trainable()
         x = self._check_X(x)
         if not (self.loss.is_classifier and type(y) is np.ndarray and y.dtype == np.int64
                 and y.shape == (x.shape[0],) and self.loss.name == "softmax_cross_entropy" and y.min() >= 0):
@@ -205,6 +239,7 @@ class Network:
         Raises FloatingPointError naming the epoch and step if the loss or a gradient becomes NaN or
         infinite; that step is not applied, so the weights stay those of the last good step.
         """
+        self._check_trainable()
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -366,13 +401,11 @@ class Network:
     # ---- files ---------------------------------------------------------------
     def architecture(self):
         return {"layers": [layer_to_config(layer) for layer in self.layers], "loss": self.loss.name,
-                "dtype": self.dtype.name}
+                "dtype": self.dtype.name, "precision": self.precision}
 
     def save(self, path):
         """Write weights, architecture, optimizer state and RNG state to a safetensors file, atomically."""
-        tensors = {"param/" + name: arr for name, arr in self.store.named_arrays().items()}
-        opt_arrays, opt_meta = self.optimizer.state_dict()
-        tensors.update({"optimizer/" + name: arr for name, arr in opt_arrays.items()})
+        tensors, opt_meta = self._tensors()
         metadata = {
             "fastnet_kind": "network",
             "fastnet_version": __version__,
@@ -384,10 +417,31 @@ class Network:
             "rng_state": self.rng.bit_generator.state,
             "epochs_trained": self.epochs_trained,
             "history": self.history.to_dict(),
+            "quantization": self.quantization,
         }
         _io.save_safetensors_atomic(path, tensors, metadata)
 
+    def _tensors(self):
+        """What a model file holds: float32 parameters and optimizer state, or, once
+        quantised, the int8 matrices with their scales and the other parameters."""
+        if not self.quantization:
+            tensors = {"param/" + name: arr for name, arr in self.store.named_arrays().items()}
+            opt_arrays, opt_meta = self.optimizer.state_dict()
+            tensors.update({"optimizer/" + name: arr for name, arr in opt_arrays.items()})
+            return tensors, opt_meta
+        named = _quantized.store_entries(self.store)
+        skip = _quantized.quantized_names(named)
+        tensors = {"param/" + name: arr for name, arr in self.store.named_arrays().items() if name not in skip}
+        tensors.update(_quantized.quantized_tensors(_quantized.store_entries(self.store, "int8/")))
+        return tensors, {}
+
     def _expected_tensors(self):
+        if self.quantization:
+            skip = _quantized.quantized_names(_quantized.store_entries(self.store))
+            expected = {"param/" + name: (arr.shape, arr.dtype) for name, arr in self.store.named_arrays().items()
+                        if name not in skip}
+            expected.update(_quantized.expected_quantized(_quantized.store_entries(self.store, "int8/")))
+            return expected
         expected = {"param/" + name: (arr.shape, arr.dtype) for name, arr in self.store.named_arrays().items()}
         opt_arrays, _ = self.optimizer.state_dict()
         expected.update({"optimizer/" + name: (arr.shape, arr.dtype) for name, arr in opt_arrays.items()})
@@ -399,15 +453,23 @@ class Network:
             arch = metadata["architecture"]
             layers = [layer_from_config(spec) for spec in arch["layers"]]
             optimizer = _optimizers.from_config(metadata["optimizer"])
-            net = cls(layers, loss=arch["loss"], optimizer=optimizer, seed=metadata["seed"], dtype=arch["dtype"])
+            net = cls(layers, loss=arch["loss"], optimizer=optimizer, seed=metadata["seed"], dtype=arch["dtype"],
+                      precision=arch.get("precision", "float32"))
         except (KeyError, TypeError, ValueError) as exc:
             raise _io.ModelFileError(f"{path!r}: cannot rebuild the network from its metadata: {exc}") from None
+        net.quantization = metadata.get("quantization")
+        if net.quantization is not None:
+            _quantized.check_quantization(net.quantization)
         _io.check_tensors(path, tensors, net._expected_tensors())
         for name, arr in net.store.named_arrays().items():
-            arr[...] = tensors["param/" + name]
-        prefix = "optimizer/"
-        net.optimizer.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
-                                      metadata["optimizer_state"])
+            if "param/" + name in tensors:
+                arr[...] = tensors["param/" + name]
+        if net.quantization:
+            _quantized.load_quantized(_quantized.store_entries(net.store, "int8/"), tensors)
+        else:
+            prefix = "optimizer/"
+            net.optimizer.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                                          metadata["optimizer_state"])
         net.rng.bit_generator.state = metadata["rng_state"]
         net.epochs_trained = int(metadata.get("epochs_trained", 0))
         saved_history = metadata.get("history") or {}

@@ -15,10 +15,21 @@ from fastnet._kernels import dense, dense_backward, matmul  # noqa: E402
 
 __all__ += ["matmul", "dense", "dense_backward"]
 
-# ---- bfloat16 conversions (_lowp.pxi) ---------------------------------------
-from fastnet._kernels import from_bf16, round_bf16, to_bf16  # noqa: E402
+# ---- bfloat16 conversions and int8 inference (_lowp.pxi) -------------------
+from fastnet._kernels import (  # noqa: E402
+    PackedInt8,
+    dense_int8,
+    from_bf16,
+    matmul_int8,
+    pack_int8,
+    quantize_columns,
+    quantize_rows,
+    round_bf16,
+    to_bf16,
+)
 
-__all__ += ["to_bf16", "from_bf16", "round_bf16"]
+__all__ += ["to_bf16", "from_bf16", "round_bf16",
+            "quantize_rows", "quantize_columns", "pack_int8", "PackedInt8", "matmul_int8", "dense_int8"]
 
 
 

@@ -145,6 +145,28 @@ def run_guarded(script, paths):
     assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])
 
 
+_GUARDED_PREAMBLE = """
+import sys
+import numpy as np
+import fastnet
+from fastnet import ops
+from helpers import guarded_array
+
+rng = np.random.default_rng(0)
+for path in sys.argv[1:]:
+    fastnet._kernels.set_cpu_path(path)
+    for at_end in (True, False):
+        g = lambda v: guarded_array(v, at_end)
+"""
+
+
+def guarded_script(body):
+    """A run_guarded script running `body` once per CPU path and guard side, with
+    `g` (make a guarded copy), `rng`, `np`, `fastnet` and `ops` in scope."""
+    import textwrap
+    return _GUARDED_PREAMBLE + textwrap.indent(textwrap.dedent(body), " " * 8) + '\nprint("ok")\n'
+
+
 def config_in_subprocess(**env):
     """fastnet.config() of a fresh interpreter with these environment variables."""
     import json

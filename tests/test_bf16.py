@@ -10,7 +10,7 @@ import pytest
 import fastnet
 from fastnet import ops
 from fastnet import reference as ref
-from helpers import assert_gemm_close, config_in_subprocess, gemm_error_bound, run_guarded
+from helpers import assert_gemm_close, config_in_subprocess, gemm_error_bound, guarded_script, run_guarded
 
 F32 = np.float32
 
@@ -236,34 +236,22 @@ def test_fastnet_cpu_forces_each_low_precision_path():
             assert (c["cpu_path"], c["mma_path"]) == ("avx512", name)
 
 
-_GUARDED_BF16 = """
-import sys
-import numpy as np
-import fastnet
-from fastnet import ops
-from helpers import guarded_array
-
-rng = np.random.default_rng(0)
-for path in sys.argv[1:]:
-    fastnet._kernels.set_cpu_path(path)
-    for at_end in (True, False):
-        g = lambda v: guarded_array(v, at_end)
-        for m, n, k in [(1, 1, 1), (7, 17, 9), (13, 33, 31), (12, 32, 32), (17, 1, 17), (2, 300, 5), (45, 40, 67)]:
-            for ta in (False, True):
-                for tb in (False, True):
-                    a = g(rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32))
-                    b = g(rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32))
-                    out = g(np.ones((m, n), np.float32))
-                    ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out, beta=0.5, precision="bf16")
-                    with fastnet.threads(2):
-                        ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out, precision="bf16")
-            x, w = g(rng.standard_normal((m, k)).astype(np.float32)), g(rng.standard_normal((k, n)).astype(np.float32))
-            y = g(ops.dense(x, w, g(np.zeros(n, np.float32)), activation="relu", precision="bf16"))
-            ops.dense_backward(x, w, y, g(np.ones((m, n), np.float32)), activation="relu", precision="bf16")
-        ops.to_bf16(g(np.ones(33, np.float32)))
-        ops.from_bf16(g(np.ones(33, np.uint16)))
-print("ok")
-"""
+_GUARDED_BF16 = guarded_script("""
+for m, n, k in [(1, 1, 1), (7, 17, 9), (13, 33, 31), (12, 32, 32), (17, 1, 17), (2, 300, 5), (45, 40, 67)]:
+    for ta in (False, True):
+        for tb in (False, True):
+            a = g(rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32))
+            b = g(rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32))
+            out = g(np.ones((m, n), np.float32))
+            ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out, beta=0.5, precision="bf16")
+            with fastnet.threads(2):
+                ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out, precision="bf16")
+    x, w = g(rng.standard_normal((m, k)).astype(np.float32)), g(rng.standard_normal((k, n)).astype(np.float32))
+    y = g(ops.dense(x, w, g(np.zeros(n, np.float32)), activation="relu", precision="bf16"))
+    ops.dense_backward(x, w, y, g(np.ones((m, n), np.float32)), activation="relu", precision="bf16")
+ops.to_bf16(g(np.ones(33, np.float32)))
+ops.from_bf16(g(np.ones(33, np.uint16)))
+""")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="guard pages via mprotect need Linux")

@@ -1,5 +1,8 @@
 """The `fastnet` command against user mistakes: one line naming the problem,
 exit status 2, no traceback, and no work done before the mistake is found."""
+import os
+import threading
+
 import numpy as np
 import pytest
 
@@ -96,3 +99,30 @@ def test_bad_out_is_refused_before_any_training(capsys, tmp_path, monkeypatch, b
     assert status == 2
     one_line_error(err, "--out")
     assert np.all([not p.suffix == ".fastnet" for p in tmp_path.iterdir()])
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_train_translator_on_a_fifo_nobody_writes_to_fails_at_once(capsys, tmp_path):
+    fifo = tmp_path / "pairs.tsv"
+    os.mkfifo(fifo)
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(
+        run(capsys, "train-translator", f"sv={fifo}", "--out", str(tmp_path / "m.fastnet"), "--minutes", "0.01")),
+        daemon=True)
+    worker.start()
+    worker.join(30)
+    if worker.is_alive():
+        with open(fifo, "wb"):  # let the blocked reader go before failing
+            pass
+        pytest.fail("train-translator blocked on a FIFO")
+    status, _, err = outcome[0]
+    assert status == 2 and "Traceback" not in err, err
+    assert "pairs.tsv" in err and not (tmp_path / "m.fastnet").exists()
+
+
+def test_train_translator_refuses_a_device_as_pair_file(capsys, tmp_path):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("needs /dev/zero")
+    status, _, err = run(capsys, "train-translator", "sv=/dev/zero", "--out", str(tmp_path / "m.fastnet"))
+    assert status == 2
+    one_line_error(err, "device")

@@ -5,8 +5,26 @@ line, source and translation separated by a tab, any further columns (the
 attribution) ignored.
 """
 import os
+import stat
 
 __all__ = ["load_pairs"]
+
+
+def _open_pair_file(path):
+    """The file opened for reading, without ever blocking on a FIFO nobody writes to.
+
+    A FIFO is opened non-blocking, then read blocking: with a writer (a shell's
+    `<(zcat pairs.tsv.gz)`) it streams as usual, without one it reads as empty
+    at once. Devices (/dev/zero would be one endless line) are refused.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    kind = os.fstat(fd).st_mode
+    if stat.S_ISCHR(kind) or stat.S_ISBLK(kind) or stat.S_ISSOCK(kind):
+        os.close(fd)
+        raise ValueError(f"pair file {path} is a device or socket, not a file")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def _check_columns(columns):
@@ -51,7 +69,7 @@ def load_pairs(path, max_len=None, dedupe=True, columns=(0, 1), unit="words"):
 
     n_needed = max(src_col, tgt_col) + 1
     sources, targets, seen = [], [], set()
-    with open(path, "rb") as f:
+    with _open_pair_file(path) as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8")

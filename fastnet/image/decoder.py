@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from fastnet import io, ops
-from fastnet.layers.base import Layer, ParameterStore, check_affordable
+from fastnet.layers.base import Layer, ParameterStore, check_affordable, check_precision
 
 LOSSES = ("mse", "bce")
 # Hidden activations whose backward needs only the layer's output (gelu would need
@@ -64,7 +64,7 @@ class ImageDecoder(Layer):
     kind = "pixels"
 
     def __init__(self, d_model, size=32, hidden=(256, 512), channels=3, loss="mse",
-                 activation="relu", seed=0, dtype=np.float32):
+                 activation="relu", seed=0, dtype=np.float32, precision="float32"):
         super().__init__()
         self.name = "image_decoder"
         self.d_model = _positive_int(d_model, "d_model")
@@ -81,6 +81,7 @@ class ImageDecoder(Layer):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.precision = check_precision(precision, self.dtype)  # of the matrix products
         self._init_params(np.random.default_rng(seed))
         self._own_store = ParameterStore([self], dtype=self.dtype)
         self.optimizer = None
@@ -115,7 +116,7 @@ class ImageDecoder(Layer):
     def config(self):
         return {"d_model": self.d_model, "size": self.size,
                 "hidden": list(self.hidden), "channels": self.channels, "loss": self.loss_name,
-                "activation": self.activation, "seed": self.seed}
+                "activation": self.activation, "seed": self.seed, "precision": self.precision}
 
     @classmethod
     def from_config(cls, config, dtype=np.float32):
@@ -145,7 +146,7 @@ class ImageDecoder(Layer):
         for i in range(self.n_layers):
             act = self.activation if i < self.n_layers - 1 else output_activation
             inputs.append(x)
-            x = ops.dense(x, self.params[f"w{i}"], self.params[f"b{i}"], activation=act)
+            x = ops.dense(x, self.params[f"w{i}"], self.params[f"b{i}"], activation=act, precision=self.precision)
             outputs.append(x)
         return x, (inputs, outputs, output_activation)
 
@@ -177,7 +178,7 @@ class ImageDecoder(Layer):
             dy, _, _ = ops.dense_backward(inputs[i], self.params[f"w{i}"], outputs[i], dy,
                                           activation=act, dw=self.grads[f"w{i}"],
                                           db=self.grads[f"b{i}"], accumulate=True,
-                                          need_dx=need_dx or i > 0)
+                                          need_dx=need_dx or i > 0, precision=self.precision)
         return dy
 
     def _loss_forward(self, reps, targets):

@@ -60,8 +60,36 @@ def _charge(n_bytes, purpose):
             raise _over_budget(n_bytes, budget, purpose)
 
 
+PRECISIONS = ("float32", "bf16")
+
+
+def check_precision(precision, dtype):
+    """precision as given, if the model can run it: 'bf16' multiplies float32 weights in bf16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(map(repr, PRECISIONS))}")
+    if precision == "bf16" and np.dtype(dtype) != np.float32:
+        raise ValueError(f"precision='bf16' needs float32 weights (dtype=np.float32), got {np.dtype(dtype)}; "
+                         "float64 is the exact path for gradient checks")
+    return precision
+
+
+def set_precision(layers, precision):
+    """Give every layer (and sublayer) the precision of its matrix products.
+
+    Only the matmul inputs drop to bf16: weights, gradients, optimizer state,
+    reductions, softmax, layer norm and losses stay float32, as in PyTorch's
+    autocast. Layers without a matmul ignore it."""
+    for layer in layers:
+        layer.precision = precision
+        set_precision(layer.sublayers(), precision)
+
+
 class Layer:
     """Base class: parameter bookkeeping shared by every layer."""
+
+    precision = "float32"  # of the matrix products; see set_precision
+    quantizable = ()  # parameter names that quantize_store may turn into int8 (layers/quantized.py)
+    quantized = None  # {param name: Int8Matrix} once quantised: inference only
 
     def __init__(self):
         # Each layer object also costs interpreter memory (dicts, a Generator or two): charged too,
@@ -77,6 +105,11 @@ class Layer:
         _charge(2 * value.nbytes, f"{type(self).__name__} parameter {name!r} of shape {value.shape}")
         self.params[name] = np.ascontiguousarray(value)
         self.grads[name] = np.zeros_like(self.params[name])
+
+    def check_trainable(self):
+        if self.quantized:
+            raise RuntimeError(f"{type(self).__name__} is quantised to int8: it runs inference only "
+                               "(train the float32 model, then quantize)")
 
     def sublayers(self):
         """Child layers whose parameters belong to this one (override)."""

@@ -50,6 +50,8 @@ class Dense(Layer):
     (one C call forward, one backward).
     """
 
+    quantizable = ("w",)
+
     def __init__(self, n_in, n_out, activation=None, init=None, use_bias=True, alpha=0.01):
         super().__init__()
         self.n_in = _check_size(n_in, "Dense n_in")
@@ -81,15 +83,21 @@ class Dense(Layer):
     def forward(self, x, training=False):
         w = self.params["w"]
         bias = self.params["b"] if self.use_bias else None
+        if self.quantized:
+            self._x = None  # nothing to go back through
+            return self.quantized["w"].dense(x, bias, self.activation, self.alpha)
         out = self._buffers.get(x.shape[0], self.n_out, w.dtype) if training else None
         if self.activation == "gelu":  # GELU's derivative needs the pre-activation
-            y, self._pre = ops.dense(x, w, bias, activation="gelu", out=out, return_preactivation=True)
+            y, self._pre = ops.dense(x, w, bias, activation="gelu", out=out, return_preactivation=True,
+                                     precision=self.precision)
         else:
-            y = ops.dense(x, w, bias, activation=self.activation, alpha=self.alpha, out=out)
+            y = ops.dense(x, w, bias, activation=self.activation, alpha=self.alpha, out=out,
+                          precision=self.precision)
         self._x, self._y = x, y
         return y
 
     def backward(self, dy):
+        self.check_trainable()
         if self._x is None:
             raise RuntimeError("Dense.backward called before forward")
         if self.activation in _NO_GRADIENT:
@@ -98,7 +106,7 @@ class Dense(Layer):
         dx, _, _ = ops.dense_backward(
             self._x, self.params["w"], self._y, dy, self.activation, self.alpha, pre=self._pre,
             need_dx=self.need_input_grad, dw=self.grads["w"], db=self.grads.get("b"),
-            accumulate=True, with_bias=self.use_bias)
+            accumulate=True, with_bias=self.use_bias, precision=self.precision)
         return dx
 
     def config(self):

@@ -8,8 +8,10 @@ formula (up to float64 rounding) and the compiled kernels can be judged
 against them.
 """
 import math
+from types import SimpleNamespace
 
 import numpy as np
+
 
 __all__ = [
     "matmul", "matmul_backward",
@@ -20,6 +22,7 @@ __all__ = [
     "softmax_cross_entropy", "mse", "bce_with_logits",
     "sgd_step", "adam_step", "adamw_step", "sum_squares", "scale_",
     "to_bf16", "from_bf16", "round_bf16",
+    "quantize_rows", "quantize_columns", "pack_int8", "matmul_int8", "dense_int8",
 ]
 
 _FLOATS = (np.float32, np.float64)
@@ -77,6 +80,74 @@ def from_bf16(bits):
 def round_bf16(x):
     """x rounded to the nearest bf16 value, kept as float32."""
     return from_bf16(to_bf16(x))
+
+
+# ---- int8 ----------------------------------------------------------------------
+
+_S8_NR, _S8_KALIGN = 32, 64
+
+
+def _quantize_lines(x, axis):
+    """Symmetric int8 along `axis`: q = rne(x * (127 / max|x|)), scale = max|x| / 127 (float32 math)."""
+    x = np.asarray(x, np.float32)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        amax = np.abs(x).max(axis=axis, keepdims=True, initial=np.float32(0))
+        finite = np.isfinite(amax)
+        scale = np.where(finite, amax / np.float32(127), np.float32(np.nan)).astype(np.float32)
+        inv = np.where(finite & (amax > 0), np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
+        q = np.rint(np.where(finite, x, 0) * inv)
+    return np.clip(q, -127, 127).astype(np.int8), scale.reshape(-1)
+
+
+def quantize_rows(x):
+    """(q, scale) with x[i] ~ q[i] * scale[i]; a non-finite row gets scale NaN."""
+    return _quantize_lines(x, axis=1)
+
+
+def quantize_columns(w):
+    """(q, scale) with w[:, j] ~ q[:, j] * scale[j]; the weights must be finite."""
+    if not np.isfinite(np.asarray(w)).all():
+        raise ValueError("quantize_columns: the weights hold NaN or infinity")
+    return _quantize_lines(w, axis=0)
+
+
+def pack_int8(q):
+    """Panels of 32 columns; per 4 rows of k, 32 columns x 4 bytes; k padded to 64."""
+    q = np.asarray(q, np.int8)
+    k, n = q.shape
+    kpad = -(-max(k, 1) // _S8_KALIGN) * _S8_KALIGN
+    npad = -(-n // _S8_NR) * _S8_NR
+    full = np.zeros((kpad, npad), np.int8)
+    full[:k, :n] = q
+    packed = full.reshape(kpad // 4, 4, npad // _S8_NR, _S8_NR).transpose(2, 0, 3, 1).reshape(-1)
+    data = packed if packed.size else np.zeros(1, np.int8)
+    return SimpleNamespace(data=data, colsum=q.astype(np.int64).sum(axis=0).astype(np.int32), k=k, n=n)
+
+
+def _unpack_int8(w):
+    kpad = -(-max(w.k, 1) // _S8_KALIGN) * _S8_KALIGN
+    npad = -(-w.n // _S8_NR) * _S8_NR
+    full = np.asarray(w.data)[: kpad * npad].reshape(npad // _S8_NR, kpad // 4, _S8_NR, 4)
+    return full.transpose(1, 3, 0, 2).reshape(kpad, npad)[:w.k, :w.n]
+
+
+def matmul_int8(a, w):
+    """Exact int32 product of int8 a and the packed int8 weights w."""
+    a = np.asarray(a, np.int8)
+    if a.shape[1] != w.k:
+        raise ValueError(f"matmul_int8: the input has {a.shape[1]} columns but the packed weights have k={w.k}")
+    return (a.astype(np.int64) @ _unpack_int8(w).astype(np.int64)).astype(np.int32)
+
+
+def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
+    """act((float32)acc * (x_scale * w_scale) + b) with x quantised per row."""
+    act = activation
+    q, x_scale = quantize_rows(x)
+    acc = matmul_int8(q, w).astype(np.float32)
+    y = acc * (x_scale[:, None] * np.asarray(w_scale, np.float32)[None, :])
+    if b is not None:
+        y = y + np.asarray(b, np.float32)
+    return _store(_FORWARD[_canonical(act)](_f64(y.astype(np.float32)), alpha), np.float32)
 
 
 def _operand(x, precision):

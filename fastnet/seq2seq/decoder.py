@@ -68,16 +68,17 @@ class TiedOutput(Layer):
     def forward(self, x, training=False):
         x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
         self._x = x2
-        y = ops.matmul(x2, self.embedding.params["table"], trans_b=True)
+        y = ops.matmul(x2, self.embedding.params["table"], trans_b=True, precision=self.precision)
         y += self.params["b"]
         return y.reshape(*x.shape[:-1], self.d_out)
 
     def backward(self, dy):
         dy2 = np.ascontiguousarray(dy.reshape(-1, self.d_out))
         table = self.embedding.params["table"]
-        ops.matmul(dy2, self._x, trans_a=True, out=self.embedding.grads["table"], beta=1.0)
+        ops.matmul(dy2, self._x, trans_a=True, out=self.embedding.grads["table"], beta=1.0,
+                   precision=self.precision)
         self.grads["b"] += dy2.sum(axis=0)
-        return ops.matmul(dy2, table).reshape(*dy.shape[:-1], self.d_in)
+        return ops.matmul(dy2, table, precision=self.precision).reshape(*dy.shape[:-1], self.d_in)
 
 
 class Decoder(Layer):

@@ -32,6 +32,8 @@ def _check_last_dim(x, d, what):
 class Linear(Layer):
     """y = act(x @ w + b) over the last axis, any leading shape; w is (d_in, d_out)."""
 
+    quantizable = ("w",)
+
     def __init__(self, d_in, d_out, activation="identity", bias=True, seed=0, dtype=np.float32):
         super().__init__()
         self.d_in, self.d_out, self.activation, self.bias = int(d_in), int(d_out), activation, bool(bias)
@@ -49,20 +51,25 @@ class Linear(Layer):
         lead = x.shape[:-1]
         x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
         b = self.params["b"] if self.bias else None
+        if self.quantized:
+            self._cache = None
+            return self.quantized["w"].dense(x2, b, self.activation).reshape(*lead, self.d_out)
         if self.activation == "gelu":
-            y, pre = ops.dense(x2, self.params["w"], b, activation="gelu", return_preactivation=True)
+            y, pre = ops.dense(x2, self.params["w"], b, activation="gelu", return_preactivation=True,
+                               precision=self.precision)
         else:
-            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation), None
+            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation, precision=self.precision), None
         self._cache = (x2, y, pre)
         return y.reshape(*lead, self.d_out)
 
     def backward(self, dy, need_dx=True):
+        self.check_trainable()
         x2, y, pre = self._cache
         dy2 = np.ascontiguousarray(dy.reshape(-1, self.d_out))
         dx, _, _ = ops.dense_backward(
             x2, self.params["w"], y, dy2, self.activation, 0.01, pre=pre, need_dx=need_dx,
             dw=self.grads["w"], db=self.grads["b"] if self.bias else None,
-            accumulate=True, with_bias=self.bias)
+            accumulate=True, with_bias=self.bias, precision=self.precision)
         if not need_dx:
             return None
         return dx.reshape(*dy.shape[:-1], self.d_in)
@@ -73,6 +80,8 @@ class Linear(Layer):
 
 class Embedding(Layer):
     """Token ids (B, T) -> vectors (B, T, D), scaled by sqrt(D) as in the original transformer."""
+
+    quantizable_rows = ("table",)  # int8 rows in quantised model files
 
     def __init__(self, vocab_size, d_model, seed=0, dtype=np.float32):
         super().__init__()
@@ -99,6 +108,7 @@ class Embedding(Layer):
         return out
 
     def backward(self, dy):
+        self.check_trainable()
         dy = dy * dy.dtype.type(self.scale)
         ops.embedding_backward(self._ids, dy, self.vocab_size, out=self.grads["table"])
         return None

@@ -15,7 +15,8 @@ import numpy as np
 
 from fastnet import io, text
 from fastnet.history import History
-from fastnet.layers.base import ParameterStore
+from fastnet.layers import quantized as _quantized
+from fastnet.layers.base import ParameterStore, check_precision, set_precision
 from fastnet.seq2seq import decoding
 from fastnet.seq2seq import metrics as scoring
 from fastnet.seq2seq.decoder import Decoder
@@ -122,7 +123,7 @@ def _warn_truncated(ids, pad_id, limit, what, module):
 class Translator:
     """Shared Encoder + named Decoders, with their tokenizers; trains, translates, saves."""
 
-    def __init__(self, encoder, decoders, src_tokenizer, tgt_tokenizers=None, seed=0):
+    def __init__(self, encoder, decoders, src_tokenizer, tgt_tokenizers=None, seed=0, precision="float32"):
         if not isinstance(encoder, Encoder):
             raise TypeError(f"encoder must be a fastnet Encoder, got {type(encoder).__name__}")
         if not decoders:
@@ -143,13 +144,27 @@ class Translator:
         self.weight_average = None  # during fit(ema=...): the running WeightAverage (its .average array)
         for name, dec in decoders.items():
             self._attach(name, dec, tgt_tokenizers.get(name))
+        self._precision = "float32"
+        self.quantization = None  # "int8" after quantize(): inference only
         self._rebuild_store()
+        self.precision = precision
+
+    @property
+    def precision(self):
+        """'float32' or 'bf16': the precision of every matrix product (settable;
+        weights, optimizer state, softmax, layer norm and losses stay float32)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        self._precision = check_precision(value, self.store.dtype)
+        set_precision([self.encoder, *self.decoders.values()], value)
 
     # ---- construction ----
     @classmethod
     def build(cls, src_texts, targets, d_model=128, n_heads=4, n_layers=2, d_ff=None, max_len=None,
               dropout=0.1, tokenizer="word", min_freq=1, lowercase=True, activation="gelu", seed=0,
-              dtype=np.float32, vocab_size=None, tie_embeddings=False):
+              dtype=np.float32, vocab_size=None, tie_embeddings=False, precision="float32"):
         """Fit tokenizers on the data and build an Encoder and one Decoder per target language.
 
         src_texts: the English sentences, one list for every target or {language: list} (each
@@ -180,7 +195,7 @@ class Translator:
         decoders = {name: Decoder(tgt_toks[name].vocab_size, pad_id=tgt_toks[name].pad_id, seed=s,
                                   tie_embeddings=tie_embeddings, **arch)
                     for name, s in zip(targets, seeds[1:])}
-        return cls(encoder, decoders, src_tok, tgt_toks, seed=seed)
+        return cls(encoder, decoders, src_tok, tgt_toks, seed=seed, precision=precision)
 
     @staticmethod
     def _longest(tokenizer, texts):
@@ -219,6 +234,7 @@ class Translator:
             raise TypeError(f"encoder and decoders must share one dtype, got {sorted(map(str, dtypes))}")
         self.store = ParameterStore(modules, dtype=dtypes.pop())
         self._training_state = None
+        set_precision(modules, self._precision)  # a new decoder multiplies like the rest
 
     def add_decoder(self, name, decoder, tokenizer=None, freeze_encoder=True):
         """Attach a new decoder (a language, or another kind) to this encoder.
@@ -302,6 +318,9 @@ class Translator:
         proportion to (their data) ** (1/T), so a small language is not starved (1: in proportion).
         Returns a History.
         """
+        if self.quantization:
+            raise RuntimeError(f"this translator is quantised to {self.quantization}: it runs inference only "
+                               "(train the float32 model, then quantize)")
         return fit_translator(self, src, targets, epochs=epochs, batch_size=batch_size,
                               validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                               max_minutes=max_minutes, lr=lr, warmup=warmup, label_smoothing=label_smoothing,
@@ -438,18 +457,41 @@ class Translator:
         for name, dec in self.decoders.items():
             yield f"decoders.{name}", dec
 
+    def _named_params(self):
+        """(name, layer, param name) of every parameter, named encoder.<...> and decoders.<lang>.<...>."""
+        return [(f"{prefix}.{qname}", owner, pname)
+                for prefix, module in self._modules() for qname, owner, pname in module.named_params()]
+
     def state_arrays(self):
         """{name: array} of every parameter, named encoder.<...> and decoders.<lang>.<...>."""
-        out = {}
-        for prefix, module in self._modules():
-            for qname, owner, pname in module.named_params():
-                out[f"{prefix}.{qname}"] = owner.params[pname]
+        return {name: owner.params[pname] for name, owner, pname in self._named_params()}
+
+    def quantize(self, mode="int8"):
+        """Quantise for inference: every weight matrix to int8 with one scale per
+        output channel (activations per row, on the fly), embedding tables to int8
+        rows in files. Translation (greedy and beam) runs on the int8 kernels;
+        training is refused afterwards. Returns self."""
+        _quantized.quantize_params(self._named_params(), self.store.dtype, mode)
+        self.quantization = mode
+        return self
+
+    def _file_tensors(self):
+        """What a model file holds: every parameter, or once quantised the int8
+        ones (with scales) in place of their float32 copies."""
+        arrays = self.state_arrays()
+        if not self.quantization:
+            return arrays
+        named = self._named_params()
+        skip = _quantized.quantized_names(named)
+        out = {name: a for name, a in arrays.items() if name not in skip}
+        out.update(_quantized.quantized_tensors(named))
         return out
 
     def config(self):
         return {
             "format_version": FORMAT_VERSION,
             "seed": self.seed,
+            "precision": self.precision,
             "frozen_encoder": self.frozen_encoder,
             "trained": sorted(self.trained),
             "encoder": self.encoder.config(),
@@ -462,8 +504,9 @@ class Translator:
     def save(self, path):
         """Weights as safetensors, architecture, tokenizers and history as JSON metadata; written atomically."""
         metadata = {"fastnet_kind": "translator", "translator": self.config(),
-                    "epochs_trained": self.epochs_trained, "history": self.history.to_dict()}
-        io.save_safetensors_atomic(path, self.state_arrays(), metadata)
+                    "epochs_trained": self.epochs_trained, "history": self.history.to_dict(),
+                    "quantization": self.quantization}
+        io.save_safetensors_atomic(path, self._file_tensors(), metadata)
         return path
 
     @classmethod
@@ -480,13 +523,24 @@ class Translator:
             raise io.ModelFileError(f"{path!r}: translator configuration missing or of an unsupported format "
                                     f"version (this fastnet reads version {FORMAT_VERSION})")
         try:
-            tr = cls._from_config(cfg, dtype=next(iter(tensors.values())).dtype if tensors else np.float32)
+            floats = [a.dtype for a in tensors.values() if a.dtype.kind == "f"]
+            tr = cls._from_config(cfg, dtype=floats[0] if floats else np.float32)
+            tr.quantization = metadata.get("quantization")
+            if tr.quantization is not None:
+                _quantized.check_quantization(tr.quantization)
         except (KeyError, TypeError, ValueError) as exc:
             raise io.ModelFileError(f"{path!r}: cannot rebuild the translator from its metadata: {exc}") from None
-        expected = tr.state_arrays()
-        io.check_tensors(path, tensors, {name: (a.shape, a.dtype) for name, a in expected.items()})
-        for name, array in expected.items():
-            array[...] = tensors[name]
+        expected = {name: (a.shape, a.dtype) for name, a in tr.state_arrays().items()}
+        if tr.quantization:
+            named = tr._named_params()
+            expected = {n: v for n, v in expected.items() if n not in _quantized.quantized_names(named)}
+            expected.update(_quantized.expected_quantized(named))
+        io.check_tensors(path, tensors, expected)
+        for name, array in tr.state_arrays().items():
+            if name in tensors:
+                array[...] = tensors[name]
+        if tr.quantization:
+            _quantized.load_quantized(tr._named_params(), tensors)
         saved = metadata.get("history") or {}
         for i, epoch in enumerate(saved.get("epoch", [])):
             tr.history.append(epoch, {k: v[i] for k, v in saved.get("history", {}).items()})
@@ -505,7 +559,8 @@ class Translator:
             decoders[entry["name"]] = kind(dtype=dtype, **entry["config"])
             tok = entry["tokenizer"]
             tokenizers[entry["name"]] = None if tok is None else text.tokenizer_from_dict(tok)
-        tr = cls(encoder, decoders, text.tokenizer_from_dict(cfg["src_tokenizer"]), tokenizers, seed=cfg["seed"])
+        tr = cls(encoder, decoders, text.tokenizer_from_dict(cfg["src_tokenizer"]), tokenizers, seed=cfg["seed"],
+                 precision=cfg.get("precision", "float32"))
         tr.frozen_encoder = bool(cfg["frozen_encoder"])
         tr.trained = set(cfg["trained"])
         return tr

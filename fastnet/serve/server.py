@@ -58,7 +58,7 @@ def _server_class():
 
 def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024, max_texts=64, max_chars=500,
                 max_beam=None, max_n_best=4, beam=1, threads=None, log_level="warning", batching=None,
-                connections=None, keys_db=None, require_keys=False, graceful_timeout=30.0):
+                connections=None, keys_db=None, require_keys=False, graceful_timeout=30.0, quantize=None):
     """A uvicorn.Server for `model` (a path to a saved Translator, or a Translator).
 
     Call `.run()` (blocks; pass `sockets=[sock]` to serve on an already bound
@@ -67,11 +67,13 @@ def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024,
     batching: Batching or a dict of its fields; connections: Connections or
     a dict; keys_db: path of a key database (`fastnet keys add`) or a KeyStore;
     require_keys: refuse requests without a valid key. max_beam defaults to
-    max(4, beam).
+    max(4, beam). quantize="int8" serves the model quantised (Translator.quantize).
     """
     import uvicorn
 
     translator = load_translator(model)
+    if quantize and translator.quantization != quantize:
+        translator.quantize(quantize)
     if threads is not None:
         fastnet.set_num_threads(int(threads))
     limits = Limits(max_body_bytes=int(max_body_bytes), max_texts=int(max_texts), max_chars=int(max_chars),
