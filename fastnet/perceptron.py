@@ -10,7 +10,7 @@ import numpy as np
 
 from fastnet import ops
 
-_ACTIVATIONS = ("step", "sigmoid", "tanh", "relu", "identity", "linear", "leaky_relu", "gelu")
+_ACTIVATIONS = tuple(name for name in ops.ACTIVATIONS if name is not None)
 
 
 class Perceptron:

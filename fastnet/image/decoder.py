@@ -21,9 +21,10 @@ from fastnet import io, ops
 from fastnet.layers.base import Layer, ParameterStore, check_affordable, check_precision
 
 LOSSES = ("mse", "bce")
-# Hidden activations whose backward needs only the layer's output (gelu would need
-# the pre-activation too).
-HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+# Hidden activations whose backward works from the layer's output alone (the
+# decoder keeps no pre-activation).
+HIDDEN_ACTIVATIONS = tuple(name for name in ops.ACTIVATION_NAMES
+                           if ops.activation_info(name).backward_reads(x=False, y=True) == "y")
 
 
 def to_uint8(pictures):
