@@ -32,16 +32,16 @@
 #undef TANH
 #undef FABS
 
-#if defined(__x86_64__) || defined(_M_X64)
-#define ISA avx2
-#define TARGET FN_TARGET_AVX2
+#ifdef FN_SIMD_X86
+#define FN_SIMD_ISA avx2
+#define FN_SIMD_TARGET FN_TARGET_AVX2
 #include ACT_TEMPLATE
-#undef ISA
-#undef TARGET
+#undef FN_SIMD_ISA
+#undef FN_SIMD_TARGET
 
-#define ISA avx512
-#define TARGET FN_TARGET_AVX512
+#define FN_SIMD_ISA avx512
+#define FN_SIMD_TARGET FN_TARGET_AVX512
 #include ACT_TEMPLATE
-#undef ISA
-#undef TARGET
+#undef FN_SIMD_ISA
+#undef FN_SIMD_TARGET
 #endif

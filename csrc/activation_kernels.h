@@ -3,44 +3,44 @@
  *
  * A template: activations.c includes it once per scalar type (REAL, SUFFIX:
  * the portable path, float32 and float64) and once per vector instruction
- * set (ISA, TARGET: AVX2 and AVX-512, float32), after the same definitions
- * activation_math.h was instantiated with. It defines the table
- * act_kernels_<SUFFIX or ISA>[FN_ACT_COUNT].
+ * set (FN_SIMD_ISA, FN_SIMD_TARGET: AVX2 and AVX-512, float32), through
+ * activation_instances.h as activation_math.h is. It defines the table
+ * act_kernels_<SUFFIX or FN_SIMD_ISA>[FN_ACT_COUNT].
  *
  * Vector loops end with a masked partial vector, never a scalar tail, so
  * every element goes through the same arithmetic wherever a thread's range
  * starts: results do not depend on n_threads.
  */
-#ifdef ISA
-#define KN(name) FN_ACT_CAT(name, ISA)
-#define KTARGET TARGET
+#ifdef FN_SIMD_ISA
+#define KN(name) FN_ACT_CAT(name, FN_SIMD_ISA)
+#define KTARGET FN_SIMD_TARGET
 #define ELEM float
-#define VAL FN_ACT_CAT(fn_v_vec, ISA)
+#define VAL FN_V(vec)
 #define KERNELS fn_act_kernels_f32
-#define VF(op) FN_ACT_CAT(fn_v_##op, ISA)
-#define LANES FN_ACT_CAT(FN_V_LANES, ISA)
+#define VF(op) FN_V(op)
+#define LANES FN_V(lanes)
 
 /* y = F(x, p) over n floats */
 #define MAP_KERNEL(NAME, F)                                                                \
-    TARGET static void NAME(const float *x, float *y, int64_t n, float p) {                \
+    FN_SIMD_TARGET static void NAME(const float *x, float *y, int64_t n, float p) {                \
         VAL vp = VF(set1)(p);                                                              \
         int64_t i = 0;                                                                     \
         for (; i + LANES <= n; i += LANES) VF(store)(y + i, F(VF(load)(x + i), vp));       \
         if (i < n) {                                                                       \
-            FN_ACT_CAT(fn_v_tailmask, ISA) t = VF(tail)(n - i);                                \
-            VF(store_tail)(y + i, t, F(VF(load_tail)(x + i, t), vp));                      \
+            FN_V(mask) t = VF(tail)(n - i);                                \
+            VF(store_mask)(y + i, t, F(VF(load_mask)(x + i, t), vp));                      \
         }                                                                                  \
     }
 /* dx = G(a, dy, p) over n floats */
 #define ZIP_KERNEL(NAME, G)                                                                \
-    TARGET static void NAME(const float *a, const float *dy, float *dx, int64_t n, float p) { \
+    FN_SIMD_TARGET static void NAME(const float *a, const float *dy, float *dx, int64_t n, float p) { \
         VAL vp = VF(set1)(p);                                                              \
         int64_t i = 0;                                                                     \
         for (; i + LANES <= n; i += LANES)                                                 \
             VF(store)(dx + i, G(VF(load)(a + i), VF(load)(dy + i), vp));                   \
         if (i < n) {                                                                       \
-            FN_ACT_CAT(fn_v_tailmask, ISA) t = VF(tail)(n - i);                                \
-            VF(store_tail)(dx + i, t, G(VF(load_tail)(a + i, t), VF(load_tail)(dy + i, t), vp)); \
+            FN_V(mask) t = VF(tail)(n - i);                                \
+            VF(store_mask)(dx + i, t, G(VF(load_mask)(a + i, t), VF(load_mask)(dy + i, t), vp)); \
         }                                                                                  \
     }
 
@@ -114,7 +114,7 @@ static const KERNELS KN(act_kernels)[FN_ACT_COUNT] = {FN_ACTIVATIONS(ACT_TABLE_E
 #undef ELEM
 #undef VAL
 #undef KERNELS
-#ifdef ISA
+#ifdef FN_SIMD_ISA
 #undef VF
 #undef LANES
 #endif

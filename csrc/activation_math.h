@@ -5,13 +5,13 @@
  * scalar type and once per vector instruction set.
  *   scalar:  REAL (float or double), SUFFIX (f32 or f64), UINT (an unsigned
  *            integer as wide as REAL), EXP, TANH and FABS for REAL.
- *   vector:  ISA (avx2 or avx512), TARGET (its function attribute) and the
- *            vector operations VF(op) = fn_v_<op>_<ISA> (elementwise_internal.h).
+ *   vector:  FN_SIMD_ISA (avx2 or avx512) and FN_SIMD_TARGET (its function
+ *            attribute), with the vector operations FN_V(op) of simd.h.
  * Each activation `name` of the table gets
  *   fn_act_<name>_<sfx>(x, p)            its value at x (p = act_param)
  *   fn_act_<name>_grad_<sfx>(a, dy, p)   dy * its derivative, from a = x, y
  *                                        or either (the GRAD column)
- * where <sfx> is SUFFIX or ISA. The scalar functions serve the portable path
+ * where <sfx> is SUFFIX or FN_SIMD_ISA. The scalar functions serve the portable path
  * and float64, the vector ones the AVX2 / AVX-512 float32 paths; a GRAD Y
  * activation's derivative from x is fn_act_<name>_grad(fn_act_<name>(x)).
  *
@@ -88,14 +88,15 @@ static inline REAL SN(fn_act_gelu_grad)(REAL x, REAL dy, REAL p) { (void)p; retu
 #undef SN
 #endif /* REAL */
 
-#ifdef ISA /* ---- vector (float32) ----------------------------------------- */
-#define VN(name) FN_ACT_CAT(name, ISA)
-#define VF(op) FN_ACT_CAT(fn_v_##op, ISA)
-#define VEC VF(vec)
+#ifdef FN_SIMD_ISA /* ---- vector (float32) --------------------------------- */
+#define VN(name) FN_ACT_CAT(name, FN_SIMD_ISA)
+#define VF(op) FN_V(op)
+#define VEC FN_V(vec)
+#define TARGET FN_SIMD_TARGET
 
 TARGET static inline VEC VN(fn_sigmoid)(VEC x) {
     VEC one = VF(set1)(1.0f);
-    VEC e = VF(exp_neg)(VF(neg_abs)(x));
+    VEC e = VF(exp)(VF(neg_abs)(x));
     VEC s = VF(div)(one, VF(add)(one, e));
     return VF(select)(VF(lt)(x, VF(zero)()), VF(mul)(e, s), s);
 }
@@ -104,19 +105,19 @@ TARGET static inline VEC VN(fn_sigmoid)(VEC x) {
  * (1 - e) / (1 + e) with e = exp(-2|x|) <= exp(-1): no cancellation. */
 TARGET static inline VEC VN(fn_tanh)(VEC x) {
     VEC a = VF(abs)(x), one = VF(set1)(1.0f);
-    VEC e = VF(exp_neg)(VF(mul)(a, VF(set1)(-2.0f)));
+    VEC e = VF(exp)(VF(mul)(a, VF(set1)(-2.0f)));
     VEC big = VF(div)(VF(sub)(one, e), VF(add)(one, e));
     VEC a2 = VF(mul)(a, a);
-    VEC q = VF(fmadd)(VF(set1)(FN_TANH_T3), a2, VF(set1)(FN_TANH_T2));
-    q = VF(fmadd)(q, a2, VF(set1)(FN_TANH_T1));
-    q = VF(fmadd)(q, a2, VF(set1)(FN_TANH_T0));
-    VEC small = VF(fmadd)(VF(mul)(q, a2), a, a);
+    VEC q = VF(fma)(VF(set1)(FN_TANH_T3), a2, VF(set1)(FN_TANH_T2));
+    q = VF(fma)(q, a2, VF(set1)(FN_TANH_T1));
+    q = VF(fma)(q, a2, VF(set1)(FN_TANH_T0));
+    VEC small = VF(fma)(VF(mul)(q, a2), a, a);
     return VF(with_sign_of)(VF(select)(VF(lt)(a, VF(set1)(FN_TANH_SMALL)), small, big), x);
 }
 
 /* 2u = 2 sqrt(2/pi) (x + 0.044715 x^3) */
 TARGET static inline VEC VN(fn_gelu_2u)(VEC x, VEC x2) {
-    VEC inner = VF(fmadd)(VF(mul)(VF(set1)((float)FN_GELU_K), x2), x, x);
+    VEC inner = VF(fma)(VF(mul)(VF(set1)((float)FN_GELU_K), x2), x, x);
     return VF(mul)(VF(set1)((float)(2.0 * FN_GELU_C)), inner);
 }
 TARGET static inline VEC VN(fn_gelu)(VEC x) {
@@ -125,13 +126,13 @@ TARGET static inline VEC VN(fn_gelu)(VEC x) {
 TARGET static inline VEC VN(fn_gelu_grad)(VEC x) {
     VEC x2 = VF(mul)(x, x), one = VF(set1)(1.0f);
     VEC a = VN(fn_gelu_2u)(x, x2);
-    VEC e = VF(exp_neg)(VF(neg_abs)(a));
+    VEC e = VF(exp)(VF(neg_abs)(a));
     VEC d = VF(div)(one, VF(add)(one, e));
     VEC s = VF(select)(VF(lt)(a, VF(zero)()), VF(mul)(e, d), d);
     VEC s1 = VF(mul)(VF(mul)(e, d), d); /* s (1 - s) */
     /* 2 du/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2) */
-    VEC du2 = VF(mul)(VF(set1)((float)(2.0 * FN_GELU_C)), VF(fmadd)(VF(set1)((float)(3.0 * FN_GELU_K)), x2, one));
-    return VF(fmadd)(VF(mul)(x, s1), du2, s);
+    VEC du2 = VF(mul)(VF(set1)((float)(2.0 * FN_GELU_C)), VF(fma)(VF(set1)((float)(3.0 * FN_GELU_K)), x2, one));
+    return VF(fma)(VF(mul)(x, s1), du2, s);
 }
 
 TARGET static inline VEC VN(fn_act_identity)(VEC x, VEC p) { (void)p; return x; }
@@ -174,4 +175,5 @@ TARGET static inline VEC VN(fn_act_gelu_grad)(VEC x, VEC dy, VEC p) { (void)p; r
 #undef VEC
 #undef VF
 #undef VN
-#endif /* ISA */
+#undef TARGET
+#endif /* FN_SIMD_ISA */
