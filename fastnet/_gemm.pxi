@@ -10,8 +10,6 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES,
 from libc.stdint cimport intptr_t
 
 cdef object _ndarray = np.ndarray
-cdef object _F32 = np.dtype(np.float32)
-cdef object _F64 = np.dtype(np.float64)
 
 
 cdef struct _Matrix:
