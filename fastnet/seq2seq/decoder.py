@@ -31,7 +31,7 @@ from fastnet import ops
 from fastnet.layers.base import Layer
 from fastnet.seq2seq.encoder import check_ids
 from fastnet.seq2seq.layers import (
-    Dropout, Embedding, LayerNorm, Linear, PositionalEncoding, TransformerDecoderLayer, _float_dtype,
+    Dropout, Embedding, LayerNorm, PositionalEncoding, TransformerDecoderLayer, _float_dtype, projection,
     store_stack_hyperparameters)
 
 
@@ -109,7 +109,7 @@ class Decoder(Layer):
         self.norm = LayerNorm(self.d_model, dtype=dtype)
         # tied: the output projection is the embedding table, transposed (one tensor, saved once)
         self.out = (TiedOutput(self.embed, dtype=dtype) if self.tie_embeddings
-                    else Linear(self.d_model, self.vocab_size, seed=seeds[2], dtype=dtype))
+                    else projection(self.d_model, self.vocab_size, seed=seeds[2], dtype=dtype))
         self._loss_cache = None
 
     def sublayers(self):

@@ -7,15 +7,18 @@ used once per forward pass; `backward` adds parameter gradients into
 the gradient with respect to its input.
 
 Attention keeps the (B, T, H, dh) layout of a (B, T, D) projection reshaped,
-so splitting into heads costs no transpose.
+so splitting into heads costs no transpose. Projections are fastnet.layers.Dense
+(see `projection`) and dropout is fastnet.layers.Dropout with its own seed:
+one layer family for the feed-forward networks and the transformer.
 """
 import math
 
 import numpy as np
 
-from fastnet import ops
+from fastnet import initializers, ops
 from fastnet.checks import positive_int
 from fastnet.layers.base import Layer, check_affordable
+from fastnet.layers.core import Dense, Dropout
 
 
 def _float_dtype(dtype):
@@ -30,53 +33,14 @@ def _check_last_dim(x, d, what):
         raise ValueError(f"{what}: expected an input of shape (..., {d}), got {x.shape}")
 
 
-class Linear(Layer):
-    """y = act(x @ w + b) over the last axis, any leading shape; w is (d_in, d_out)."""
-
-    quantizable = ("w",)
-
-    def __init__(self, d_in, d_out, activation="identity", bias=True, seed=0, dtype=np.float32):
-        super().__init__()
-        self.d_in, self.d_out, self.activation, self.bias = int(d_in), int(d_out), activation, bool(bias)
-        dtype = _float_dtype(dtype)
-        check_affordable(self.d_in * self.d_out, f"a Linear layer of {self.d_in} x {self.d_out}")
-        rng = np.random.default_rng(seed)
-        limit = math.sqrt(6.0 / (self.d_in + self.d_out))  # Glorot uniform
-        self.add_param("w", rng.uniform(-limit, limit, (self.d_in, self.d_out)).astype(dtype))
-        if self.bias:
-            self.add_param("b", np.zeros(self.d_out, dtype))
-        self._cache = None
-
-    def forward(self, x, training=False):
-        _check_last_dim(x, self.d_in, "Linear")
-        lead = x.shape[:-1]
-        x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
-        b = self.params["b"] if self.bias else None
-        if self.quantized:
-            self._cache = None
-            return self.quantized["w"].dense(x2, b, self.activation).reshape(*lead, self.d_out)
-        if self.activation == "gelu":
-            y, pre = ops.dense(x2, self.params["w"], b, activation="gelu", return_preactivation=True,
-                               precision=self.precision)
-        else:
-            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation, precision=self.precision), None
-        self._cache = (x2, y, pre)
-        return y.reshape(*lead, self.d_out)
-
-    def backward(self, dy, need_dx=True):
-        self.check_trainable()
-        x2, y, pre = self._cache
-        dy2 = np.ascontiguousarray(dy.reshape(-1, self.d_out))
-        dx, _, _ = ops.dense_backward(
-            x2, self.params["w"], y, dy2, self.activation, 0.01, pre=pre, need_dx=need_dx,
-            dw=self.grads["w"], db=self.grads["b"] if self.bias else None,
-            accumulate=True, with_bias=self.bias, precision=self.precision)
-        if not need_dx:
-            return None
-        return dx.reshape(*dy.shape[:-1], self.d_in)
-
-    def config(self):
-        return {"d_in": self.d_in, "d_out": self.d_out, "activation": self.activation, "bias": self.bias}
+def projection(d_in, d_out, activation="identity", bias=True, seed=0, dtype=np.float32):
+    """A Dense layer as the transformer blocks use it: Glorot-uniform weights drawn from its own
+    `seed` when built, parameters of `dtype`, and "linear" as its name in model files."""
+    layer = Dense(d_in, d_out, activation=activation, init="glorot_uniform", use_bias=bias,
+                  dtype=_float_dtype(dtype))
+    layer.name = "linear"
+    layer.initialize(np.random.default_rng(seed))
+    return layer
 
 
 class Embedding(Layer):
@@ -88,9 +52,8 @@ class Embedding(Layer):
         super().__init__()
         self.vocab_size, self.d_model = int(vocab_size), int(d_model)
         check_affordable(self.vocab_size * self.d_model, f"an embedding of {self.vocab_size} x {self.d_model}")
-        rng = np.random.default_rng(seed)
-        # std 1/sqrt(D): after the sqrt(D) scale the vectors have unit-size entries
-        table = rng.normal(0.0, 1.0 / math.sqrt(self.d_model), (self.vocab_size, self.d_model))
+        table = initializers.embedding_normal((self.vocab_size, self.d_model), np.random.default_rng(seed),
+                                              self.vocab_size, self.d_model)
         self.add_param("table", table.astype(_float_dtype(dtype)))
         self.scale = math.sqrt(self.d_model)
         self._ids = None
@@ -180,33 +143,6 @@ class LayerNorm(Layer):
         return {"d_model": self.d_model, "eps": self.eps}
 
 
-class Dropout(Layer):
-    """Inverted dropout; each call draws a fresh seed from the layer's own generator (reproducible)."""
-
-    def __init__(self, p, seed=0):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = float(p)
-        self._rng = np.random.default_rng(seed)
-        self._mask = None
-
-    def forward(self, x, training=False):
-        if not training or self.p == 0.0:
-            self._mask = None
-            return x
-        y, self._mask = ops.dropout(np.ascontiguousarray(x), self.p, int(self._rng.integers(1 << 31)))
-        return y
-
-    def backward(self, dy):
-        if self._mask is None:
-            return dy
-        return ops.dropout_backward(np.ascontiguousarray(dy), self._mask, self.p)
-
-    def config(self):
-        return {"p": self.p}
-
-
 class KVCache:
     """Keys and values of the positions decoded so far, for one self-attention layer.
 
@@ -250,11 +186,11 @@ class MultiHeadAttention(Layer):
         seeds = np.random.SeedSequence(seed).generate_state(3)
         D = self.d_model
         if self.cross:
-            self.q_proj = Linear(D, D, seed=seeds[0], dtype=dtype)
-            self.kv_proj = Linear(D, 2 * D, seed=seeds[1], dtype=dtype)
+            self.q_proj = projection(D, D, seed=seeds[0], dtype=dtype)
+            self.kv_proj = projection(D, 2 * D, seed=seeds[1], dtype=dtype)
         else:
-            self.qkv_proj = Linear(D, 3 * D, seed=seeds[0], dtype=dtype)
-        self.out_proj = Linear(D, D, seed=seeds[2], dtype=dtype)
+            self.qkv_proj = projection(D, 3 * D, seed=seeds[0], dtype=dtype)
+        self.out_proj = projection(D, D, seed=seeds[2], dtype=dtype)
         self.name = "cross_attention" if self.cross else "self_attention"
         self._cache = None
 
@@ -340,14 +276,16 @@ class FeedForward(Layer):
             raise ValueError(f"feed-forward activation must be 'gelu' or 'relu', got {activation!r}")
         s1, s2 = np.random.SeedSequence(seed).generate_state(2)
         self.d_model, self.d_ff, self.activation = int(d_model), int(d_ff), activation
-        self.up = Linear(d_model, d_ff, activation=activation, seed=s1, dtype=dtype)
-        self.down = Linear(d_ff, d_model, seed=s2, dtype=dtype)
+        self.up = projection(d_model, d_ff, activation=activation, seed=s1, dtype=dtype)
+        self.down = projection(d_ff, d_model, seed=s2, dtype=dtype)
 
     def sublayers(self):
         return [self.up, self.down]
 
     def forward(self, x, training=False):
-        return self.down.forward(self.up.forward(x, training), training)
+        # (no training flag to the Dense layers: it would reuse output buffers, one per row count,
+        # and a batch of sentences has a new row count B*T at nearly every step)
+        return self.down.forward(self.up.forward(x))
 
     def backward(self, dy):
         return self.up.backward(self.down.backward(dy))
