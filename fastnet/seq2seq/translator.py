@@ -126,8 +126,8 @@ def _warn_truncated(ids, pad_id, limit, what, module):
 class Translator:
     """Shared Encoder + named Decoders, with their tokenizers; trains, translates, saves."""
 
-    def __init__(self, encoder: Encoder, decoders: Dict[str, Layer], src_tokenizer, tgt_tokenizers: Optional[dict] = None,
-                 seed: int = 0, precision: str = "float32"):
+    def __init__(self, encoder: Encoder, decoders: Dict[str, Layer], src_tokenizer,
+                 tgt_tokenizers: Optional[dict] = None, seed: int = 0, precision: str = "float32"):
         if not isinstance(encoder, Encoder):
             raise TypeError(f"encoder must be a fastnet Encoder, got {type(encoder).__name__}")
         if not decoders:
