@@ -213,8 +213,12 @@ class ParameterView(_FlatParameters):
         self.dtype = store.dtype
         self.data = store.data[start:stop]
         self.grad = store.grad[start:stop]
-        self.entries = [e for e in store.entries
-                        if start <= e[3] and e[3] + int(np.prod(e[4], dtype=np.int64)) <= stop]
+
+    @property
+    def entries(self) -> list:
+        """The store's entries inside this run (found when asked: a training step needs only data and grad)."""
+        return [e for e in self.store.entries
+                if self.start <= e[3] and e[3] + int(np.prod(e[4], dtype=np.int64)) <= self.stop]
 
     def view(self, start: int, stop: int) -> "ParameterView":
         """A view of this view (offsets relative to it)."""
