@@ -90,6 +90,14 @@ static inline REAL SN(fn_act_leaky_relu_grad)(REAL a, REAL dy, REAL p) { return 
 static inline REAL SN(fn_act_gelu)(REAL x, REAL p) { (void)p; return SN(fn_gelu)(x); }
 static inline REAL SN(fn_act_gelu_grad)(REAL x, REAL dy, REAL p) { (void)p; return dy * SN(fn_gelu_grad)(x); }
 
+/* SiLU: x s, s = sigmoid(x); derivative s + x s (1 - s) */
+static inline REAL SN(fn_act_silu)(REAL x, REAL p) { (void)p; return x * SN(fn_sigmoid)(x); }
+static inline REAL SN(fn_act_silu_grad)(REAL x, REAL dy, REAL p) {
+    (void)p;
+    REAL slope, s = SN(fn_sigmoid_and_slope)(x, &slope);
+    return dy * (s + x * slope);
+}
+
 #undef SN
 #endif /* REAL */
 
@@ -180,6 +188,13 @@ TARGET static inline VEC VN(fn_act_leaky_relu_grad)(VEC a, VEC dy, VEC p) {
 
 TARGET static inline VEC VN(fn_act_gelu)(VEC x, VEC p) { (void)p; return VN(fn_gelu)(x); }
 TARGET static inline VEC VN(fn_act_gelu_grad)(VEC x, VEC dy, VEC p) { (void)p; return VF(mul)(dy, VN(fn_gelu_grad)(x)); }
+
+TARGET static inline VEC VN(fn_act_silu)(VEC x, VEC p) { (void)p; return VF(mul)(x, VN(fn_sigmoid)(x)); }
+TARGET static inline VEC VN(fn_act_silu_grad)(VEC x, VEC dy, VEC p) {
+    (void)p;
+    VEC slope, s = VN(fn_sigmoid_and_slope)(x, &slope);
+    return VF(mul)(dy, VF(fma)(x, slope, s));
+}
 
 #undef VEC
 #undef VF

@@ -251,6 +251,8 @@ _ACTIVATIONS = {
     "leaky_relu": (lambda x, alpha: np.where(x > 0, x, alpha * x), lambda x, alpha: np.where(x > 0, 1.0, alpha),
                    _leaky_relu_derivative_from_y),
     "gelu": (lambda x, alpha: _gelu64(x), lambda x, alpha: _gelu_derivative64(x), None),
+    # silu' = s + x s (1 - s), s = sigmoid(x), with 1 - s = sigmoid(-x)
+    "silu": (lambda x, alpha: x * _sigmoid64(x), lambda x, alpha: _sigmoid64(x) * (1.0 + x * _sigmoid64(-x)), None),
 }
 _WITH_ALPHA = {"leaky_relu"}  # the activations whose alpha means something
 _ALIASES = {"linear": "identity", None: "identity"}
