@@ -185,8 +185,9 @@ fn_status fn_dense_backward_f64(int64_t m, int64_t n, int64_t k,
                                 int accumulate, int n_threads);
 
 /* ---- activations (activations.c), n contiguous elements -------------------
- * Backward: dx = dy * act'(x), using x and/or y (the forward output) as the
- * activation needs; pass both. dx may alias dy.
+ * Backward: dx = dy * act'(x), from x or y (the forward output): the one
+ * fn_activation_backward_reads names for what is passed (FN_ERR_ARG when
+ * neither will do). dx may alias dy.
  */
 fn_status fn_activation_forward_f32(fn_activation act, float act_param,
                                     const float *x, float *y, int64_t n, int n_threads);
