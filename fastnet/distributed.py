@@ -146,12 +146,13 @@ def _end_epoch(model, rank, size, epoch, epochs, loss, start, checkpoint, verbos
 
 # ---- translators -------------------------------------------------------------------------
 def _loss_scales(tr, data, idx, part):
-    """Each decoder's share of the batch's loss terms (its target tokens, or pixel values) in this rank's part."""
+    """Each decoder's share of the batch's loss terms (its target tokens, or pixel values) in this rank's part;
+    a decoder kind that does not say what its mean loss averages (no loss_units) is weighed by rows."""
     scales = {}
     for name, targets in data.targets.items():
-        dec = tr.decoders[name]
-        whole = dec.loss_units(targets[idx])
-        scales[name] = dec.loss_units(targets[part]) / whole if whole else 0.0
+        units = getattr(tr.decoders[name], "loss_units", len)
+        whole = units(targets[idx])
+        scales[name] = units(targets[part]) / whole if whole else 0.0
     return scales
 
 
