@@ -63,10 +63,10 @@ def _scaled():
 
 ELEMENTWISE_CALLS = {
     **{f"activation[{a}]": (lambda a=a: ops.activation(X, a, alpha=0.1))
-       for a in ["sigmoid", "tanh", "relu", "leaky_relu", "gelu", "step"]},
+       for a in ops.ACTIVATION_NAMES},
     **{f"activation_backward[{a}]": (lambda a=a: ops.activation_backward(
         a, DY, x=X, y=ref.activation(X, a, alpha=0.1), alpha=0.1))
-       for a in ["sigmoid", "tanh", "relu", "leaky_relu", "gelu"]},
+       for a in ops.ACTIVATION_NAMES if ops.activation_info(a).has_gradient},
     "softmax": lambda: ops.softmax(LOGITS),
     "softmax_backward": lambda: ops.softmax_backward(ref.softmax(LOGITS), LOGITS * 0.1),
     "softmax_cross_entropy": lambda: ops.softmax_cross_entropy(LOGITS, LABELS, label_smoothing=0.1),

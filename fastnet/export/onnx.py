@@ -114,6 +114,8 @@ class _Graph:
             gate = self.op("Sigmoid", [self.op("Mul", [inner, self.scalar(2.0 * _GELU_C, "gelu_2c")],
                                                hint + "_2u")], hint + "_gate")
             return self.op("Mul", [x, gate], hint)
+        if name == "silu":
+            return self.op("Mul", [x, self.op("Sigmoid", [x], hint + "_gate")], hint)
         if name == "softmax":
             return self.op("Softmax", [x], hint, axis=-1)
         raise ValueError(f"activation {name!r} has no ONNX export")
@@ -212,7 +214,7 @@ def network_to_onnx(net, path, proba=False):
 
 # ---- Translator ---------------------------------------------------------------------
 def _weights(linear):
-    """(w, b or None) of a fastnet.seq2seq Linear (or a TiedOutput, whose w is the embedding's table.T)."""
+    """(w, b or None) of a transformer projection, a Dense (or a TiedOutput, whose w is the embedding's table.T)."""
     w = linear.params["w"] if "w" in linear.params else np.ascontiguousarray(linear.weight)
     return w, linear.params.get("b")
 
