@@ -22,10 +22,12 @@ times the file's tensor bytes, so edited architecture numbers cannot make a
 small file allocate gigabytes before the tensors are compared.
 
 `fn.load(path)` reads metadata["fastnet_kind"] and hands the file to the
-loader registered for that kind (`register_loader`).
+loader registered for that kind (`register_loader`); the built-in kinds'
+modules are imported on first need.
 """
 import contextlib
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -53,6 +55,11 @@ _DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int
            "I32": np.int32, "I64": np.int64, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32,
            "U64": np.uint64, "BOOL": np.bool_}
 _LOADERS = {}
+# The modules whose import registers the loader of a built-in kind. `import fastnet` loads none of
+# the model families it does not need; `load` imports the one a file asks for (named, not imported,
+# here: io sits below the models).
+_BUILTIN_LOADERS = {"network": "fastnet.network", "translator": "fastnet.seq2seq.translator",
+                    "image_decoder": "fastnet.image.decoder"}
 
 
 class ModelFileError(ValueError):
@@ -418,6 +425,20 @@ def check_tensors(path, tensors, expected):
                                  f"{np.dtype(dtype).name}")
 
 
+def check_writable(path):
+    """`path` as a string when a file can be written there, else an error saying why; call it before
+    spending time on what will be written."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path!r}: it is a directory, give a file name")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {path!r}: folder {folder!r} is not writable")
+    return path
+
+
 # ---- dispatch on the kind of model ---------------------------------------
 def register_loader(kind, loader):
     """Make `fn.load` call `loader(tensors, metadata, path)` for files whose fastnet_kind is `kind`."""
@@ -445,8 +466,10 @@ def load_with(path, loader):
     tensors, metadata = load_safetensors_checked(path)
     if loader is None:
         kind = metadata.get("fastnet_kind")
+        if isinstance(kind, str) and kind not in _LOADERS and kind in _BUILTIN_LOADERS:
+            importlib.import_module(_BUILTIN_LOADERS[kind])
         if not isinstance(kind, str) or kind not in _LOADERS:
-            known = ", ".join(sorted(_LOADERS)) or "none"
+            known = ", ".join(sorted(set(_LOADERS) | set(_BUILTIN_LOADERS)))
             raise ModelFileError(f"{path!r} holds a model of kind {kind!r}, which no loader handles "
                                  f"(known kinds: {known})")
         loader = _LOADERS[kind]

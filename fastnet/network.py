@@ -5,8 +5,8 @@ import time
 import numpy as np
 
 from fastnet import io as _io
-from fastnet import ops
 from fastnet import losses as _losses
+from fastnet import ops
 from fastnet import optimizers as _optimizers
 from fastnet._config import __version__
 from fastnet.callbacks import Callback, OverfittingWarning

@@ -13,7 +13,6 @@ a head that composites a predicted shape mask with a predicted colour (that
 one ended lower only after many more epochs).
 """
 import math
-import os
 
 import numpy as np
 

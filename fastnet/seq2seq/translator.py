@@ -38,6 +38,15 @@ MAX_RUN = 2  # no piece three times in a row (off with no_repeat_ngram=0, like t
 DECODER_KINDS = {"Decoder": Decoder}
 
 
+def _decoder_kind(name):
+    """The decoder class saved under `name`; the pixel decoder is imported only when a file needs it."""
+    if name == "ImageDecoder" and name not in DECODER_KINDS:
+        from fastnet.image import ImageDecoder
+
+        register_decoder_kind(ImageDecoder)
+    return DECODER_KINDS.get(name)
+
+
 def register_decoder_kind(cls, name=None):
     """Make a decoder class loadable from saved translators (see the interface in decoder.py)."""
     DECODER_KINDS[name or cls.__name__] = cls
@@ -552,7 +561,7 @@ class Translator:
         encoder = Encoder(dtype=dtype, **cfg["encoder"])
         decoders, tokenizers = {}, {}
         for entry in cfg["decoders"]:
-            kind = DECODER_KINDS.get(entry["kind"])
+            kind = _decoder_kind(entry["kind"])
             if kind is None:
                 raise ValueError(f"decoder {entry['name']!r} is of kind {entry['kind']!r}, unknown here; known "
                                  f"kinds: {sorted(DECODER_KINDS)} (see register_decoder_kind)")
@@ -575,3 +584,6 @@ class Translator:
 
     def __repr__(self):
         return f"Translator(d_model={self.d_model}, decoders={self.languages})"
+
+
+io.register_loader("translator", Translator._from_file)

@@ -120,7 +120,8 @@ class TranslationService:
     def check(self, payload):
         """A TranslateRequest from a decoded JSON body, or RequestError."""
         if not isinstance(payload, dict):
-            raise RequestError(422, "invalid_body", 'the body must be a JSON object like {"texts": ["..."], "to": "sv"}')
+            raise RequestError(422, "invalid_body", 'the body must be a JSON object like '
+                               '{"texts": ["..."], "to": "sv"}')
         unknown = sorted(set(payload) - _FIELDS)
         if unknown:
             raise RequestError(422, "invalid_body", f"unknown field(s) {unknown}; expected {sorted(_FIELDS)}")
@@ -295,7 +296,8 @@ def _decode_json(body):
     """The decoded body, or RequestError 400 invalid_json: bad syntax, not UTF-8, nesting deeper than
     Python's recursion limit, or integers with more than MAX_INT_DIGITS digits."""
     if not body:
-        raise RequestError(400, "invalid_json", "the body is empty; send JSON like {\"texts\": [\"...\"], \"to\": \"sv\"}")
+        raise RequestError(400, "invalid_json",
+                           "the body is empty; send JSON like {\"texts\": [\"...\"], \"to\": \"sv\"}")
     try:
         return json.loads(body.decode("utf-8"), parse_int=_bounded_int, parse_constant=_no_constant)
     except UnicodeDecodeError:

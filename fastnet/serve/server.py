@@ -4,9 +4,8 @@
 binds the port once and supervises N processes that each build their server
 here with `make_server`.
 """
-from dataclasses import asdict
-
 import sys
+from dataclasses import asdict
 
 import fastnet
 from fastnet.serve.app import Batching, Connections, Limits, create_app

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fastnet.image.demo import DOTS_SENTENCES
+from fastnet.demo.pictures import DOTS_SENTENCES
 from fastnet.image.translator import pixel_decoder_names, png_bytes
 from fastnet.plot import pca_basis
 from fastnet.serve.app import _decode_json, _read_body, error_response

@@ -3,7 +3,13 @@
 `perceptron_story()` prints what happens and returns the numbers, so the
 command-line demo can show it and a test can check it.
 """
+import warnings
+
 import numpy as np
+
+import fastnet as fn
+from fastnet.callbacks import Callback, OverfittingDetected
+from fastnet.data import make_spirals
 
 LOGIC_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
 GATES = {"AND": np.array([0, 0, 0, 1]), "OR": np.array([0, 1, 1, 1]), "XOR": np.array([0, 1, 1, 0])}
@@ -16,8 +22,6 @@ def _show_table(print, name, predictions):
 
 def perceptron_story(print=print, seed=0):
     """Train a perceptron on AND, OR and XOR, then a 2-8-2 network on XOR; returns the accuracies."""
-    import fastnet as fn
-
     results = {}
     print("1. One perceptron: output = step(w1*x1 + w2*x2 + b)")
     for gate in ("AND", "OR", "XOR"):
@@ -44,24 +48,18 @@ def perceptron_story(print=print, seed=0):
     return results
 
 
-class _PrintEvery(object):
+class _PrintEvery(Callback):
     """A callback printing one compact line every `every` epochs (the demo runs without progress bars)."""
 
-    def __new__(cls, *args, **kwargs):
-        from fastnet.callbacks import Callback
+    def __init__(self, print, every, total):
+        super().__init__()
+        self.print, self.every, self.total = print, every, total
 
-        class PrintEvery(Callback):
-            def __init__(self, print, every, total):
-                super().__init__()
-                self.print, self.every, self.total = print, every, total
-
-            def on_epoch_end(self, epoch, logs):
-                if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
-                    shown = "  ".join(f"{k} {logs[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                                      if k in logs)
-                    self.print(f"   epoch {epoch + 1:>3}  {shown}")
-
-        return PrintEvery(*args, **kwargs)
+    def on_epoch_end(self, epoch, logs):
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
+            shown = "  ".join(f"{k} {logs[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                              if k in logs)
+            self.print(f"   epoch {epoch + 1:>3}  {shown}")
 
 
 def network_story(print=print, seed=0):
@@ -69,12 +67,6 @@ def network_story(print=print, seed=0):
 
     Returns the accuracies and losses it prints, so a test can check them.
     """
-    import warnings
-
-    import fastnet as fn
-    from fastnet.callbacks import OverfittingDetected
-    from fastnet.data import make_spirals
-
     results = {}
     print("3. A deep network (2 -> 64 -> 64 -> 2, ReLU) on two interleaved spirals")
     X, y = make_spirals(1000, turns=1.5, noise=0.05, seed=seed)

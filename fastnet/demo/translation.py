@@ -1,4 +1,5 @@
-"""Ready-made jobs: train a translator on a pair file, and the demo's translation part."""
+"""The translation jobs: the train-translator recipe (pair files, held-out splits, a time budget)
+and the demo's translation part."""
 import builtins
 import hashlib
 import os
@@ -7,7 +8,7 @@ import time
 import numpy as np
 
 import fastnet
-from fastnet.seq2seq.translator import Translator
+from fastnet.seq2seq import Translator
 
 # ISO 639-3 codes of pair files (tatoeba-eng-swe.tsv) -> the decoder names the demo uses.
 _LANGUAGE_NAMES = {"swe": "sv", "spa": "es", "deu": "de", "fra": "fr", "ita": "it", "por": "pt", "nld": "nl",

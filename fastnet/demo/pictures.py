@@ -1,6 +1,6 @@
 """The demo's last part: the representation that became Swedish and Spanish becomes pictures.
 
-    from fastnet.image import demo_pictures
+    from fastnet.demo import demo_pictures
     result = demo_pictures(out_dir="pictures", translator=tr, minutes=1.5)
     result["pictures"]          # path of the grid: drawn vs true, held-out descriptions
 
@@ -14,10 +14,10 @@ import os
 
 import numpy as np
 
+from fastnet import plot
 from fastnet.datasets import toy_pictures, toy_translations
-from fastnet.image._training import mean_picture_baseline
-from fastnet.image.decoder import ImageDecoder
-from fastnet.image.translator import draw, train_pixels
+from fastnet.image import ImageDecoder, draw, mean_picture_baseline, train_pixels
+from fastnet.seq2seq import Translator
 
 DEFAULT_OUT_DIR = "fastnet-pictures"
 # Sentences for the "dots in a chart" picture, and the fixed reference points of
@@ -70,8 +70,6 @@ def demo_pictures(print=builtins.print, out_dir=None, translator=None, minutes=1
 
 
 def _small_translator(minutes, seed, print):
-    from fastnet.seq2seq.translator import Translator
-
     data = toy_translations(2000, seed=seed, split="train", pictures=0.4)
     print(f"Training a small English -> Swedish + Spanish translator whose sentences include "
           f"picture descriptions (about {minutes:g} minute(s))...")
@@ -95,11 +93,9 @@ def _pick_drawn(test, n):
 
 
 def _save_plots(translator, name, test, history, out_dir, n_drawn, print):
-    from fastnet import plot
-
     paths = {"pictures": None, "representations": None, "representations_csv": None, "history_plot": None}
     try:
-        plot._pyplot()
+        plot.pyplot()  # matplotlib and Pillow present? say so once, before drawing
     except ImportError as exc:
         print(f"  (no plots: {exc})")
         return paths
