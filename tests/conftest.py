@@ -5,20 +5,12 @@ import pytest
 from hypothesis import settings
 
 import fastnet
+from helpers import CPU_PATHS, LOWP_PATHS
 
 # Keep property tests quick: the suite as a whole must stay well under 15 minutes.
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-# Every CPU path this machine can run; kernel tests run once per path.
-_PATHS = ["generic", "avx2", "avx512"]
-CPU_PATHS = _PATHS[: _PATHS.index(fastnet._kernels.best_cpu_path()) + 1]
-# The same for the bf16 / int8 kernels: the float32 paths (portable
-# low-precision code on each) and the low-precision units above them.
-_BEST = fastnet._kernels.best_mma_path()
-LOWP_PATHS = CPU_PATHS + (list(fastnet._kernels.CPU_PATH_NAMES[3:]) if _BEST != "generic" else [])
-LOWP_PATHS = LOWP_PATHS[: LOWP_PATHS.index(_BEST) + 1] if _BEST != "generic" else LOWP_PATHS
 
 
 def _forced_path(name):
@@ -45,3 +37,19 @@ def lowp_path(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one kernel thread is fastest, and it keeps the suite quick on a loaded machine.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    with fastnet.threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Toy English -> Swedish + Spanish sentences: (600 to train on, 80 held out)."""
+    from fastnet.datasets import toy_translations
+
+    return toy_translations(600, seed=0, split="train"), toy_translations(80, seed=1, split="test")
