@@ -16,6 +16,7 @@ import numpy as np
 
 from fastnet import plot
 from fastnet.datasets import toy_pictures, toy_translations
+from fastnet.demo.translation import DEMO_ARCH
 from fastnet.image import ImageDecoder, draw, mean_picture_baseline, train_pixels
 from fastnet.seq2seq import Translator
 
@@ -73,8 +74,7 @@ def _small_translator(minutes, seed, print):
     data = toy_translations(2000, seed=seed, split="train", pictures=0.4)
     print(f"Training a small English -> Swedish + Spanish translator whose sentences include "
           f"picture descriptions (about {minutes:g} minute(s))...")
-    tr = Translator.build(data.en, {"sv": data.sv, "es": data.es}, d_model=64, n_heads=4, n_layers=2,
-                          d_ff=128, dropout=0.0, tokenizer="word", seed=seed)
+    tr = Translator.build(data.en, {"sv": data.sv, "es": data.es}, seed=seed, **DEMO_ARCH)
     tr.fit(data.en, {"sv": data.sv, "es": data.es}, epochs=60, batch_size=32, lr=3e-3, warmup=100,
            max_minutes=minutes, verbose=0)
     return tr
@@ -112,7 +112,7 @@ def _save_plots(translator, name, test, history, out_dir, n_drawn, print):
         translator, DOTS_SENTENCES, os.path.join(out_dir, "representations.png"),
         to_csv=paths["representations_csv"])
     paths["history_plot"] = plot.plot_history(history, os.path.join(out_dir, "pixel_history.png"),
-                                         title="Pixel decoder training")
+                                              title="Pixel decoder training")
     for key in ("pictures", "representations", "representations_csv", "history_plot"):
         print(f"  saved {key.replace('_', ' ')}: {paths[key]}")
     return paths

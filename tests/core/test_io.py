@@ -170,3 +170,29 @@ def test_no_pickle_in_model_files(tmp_path):
     header = json.loads(path.read_bytes()[8:8 + header_len])
     assert json.loads(header["__metadata__"]["fastnet"])["fastnet_kind"] == "network"
     assert b"\x80\x04" not in path.read_bytes()[:8 + header_len]  # no pickle protocol marker in the header
+
+
+# ---- check_writable: fail before the work, naming the reason ----------------------------------
+def test_check_writable_returns_the_path_as_a_string(tmp_path):
+    assert io.check_writable(tmp_path / "out.png") == os.fspath(tmp_path / "out.png")
+
+
+def test_check_writable_names_what_is_wrong(tmp_path, monkeypatch):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        io.check_writable(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        io.check_writable(tmp_path / "missing" / "out.png")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root may write anywhere: ask access to say no
+    with pytest.raises(PermissionError, match="is not writable"):
+        io.check_writable(tmp_path / "out.png")
+
+
+@pytest.mark.parametrize("name", ["save_safetensors_atomic", "atomic_write", "load_safetensors_checked",
+                                  "check_tensors", "check_writable", "register_loader", "load", "load_with"])
+def test_the_public_functions_carry_type_hints_that_resolve(name):
+    import inspect
+    import typing
+
+    function = getattr(io, name)
+    hints = typing.get_type_hints(function)
+    assert set(inspect.signature(function).parameters) <= set(hints) and "return" in hints, hints
