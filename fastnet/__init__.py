@@ -1,9 +1,10 @@
 """fastnet: a small, fast deep-learning framework for CPUs.
 
 `import fastnet` loads the kernels and the core (ops, layers, losses,
-optimizers, model files, Network); the model families above it (seq2seq,
-image), the NumPy reference, text, datasets, plots and the demos load on
-first use, e.g. the first `fastnet.Translator` or `import fastnet.plot`.
+optimizers, model files, the training step, Network); the other models
+(seq2seq, image, the perceptron), the NumPy reference, text, datasets, plots
+and the demos load on first use, e.g. the first `fastnet.Translator` or
+`import fastnet.plot`.
 """
 import importlib as _importlib
 import os as _os
@@ -36,19 +37,19 @@ from fastnet.history import History  # noqa: E402
 from fastnet.layers import Activation, Dense, Dropout, Layer  # noqa: E402
 from fastnet.network import Network, load  # noqa: E402
 from fastnet.optimizers import SGD, Adam, AdamW, RandomSearch  # noqa: E402
-from fastnet.perceptron import Perceptron  # noqa: E402
 from fastnet.schedules import Constant, Cosine, InverseSqrt, StepDecay, Warmup  # noqa: E402
 
 # ---- loaded on first use --------------------------------------------------------
-_LAZY_MODULES = ("datasets", "demo", "image", "plot", "reference", "seq2seq", "text")
-_LAZY_NAMES = {"Translator": "seq2seq", "Encoder": "seq2seq", "Decoder": "seq2seq", "ImageDecoder": "image"}
+_LAZY_MODULES = ("datasets", "demo", "image", "perceptron", "plot", "reference", "seq2seq", "text")
+_LAZY_NAMES = {"Translator": "seq2seq", "Encoder": "seq2seq", "Decoder": "seq2seq", "ImageDecoder": "image",
+               "Perceptron": "perceptron"}
 
 __all__ = [
     "__version__", "config", "get_num_threads", "set_num_threads", "show_config", "threads",
     "callbacks", "data", "initializers", "io", "losses", "ops", "optimizers", "schedules",
     "Callback", "EarlyStopping", "ModelCheckpoint", "OverfittingWarning", "batches", "train_test_split",
     "History", "Activation", "Dense", "Dropout", "Layer", "Network", "load", "SGD", "Adam", "AdamW",
-    "RandomSearch", "Perceptron", "Constant", "Cosine", "InverseSqrt", "StepDecay", "Warmup",
+    "RandomSearch", "Constant", "Cosine", "InverseSqrt", "StepDecay", "Warmup",
     *_LAZY_MODULES, *_LAZY_NAMES,
 ]
 

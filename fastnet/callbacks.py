@@ -13,6 +13,8 @@ import warnings
 
 import numpy as np
 
+from fastnet.checks import positive_int
+
 
 class Callback:
     def __init__(self):
@@ -170,9 +172,7 @@ class OverfittingWarning(Callback):
 
     def __init__(self, patience=2, verbose=True):
         super().__init__()
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"OverfittingWarning patience must be a positive integer, got {patience!r}")
-        self.patience = patience
+        self.patience = positive_int(patience, "OverfittingWarning patience")
         self.verbose = verbose
 
     def on_train_begin(self, model):

@@ -1,6 +1,8 @@
 """Data helpers: hold out a test set, cut data into mini-batches, make toy data sets."""
 import numpy as np
 
+from fastnet.checks import positive_int
+
 
 def _n_test(test_size, n):
     if isinstance(test_size, (float, np.floating)):
@@ -67,8 +69,7 @@ def batches(X, y=None, batch_size=32, shuffle=False, rng=None):
 
     With shuffle=True the order comes from `rng` (a numpy Generator or a seed).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = positive_int(batch_size, "batch_size")
     X = np.asarray(X)
     n = X.shape[0]
     if y is not None:

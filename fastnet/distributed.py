@@ -1,28 +1,32 @@
 """Data-parallel training on MPI: every rank trains on its shard of each global batch.
 
-    mpiexec -n 2 python train.py        # train.py calls fastnet.distributed.fit(net, X, y, ...)
-                                        # or fit_translator(tr, src, {"sv": ...}, ...)
+    mpiexec -n 2 python train.py        # train.py calls fastnet.distributed.fit(net, X, y, ...) (a Network
+                                        # or an ImageDecoder) or fit_translator(tr, src, {"sv": ...}, ...)
     mpiexec -n 2 python -c "from fastnet.distributed import train_on_pairs; \\
         train_on_pairs('eng-swe.tsv', 'tr.safetensors')"
 
 Needs mpi4py and an MPI library (`pip install "fastnet[mpi]"`: the mpich wheel provides one).
 Every rank holds the same data and the same network; rank 0's initial weights are broadcast,
 every global batch (the same shuffled order on every rank, from `seed`) is split into one
-contiguous part per rank, and the flat gradient buffer is averaged with one Allreduce per
-step, weighted by the part sizes (for a translator: by each decoder's target tokens), so
-the update equals one rank's update on the whole batch (up to float32 rounding). Rank 0
-alone writes the checkpoint and prints the log.
+contiguous part per rank, and each rank runs the models' own training step
+(fastnet.step.train_step: the public forward_loss / backward / gradients / apply_update)
+with its loss scaled by its share of the batch (for a translator: of each decoder's target
+tokens or pixels) and one Allreduce of the flat gradient buffer before the checks and the
+update, so the update equals one rank's update on the whole batch (up to float32 rounding)
+and every rank decides alike whether the step is applied. Rank 0 alone writes the
+checkpoint and prints the log.
 
 Across hosts the same script runs with a host file: `mpiexec -f hosts -n 4 python train.py`
 (MPICH's Hydra; each host needs the same Python environment and the data at the same path).
 If a rank dies, the MPI launcher terminates the others and exits with the dead rank's status.
 """
-import math
 import time
 
 import numpy as np
 
-from fastnet import ops
+from fastnet.checks import positive_int
+from fastnet.seq2seq import training
+from fastnet.step import train_step
 
 
 def _mpi():
@@ -43,18 +47,18 @@ def rank_and_size(comm=None):
     return comm.Get_rank(), comm.Get_size()
 
 
-def _check_same_model(net, comm):
-    sizes = comm.allgather(int(net.store.data.size))
+def _check_same_model(model, comm):
+    sizes = comm.allgather(int(model.store.data.size))
     if len(set(sizes)) != 1:
-        raise ValueError(f"the ranks hold networks of different sizes (parameters per rank: {sizes}); every rank "
+        raise ValueError(f"the ranks hold models of different sizes (parameters per rank: {sizes}); every rank "
                          f"must build the same architecture")
 
 
-def broadcast_weights(net, comm=None, root=0):
+def broadcast_weights(model, comm=None, root=0):
     """Give every rank `root`'s weights (and reset nothing else)."""
     comm = comm or world()
-    _check_same_model(net, comm)
-    comm.Bcast(net.store.data, root=root)
+    _check_same_model(model, comm)
+    comm.Bcast(model.store.data, root=root)
 
 
 def _shard(lo, hi, rank, size):
@@ -63,54 +67,46 @@ def _shard(lo, hi, rank, size):
     return int(bounds[rank]), int(bounds[rank + 1])
 
 
-def _step(net, x, y, weight, comm, MPI):
-    """Forward and backward on this rank's rows, average gradients over ranks, update; returns the batch loss."""
-    out = x
-    for layer in net.layers:
-        out = layer.forward(out, True)
-    loss, grad = net.loss(out, y)
-    net.store.grad.fill(0)
-    for layer in net._reversed:
-        grad = layer.backward(grad)
-    # the loss is a mean over this rank's rows: weight by their share of the global batch, then sum
-    net.store.grad *= weight
-    comm.Allreduce(MPI.IN_PLACE, net.store.grad, op=MPI.SUM)
-    total = comm.allreduce(float(loss) * weight, op=MPI.SUM)
-    # Every rank now holds the same loss and gradients, so all decide alike: a non-finite loss
-    # (reported by the caller) or gradient leaves the weights of the last good step.
-    if not math.isfinite(total):
-        return total
-    if not math.isfinite(ops.sum_squares(net.store.grad)):
-        raise FloatingPointError(f"a gradient became NaN or infinite (the loss was {total:.4g}); the step was "
-                                 f"not applied")
-    net.optimizer.step()
-    return total
+def _allreduce(comm, MPI):
+    """The step's `reduce`: sum the ranks' (already share-weighted) gradients and losses, in place."""
+    def reduce(loss, gradients):
+        comm.Allreduce(MPI.IN_PLACE, gradients, op=MPI.SUM)
+        return comm.allreduce(float(loss), op=MPI.SUM)
+    return reduce
 
 
-def fit(net, X, y, epochs=1, batch_size=32, shuffle=True, seed=0, comm=None, checkpoint=None, verbose=1,
-        print=print):
-    """Train `net` (a fastnet Network) data-parallel over the ranks of `comm`; returns the per-epoch losses.
+def _check_counts(epochs, batch_size, size, unit):
+    positive_int(epochs, "epochs")
+    positive_int(batch_size, "batch_size")
+    if batch_size < size:
+        raise ValueError(f"batch_size={batch_size} is smaller than the {size} ranks: every rank needs {unit}")
+
+
+def fit(model, X, y, epochs=1, batch_size=32, shuffle=True, seed=0, comm=None, checkpoint=None, verbose=1,
+        print=print, optimizer=None):
+    """Train `model` (a Network or an ImageDecoder) data-parallel over the ranks of `comm`; returns the
+    per-epoch losses.
 
     batch_size is the global batch: each step every rank takes its ~batch_size/size rows of it.
-    checkpoint: a path rank 0 saves the network to after every epoch (atomically).
+    optimizer: replaces the model's (default: the one it has; Adam for a fresh ImageDecoder).
+    checkpoint: a path rank 0 saves the model to after every epoch (atomically).
     """
     MPI = _mpi()
     comm = comm or world()
     rank, size = comm.Get_rank(), comm.Get_size()
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if net.optimizer.requires_closure:
-        raise ValueError(f"{type(net.optimizer).__name__} needs a loss closure; data-parallel training needs a "
+    _check_counts(epochs, batch_size, size, "a row")
+    optimizer = model.use_optimizer(optimizer)
+    if optimizer.requires_closure:
+        raise ValueError(f"{type(optimizer).__name__} needs a loss closure; data-parallel training needs a "
                          f"gradient optimizer (SGD, Adam, ...)")
-    if batch_size < size:
-        raise ValueError(f"batch_size={batch_size} is smaller than the {size} ranks: every rank needs a row")
-    X, y = net._check_data(X, y)
+    X, y = model.prepare_data(X, y)
     counts = comm.allgather(int(X.shape[0]))
     if len(set(counts)) != 1:
         raise ValueError(f"the ranks hold different data (rows per rank: {counts}); every rank loads the same "
                          f"dataset and trains on its shard of each batch")
-    broadcast_weights(net, comm)
+    model.begin_training(X, y)
+    broadcast_weights(model, comm)
+    reduce = _allreduce(comm, MPI)
     n = X.shape[0]
     losses = []
     for epoch in range(epochs):
@@ -121,93 +117,69 @@ def fit(net, X, y, epochs=1, batch_size=32, shuffle=True, seed=0, comm=None, che
             hi = min(lo + batch_size, n)
             a, b = _shard(lo, hi, rank, size)
             idx = order[a:b]
-            loss = _step(net, X[idx], y[idx], (b - a) / (hi - lo), comm, MPI)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1} (rows {lo}..{hi - 1})")
+            try:
+                # the loss is a mean over this rank's rows: scaled by their share of the global batch
+                loss, _ = train_step(model, (X[idx], y[idx]) if b > a else None, loss_scale=(b - a) / (hi - lo),
+                                     reduce=reduce)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"{exc} at epoch {epoch + 1} (rows {lo}..{hi - 1}); the step was not "
+                                         f"applied") from None
             total += loss * (hi - lo)
-        net.epochs_trained += 1
+        model.epochs_trained += 1
         losses.append(total / n)
-        if rank == 0:
-            if checkpoint is not None:
-                net.save(checkpoint)
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}  ({time.perf_counter() - start:.2f}s, "
-                      f"{size} rank(s))", flush=True)
+        _end_epoch(model, rank, size, epoch, epochs, losses[-1], start, checkpoint, verbose, print)
     return losses
 
 
+def _end_epoch(model, rank, size, epoch, epochs, loss, start, checkpoint, verbose, print):
+    """Rank 0 alone saves the checkpoint and prints the log."""
+    if rank != 0:
+        return
+    if checkpoint is not None:
+        model.save(checkpoint)
+    if verbose:
+        print(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}  ({time.perf_counter() - start:.2f}s, "
+              f"{size} rank(s))", flush=True)
+
+
 # ---- translators -------------------------------------------------------------------------
-def _label_count(tr, name, ids):
-    return int((ids[:, 1:] != tr.tokenizers[name].pad_id).sum())
-
-
-def _translator_step(tr, data, part, weights, label_smoothing):
-    """Forward/backward on this rank's sentences; each decoder's loss scaled by its share of the batch's tokens."""
-    from fastnet.seq2seq.encoder import pool, pool_backward
-
-    src, targets = data.batch(tr, part)
-    train_encoder = not tr.frozen_encoder
-    mask = src == tr.encoder.pad_id
-    memory = tr.encoder.forward(src, mask, training=train_encoder)
-    dmemory = np.zeros_like(memory) if train_encoder else None
-    pooled, loss = None, 0.0
-    for name, target in targets.items():
-        if weights[name] == 0.0:  # no labelled token of this language in this rank's rows
-            continue
+def _loss_scales(tr, data, idx, part):
+    """Each decoder's share of the batch's loss terms (its target tokens, or pixel values) in this rank's part."""
+    scales = {}
+    for name, targets in data.targets.items():
         dec = tr.decoders[name]
-        if dec.input_kind == "representation":
-            pooled = pool(memory, mask) if pooled is None else pooled
-            context, context_mask = pooled, None
-        else:
-            context, context_mask = memory, mask
-        value, _ = dec.loss(context, context_mask, target, training=True, label_smoothing=label_smoothing)
-        # the loss is a mean over this rank's tokens: scale its gradient to a share of the global mean
-        dec._loss_cache *= weights[name]
-        dcontext = dec.backward_loss()
-        if train_encoder:
-            dmemory += pool_backward(dcontext, mask) if dec.input_kind == "representation" else dcontext
-        loss += value * weights[name]
-    if train_encoder:
-        tr.encoder.backward(dmemory)
-    return loss
+        whole = dec.loss_units(targets[idx])
+        scales[name] = dec.loss_units(targets[part]) / whole if whole else 0.0
+    return scales
 
 
 def fit_translator(tr, src, targets, epochs=1, batch_size=32, lr=1e-3, warmup=100, clip_norm=1.0,
                    label_smoothing=0.0, optimizer=None, shuffle=True, seed=0, max_minutes=None, comm=None,
                    checkpoint=None, verbose=1, print=print):
-    """Train a Translator data-parallel over the ranks of `comm`; returns the per-epoch losses.
+    """Train a Translator (text and pixel decoders alike) data-parallel over the ranks of `comm`; returns
+    the per-epoch losses.
 
     optimizer: a fastnet optimizer; default Adam(lr) with `warmup` steps of inverse-square-root warm-up.
     max_minutes: a time budget, measured on rank 0, which tells every rank when to stop.
 
     Every rank passes the same sentences; batches of similar length (the same on every rank,
     from `seed`) are split by rows, and each decoder's gradient is weighted by the rank's share
-    of that batch's target tokens, so the average equals the one-rank gradient of the batch.
-    Rank 0 saves the translator to `checkpoint` after every epoch and prints the log.
+    of that batch's loss terms (target tokens, pixel values), so the sum equals the one-rank
+    gradient of the batch. Rank 0 saves the translator to `checkpoint` after every epoch and
+    prints the log.
     """
-    from fastnet.seq2seq import training
-    from fastnet.seq2seq.decoder import Decoder
-
     MPI = _mpi()
     comm = comm or world()
     rank, size = comm.Get_rank(), comm.Get_size()
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if batch_size < size:
-        raise ValueError(f"batch_size={batch_size} is smaller than the {size} ranks: every rank needs a sentence")
+    _check_counts(epochs, batch_size, size, "a sentence")
     data = training.EncodedPairs(tr, src, targets, "fit_translator")
     names = sorted(data.targets)
-    for name in names:
-        if not isinstance(tr.decoders[name], Decoder):
-            raise ValueError(f"decoder {name!r} is not a text decoder; distributed training handles text decoders")
     counts = comm.allgather((len(data), int(tr.store.data.size)))
     if len(set(counts)) != 1:
         raise ValueError(f"the ranks hold different data or models ((sentences, parameters) per rank: {counts})")
     comm.Bcast(tr.store.data, root=0)
-    store = training._training_store(tr)
-    optimizer = optimizer or training._default_optimizer(lr, warmup, clip_norm)
-    optimizer.bind(store)
+    tr.use_optimizer(optimizer, lr=lr, warmup=warmup, clip_norm=clip_norm)
+    reduce = _allreduce(comm, MPI)
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * float(max_minutes)
     losses, stop = [], False
     for epoch in range(epochs):
@@ -217,17 +189,13 @@ def fit_translator(tr, src, targets, epochs=1, batch_size=32, lr=1e-3, warmup=10
         for idx in training.length_batches(data.lengths, int(batch_size), rng, shuffle):
             a, b = _shard(0, len(idx), rank, size)
             part = idx[a:b]
-            weights = {}
-            for name in names:
-                whole = _label_count(tr, name, data.targets[name][idx])
-                weights[name] = _label_count(tr, name, data.targets[name][part]) / whole if whole else 0.0
-            store.zero_grad()
-            loss = _translator_step(tr, data, part, weights, label_smoothing) if len(part) else 0.0
-            comm.Allreduce(MPI.IN_PLACE, store.grad, op=MPI.SUM)
-            optimizer.step()
-            loss = comm.allreduce(loss, op=MPI.SUM)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1}")
+            tr.begin_training(None, {name: data.targets[name][idx] for name in names})  # the whole batch
+            batch = data.batch(tr, part) if len(part) else None  # a rank without rows adds zeros
+            try:
+                loss, _ = train_step(tr, batch, loss_scale=_loss_scales(tr, data, idx, part), reduce=reduce,
+                                     label_smoothing=label_smoothing)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"{exc} at epoch {epoch + 1}; the step was not applied") from None
             total += loss * len(idx)
             seen += len(idx)
             if deadline is not None:  # rank 0's clock decides, so every rank stops after the same step
@@ -237,12 +205,7 @@ def fit_translator(tr, src, targets, epochs=1, batch_size=32, lr=1e-3, warmup=10
         tr.epochs_trained += 1
         tr.trained.update(names)
         losses.append(total / max(seen, 1))
-        if rank == 0:
-            if checkpoint is not None:
-                tr.save(checkpoint)
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}  ({time.perf_counter() - start:.2f}s, "
-                      f"{size} rank(s))", flush=True)
+        _end_epoch(tr, rank, size, epoch, epochs, losses[-1], start, checkpoint, verbose, print)
         if stop:
             break
     return losses

@@ -1,6 +1,7 @@
 """Network: layers stacked into a model you can fit, evaluate, predict with, save and load."""
 import math
 import time
+from typing import Tuple
 
 import numpy as np
 
@@ -10,10 +11,12 @@ from fastnet import ops
 from fastnet import optimizers as _optimizers
 from fastnet._config import __version__
 from fastnet.callbacks import Callback, OverfittingWarning
+from fastnet.checks import positive_int
 from fastnet.history import History
 from fastnet.layers import Layer, ParameterStore, layer_from_config, layer_to_config
 from fastnet.layers import quantized as _quantized
 from fastnet.layers.base import check_precision, set_precision
+from fastnet.step import check_loss, train_step
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at inference: bounds the memory of big inputs
 _FORMAT_VERSION = 1
@@ -73,6 +76,7 @@ class Network:
         self.stop_training = False
         self.history = History()
         self._last_good = None  # the weights before the optimizer step in progress
+        self._loss_grad = None  # d loss / d outputs between forward_loss and backward
 
     def _skip_input_gradient(self):
         """Nobody needs d loss / d X: backpropagation stops at the first layer with parameters.
@@ -158,37 +162,70 @@ class Network:
         parts = [self._forward(X[i:i + _PREDICT_CHUNK], False) for i in range(0, X.shape[0], _PREDICT_CHUNK)]
         return np.concatenate(parts)
 
-    def _train_step(self, x, y):
-        """Forward, loss, backward, update on one checked batch; returns (loss, outputs).
+    # ---- the training step, as public pieces (see fastnet/step.py) ----------
+    def prepare_data(self, X, y) -> Tuple[np.ndarray, np.ndarray]:
+        """(X, y) checked and converted to what forward_loss takes; ValueError naming what is wrong."""
+        return self._check_data(X, y)
 
-        The update is applied only when the loss and every gradient are finite,
-        and undone if it makes a weight NaN or infinite; either way a
-        FloatingPointError leaves the weights of the last good step.
-        """
-        if self.optimizer.requires_closure:
-            loss, out = self._random_search_step(x, y)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss}")
-            return loss, out
+    def begin_training(self, X, y) -> None:
+        """Before the first step on (X, y): nothing to prepare for a Network (an ImageDecoder
+        starts from the mean picture)."""
+
+    def use_optimizer(self, optimizer=None):
+        """Bind `optimizer` (an instance or a name) to this network's parameters; None keeps the current one.
+        Returns the optimizer in use."""
+        if optimizer is not None:
+            self.optimizer = _optimizers.get(optimizer)
+            self.optimizer.bind(self.store)
+        return self.optimizer
+
+    def forward_loss(self, x: np.ndarray, y: np.ndarray, loss_scale: float = 1.0) -> Tuple[float, np.ndarray]:
+        """Training-mode forward pass and loss on a batch from prepare_data; returns (loss times
+        loss_scale, outputs). Keeps the gradient of that scaled loss for backward()."""
         out = x
         for layer in self.layers:
             out = layer.forward(out, True)
         loss, grad = self.loss(out, y)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss}")
-        self.store.grad.fill(0)
+        if loss_scale != 1.0:
+            grad *= grad.dtype.type(loss_scale)
+            loss *= loss_scale
+        self._loss_grad = grad
+        return loss, out
+
+    def backward(self) -> None:
+        """Back through the layers from the last forward_loss: parameter gradients added into `gradients`."""
+        grad, self._loss_grad = self._loss_grad, None
+        if grad is None:
+            raise RuntimeError("backward() needs a forward_loss() first")
         for layer in self._reversed:
             grad = layer.backward(grad)
-        if not math.isfinite(ops.sum_squares(self.store.grad)):
-            raise FloatingPointError(f"a gradient became NaN or infinite (the loss was {loss:.4g})")
+
+    @property
+    def gradients(self) -> np.ndarray:
+        """The gradients of every parameter, one flat buffer (a view of store.grad)."""
+        return self.store.grad
+
+    def apply_update(self) -> None:
+        """One optimizer step from `gradients`, undone if it makes a weight NaN or infinite
+        (FloatingPointError): the weights stay those of the last good step."""
         if self._last_good is None or self._last_good.shape != self.store.data.shape:
             self._last_good = np.empty_like(self.store.data)
         np.copyto(self._last_good, self.store.data)
         self.optimizer.step()
         if not math.isfinite(ops.sum_squares(self.store.data)):
             np.copyto(self.store.data, self._last_good)
-            raise FloatingPointError(f"the optimizer step made a weight NaN or infinite (the loss was {loss:.4g})")
-        return loss, out
+            raise FloatingPointError("the optimizer step made a weight NaN or infinite")
+
+    def _train_step(self, x, y):
+        """The shared step (fastnet.step.train_step) on one checked batch; returns (loss, outputs).
+
+        A FloatingPointError leaves the weights of the last good step.
+        """
+        if self.optimizer.requires_closure:
+            loss, out = self._random_search_step(x, y)
+            check_loss(loss)
+            return loss, out
+        return train_step(self, (x, y))
 
     def _random_search_step(self, x, y):
         def batch_loss():
@@ -240,9 +277,8 @@ class Network:
         infinite; that step is not applied, so the weights stay those of the last good step.
         """
         self._check_trainable()
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        positive_int(epochs, "epochs")
+        positive_int(batch_size, "batch_size")
         X, y = self._check_data(X, y)
         X, y, validation = self._split_validation(X, y, validation_data, validation_split)
         callbacks = self._callbacks(callbacks, validation is not None)

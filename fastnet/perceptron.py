@@ -9,6 +9,7 @@ A `fn.Dense` layer is many of these side by side.
 import numpy as np
 
 from fastnet import ops
+from fastnet.checks import positive_int
 
 _ACTIVATIONS = ("step", "sigmoid", "tanh", "relu", "identity", "linear", "leaky_relu", "gelu")
 
@@ -17,8 +18,7 @@ class Perceptron:
     """One artificial neuron with `n_inputs` weights and a bias (float64, for readability)."""
 
     def __init__(self, n_inputs, activation="step", seed=0):
-        if isinstance(n_inputs, bool) or not isinstance(n_inputs, (int, np.integer)) or n_inputs < 1:
-            raise ValueError(f"n_inputs must be a positive integer, got {n_inputs!r}")
+        positive_int(n_inputs, "n_inputs")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {', '.join(_ACTIVATIONS)}")
         self.n_inputs = int(n_inputs)
@@ -95,8 +95,7 @@ class Perceptron:
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}; they must match")
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        positive_int(epochs, "epochs")
         if rule == "perceptron":
             self.history_ = {"errors": self._fit_perceptron_rule(X, y, epochs, lr)}
         elif rule == "gradient":

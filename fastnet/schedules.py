@@ -5,6 +5,8 @@ saved model resumes with the same schedule.
 """
 import math
 
+from fastnet.checks import positive_int
+
 
 class Schedule:
     def __call__(self, step):
@@ -24,12 +26,6 @@ class Schedule:
         return type(self) is type(other) and self.config() == other.config()
 
 
-def _positive_int(value, what):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
 class Constant(Schedule):
     """The base learning rate at every step."""
 
@@ -41,7 +37,7 @@ class StepDecay(Schedule):
     """Multiply the rate by `gamma` every `step_size` steps."""
 
     def __init__(self, step_size, gamma=0.1):
-        self.step_size = _positive_int(step_size, "StepDecay step_size")
+        self.step_size = positive_int(step_size, "StepDecay step_size")
         if not 0.0 < gamma <= 1.0:
             raise ValueError(f"StepDecay gamma must be in (0, 1], got {gamma!r}")
         self.gamma = float(gamma)
@@ -57,7 +53,7 @@ class Cosine(Schedule):
     """Half a cosine from 1 down to `min_factor` over `total_steps`, then flat."""
 
     def __init__(self, total_steps, min_factor=0.0):
-        self.total_steps = _positive_int(total_steps, "Cosine total_steps")
+        self.total_steps = positive_int(total_steps, "Cosine total_steps")
         if not 0.0 <= min_factor <= 1.0:
             raise ValueError(f"Cosine min_factor must be in [0, 1], got {min_factor!r}")
         self.min_factor = float(min_factor)
@@ -74,7 +70,7 @@ class Warmup(Schedule):
     """Rise linearly to 1 over `warmup_steps`, then follow `after` (counted from the end of warmup)."""
 
     def __init__(self, warmup_steps, after=None):
-        self.warmup_steps = _positive_int(warmup_steps, "Warmup warmup_steps")
+        self.warmup_steps = positive_int(warmup_steps, "Warmup warmup_steps")
         if after is not None and not callable(after):
             raise TypeError(f"Warmup after must be a schedule, got {type(after).__name__}")
         self.after = after
@@ -92,7 +88,7 @@ class InverseSqrt(Schedule):
     """The transformer schedule: linear warmup to 1, then decay as 1/sqrt(step)."""
 
     def __init__(self, warmup_steps):
-        self.warmup_steps = _positive_int(warmup_steps, "InverseSqrt warmup_steps")
+        self.warmup_steps = positive_int(warmup_steps, "InverseSqrt warmup_steps")
 
     def __call__(self, step):
         s = step + 1

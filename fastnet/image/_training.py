@@ -1,13 +1,11 @@
-"""The training loop of ImageDecoder: mini-batches, Adam over one flat buffer, a History."""
+"""The training loop of ImageDecoder: mini-batches through the shared step (fastnet/step.py), a History."""
 import time
 
 import numpy as np
 
+from fastnet.checks import positive_int
 from fastnet.image.decoder import pictures_to_float
-
-# Adam's default step for a pixel decoder. On toy pictures with a 75-second
-# budget, 3e-3 reached 0.12x the mean picture's error, 2e-3 0.15x, 1e-3 0.27x.
-DEFAULT_LR = 3e-3
+from fastnet.step import train_step
 
 
 def fit_decoder(decoder, reps, images, epochs, batch_size, optimizer, validation_data,
@@ -17,19 +15,17 @@ def fit_decoder(decoder, reps, images, epochs, batch_size, optimizer, validation
     reps = decoder._check_representations(reps)
     if reps.shape[0] == 0:
         raise ValueError("cannot train an ImageDecoder on zero pictures")
-    targets = decoder._check_images(images, reps.shape[0])
+    reps, targets = decoder.prepare_data(reps, images)
     _check_schedule(epochs, batch_size, minutes)
     train, val = _split_validation(decoder, reps, targets, validation_data, validation_split)
 
-    if decoder.untrained():
-        decoder.start_from_mean_picture(train[1])
-    optimizer, store = _bind_optimizer(decoder, optimizer)
+    decoder.begin_training(*train)
+    decoder.use_optimizer(optimizer)
     rng = np.random.default_rng(decoder.seed if seed is None else seed)
     history = History()
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
     for epoch in range(epochs):
-        loss = _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose,
-                            deadline)
+        loss = _train_epoch(decoder, train, batch_size, rng, epoch, epochs, verbose, deadline)
         logs = {"loss": loss}
         if val is not None:
             logs["val_loss"] = decoder.evaluate(*val)
@@ -44,10 +40,8 @@ def fit_decoder(decoder, reps, images, epochs, batch_size, optimizer, validation
 
 
 def _check_schedule(epochs, batch_size, minutes):
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    positive_int(epochs, "epochs")
+    positive_int(batch_size, "batch_size")
     if minutes is not None and not minutes > 0:
         raise ValueError(f"minutes must be positive, got {minutes!r}")
 
@@ -57,9 +51,7 @@ def _split_validation(decoder, reps, targets, validation_data, validation_split)
     if validation_data is not None:
         if validation_split:
             raise ValueError("give validation_data or validation_split, not both")
-        val_reps, val_images = validation_data
-        val_reps = decoder._check_representations(val_reps)
-        return (reps, targets), (val_reps, decoder._check_images(val_images, val_reps.shape[0]))
+        return (reps, targets), decoder.prepare_data(*validation_data)
     if not validation_split:
         return (reps, targets), None
     if not 0.0 < validation_split < 1.0:
@@ -72,41 +64,30 @@ def _split_validation(decoder, reps, targets, validation_data, validation_split)
     return (reps[:cut], targets[:cut]), (reps[cut:], targets[cut:])
 
 
-def _bind_optimizer(decoder, optimizer):
-    from fastnet.optimizers import Adam
-
-    store = decoder.store
-    if optimizer is None:
-        optimizer = decoder.optimizer if decoder.optimizer is not None else Adam(DEFAULT_LR)
-    bound = getattr(optimizer, "store", None)
-    same_weights = (bound is not None and bound.data.size == store.data.size
-                    and np.shares_memory(bound.data, store.data))
-    if not same_weights:  # keep Adam's moments when training continues on the same weights
-        optimizer.bind(store)
-    decoder.optimizer = optimizer
-    return optimizer, store
-
-
-def _train_epoch(decoder, store, optimizer, train, batch_size, rng, epoch, epochs, verbose, deadline):
+def _train_epoch(decoder, train, batch_size, rng, epoch, epochs, verbose, deadline):
     reps, targets = train
     order = rng.permutation(reps.shape[0])
     starts = range(0, reps.shape[0], batch_size)
     bar = _progress(len(starts), epoch, epochs, verbose)
     total, seen = 0.0, 0
-    for start in starts:
-        idx = order[start:start + batch_size]
-        store.zero_grad()
-        loss = decoder.loss_and_backward(reps[idx], targets[idx])
-        optimizer.step()
-        total += loss * len(idx)
-        seen += len(idx)
+    try:
+        for step, start in enumerate(starts):
+            idx = order[start:start + batch_size]
+            try:
+                loss, _ = train_step(decoder, (reps[idx], targets[idx]))
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"{exc} at epoch {epoch + 1}, step {step + 1}; training stopped with the "
+                                         f"weights of the last good step. Try a smaller learning rate") from None
+            total += loss * len(idx)
+            seen += len(idx)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{total / seen:.5f}", refresh=False)
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / seen:.5f}", refresh=False)
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-    if bar is not None:
-        bar.close()
+            bar.close()
     return total / seen
 
 

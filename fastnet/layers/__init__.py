@@ -3,7 +3,7 @@
 `register_layer` makes a layer class known to model files, so a saved
 network's architecture (class name + config) can be rebuilt on load.
 """
-from fastnet.layers.base import Layer, ParameterStore
+from fastnet.layers.base import Layer, ParameterStore, ParameterView
 from fastnet.layers.core import Activation, Dense, Dropout
 
 LAYERS = {}
@@ -32,5 +32,5 @@ def layer_from_config(spec):
     return LAYERS[name](**spec.get("config", {}))
 
 
-__all__ = ["Layer", "ParameterStore", "Dense", "Activation", "Dropout", "LAYERS", "register_layer",
+__all__ = ["Layer", "ParameterStore", "ParameterView", "Dense", "Activation", "Dropout", "LAYERS", "register_layer",
            "layer_to_config", "layer_from_config"]

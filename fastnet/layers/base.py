@@ -20,6 +20,7 @@ instead of gigabytes. Outside a load there is no budget and both are no-ops.
 """
 import contextlib
 import contextvars
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -90,6 +91,7 @@ class Layer:
     precision = "float32"  # of the matrix products; see set_precision
     quantizable = ()  # parameter names that quantize_store may turn into int8 (layers/quantized.py)
     quantized = None  # {param name: Int8Matrix} once quantised: inference only
+    store_view = None  # the part of the ParameterStore holding this layer's parameters (set by the store)
 
     def __init__(self):
         # Each layer object also costs interpreter memory (dicts, a Generator or two): charged too,
@@ -150,18 +152,40 @@ class Layer:
         return sum(layer.params[p].size for _, layer, p in self.named_params())
 
 
-class ParameterStore:
-    """All parameters of a model in one flat buffer, gradients in another."""
+class _FlatParameters:
+    """What a ParameterStore and its views share: `data`, `grad` (flat, same length) and `entries`."""
 
-    def __init__(self, layers, dtype=np.float32):
+    def zero_grad(self) -> None:
+        self.grad.fill(0)
+
+    def named_arrays(self) -> Dict[str, np.ndarray]:
+        """{qualified name: parameter view}, in a fixed order."""
+        return {qname: owner.params[pname] for qname, owner, pname, _, _ in self.entries}
+
+    def __len__(self) -> int:
+        return self.data.size
+
+
+class ParameterStore(_FlatParameters):
+    """All parameters of a model in one flat buffer, gradients in another.
+
+    Each layer given is told its part: `layer.store_view` is the view of the store holding its
+    parameters (and its children's), so a module trained on its own or inside a bigger model
+    trains the same numbers.
+    """
+
+    def __init__(self, layers: Sequence[Layer], dtype=np.float32):
         self.dtype = np.dtype(dtype)
         self.entries = []  # (qualified name, layer, param name, offset, shape)
+        spans = []
         offset = 0
         for i, layer in enumerate(layers):
+            start = offset
             for qname, owner, pname in layer.named_params(f"{i}.{layer.name}."):
                 shape = owner.params[pname].shape
                 self.entries.append((qname, owner, pname, offset, shape))
                 offset += int(np.prod(shape, dtype=np.int64))
+            spans.append((layer, start, offset))
         self.data = np.zeros(offset, dtype=self.dtype)
         self.grad = np.zeros(offset, dtype=self.dtype)
         for qname, owner, pname, start, shape in self.entries:
@@ -169,13 +193,31 @@ class ParameterStore:
             self.data[start:start + size] = owner.params[pname].ravel()
             owner.params[pname] = self.data[start:start + size].reshape(shape)
             owner.grads[pname] = self.grad[start:start + size].reshape(shape)
+        for layer, start, stop in spans:
+            layer.store_view = self.view(start, stop)
 
-    def zero_grad(self):
-        self.grad.fill(0)
+    def view(self, start: int, stop: int) -> "ParameterView":
+        """Parameters start..stop-1 of the flat buffers, as a store of their own (views, no copy):
+        what an optimizer trains when part of a model is frozen, or one module of a bigger one."""
+        return ParameterView(self, start, stop)
 
-    def named_arrays(self):
-        """{qualified name: parameter view}, in a fixed order."""
-        return {qname: owner.params[pname] for qname, owner, pname, _, _ in self.entries}
 
-    def __len__(self):
-        return self.data.size
+class ParameterView(_FlatParameters):
+    """A contiguous run of a ParameterStore: data and grad are views; entries are those inside the run
+    (their offsets stay the store's). The store stays the one source of truth."""
+
+    def __init__(self, store: ParameterStore, start: int, stop: int):
+        if not 0 <= start <= stop <= len(store):
+            raise ValueError(f"a view of parameters {start}..{stop} does not fit a store of {len(store)}")
+        self.store, self.start, self.stop = store, int(start), int(stop)
+        self.dtype = store.dtype
+        self.data = store.data[start:stop]
+        self.grad = store.grad[start:stop]
+        self.entries = [e for e in store.entries
+                        if start <= e[3] and e[3] + int(np.prod(e[4], dtype=np.int64)) <= stop]
+
+    def view(self, start: int, stop: int) -> "ParameterView":
+        """A view of this view (offsets relative to it)."""
+        if not 0 <= start <= stop <= len(self):
+            raise ValueError(f"a view of parameters {start}..{stop} does not fit a view of {len(self)}")
+        return ParameterView(self.store, self.start + start, self.start + stop)

@@ -2,15 +2,10 @@
 import numpy as np
 
 from fastnet import initializers, ops
+from fastnet.checks import positive_int
 from fastnet.layers.base import Layer, check_affordable
 
 _NO_GRADIENT = {"step"}
-
-
-def _check_size(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_activation(name, extra=()):
@@ -54,8 +49,8 @@ class Dense(Layer):
 
     def __init__(self, n_in, n_out, activation=None, init=None, use_bias=True, alpha=0.01):
         super().__init__()
-        self.n_in = _check_size(n_in, "Dense n_in")
-        self.n_out = _check_size(n_out, "Dense n_out")
+        self.n_in = positive_int(n_in, "Dense n_in")
+        self.n_out = positive_int(n_out, "Dense n_out")
         self.activation = _check_activation(activation)
         if init is not None:
             initializers.get(init)

@@ -10,8 +10,15 @@ that turns the representation into pixels, implements the same four things):
     loss(context, mask, target, training=False, label_smoothing=0.0) -> (loss, stats)
                                     forward pass and mean loss on a batch of targets; `stats`
                                     is a dict of summable counts (e.g. correct/count tokens).
-    backward_loss() -> dcontext     after loss(training=True): gradient of the loss with respect
-                                    to the context; parameter gradients are added to `grads`.
+    backward_loss(loss_scale=1.0) -> dcontext
+                                    after loss(training=True): gradient of the loss (times
+                                    loss_scale; a kind may omit the argument, which is then never
+                                    passed) with respect to the context; parameter gradients are
+                                    added to `grads`.
+    loss_units(target) -> int       how many terms the mean loss of `target` averages (tokens,
+                                    pixel values): data-parallel training weighs by it.
+    begin_training(context, target) optional: called before a training step with the whole
+                                    batch's targets (a fresh pixel decoder starts from their mean).
     config() / params               constructor arguments and parameters, for saving.
 
 Text decoders (this class) also provide start/step/reorder for greedy and beam search;
@@ -157,10 +164,17 @@ class Decoder(Layer):
         self._loss_cache = dlogits.reshape(logits.shape) if training else None
         return float(loss), {"correct": int(correct.sum()), "count": int(counted.sum())}
 
-    def backward_loss(self):
+    def loss_units(self, target):
+        """How many terms the mean loss of `target` averages: its labelled (non-pad) next tokens."""
+        return int((np.asarray(target)[:, 1:] != self.pad_id).sum())
+
+    def backward_loss(self, loss_scale=1.0):
+        """After loss(training=True): the gradient of the loss times loss_scale w.r.t. the memory."""
         if self._loss_cache is None:
             raise RuntimeError("Decoder.backward_loss() needs a preceding loss(..., training=True)")
         dlogits, self._loss_cache = self._loss_cache, None
+        if loss_scale != 1.0:
+            dlogits *= dlogits.dtype.type(loss_scale)
         return self.backward(dlogits)
 
     # ---- incremental decoding ----

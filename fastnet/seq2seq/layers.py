@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from fastnet import ops
+from fastnet.checks import positive_int
 from fastnet.layers.base import Layer, check_affordable
 
 
@@ -429,8 +430,7 @@ def store_stack_hyperparameters(stack, kind, vocab_size, d_model, n_heads, n_lay
     """Check the sizes of an Encoder/Decoder stack (each >= 1) and store them as plain attributes."""
     for key, value in (("vocab_size", vocab_size), ("d_model", d_model), ("n_heads", n_heads),
                        ("n_layers", n_layers), ("d_ff", d_ff), ("max_len", max_len)):
-        if int(value) < 1:
-            raise ValueError(f"{kind}: {key} must be >= 1, got {value}")
+        positive_int(value, f"{kind}: {key}")
     stack.vocab_size, stack.d_model, stack.n_heads = int(vocab_size), int(d_model), int(n_heads)
     stack.n_layers, stack.d_ff, stack.max_len = int(n_layers), int(d_ff), int(max_len)
     d = stack.d_model  # embedding, position table and per layer at least attention and feed-forward:

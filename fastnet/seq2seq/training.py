@@ -12,8 +12,9 @@ import warnings
 
 import numpy as np
 
-from fastnet import ops
+from fastnet.checks import positive_int
 from fastnet.seq2seq.encoder import pool, pool_backward
+from fastnet.step import train_step
 
 
 def _trim(ids, pad_id):
@@ -147,16 +148,24 @@ def _has_labels(tr, name, target):
     return tok is None or bool((target[:, 1:] != tok.pad_id).any())
 
 
-def batch_loss(tr, src, targets, training, label_smoothing=0.0):
-    """Forward (and, when training, backward) over one batch; returns ({name: loss}, {name: stats})."""
+def _scale_of(loss_scale, name):
+    return loss_scale.get(name, 0.0) if isinstance(loss_scale, dict) else loss_scale
+
+
+def forward_batch(tr, src, targets, training, label_smoothing=0.0, loss_scale=1.0):
+    """The encoder and every decoder with labels in the batch, forward and loss.
+
+    Returns ({name: loss}, {name: stats}, pending): pending is what backward_batch needs (None
+    unless training). loss_scale: one number, or {name: number} (a decoder scaled by 0 is skipped).
+    """
     train_encoder = training and not tr.frozen_encoder
     mask = src == tr.encoder.pad_id
     memory = tr.encoder.forward(src, mask, training=train_encoder)
     pooled = None
-    dmemory = np.zeros_like(memory) if train_encoder else None
-    losses, stats = {}, {}
+    losses, stats, scales = {}, {}, {}
     for name, target in targets.items():
-        if not _has_labels(tr, name, target):
+        scale = _scale_of(loss_scale, name)
+        if scale == 0.0 or not _has_labels(tr, name, target):
             continue
         dec = tr.decoders[name]
         if dec.input_kind == "representation":
@@ -166,12 +175,37 @@ def batch_loss(tr, src, targets, training, label_smoothing=0.0):
             context, context_mask = memory, mask
         losses[name], stats[name] = dec.loss(context, context_mask, target, training=training,
                                              label_smoothing=label_smoothing)
-        if training:
-            dcontext = dec.backward_loss()
-            if train_encoder:
-                dmemory += pool_backward(dcontext, mask) if dec.input_kind == "representation" else dcontext
+        scales[name] = scale
+    pending = (memory, mask, train_encoder, scales) if training else None
+    return losses, stats, pending
+
+
+def backward_batch(tr, pending):
+    """Back through the decoders run by forward_batch (in its order), then the encoder unless frozen."""
+    memory, mask, train_encoder, scales = pending
+    dmemory = np.zeros_like(memory) if train_encoder else None
+    for name, scale in scales.items():
+        dec = tr.decoders[name]
+        # decoders of other kinds may take no loss_scale: it is passed only when it scales
+        dcontext = dec.backward_loss() if scale == 1.0 else dec.backward_loss(loss_scale=scale)
+        if train_encoder:
+            dmemory += pool_backward(dcontext, mask) if dec.input_kind == "representation" else dcontext
     if train_encoder:
         tr.encoder.backward(dmemory)
+
+
+def total_loss(losses, loss_scale=1.0):
+    """The decoders' losses summed, each times its scale (a plain sum when nothing is scaled)."""
+    if isinstance(loss_scale, dict) or loss_scale != 1.0:
+        return sum(value * _scale_of(loss_scale, name) for name, value in losses.items())
+    return sum(losses.values())
+
+
+def batch_loss(tr, src, targets, training, label_smoothing=0.0):
+    """Forward (and, when training, backward) over one batch; returns ({name: loss}, {name: stats})."""
+    losses, stats, pending = forward_batch(tr, src, targets, training, label_smoothing)
+    if training:
+        backward_batch(tr, pending)
     return losses, stats
 
 
@@ -193,37 +227,11 @@ def scores_on(tr, data, batch_size=128):
     return {"loss": total_loss / max(weight, 1), "token_accuracy": correct / max(count, 1)}
 
 
-def _default_optimizer(lr, warmup, clip_norm):
+def default_optimizer(lr, warmup, clip_norm):
+    """Adam(lr) with `warmup` steps of inverse-square-root warm-up and global-norm clipping."""
     from fastnet import optimizers, schedules
 
     return optimizers.Adam(lr, schedule=schedules.InverseSqrt(warmup_steps=warmup), clip_norm=clip_norm)
-
-
-class StoreSlice:
-    """The tail of a ParameterStore from `start` on: what an optimizer trains when the encoder
-    (the head of the store) is frozen. Views, so the full store stays the one source of truth."""
-
-    def __init__(self, store, start):
-        self.dtype = store.dtype
-        self.data = store.data[start:]
-        self.grad = store.grad[start:]
-        self.entries = [e for e in store.entries if e[3] >= start]
-
-    def zero_grad(self):
-        self.grad.fill(0)
-
-    def named_arrays(self):
-        return {qname: owner.params[pname] for qname, owner, pname, _, _ in self.entries}
-
-    def __len__(self):
-        return self.data.size
-
-
-def _training_store(tr):
-    """All parameters, or the decoders alone (the encoder comes first in tr.store) when it is frozen."""
-    if not tr.frozen_encoder:
-        return tr.store
-    return StoreSlice(tr.store, tr.encoder.n_params())
 
 
 def _check_callbacks(callbacks):
@@ -290,12 +298,9 @@ def validation_chrf(tr, validation_texts, batch_size=256):
 
 
 def _check_fit_args(epochs, batch_size, max_minutes, steps_per_epoch, keep_best, validation_data):
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or int(steps_per_epoch) != steps_per_epoch
-                                        or steps_per_epoch < 1):
-        raise ValueError(f"steps_per_epoch must be a positive integer or None, got {steps_per_epoch!r}")
+    positive_int(epochs, "epochs")
+    positive_int(batch_size, "batch_size")
+    positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"max_minutes must be positive or None, got {max_minutes!r}")
     if keep_best not in (None, "val_chrf", "val_loss"):
@@ -347,7 +352,7 @@ def fit_translator(tr, src, targets, epochs, batch_size, validation_data, callba
         validation = TrainingData(tr, validation_data[0], validation_data[1], "validation_data")
     callbacks = _check_callbacks(callbacks)
     names = data.names
-    optimizer, store = _optimizer_for(tr, names, optimizer, lr, warmup, clip_norm, len(data), batch_size)
+    _optimizer_for(tr, names, optimizer, lr, warmup, clip_norm, len(data), batch_size)
     average = tr.weight_average = _weight_average(tr, ema)  # callbacks may read the running average
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * float(max_minutes)
     if not float(language_temperature) >= 1.0:
@@ -365,8 +370,8 @@ def fit_translator(tr, src, targets, epochs, batch_size, validation_data, callba
             epoch = tr.epochs_trained
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
-            logs = _train_epoch(tr, stream, steps, store, optimizer, average, label_smoothing, callbacks,
-                                verbose, epoch, deadline, len(data) if steps_per_epoch is None else None)
+            logs = _train_epoch(tr, stream, steps, average, label_smoothing, callbacks, verbose, epoch, deadline,
+                                len(data) if steps_per_epoch is None else None)
             tr.trained.update(names)
             if validation is not None:
                 with _Evaluated(tr.store, average):
@@ -428,19 +433,17 @@ def _optimizer_for(tr, names, optimizer, lr, warmup, clip_norm, n, batch_size):
     key = (tuple(names), tr.frozen_encoder, id(tr.store))
     state = tr._training_state
     if optimizer is None and state is not None and state[0] == key:
-        return state[2], state[1]
-    store = _training_store(tr)
+        tr.optimizer = state[1]
+        return state[1]
     if optimizer is None:
         steps_per_epoch = -(-n // int(batch_size))
         warmup = warmup or max(50, min(4000, 2 * steps_per_epoch))
-        optimizer = _default_optimizer(lr, warmup, clip_norm)
-    optimizer.bind(store)
-    tr._training_state = (key, store, optimizer)
-    return optimizer, store
+    optimizer = tr.use_optimizer(optimizer, lr=lr, warmup=warmup, clip_norm=clip_norm)
+    tr._training_state = (key, optimizer)
+    return optimizer
 
 
-def _train_epoch(tr, stream, steps, store, optimizer, average, label_smoothing, callbacks, verbose, epoch,
-                 deadline, n_sentences):
+def _train_epoch(tr, stream, steps, average, label_smoothing, callbacks, verbose, epoch, deadline, n_sentences):
     bar = None
     if verbose == 1:
         from tqdm.auto import tqdm
@@ -452,17 +455,11 @@ def _train_epoch(tr, stream, steps, store, optimizer, average, label_smoothing, 
     try:
         for step in range(steps):
             part, idx = next(stream)
-            store.zero_grad()
-            s, t = part.batch(tr, idx)
-            losses, stats = batch_loss(tr, s, t, training=True, label_smoothing=label_smoothing)
-            loss = sum(losses.values())
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
-                                         f"training stopped. Try a smaller learning rate")
-            if not np.isfinite(ops.sum_squares(store.grad)):  # no step on it: the weights stay good
-                raise FloatingPointError(f"a gradient became NaN or infinite at epoch {epoch + 1}, step {step + 1} "
-                                         f"(loss {loss:.4g}); training stopped. Try a smaller learning rate")
-            optimizer.step()
+            try:
+                loss, stats = train_step(tr, part.batch(tr, idx), label_smoothing=label_smoothing)
+            except FloatingPointError as exc:  # no step on it: the weights stay good
+                raise FloatingPointError(f"{exc} at epoch {epoch + 1}, step {step + 1}; training stopped. "
+                                         f"Try a smaller learning rate") from None
             if average is not None:
                 average.update(tr.store.data)
             total_loss += loss * len(idx)

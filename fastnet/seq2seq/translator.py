@@ -10,18 +10,27 @@ Every parameter of the encoder and the decoders lives in one ParameterStore
 (add_decoder(freeze_encoder=True)) is left out of the store being trained.
 """
 import warnings
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from fastnet import io, text
+from fastnet.checks import positive_int
 from fastnet.history import History
 from fastnet.layers import quantized as _quantized
-from fastnet.layers.base import ParameterStore, check_precision, set_precision
+from fastnet.layers.base import ParameterStore, ParameterView, check_precision, set_precision
 from fastnet.seq2seq import decoding
 from fastnet.seq2seq import metrics as scoring
 from fastnet.seq2seq.decoder import Decoder
 from fastnet.seq2seq.encoder import Encoder, pool
-from fastnet.seq2seq.training import fit_translator, teacher_forced_scores
+from fastnet.seq2seq.training import (
+    backward_batch,
+    default_optimizer,
+    fit_translator,
+    forward_batch,
+    teacher_forced_scores,
+    total_loss,
+)
 
 FORMAT_VERSION = 1
 
@@ -97,9 +106,8 @@ def _as_texts(texts, what):
 
 
 def _check_beam(beam, n_best):
-    for name, value in (("beam", beam), ("n_best", n_best)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be >= 1 (a whole number), got {value!r}")
+    positive_int(beam, "beam")
+    positive_int(n_best, "n_best")
     if n_best > beam:
         raise ValueError(f"n_best={n_best} is larger than beam={beam}: a beam of {beam} finds at most {beam} "
                          f"translations; ask for n_best <= beam")
@@ -150,6 +158,8 @@ class Translator:
         self.stop_training = False
         self.rng = np.random.default_rng(self.seed)
         self._training_state = None  # (names of trained modules, optimizer) kept across fit calls
+        self.optimizer = None  # the optimizer of the training in progress (use_optimizer, fit)
+        self._step_pending = None  # what backward() needs after forward_loss()
         self.weight_average = None  # during fit(ema=...): the running WeightAverage (its .average array)
         for name, dec in decoders.items():
             self._attach(name, dec, tgt_tokenizers.get(name))
@@ -243,6 +253,7 @@ class Translator:
             raise TypeError(f"encoder and decoders must share one dtype, got {sorted(map(str, dtypes))}")
         self.store = ParameterStore(modules, dtype=dtypes.pop())
         self._training_state = None
+        self.optimizer = None  # it was bound to the old store
         set_precision(modules, self._precision)  # a new decoder multiplies like the rest
 
     def add_decoder(self, name, decoder, tokenizer=None, freeze_encoder=True):
@@ -336,6 +347,62 @@ class Translator:
                               clip_norm=clip_norm, optimizer=optimizer, shuffle=shuffle,
                               steps_per_epoch=steps_per_epoch, ema=ema, keep_best=keep_best,
                               sample_alpha=sample_alpha, language_temperature=language_temperature)
+
+    # ---- the training step, as public pieces (see fastnet/step.py) ----
+    def trained_parameters(self) -> ParameterView:
+        """The parameters training updates: all of them, or the decoders' alone (the encoder comes
+        first in the store) when the encoder is frozen. A view of `store`."""
+        start = self.encoder.n_params() if self.frozen_encoder else 0
+        return self.store.view(start, len(self.store))
+
+    def use_optimizer(self, optimizer=None, lr: float = 1e-3, warmup: int = 100, clip_norm: Optional[float] = 1.0):
+        """Bind `optimizer` (default: Adam(lr) with `warmup` steps of warm-up and global-norm clipping)
+        to trained_parameters() for the steps that follow; returns it."""
+        if optimizer is None:
+            optimizer = default_optimizer(lr, warmup, clip_norm)
+        optimizer.bind(self.trained_parameters())
+        self.optimizer = optimizer
+        return optimizer
+
+    def begin_training(self, src_ids: Optional[np.ndarray], targets: Dict[str, Any]) -> None:
+        """Before a step on a batch: decoders with a starting point to take from their targets take it
+        (a fresh pixel decoder starts from the batch's mean picture; text decoders need nothing).
+        A data-parallel trainer calls this with the whole batch before each worker steps on its part."""
+        for name, target in targets.items():
+            start = getattr(self.decoders[name], "begin_training", None)
+            if start is not None:
+                start(None, target)
+
+    def forward_loss(self, src_ids: np.ndarray, targets: Dict[str, np.ndarray], loss_scale: Any = 1.0,
+                     label_smoothing: float = 0.0) -> Tuple[float, Dict[str, dict]]:
+        """Training-mode forward pass of the encoder and every decoder with labels in the batch.
+
+        src_ids (B, S) and targets {name: ids (B, T) or other decoders' targets} as
+        seq2seq.training.EncodedPairs.batch gives them. loss_scale: a number, or {name: number}
+        (each decoder's loss gradient scaled on its own; 0 skips the decoder). Returns
+        (the decoders' losses, scaled and summed; {name: stats}); backward() follows.
+        """
+        losses, stats, self._step_pending = forward_batch(self, src_ids, targets, True, label_smoothing,
+                                                          loss_scale)
+        return total_loss(losses, loss_scale), stats
+
+    def backward(self) -> None:
+        """Back through the decoders and the encoder (unless frozen): gradients added into `gradients`."""
+        pending, self._step_pending = self._step_pending, None
+        if pending is None:
+            raise RuntimeError("backward() needs a forward_loss() first")
+        backward_batch(self, pending)
+
+    @property
+    def gradients(self) -> np.ndarray:
+        """The gradients of trained_parameters(), one flat buffer (a view of store.grad)."""
+        return self.trained_parameters().grad
+
+    def apply_update(self) -> None:
+        """One step of the optimizer bound by use_optimizer (or fit)."""
+        if self.optimizer is None:
+            raise RuntimeError("apply_update() needs an optimizer: call use_optimizer() first")
+        self.optimizer.step()
 
     # ---- inference ----
     def _check_trained(self, to):

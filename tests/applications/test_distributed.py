@@ -68,6 +68,51 @@ TRAIN_TRANSLATOR = textwrap.dedent("""
 """)
 
 
+TRAIN_IMAGE_DECODER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import fastnet as fn
+    from fastnet import distributed
+    from fastnet.image import ImageDecoder
+
+    out, optimizer = sys.argv[1], sys.argv[2]
+    rank, size = distributed.rank_and_size()
+    rng = np.random.default_rng(0)
+    reps = rng.standard_normal((70, 8)).astype(np.float32)
+    pictures = rng.integers(0, 256, (70, 4, 4, 3), dtype=np.uint8)
+    dec = ImageDecoder(d_model=8, size=4, hidden=(16,), seed=rank)  # rank 0's weights are broadcast
+    opt = fn.SGD(0.5) if optimizer == "sgd" else fn.Adam(1e-2)
+    with fn.threads(1):
+        distributed.fit(dec, reps, pictures, epochs=3, batch_size=16, seed=2, optimizer=opt,
+                        checkpoint=out + ".ckpt")
+    np.save(out + f".rank{rank}.npy", dec.store.data)
+""")
+
+
+TRAIN_TRANSLATOR_WITH_PIXELS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import fastnet as fn
+    from fastnet import distributed
+    from fastnet.datasets import toy_translations
+    from fastnet.image import ImageDecoder
+    from fastnet.seq2seq.translator import Translator
+
+    out, optimizer = sys.argv[1], sys.argv[2]
+    rank, size = distributed.rank_and_size()
+    data = toy_translations(90, seed=0, split="train")
+    pictures = np.random.default_rng(1).integers(0, 256, (len(data.en), 4, 4, 3), dtype=np.uint8)
+    tr = Translator.build(data.en, {"sv": data.sv}, seed=rank, d_model=16, n_heads=2, n_layers=1, d_ff=32,
+                          dropout=0.0, tokenizer="word")
+    tr.add_decoder("pixels", ImageDecoder(d_model=16, size=4, hidden=(8,), seed=rank), freeze_encoder=False)
+    with fn.threads(1):
+        distributed.fit_translator(tr, data.en, {"sv": data.sv, "pixels": pictures}, epochs=2, batch_size=16,
+                                   seed=3, optimizer=fn.SGD(0.2) if optimizer == "sgd" else None,
+                                   checkpoint=out + ".ckpt")
+    np.save(out + f".rank{rank}.npy", tr.store.data)
+""")
+
+
 def _mpiexec():
     local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     return local if os.access(local, os.X_OK) else shutil.which("mpiexec")
@@ -133,6 +178,59 @@ def test_a_translator_on_two_ranks_trains_like_on_one(tmp_path, optimizer):
     saved = fastnet.load(out2 + ".ckpt")
     np.testing.assert_array_equal(saved.store.data, two0)
     assert saved.epochs_trained == 2 and log2.count("epoch 2/2") == 1
+
+
+def _one_and_two_ranks(tmp_path, name, optimizer, script_text):
+    code1, log1, out1 = _train(tmp_path, name + "1", 1, optimizer, script_text=script_text)
+    assert code1 == 0, log1
+    code2, log2, out2 = _train(tmp_path, name + "2", 2, optimizer, script_text=script_text)
+    assert code2 == 0, log2
+    two0, two1 = np.load(out2 + ".rank0.npy"), np.load(out2 + ".rank1.npy")
+    np.testing.assert_array_equal(two0, two1)  # the ranks never drift apart
+    return np.load(out1 + ".rank0.npy"), two0, out2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_image_decoder_on_two_ranks_trains_like_on_one(tmp_path, optimizer):
+    from fastnet.image import ImageDecoder
+
+    one, two, out2 = _one_and_two_ranks(tmp_path, "img", optimizer, TRAIN_IMAGE_DECODER)
+    np.testing.assert_allclose(two, one, rtol=1e-4, atol=2e-5)
+    fresh = ImageDecoder(d_model=8, size=4, hidden=(16,), seed=0).store.data
+    assert not np.allclose(one, fresh)  # it trained
+    saved = fastnet.load(out2 + ".ckpt")
+    assert isinstance(saved, ImageDecoder)
+    np.testing.assert_array_equal(saved.store.data, two)
+
+
+def test_a_translator_with_a_pixel_decoder_on_two_ranks_trains_like_on_one(tmp_path):
+    one, two, out2 = _one_and_two_ranks(tmp_path, "trpix", "sgd", TRAIN_TRANSLATOR_WITH_PIXELS)
+    np.testing.assert_allclose(two, one, rtol=1e-4, atol=1e-5)
+    saved = fastnet.load(out2 + ".ckpt")
+    assert sorted(saved.trained) == ["pixels", "sv"] and saved.epochs_trained == 2
+    np.testing.assert_array_equal(saved.store.data, two)
+    assert saved.draw("a cat").shape == (4, 4, 3)
+
+
+def test_a_non_finite_translator_loss_applies_no_step(monkeypatch):
+    from fastnet import distributed
+    from fastnet.datasets import toy_translations
+    from fastnet.seq2seq.translator import Translator
+
+    data = toy_translations(32, seed=0, split="train")
+    tr = Translator.build(data.en, {"sv": data.sv}, seed=0, d_model=8, n_heads=2, n_layers=1, d_ff=16,
+                          dropout=0.0, tokenizer="word")
+    real_forward_loss = tr.forward_loss
+
+    def diverged(*args, **kwargs):
+        _, stats = real_forward_loss(*args, **kwargs)  # gradients as usual, but the loss overflowed
+        return float("inf"), stats
+
+    monkeypatch.setattr(tr, "forward_loss", diverged)
+    before = tr.store.data.copy()
+    with pytest.raises(FloatingPointError, match="loss became inf.*not applied"):
+        distributed.fit_translator(tr, data.en, {"sv": data.sv}, epochs=1, batch_size=16, verbose=0)
+    np.testing.assert_array_equal(tr.store.data, before)
 
 
 PAIRS_SCRIPT = textwrap.dedent("""

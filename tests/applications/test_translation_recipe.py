@@ -293,7 +293,7 @@ def test_output_length_is_capped_relative_to_the_input(subword):
 def test_n_best_larger_than_beam_names_both(subword):
     with pytest.raises(ValueError, match="n_best=3 is larger than beam=2"):
         subword.translate("cats are cute", to="sv", beam=2, n_best=3)
-    with pytest.raises(ValueError, match="n_best must be >= 1"):
+    with pytest.raises(ValueError, match="n_best must be a positive integer"):
         subword.translate("cats are cute", to="sv", n_best=0)
     with pytest.raises(ValueError, match="sentence 0 is empty"):
         subword.translate(" ", to="sv")

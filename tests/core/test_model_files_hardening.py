@@ -308,19 +308,16 @@ def test_data_parallel_fit_does_not_apply_a_diverged_step():
 
 
 def test_translator_training_does_not_step_on_a_non_finite_gradient(monkeypatch):
-    from fastnet.seq2seq import training
-
     pairs = toy_translations(40, seed=0, split="train")
     tr = Translator.build(pairs.en, {"sv": pairs.sv}, seed=0, d_model=8, n_heads=2, n_layers=1, d_ff=16,
                           dropout=0.0, tokenizer="word")
-    real_batch_loss = training.batch_loss
+    real_backward = tr.backward
 
-    def poisoned_gradient(*args, **kwargs):
-        result = real_batch_loss(*args, **kwargs)  # a finite loss ...
-        tr.store.grad[0] = np.inf                  # ... whose gradient overflowed
-        return result
+    def poisoned_gradient():
+        real_backward()               # a finite loss ...
+        tr.store.grad[0] = np.inf     # ... whose gradient overflowed
 
-    monkeypatch.setattr(training, "batch_loss", poisoned_gradient)
+    monkeypatch.setattr(tr, "backward", poisoned_gradient)
     before = tr.store.data.copy()
     with pytest.raises(FloatingPointError, match="gradient became NaN or infinite"):
         tr.fit(pairs.en, {"sv": pairs.sv}, epochs=1, batch_size=20, verbose=0)

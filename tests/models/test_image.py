@@ -51,7 +51,7 @@ def test_loss_gradients_match_finite_differences(loss, rng):
     dec = _tiny(loss)
     reps = rng.standard_normal((4, 5))
     target = rng.random((4, 3, 3, 3))
-    dec._own_store.zero_grad()
+    dec.store.zero_grad()
     value, _ = dec.loss(reps, None, target, training=True)
     dreps = dec.backward_loss()
     loss_of = lambda: dec.loss(reps, None, target)[0]  # noqa: E731
@@ -66,7 +66,7 @@ def test_backward_of_pictures_matches_finite_differences(rng):
     dec = _tiny()
     reps = rng.standard_normal((3, 5))
     weights = rng.standard_normal((3, 3, 3, 3))  # loss = sum(weights * pictures)
-    dec._own_store.zero_grad()
+    dec.store.zero_grad()
     dec.forward(reps, training=True)
     dreps = dec.backward(weights)
     loss_of = lambda: float(np.sum(weights * dec.forward(reps)))  # noqa: E731
@@ -79,13 +79,13 @@ def test_training_step_gradients_equal_interface_gradients(rng):
     """loss_and_backward (the fast path of fit) and loss/backward_loss agree."""
     dec = _tiny()
     reps, target = rng.standard_normal((4, 5)), rng.random((4, 3, 3, 3))
-    dec._own_store.zero_grad()
+    dec.store.zero_grad()
     dec.loss_and_backward(reps, target)
-    fast = dec._own_store.grad.copy()
-    dec._own_store.zero_grad()
+    fast = dec.store.grad.copy()
+    dec.store.zero_grad()
     dec.loss(reps, None, target, training=True)
     dec.backward_loss()
-    np.testing.assert_allclose(fast, dec._own_store.grad, rtol=1e-12)
+    np.testing.assert_allclose(fast, dec.store.grad, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- forward and prediction

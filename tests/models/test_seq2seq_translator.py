@@ -233,7 +233,7 @@ def test_clear_errors(trained, toy):
         trained.translate(["cats are cute", "  "], to="sv")
     with pytest.raises(ValueError, match="say which decoder"):
         trained.translate("cats are cute")
-    with pytest.raises(ValueError, match="beam must be >= 1"):
+    with pytest.raises(ValueError, match="beam must be a positive integer"):
         trained.translate("cats are cute", to="sv", beam=0)
     fresh = Translator.build(train.en[:20], {"sv": train.sv[:20]}, **SMALL)
     with pytest.raises(RuntimeError, match="has not been trained"):
