@@ -7,6 +7,7 @@ work starts.
 """
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -123,9 +124,6 @@ def demo_pictures(translator, out_dir, minutes):
 
 def save_demo_model(translator, out_dir):
     """Save the demo's translator (its Swedish, Spanish and pixel decoders) and say how to serve it."""
-    import os
-    import shlex
-
     _heading("6. The model, saved to serve")
     path = os.path.join(out_dir, "model.safetensors")
     translator.save(path)

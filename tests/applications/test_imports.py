@@ -15,6 +15,7 @@ import fastnet
 PACKAGE = pathlib.Path(fastnet.__file__).resolve().parent
 ROOT = PACKAGE.parent
 MAX_CORE_MODULES = 20
+LAYERS = ("kernels", "core", "models", "applications")  # the test folders, one per layer
 LOADED_ON_FIRST_USE = ("fastnet.seq2seq", "fastnet.image", "fastnet.plot", "fastnet.reference", "fastnet.demo",
                        "fastnet.text", "fastnet.datasets", "fastnet.export", "fastnet.serve")
 
@@ -115,3 +116,10 @@ def test_only_ops_and_the_thread_settings_call_the_compiled_kernels():
     callers = {dotted for path, dotted, _ in _modules() for _, name in _fastnet_imports(path)
                if name.startswith("fastnet._kernels")}
     assert callers <= {"fastnet.ops", "fastnet._config"}, callers
+
+
+def test_every_test_file_sits_in_the_folder_of_its_layer():
+    tests = pathlib.Path(__file__).resolve().parents[1]
+    assert sorted(p.name for p in tests.iterdir() if p.is_dir() and p.name in LAYERS) == sorted(LAYERS)
+    stray = sorted(p.name for p in tests.glob("test_*.py"))
+    assert not stray, f"move {stray} into tests/{'|'.join(LAYERS)}/ (CONTRIBUTING.md, 'How the tests are laid out')"
