@@ -105,19 +105,12 @@ SCALAR_KERNELS(double, f64, fn_sigmoid_f64, tanh, fn_gelu_f64, fn_gelu_grad_f64)
  * generators below wrap it in a loop with a masked last vector. */
 #if defined(__x86_64__) || defined(_M_X64)
 
-FN_TARGET_AVX2 static inline __m256i tail_mask_avx2(int64_t rem) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-FN_TARGET_AVX512 static inline __mmask16 tail_mask_avx512(int64_t rem) {
-    return (__mmask16)((1u << rem) - 1u);
-}
-
 #define MAP_AVX2(NAME, OP)                                                                             \
     FN_TARGET_AVX2 static void NAME(const float *x, float *y, int64_t n, float p) {                    \
         int64_t i = 0;                                                                                 \
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, OP(_mm256_loadu_ps(x + i), p));             \
         if (i < n) {                                                                                   \
-            __m256i m = tail_mask_avx2(n - i);                                                         \
+            __m256i m = fn_avx2_tail(n - i);                                                           \
             _mm256_maskstore_ps(y + i, m, OP(_mm256_maskload_ps(x + i, m), p));                        \
         }                                                                                              \
     }
@@ -127,7 +120,7 @@ FN_TARGET_AVX512 static inline __mmask16 tail_mask_avx512(int64_t rem) {
         for (; i + 8 <= n; i += 8)                                                                     \
             _mm256_storeu_ps(out + i, OP(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), p));          \
         if (i < n) {                                                                                   \
-            __m256i m = tail_mask_avx2(n - i);                                                         \
+            __m256i m = fn_avx2_tail(n - i);                                                           \
             _mm256_maskstore_ps(out + i, m, OP(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), p)); \
         }                                                                                              \
     }
@@ -136,7 +129,7 @@ FN_TARGET_AVX512 static inline __mmask16 tail_mask_avx512(int64_t rem) {
         int64_t i = 0;                                                                                 \
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, OP(_mm512_loadu_ps(x + i), p));          \
         if (i < n) {                                                                                   \
-            __mmask16 m = tail_mask_avx512(n - i);                                                     \
+            __mmask16 m = fn_avx512_tail(n - i);                                                       \
             _mm512_mask_storeu_ps(y + i, m, OP(_mm512_maskz_loadu_ps(m, x + i), p));                   \
         }                                                                                              \
     }
@@ -146,7 +139,7 @@ FN_TARGET_AVX512 static inline __mmask16 tail_mask_avx512(int64_t rem) {
         for (; i + 16 <= n; i += 16)                                                                   \
             _mm512_storeu_ps(out + i, OP(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), p));          \
         if (i < n) {                                                                                   \
-            __mmask16 m = tail_mask_avx512(n - i);                                                     \
+            __mmask16 m = fn_avx512_tail(n - i);                                                       \
             _mm512_mask_storeu_ps(out + i, m, OP(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), p)); \
         }                                                                                              \
     }
@@ -463,23 +456,11 @@ static void row_softmax_grad_f32(const float *y, const float *dy, float dot, flo
 }
 
 #if HAVE_VECTOR_PATHS
-FN_TARGET_AVX2 static float hsum_avx2(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-FN_TARGET_AVX2 static float hmax_avx2(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 FN_TARGET_AVX2 static float row_max_avx2(const float *x, int64_t n) {
     __m256 m = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
-    float r = hmax_avx2(m);
+    float r = fn_avx2_hmax(m);
     for (; i < n; i++) r = x[i] > r ? x[i] : r; /* max is exact: a scalar tail is safe */
     return r;
 }
@@ -487,32 +468,32 @@ FN_TARGET_AVX2 static float row_exp_sum_avx2(const float *x, float shift, float 
     __m256 acc = _mm256_setzero_ps(), sh = _mm256_set1_ps(shift);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = fn_exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), sh));
+        __m256 e = fn_avx2_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), sh));
         if (out) _mm256_storeu_ps(out + i, e);
         acc = _mm256_add_ps(acc, e);
     }
     if (i < n) {
-        __m256i m = tail_mask_avx2(n - i);
-        __m256 e = fn_exp_neg_avx2(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), sh));
+        __m256i m = fn_avx2_tail(n - i);
+        __m256 e = fn_avx2_exp(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), sh));
         e = _mm256_and_ps(e, _mm256_castsi256_ps(m));
         if (out) _mm256_maskstore_ps(out + i, m, e);
         acc = _mm256_add_ps(acc, e);
     }
-    return hsum_avx2(acc);
+    return fn_avx2_hsum(acc);
 }
 FN_TARGET_AVX2 static float row_sum_avx2(const float *x, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + i));
-    if (i < n) acc = _mm256_add_ps(acc, _mm256_maskload_ps(x + i, tail_mask_avx2(n - i)));
-    return hsum_avx2(acc);
+    if (i < n) acc = _mm256_add_ps(acc, _mm256_maskload_ps(x + i, fn_avx2_tail(n - i)));
+    return fn_avx2_hsum(acc);
 }
 FN_TARGET_AVX2 static void row_affine_avx2(const float *x, float a, float b, float *y, int64_t n) {
     __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), vb));
     if (i < n) {
-        __m256i m = tail_mask_avx2(n - i);
+        __m256i m = fn_avx2_tail(n - i);
         _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + i, m), vb));
     }
 }
@@ -521,10 +502,10 @@ FN_TARGET_AVX2 static float row_dot_avx2(const float *a, const float *b, int64_t
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
     if (i < n) {
-        __m256i m = tail_mask_avx2(n - i);
+        __m256i m = fn_avx2_tail(n - i);
         acc = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), acc);
     }
-    return hsum_avx2(acc);
+    return fn_avx2_hsum(acc);
 }
 FN_TARGET_AVX2 static void row_softmax_grad_avx2(const float *y, const float *dy, float dot, float *dx, int64_t n) {
     __m256 d = _mm256_set1_ps(dot);
@@ -532,7 +513,7 @@ FN_TARGET_AVX2 static void row_softmax_grad_avx2(const float *y, const float *dy
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_sub_ps(_mm256_loadu_ps(dy + i), d)));
     if (i < n) {
-        __m256i m = tail_mask_avx2(n - i);
+        __m256i m = fn_avx2_tail(n - i);
         __m256 r = _mm256_mul_ps(_mm256_maskload_ps(y + i, m), _mm256_sub_ps(_mm256_maskload_ps(dy + i, m), d));
         _mm256_maskstore_ps(dx + i, m, r);
     }
@@ -542,16 +523,16 @@ FN_TARGET_AVX512 static float row_max_avx512(const float *x, int64_t n) {
     __m512 m = _mm512_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
-    if (i < n) m = _mm512_mask_max_ps(m, tail_mask_avx512(n - i), m, _mm512_maskz_loadu_ps(tail_mask_avx512(n - i), x + i));
-    return _mm512_reduce_max_ps(m);
+    if (i < n) m = _mm512_mask_max_ps(m, fn_avx512_tail(n - i), m, _mm512_maskz_loadu_ps(fn_avx512_tail(n - i), x + i));
+    return fn_avx512_hmax(m);
 }
 FN_TARGET_AVX512 static float row_exp_sum_avx512(const float *x, float shift, float *out, int64_t n) {
     __m512 acc = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(), sh = _mm512_set1_ps(shift);
     int64_t i = 0;
     /* two vectors per iteration: independent exp chains keep both FMA ports busy */
     for (; i + 32 <= n; i += 32) {
-        __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh));
-        __m512 e2 = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), sh));
+        __m512 e = fn_avx512_exp(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh));
+        __m512 e2 = fn_avx512_exp(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), sh));
         if (out) {
             _mm512_storeu_ps(out + i, e);
             _mm512_storeu_ps(out + i + 16, e2);
@@ -561,31 +542,31 @@ FN_TARGET_AVX512 static float row_exp_sum_avx512(const float *x, float shift, fl
     }
     acc = _mm512_add_ps(acc, acc2);
     for (; i + 16 <= n; i += 16) {
-        __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh));
+        __m512 e = fn_avx512_exp(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh));
         if (out) _mm512_storeu_ps(out + i, e);
         acc = _mm512_add_ps(acc, e);
     }
     if (i < n) {
-        __mmask16 m = tail_mask_avx512(n - i);
-        __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), sh));
+        __mmask16 m = fn_avx512_tail(n - i);
+        __m512 e = fn_avx512_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), sh));
         if (out) _mm512_mask_storeu_ps(out + i, m, e);
         acc = _mm512_mask_add_ps(acc, m, acc, e);
     }
-    return _mm512_reduce_add_ps(acc);
+    return fn_avx512_hsum(acc);
 }
 FN_TARGET_AVX512 static float row_sum_avx512(const float *x, int64_t n) {
     __m512 acc = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(x + i));
-    if (i < n) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask_avx512(n - i), x + i));
-    return _mm512_reduce_add_ps(acc);
+    if (i < n) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(fn_avx512_tail(n - i), x + i));
+    return fn_avx512_hsum(acc);
 }
 FN_TARGET_AVX512 static void row_affine_avx512(const float *x, float a, float b, float *y, int64_t n) {
     __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), vb));
     if (i < n) {
-        __mmask16 m = tail_mask_avx512(n - i);
+        __mmask16 m = fn_avx512_tail(n - i);
         _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), vb));
     }
 }
@@ -594,10 +575,10 @@ FN_TARGET_AVX512 static float row_dot_avx512(const float *a, const float *b, int
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
     if (i < n) {
-        __mmask16 m = tail_mask_avx512(n - i);
+        __mmask16 m = fn_avx512_tail(n - i);
         acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
     }
-    return _mm512_reduce_add_ps(acc);
+    return fn_avx512_hsum(acc);
 }
 FN_TARGET_AVX512 static void row_softmax_grad_avx512(const float *y, const float *dy, float dot, float *dx, int64_t n) {
     __m512 d = _mm512_set1_ps(dot);
@@ -605,7 +586,7 @@ FN_TARGET_AVX512 static void row_softmax_grad_avx512(const float *y, const float
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), _mm512_sub_ps(_mm512_loadu_ps(dy + i), d)));
     if (i < n) {
-        __mmask16 m = tail_mask_avx512(n - i);
+        __mmask16 m = fn_avx512_tail(n - i);
         __m512 r = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i), _mm512_sub_ps(_mm512_maskz_loadu_ps(m, dy + i), d));
         _mm512_mask_storeu_ps(dx + i, m, r);
     }

@@ -17,11 +17,6 @@
 
 #include "fn_internal.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define ATTN_HAVE_X86 1
-#endif
-
 /* What a softmax row came to: no visible key (the row is zeros), a normal
  * row, or a NaN score somewhere (the row is all NaN, as in the reference). */
 enum { ROW_NO_KEY = 0, ROW_OK = 1, ROW_NAN = 2 };
@@ -93,8 +88,8 @@ static int attn_threads(const attn_dims *a, int n_threads) {
     return nth;
 }
 
-/* ---- float SIMD path: vector primitives, then the shared template -------- */
-#ifdef ATTN_HAVE_X86
+/* ---- float SIMD path: the shared template, once per ISA ------------------ */
+#ifdef FN_SIMD_X86
 
 /* True when any of s[0:n] is NaN. */
 static int attn_any_nan_f32(const float *s, int64_t n) {
@@ -103,112 +98,12 @@ static int attn_any_nan_f32(const float *s, int64_t n) {
     return 0;
 }
 
-/* exp for x <= 88: 2^n * poly(r) with x = n ln2 + r, |r| <= ln2 / 2 (Cephes'
- * split of ln2 and degree-7 polynomial, ~1 ulp). Lanes below -87 (including
- * -inf, i.e. masked keys) give exactly 0, so masked weights are true zeros.
- * NaN lanes stay NaN: "live" is an unordered not-less-than, and the clamp
- * puts x second in max/min, the operand those instructions return for NaN. */
-#define EXP_LOW -87.0f
-#define EXP_HIGH 88.0f
-#define EXP_LOG2E 1.44269504088896341f
-#define EXP_LN2_HI 0.693359375f
-#define EXP_LN2_LO -2.12194440e-4f
-#define EXP_P0 1.9875691500e-4f
-#define EXP_P1 1.3981999507e-3f
-#define EXP_P2 8.3334519073e-3f
-#define EXP_P3 4.1665795894e-2f
-#define EXP_P4 1.6666665459e-1f
-#define EXP_P5 5.0000001201e-1f
-
-FN_TARGET_AVX2 static inline __m256 exp_avx2(__m256 x) {
-    __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LOW), _CMP_NLT_UQ);
-    x = _mm256_min_ps(_mm256_set1_ps(EXP_HIGH), _mm256_max_ps(_mm256_set1_ps(EXP_LOW), x));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HI), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LO), r);
-    __m256 y = _mm256_set1_ps(EXP_P0);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P1));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P2));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P3));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P4));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(EXP_P5));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), live);
-}
-
-FN_TARGET_AVX2 static inline float hsum_avx2(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-
-FN_TARGET_AVX2 static inline float hmax_avx2(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-}
-
-FN_TARGET_AVX512 static inline __m512 exp_avx512(__m512 x) {
-    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_LOW), _CMP_NLT_UQ);
-    x = _mm512_min_ps(_mm512_set1_ps(EXP_HIGH), _mm512_max_ps(_mm512_set1_ps(EXP_LOW), x));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LO), r);
-    __m512 y = _mm512_set1_ps(EXP_P0);
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P1));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P2));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P3));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P4));
-    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(EXP_P5));
-    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
-}
-
-#define ISA avx2
-#define TARGET FN_TARGET_AVX2
-#define W 8
-#define V __m256
-#define V_ZERO() _mm256_setzero_ps()
-#define V_SET1(x) _mm256_set1_ps(x)
-#define V_LOAD(p) _mm256_loadu_ps(p)
-#define V_STORE(p, x) _mm256_storeu_ps(p, x)
-#define V_ADD(a, b) _mm256_add_ps(a, b)
-#define V_SUB(a, b) _mm256_sub_ps(a, b)
-#define V_MUL(a, b) _mm256_mul_ps(a, b)
-#define V_MAX(a, b) _mm256_max_ps(a, b)
-#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define V_HSUM(x) hsum_avx2(x)
-#define V_HMAX(x) hmax_avx2(x)
-#define V_EXP(x) exp_avx2(x)
-/* x with -inf in the lanes where kill != 0 */
-#define V_KILL(x, kill) \
-    _mm256_blendv_ps(x, _mm256_set1_ps(-INFINITY), _mm256_cmp_ps(kill, _mm256_setzero_ps(), _CMP_NEQ_UQ))
-/* x with 0 in the lanes where p == 0 */
-#define V_ZERO_WHERE_ZERO(x, p) _mm256_and_ps(x, _mm256_cmp_ps(p, _mm256_setzero_ps(), _CMP_NEQ_UQ))
+#define FN_SIMD_ISA avx2
+#define FN_SIMD_TARGET FN_TARGET_AVX2
 #include "attention_simd.h"
 
-#define ISA avx512
-#define TARGET FN_TARGET_AVX512
-#define W 16
-#define V __m512
-#define V_ZERO() _mm512_setzero_ps()
-#define V_SET1(x) _mm512_set1_ps(x)
-#define V_LOAD(p) _mm512_loadu_ps(p)
-#define V_STORE(p, x) _mm512_storeu_ps(p, x)
-#define V_ADD(a, b) _mm512_add_ps(a, b)
-#define V_SUB(a, b) _mm512_sub_ps(a, b)
-#define V_MUL(a, b) _mm512_mul_ps(a, b)
-#define V_MAX(a, b) _mm512_max_ps(a, b)
-#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define V_HSUM(x) _mm512_reduce_add_ps(x)
-#define V_HMAX(x) _mm512_reduce_max_ps(x)
-#define V_EXP(x) exp_avx512(x)
-#define V_KILL(x, kill) \
-    _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(kill, _mm512_setzero_ps(), _CMP_NEQ_UQ), _mm512_set1_ps(-INFINITY))
-#define V_ZERO_WHERE_ZERO(x, p) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(p, _mm512_setzero_ps(), _CMP_NEQ_UQ), x)
+#define FN_SIMD_ISA avx512
+#define FN_SIMD_TARGET FN_TARGET_AVX512
 #include "attention_simd.h"
 
 /* Padded key count and per-thread scratch (rounded to a cache line). */
@@ -269,7 +164,7 @@ static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, c
     return FN_OK;
 }
 
-#endif /* ATTN_HAVE_X86 */
+#endif /* FN_SIMD_X86 */
 
 #define DEFINE_ATTENTION_PORTABLE(REAL, SUFFIX)                                             \
     static void attention_forward_portable_##SUFFIX(const attn_dims *a, const REAL *q,      \
@@ -315,7 +210,7 @@ fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_
                                   v_sb, v_st, key_padding_mask, causal);
     if (st != FN_OK) return st;
     int nth = attn_threads(&a, n_threads);
-#ifdef ATTN_HAVE_X86
+#ifdef FN_SIMD_X86
     fn_cpu_path path = fn_cpu_get_path();
     if (path != FN_CPU_GENERIC) return attention_forward_simd(&a, path, q, k, v, out, probs, nth);
 #endif
@@ -352,7 +247,7 @@ fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64
     if (st != FN_OK) return st;
     attn_set_backward_strides(&a, do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st);
     int nth = attn_threads(&a, n_threads);
-#ifdef ATTN_HAVE_X86
+#ifdef FN_SIMD_X86
     fn_cpu_path path = fn_cpu_get_path();
     if (path != FN_CPU_GENERIC)
         return attention_backward_simd(&a, path, dout, q, k, v, probs, dq, dk, dv, nth);

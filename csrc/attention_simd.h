@@ -1,9 +1,9 @@
 /* attention_simd.h - the float attention of one (batch, head) pair, written
  * once over a few vector primitives.
  *
- * A template: attention.c includes it once for AVX2 and once for AVX-512,
- * after defining ISA (name suffix), TARGET (function attribute), W (floats
- * per vector), V (vector type) and the V_* operations.
+ * A template over the vector mapping of simd.h: attention.c includes it once
+ * for AVX2 and once for AVX-512, after defining FN_SIMD_ISA (avx2 or avx512)
+ * and FN_SIMD_TARGET (the matching target attribute).
  *
  * Keys are packed transposed (dh x tkp, tkp = tk rounded up to W, zero
  * padded) so one query's scores are broadcast-FMAs over whole vectors of
@@ -13,7 +13,14 @@
  */
 #define SIMD_CAT2(a, b) a##_##b
 #define SIMD_CAT(a, b) SIMD_CAT2(a, b)
-#define SIMD(name) SIMD_CAT(name, ISA)
+#define SIMD(name) SIMD_CAT(name, FN_SIMD_ISA)
+#define TARGET FN_SIMD_TARGET
+#define W FN_V(lanes)
+#define V FN_V(vec)
+/* Masked keys: x with -inf in the lanes where kill != 0. */
+#define V_KILL(x, kill) FN_V(select)(FN_V(nonzero)(kill), FN_V(set1)(-INFINITY), x)
+/* x with 0 in the lanes where p == 0 */
+#define V_ZERO_WHERE_ZERO(x, p) FN_V(keep)(FN_V(nonzero)(p), x)
 
 /* dst[d * tkp + j] = src[j * st + d]: rows j of a head, transposed. */
 TARGET static void SIMD(pack_transposed)(const float *src, int64_t st, int64_t tk, int64_t dh,
@@ -27,14 +34,14 @@ TARGET static void SIMD(row_scores)(const float *a, const float *packed, int64_t
                                     int64_t nvec, float *s) {
     for (int64_t vb = 0; vb < nvec; vb++) {
         const float *col = packed + vb * W;
-        V acc0 = V_ZERO(), acc1 = V_ZERO();
+        V acc0 = FN_V(zero)(), acc1 = FN_V(zero)();
         int64_t d = 0;
         for (; d + 1 < dh; d += 2) {
-            acc0 = V_FMA(V_SET1(a[d]), V_LOAD(col + d * tkp), acc0);
-            acc1 = V_FMA(V_SET1(a[d + 1]), V_LOAD(col + (d + 1) * tkp), acc1);
+            acc0 = FN_V(fma)(FN_V(set1)(a[d]), FN_V(load)(col + d * tkp), acc0);
+            acc1 = FN_V(fma)(FN_V(set1)(a[d + 1]), FN_V(load)(col + (d + 1) * tkp), acc1);
         }
-        if (d < dh) acc0 = V_FMA(V_SET1(a[d]), V_LOAD(col + d * tkp), acc0);
-        V_STORE(s + vb * W, V_ADD(acc0, acc1));
+        if (d < dh) acc0 = FN_V(fma)(FN_V(set1)(a[d]), FN_V(load)(col + d * tkp), acc0);
+        FN_V(store)(s + vb * W, FN_V(add)(acc0, acc1));
     }
 }
 
@@ -44,10 +51,10 @@ TARGET static void SIMD(row_scores_direct)(const float *a, const float *rows, in
                                            int64_t dh, int64_t n, float *s) {
     for (int64_t j = 0; j < n; j++) {
         const float *r = rows + j * row_st;
-        V acc = V_ZERO();
+        V acc = FN_V(zero)();
         int64_t c = 0;
-        for (; c + W <= dh; c += W) acc = V_FMA(V_LOAD(a + c), V_LOAD(r + c), acc);
-        float dot = V_HSUM(acc);
+        for (; c + W <= dh; c += W) acc = FN_V(fma)(FN_V(load)(a + c), FN_V(load)(r + c), acc);
+        float dot = FN_V(hsum)(acc);
         for (; c < dh; c++) dot += a[c] * r[c];
         s[j] = dot;
     }
@@ -64,34 +71,34 @@ TARGET static void SIMD(weighted_rows)(const float *w, int64_t n, const float *r
         if (w[j] != 0.0f) live[m++] = (int32_t)j;
     int64_t c = 0;
     for (; c + 2 * W <= dh; c += 2 * W) {
-        V a0 = V_ZERO(), a1 = V_ZERO(), b0 = V_ZERO(), b1 = V_ZERO();
+        V a0 = FN_V(zero)(), a1 = FN_V(zero)(), b0 = FN_V(zero)(), b1 = FN_V(zero)();
         int64_t t = 0;
         for (; t + 1 < m; t += 2) {
             const float *r0 = rows + live[t] * row_st + c, *r1 = rows + live[t + 1] * row_st + c;
-            V w0 = V_SET1(w[live[t]]), w1 = V_SET1(w[live[t + 1]]);
-            a0 = V_FMA(w0, V_LOAD(r0), a0);
-            a1 = V_FMA(w0, V_LOAD(r0 + W), a1);
-            b0 = V_FMA(w1, V_LOAD(r1), b0);
-            b1 = V_FMA(w1, V_LOAD(r1 + W), b1);
+            V w0 = FN_V(set1)(w[live[t]]), w1 = FN_V(set1)(w[live[t + 1]]);
+            a0 = FN_V(fma)(w0, FN_V(load)(r0), a0);
+            a1 = FN_V(fma)(w0, FN_V(load)(r0 + W), a1);
+            b0 = FN_V(fma)(w1, FN_V(load)(r1), b0);
+            b1 = FN_V(fma)(w1, FN_V(load)(r1 + W), b1);
         }
         if (t < m) {
             const float *r0 = rows + live[t] * row_st + c;
-            V w0 = V_SET1(w[live[t]]);
-            a0 = V_FMA(w0, V_LOAD(r0), a0);
-            a1 = V_FMA(w0, V_LOAD(r0 + W), a1);
+            V w0 = FN_V(set1)(w[live[t]]);
+            a0 = FN_V(fma)(w0, FN_V(load)(r0), a0);
+            a1 = FN_V(fma)(w0, FN_V(load)(r0 + W), a1);
         }
-        V_STORE(out + c, V_ADD(a0, b0));
-        V_STORE(out + c + W, V_ADD(a1, b1));
+        FN_V(store)(out + c, FN_V(add)(a0, b0));
+        FN_V(store)(out + c + W, FN_V(add)(a1, b1));
     }
     for (; c + W <= dh; c += W) {
-        V a0 = V_ZERO(), b0 = V_ZERO();
+        V a0 = FN_V(zero)(), b0 = FN_V(zero)();
         int64_t t = 0;
         for (; t + 1 < m; t += 2) {
-            a0 = V_FMA(V_SET1(w[live[t]]), V_LOAD(rows + live[t] * row_st + c), a0);
-            b0 = V_FMA(V_SET1(w[live[t + 1]]), V_LOAD(rows + live[t + 1] * row_st + c), b0);
+            a0 = FN_V(fma)(FN_V(set1)(w[live[t]]), FN_V(load)(rows + live[t] * row_st + c), a0);
+            b0 = FN_V(fma)(FN_V(set1)(w[live[t + 1]]), FN_V(load)(rows + live[t + 1] * row_st + c), b0);
         }
-        if (t < m) a0 = V_FMA(V_SET1(w[live[t]]), V_LOAD(rows + live[t] * row_st + c), a0);
-        V_STORE(out + c, V_ADD(a0, b0));
+        if (t < m) a0 = FN_V(fma)(FN_V(set1)(w[live[t]]), FN_V(load)(rows + live[t] * row_st + c), a0);
+        FN_V(store)(out + c, FN_V(add)(a0, b0));
     }
     for (; c < dh; c++) {
         float acc = 0.0f;
@@ -106,24 +113,24 @@ TARGET static void SIMD(weighted_rows)(const float *w, int64_t n, const float *r
  * exp keeps it, so the sum is NaN; and when the max claims every lane was
  * masked, the row is scanned once before believing it. */
 TARGET static int SIMD(softmax_row)(float *s, const float *kill, int64_t nvec, float scale) {
-    V vscale = V_SET1(scale), vmax = V_SET1(-INFINITY);
+    V vscale = FN_V(set1)(scale), vmax = FN_V(set1)(-INFINITY);
     for (int64_t vb = 0; vb < nvec; vb++) {
-        V x = V_KILL(V_MUL(V_LOAD(s + vb * W), vscale), V_LOAD(kill + vb * W));
-        V_STORE(s + vb * W, x);
-        vmax = V_MAX(vmax, x);
+        V x = V_KILL(FN_V(mul)(FN_V(load)(s + vb * W), vscale), FN_V(load)(kill + vb * W));
+        FN_V(store)(s + vb * W, x);
+        vmax = FN_V(max)(vmax, x);
     }
-    float row_max = V_HMAX(vmax);
+    float row_max = FN_V(hmax)(vmax);
     if (row_max == -INFINITY) return attn_any_nan_f32(s, nvec * W) ? ROW_NAN : ROW_NO_KEY;
-    V vm = V_SET1(row_max), vsum = V_ZERO();
+    V vm = FN_V(set1)(row_max), vsum = FN_V(zero)();
     for (int64_t vb = 0; vb < nvec; vb++) {
-        V e = V_EXP(V_SUB(V_LOAD(s + vb * W), vm));
-        V_STORE(s + vb * W, e);
-        vsum = V_ADD(vsum, e);
+        V e = FN_V(exp)(FN_V(sub)(FN_V(load)(s + vb * W), vm));
+        FN_V(store)(s + vb * W, e);
+        vsum = FN_V(add)(vsum, e);
     }
-    float sum = V_HSUM(vsum);
+    float sum = FN_V(hsum)(vsum);
     if (sum != sum) return ROW_NAN;
-    V inv = V_SET1(1.0f / sum);
-    for (int64_t vb = 0; vb < nvec; vb++) V_STORE(s + vb * W, V_MUL(V_LOAD(s + vb * W), inv));
+    V inv = FN_V(set1)(1.0f / sum);
+    for (int64_t vb = 0; vb < nvec; vb++) FN_V(store)(s + vb * W, FN_V(mul)(FN_V(load)(s + vb * W), inv));
     return ROW_OK;
 }
 
@@ -197,24 +204,24 @@ TARGET static void SIMD(head_backward)(const attn_dims *a, int64_t b, int64_t h,
 
     SIMD(pack_transposed)(v + b * a->v_sb + h * dh, a->v_st, tk, dh, tkp, vT);
     for (int64_t j = tk; j < tkp; j++) p[j] = 0.0f;
-    V vscale = V_SET1((float)a->scale);
+    V vscale = FN_V(set1)((float)a->scale);
     for (int64_t i = 0; i < tq; i++) {
         memcpy(p, ph + i * tk, sizeof(float) * (size_t)tk);
         SIMD(row_scores)(doh + i * a->do_st, vT, dh, tkp, nvec, ds);
-        V acc = V_ZERO();
+        V acc = FN_V(zero)();
         for (int64_t vb = 0; vb < nvec; vb++) {
-            V vp = V_LOAD(p + vb * W);
-            V dp = V_ZERO_WHERE_ZERO(V_LOAD(ds + vb * W), vp);
-            V_STORE(ds + vb * W, dp);
-            acc = V_FMA(vp, dp, acc);
+            V vp = FN_V(load)(p + vb * W);
+            V dp = V_ZERO_WHERE_ZERO(FN_V(load)(ds + vb * W), vp);
+            FN_V(store)(ds + vb * W, dp);
+            acc = FN_V(fma)(vp, dp, acc);
         }
-        V row_dot = V_SET1(V_HSUM(acc));
+        V row_dot = FN_V(set1)(FN_V(hsum)(acc));
         /* Zero-probability keys get dS = 0 even when row_dot is NaN, as in
          * the portable path: a masked key never receives a gradient. */
         for (int64_t vb = 0; vb < nvec; vb++) {
-            V vp = V_LOAD(p + vb * W);
-            V d = V_MUL(V_MUL(vp, V_SUB(V_LOAD(ds + vb * W), row_dot)), vscale);
-            V_STORE(ds + vb * W, V_ZERO_WHERE_ZERO(d, vp));
+            V vp = FN_V(load)(p + vb * W);
+            V d = FN_V(mul)(FN_V(mul)(vp, FN_V(sub)(FN_V(load)(ds + vb * W), row_dot)), vscale);
+            FN_V(store)(ds + vb * W, V_ZERO_WHERE_ZERO(d, vp));
         }
         SIMD(weighted_rows)(ds, tk, kh, a->k_st, dh, dqh + i * a->dq_st, live);
         for (int64_t j = 0; j < tk; j++) {
@@ -233,21 +240,10 @@ TARGET static void SIMD(head_backward)(const attn_dims *a, int64_t b, int64_t h,
 #undef SIMD_CAT2
 
 /* The instantiation is done: forget its parameters so the next ISA can define them afresh. */
-#undef ISA
 #undef TARGET
 #undef W
 #undef V
-#undef V_ZERO
-#undef V_SET1
-#undef V_LOAD
-#undef V_STORE
-#undef V_ADD
-#undef V_SUB
-#undef V_MUL
-#undef V_MAX
-#undef V_FMA
-#undef V_HSUM
-#undef V_HMAX
-#undef V_EXP
 #undef V_KILL
 #undef V_ZERO_WHERE_ZERO
+#undef FN_SIMD_ISA
+#undef FN_SIMD_TARGET

@@ -3,11 +3,8 @@
  * activation give the same bits on the same CPU path.
  *
  * Scalar functions (any path, f32 and f64) and AVX2/AVX-512 float32 vector
- * functions. The vector exp is our own: Cody-Waite range reduction
- * x = n ln2 + r, |r| <= ln2/2, then a degree-6 polynomial fitted to exp(r)
- * (fit error 4e-9); measured max relative error against double precision is
- * below 3e-7 (about 2 ulp). It is only ever called with x <= 0, which keeps
- * 2^n a normal number without overflow checks; x below -87.3 gives 0.
+ * functions, the latter built on the one vector exp of simd.h (only ever
+ * called with x <= 0 here).
  *
  * GELU is the tanh approximation 0.5 x (1 + tanh(u)), u = sqrt(2/pi)(x +
  * 0.044715 x^3), evaluated as x * sigmoid(2u): the same function (since
@@ -89,7 +86,7 @@ static inline double fn_gelu_grad_f64(double x) {
 
 /* A body written once in plain C and inlined into per-target wrappers, so GCC
  * vectorises it at SSE2, AVX2 and AVX-512 width from the same source. */
-#define FN_INLINE_BODY static inline __attribute__((always_inline))
+#define FN_INLINE_BODY static FN_ALWAYS_INLINE
 
 /* Element range of thread tid, in whole blocks of 16 so vector loops rarely
  * end in a partial vector. */
@@ -167,17 +164,6 @@ const fn_row_ops_f32_t *fn_row_ops_f32(void);
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
-/* Polynomial coefficients for exp(r) = 1 + r + r^2 (E0 + E1 r + ... + E4 r^4). */
-#define FN_EXP_E0 0.499999881f
-#define FN_EXP_E1 0.166665182f
-#define FN_EXP_E2 0.0416695327f
-#define FN_EXP_E3 0.00836891867f
-#define FN_EXP_E4 0.00137514086f
-/* ln 2 split so n * LN2_HI is exact for |n| < 2^15. */
-#define FN_LN2_HI 0.693359375f
-#define FN_LN2_LO -2.12194440e-4f
-#define FN_LOG2E 1.44269504f
-#define FN_EXP_MIN -87.3365479f /* exp of this is FLT_MIN */
 /* tanh(x) = x + x^3 (T0 + T1 x^2 + T2 x^4 + T3 x^6) on |x| < 0.5 (fit error 2e-8). */
 #define FN_TANH_T0 -0.333331376f
 #define FN_TANH_T1 0.133257121f
@@ -185,26 +171,9 @@ const fn_row_ops_f32_t *fn_row_ops_f32(void);
 #define FN_TANH_T3 0.0172198601f
 #define FN_TANH_SMALL 0.5f
 
-FN_TARGET_AVX2 static inline __m256 fn_exp_neg_avx2(__m256 x) {
-    __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(FN_EXP_MIN), _CMP_LT_OQ);
-    x = _mm256_max_ps(_mm256_set1_ps(FN_EXP_MIN), x); /* NaN passes through */
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(FN_LOG2E)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FN_LN2_HI), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(FN_LN2_LO), r);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(FN_EXP_E4), r, _mm256_set1_ps(FN_EXP_E3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FN_EXP_E2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FN_EXP_E1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(FN_EXP_E0));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    return _mm256_andnot_ps(underflow, y);
-}
-
 FN_TARGET_AVX2 static inline __m256 fn_sigmoid_avx2(__m256 x) {
     __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 e = fn_exp_neg_avx2(_mm256_or_ps(x, sign)); /* exp(-|x|) */
+    __m256 e = fn_avx2_exp(_mm256_or_ps(x, sign)); /* exp(-|x|) */
     __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
     __m256 negative = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
     return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), negative);
@@ -215,7 +184,7 @@ FN_TARGET_AVX2 static inline __m256 fn_tanh_avx2(__m256 x) {
     __m256 a = _mm256_andnot_ps(sign_bit, x);
     __m256 one = _mm256_set1_ps(1.0f);
     /* large |x|: (1 - e) / (1 + e), e = exp(-2|x|) <= exp(-1): no cancellation */
-    __m256 e = fn_exp_neg_avx2(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));
+    __m256 e = fn_avx2_exp(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));
     __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
     __m256 a2 = _mm256_mul_ps(a, a);
     __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(FN_TANH_T3), a2, _mm256_set1_ps(FN_TANH_T2));
@@ -242,7 +211,7 @@ FN_TARGET_AVX2 static inline __m256 fn_gelu_grad_avx2(__m256 x) {
     __m256 x2 = _mm256_mul_ps(x, x);
     __m256 a = fn_gelu_2u_avx2(x, x2);
     __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e = fn_exp_neg_avx2(_mm256_or_ps(a, _mm256_set1_ps(-0.0f))); /* exp(-|2u|) */
+    __m256 e = fn_avx2_exp(_mm256_or_ps(a, _mm256_set1_ps(-0.0f))); /* exp(-|2u|) */
     __m256 d = _mm256_div_ps(one, _mm256_add_ps(one, e));
     __m256 negative = _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LT_OQ);
     __m256 s = _mm256_blendv_ps(d, _mm256_mul_ps(e, d), negative);
@@ -253,27 +222,12 @@ FN_TARGET_AVX2 static inline __m256 fn_gelu_grad_avx2(__m256 x) {
     return _mm256_fmadd_ps(_mm256_mul_ps(x, s1), du2, s);
 }
 
-FN_TARGET_AVX512 static inline __m512 fn_exp_neg_avx512(__m512 x) {
-    __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(FN_EXP_MIN), _CMP_NLT_UQ);
-    x = _mm512_max_ps(_mm512_set1_ps(FN_EXP_MIN), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(FN_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(FN_LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(FN_LN2_LO), r);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(FN_EXP_E4), r, _mm512_set1_ps(FN_EXP_E3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FN_EXP_E2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FN_EXP_E1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(FN_EXP_E0));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_scalef_ps(keep, p, n);
-}
-
 FN_TARGET_AVX512 static inline __m512 fn_abs_avx512(__m512 x) {
     return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
 }
 
 FN_TARGET_AVX512 static inline __m512 fn_sigmoid_avx512(__m512 x) {
-    __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), fn_abs_avx512(x)));
+    __m512 e = fn_avx512_exp(_mm512_sub_ps(_mm512_setzero_ps(), fn_abs_avx512(x)));
     __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
     __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
     return _mm512_mask_mul_ps(s, negative, e, s);
@@ -282,7 +236,7 @@ FN_TARGET_AVX512 static inline __m512 fn_sigmoid_avx512(__m512 x) {
 FN_TARGET_AVX512 static inline __m512 fn_tanh_avx512(__m512 x) {
     __m512 a = fn_abs_avx512(x);
     __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = fn_exp_neg_avx512(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
+    __m512 e = fn_avx512_exp(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
     __m512 big = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
     __m512 a2 = _mm512_mul_ps(a, a);
     __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(FN_TANH_T3), a2, _mm512_set1_ps(FN_TANH_T2));
@@ -309,7 +263,7 @@ FN_TARGET_AVX512 static inline __m512 fn_gelu_grad_avx512(__m512 x) {
     __m512 x2 = _mm512_mul_ps(x, x);
     __m512 a = fn_gelu_2u_avx512(x, x2);
     __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = fn_exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), fn_abs_avx512(a)));
+    __m512 e = fn_avx512_exp(_mm512_sub_ps(_mm512_setzero_ps(), fn_abs_avx512(a)));
     __m512 d = _mm512_div_ps(one, _mm512_add_ps(one, e));
     __mmask16 negative = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ);
     __m512 s = _mm512_mask_mul_ps(d, negative, e, d);

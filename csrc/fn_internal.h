@@ -24,36 +24,8 @@ static inline int fn_thread_id(void) { return 0; }
 static inline int fn_thread_count(void) { return 1; }
 #endif
 
-/* Target attributes let one file hold AVX2/AVX-512 code without compiling the
- * whole library for those CPUs; the code runs only when CPUID says it may. */
-#if defined(__GNUC__) || defined(__clang__)
-#define FN_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define FN_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
-#else
-#define FN_TARGET_AVX2
-#define FN_TARGET_AVX512
-#endif
-/* x86 intrinsics are used only under: #if defined(__x86_64__) || defined(_M_X64) */
-
-/* Low-precision instruction sets the compiler can emit through intrinsics
- * (AVX512-VNNI: GCC 8; AVX512-BF16: GCC 10; AMX: GCC 11, clang 12). A
- * compiler without them builds everything else, and fn_mma_best_path then
- * never offers the missing paths. */
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#if defined(__clang__) ? (__clang_major__ >= 9) : (__GNUC__ >= 8)
-#define FN_HAVE_VNNI_INTRIN 1
-#define FN_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
-#endif
-#if defined(__clang__) ? (__clang_major__ >= 9) : (__GNUC__ >= 10)
-#define FN_HAVE_BF16_INTRIN 1
-#define FN_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma")))
-#endif
-#if defined(__clang__) ? (__clang_major__ >= 12) : (__GNUC__ >= 11)
-#define FN_HAVE_AMX_INTRIN 1
-#define FN_TARGET_AMX \
-    __attribute__((target("amx-tile,amx-bf16,amx-int8,avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma")))
-#endif
-#endif
+/* Inline and target-attribute macros, and the vector vocabulary: simd.h. */
+#include "simd.h"
 
 /* Contiguous share [*begin, *end) of n items for thread tid of nth. */
 static inline void fn_split(int64_t n, int tid, int nth, int64_t *begin, int64_t *end) {

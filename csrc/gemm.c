@@ -33,12 +33,6 @@
 #include "gemm_internal.h"
 #include "elementwise_internal.h"
 
-#if defined(__GNUC__) || defined(__clang__)
-#define FN_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define FN_ALWAYS_INLINE inline
-#endif
-
 /* ---- scalar activations for the epilogue (math of activations.c) -------- */
 
 float fn_epilogue_act_scalar(fn_activation act, float param, float z) {
@@ -127,14 +121,9 @@ __attribute__((optimize("no-tree-loop-vectorize")))
 static void generic_kernel(int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
                            const float *b, int64_t rsb, float *c, int64_t ldc, float alpha, float beta) {
     /* A constant row count per case lets the compiler unroll and keep acc in registers. */
-    switch (mr) {
-    case 6: generic_tile(6, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 5: generic_tile(5, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 4: generic_tile(4, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 3: generic_tile(3, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 2: generic_tile(2, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    default: generic_tile(1, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    }
+#define GENERIC_TILE(m) generic_tile(m, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta)
+    switch (mr) { FN_GEMM_ROWS_6_TO_1(GENERIC_TILE) }
+#undef GENERIC_TILE
 }
 
 /* Blocking of the portable path: the B micro-panel (KC x 8 floats = 8 KiB)

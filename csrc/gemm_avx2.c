@@ -1,4 +1,5 @@
-/* gemm_avx2.c - the 6 x 16 AVX2/FMA sgemm micro-kernel and its epilogue.
+/* gemm_avx2.c - the 6 x 16 AVX2/FMA sgemm micro-kernel (gemm_kernel.h at
+ * this width) and its epilogue.
  *
  * Register tile: 6 rows x 16 columns = 12 ymm accumulators, 2 ymm for the
  * B row, 1 for the broadcast of A: 15 of the 16 ymm registers. Per k step:
@@ -17,76 +18,19 @@
 #include "elementwise_internal.h"
 
 #ifdef FN_GEMM_X86
-#include <immintrin.h>
 
 #define MR 6
 #define NR 16
 
-static inline __attribute__((always_inline)) FN_TARGET_AVX2 void
-avx2_tile(const int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
-          const float *b, int64_t rsb, float *c, int64_t ldc, float alpha, float beta) {
-    __m256 acc[MR][2];
-    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < kc; ++p) {
-        __m256 b0 = _mm256_loadu_ps(b + p * rsb);
-        __m256 b1 = _mm256_loadu_ps(b + p * rsb + 8);
-        const float *ap = a + p * csa;
-#pragma GCC unroll 6
-        for (int i = 0; i < mr; ++i) {
-            __m256 ai = _mm256_broadcast_ss(ap + i * rsa);
-            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
-        }
-    }
-    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    /* Edge columns through lane masks: every path stays branch-free per row,
-     * which lets the compiler keep acc[][] in registers. */
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lane);
-    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lane);
-#pragma GCC unroll 6
-    for (int i = 0; i < mr; ++i) {
-        float *ci = c + i * ldc;
-        __m256 r0 = _mm256_mul_ps(va, acc[i][0]), r1 = _mm256_mul_ps(va, acc[i][1]);
-        if (nr == NR) {
-            if (beta != 0.0f) {
-                r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
-                r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);
-            }
-            _mm256_storeu_ps(ci, r0);
-            _mm256_storeu_ps(ci + 8, r1);
-        } else {
-            if (beta != 0.0f) {
-                r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, m0), r0);
-                r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, m1), r1);
-            }
-            _mm256_maskstore_ps(ci, m0, r0);
-            _mm256_maskstore_ps(ci + 8, m1, r1);
-        }
-    }
-}
-
-static FN_TARGET_AVX2 void avx2_kernel(int mr, int nr, int64_t kc, const float *a, int64_t rsa,
-                                       int64_t csa, const float *b, int64_t rsb, float *c, int64_t ldc,
-                                       float alpha, float beta) {
-    if (mr == MR && rsa == 1 && csa == MR && rsb == NR) {
-        /* Packed operands: constant strides free the index registers. */
-        avx2_tile(MR, nr, kc, a, 1, MR, b, NR, c, ldc, alpha, beta);
-        return;
-    }
-    switch (mr) {
-    case 6: avx2_tile(6, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 5: avx2_tile(5, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 4: avx2_tile(4, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 3: avx2_tile(3, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 2: avx2_tile(2, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    default: avx2_tile(1, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    }
-}
+#define FN_SIMD_ISA avx2
+#define FN_SIMD_TARGET FN_TARGET_AVX2
+#define GEMM_MR MR
+#define GEMM_ROW_UNROLL 6
+#define GEMM_PREFETCH_C 0
+#include "gemm_kernel.h" /* kernel_avx2 */
 
 /* The activation of 8 lanes, with the math of activations.c (same bits). */
-static inline __attribute__((always_inline)) FN_TARGET_AVX2 __m256
+static FN_ALWAYS_INLINE FN_TARGET_AVX2 __m256
 avx2_activate(__m256 z, fn_activation act, __m256 slope) {
     const __m256 zero = _mm256_setzero_ps();
     switch (act) {
@@ -130,12 +74,12 @@ static FN_TARGET_AVX2 void avx2_epilogue(float *c, int64_t ldc, int64_t rows, in
 }
 
 const fn_sgemm_arch fn_sgemm_arch_avx2 = {
-    "avx2", MR, NR, 192, 384, 4096, avx2_kernel, avx2_epilogue,
+    "avx2", MR, NR, 192, 384, 4096, kernel_avx2, avx2_epilogue,
 };
 
 /* The portable bf16 path on this CPU: the same kernel on rounded operands. */
 const fn_sgemm_arch fn_sgemm_arch_avx2_rounded = {
-    "avx2 on bf16-rounded operands", MR, NR, 192, 384, 4096, avx2_kernel, avx2_epilogue,
+    "avx2 on bf16-rounded operands", MR, NR, 192, 384, 4096, kernel_avx2, avx2_epilogue,
     1, 1, fn_pack_a_round_bf16, fn_pack_b_round_bf16,
 };
 

@@ -1,4 +1,5 @@
-/* gemm_avx512.c - the 12 x 32 AVX-512 sgemm micro-kernel and its epilogue.
+/* gemm_avx512.c - the 12 x 32 AVX-512 sgemm micro-kernel (gemm_kernel.h at
+ * this width), packing that transposes through registers, and the epilogue.
  *
  * Register tile: 12 rows x 32 columns = 24 zmm accumulators, 2 zmm for the B
  * row, broadcasts of A folded into the FMAs' memory operand: 26-27 of the 32
@@ -20,80 +21,18 @@
 #include "elementwise_internal.h"
 
 #ifdef FN_GEMM_X86
-#include <immintrin.h>
 
 #include "transpose_avx512.h"
 
 #define MR 12
 #define NR 32
 
-static inline __attribute__((always_inline)) FN_TARGET_AVX512 void
-avx512_tile(const int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_t csa,
-            const float *b, int64_t rsb, float *c, int64_t ldc, float alpha, float beta) {
-    __m512 acc[MR][2];
-    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int i = 0; i < mr; ++i) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 31), _MM_HINT_T0);
-    }
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < kc; ++p) {
-        __m512 b0 = _mm512_loadu_ps(b + p * rsb);
-        __m512 b1 = _mm512_loadu_ps(b + p * rsb + 16);
-        const float *ap = a + p * csa;
-        for (int i = 0; i < mr; ++i) {
-            __m512 ai = _mm512_set1_ps(ap[i * rsa]);
-            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
-        }
-    }
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1u);
-    __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
-    for (int i = 0; i < mr; ++i) {
-        float *ci = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
-        if (nr == NR) { /* plain stores: they forward to the epilogue's loads, masked ones do not */
-            if (beta != 0.0f) {
-                r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), r0);
-                r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), r1);
-            }
-            _mm512_storeu_ps(ci, r0);
-            _mm512_storeu_ps(ci + 16, r1);
-            continue;
-        }
-        if (beta != 0.0f) {
-            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
-        }
-        _mm512_mask_storeu_ps(ci, m0, r0);
-        _mm512_mask_storeu_ps(ci + 16, m1, r1);
-    }
-}
-
-static FN_TARGET_AVX512 void avx512_kernel(int mr, int nr, int64_t kc, const float *a, int64_t rsa,
-                                           int64_t csa, const float *b, int64_t rsb, float *c, int64_t ldc,
-                                           float alpha, float beta) {
-    if (mr == MR && rsa == 1 && csa == MR && rsb == NR) {
-        /* Packed operands: constant strides free the index registers. */
-        avx512_tile(MR, nr, kc, a, 1, MR, b, NR, c, ldc, alpha, beta);
-        return;
-    }
-    switch (mr) {
-    case 12: avx512_tile(12, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 11: avx512_tile(11, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 10: avx512_tile(10, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 9: avx512_tile(9, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 8: avx512_tile(8, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 7: avx512_tile(7, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 6: avx512_tile(6, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 5: avx512_tile(5, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 4: avx512_tile(4, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 3: avx512_tile(3, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    case 2: avx512_tile(2, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    default: avx512_tile(1, nr, kc, a, rsa, csa, b, rsb, c, ldc, alpha, beta); break;
-    }
-}
+#define FN_SIMD_ISA avx512
+#define FN_SIMD_TARGET FN_TARGET_AVX512
+#define GEMM_MR MR
+#define GEMM_ROW_UNROLL 0
+#define GEMM_PREFETCH_C 1
+#include "gemm_kernel.h" /* kernel_avx512 */
 
 /* ---- packing that transposes: 16 x 16 blocks through registers ----------
  * A (not transposed) goes from rows to MR-wide columns and B (transposed)
@@ -101,17 +40,13 @@ static FN_TARGET_AVX512 void avx512_kernel(int mr, int nr, int64_t kc, const flo
  * element there, which made trans_b GEMMs ~25% slower than the others. The
  * straight copies stay in gemm.c. */
 
-static inline __attribute__((always_inline)) __mmask16 lanes_mask(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
-
 /* dst[t * stride + i] = src[i][t] for t < len, i < 16 (rows past `rows` are
  * zero); `lanes` elements are stored per t. */
 static FN_TARGET_AVX512 void transpose_runs(const float *const *src, int rows, int64_t len, float *dst,
                                             int64_t stride, int lanes) {
-    const __mmask16 keep = lanes_mask(lanes);
+    const __mmask16 keep = fn_avx512_tail(lanes);
     for (int64_t t0 = 0; t0 < len; t0 += 16) {
-        const __mmask16 m = lanes_mask(len - t0);
+        const __mmask16 m = fn_avx512_tail(len - t0);
         __m512i r[16];
         for (int i = 0; i < 16; ++i)
             r[i] = i < rows ? _mm512_castps_si512(_mm512_maskz_loadu_ps(m, src[i] + t0)) : _mm512_setzero_si512();
@@ -157,7 +92,7 @@ static FN_TARGET_AVX512 void avx512_pack_b(const float *b, int64_t ldb, int tran
 }
 
 /* The activation of 16 lanes, with the math of activations.c (same bits). */
-static inline __attribute__((always_inline)) FN_TARGET_AVX512 __m512
+static FN_ALWAYS_INLINE FN_TARGET_AVX512 __m512
 avx512_activate(__m512 z, fn_activation act, __m512 slope) {
     const __m512 zero = _mm512_setzero_ps();
     switch (act) {
@@ -201,13 +136,13 @@ FN_TARGET_AVX512 void fn_sgemm_epilogue_avx512(float *c, int64_t ldc, int64_t ro
 }
 
 const fn_sgemm_arch fn_sgemm_arch_avx512 = {
-    "avx512", MR, NR, 192, 512, 4096, avx512_kernel, fn_sgemm_epilogue_avx512,
+    "avx512", MR, NR, 192, 512, 4096, kernel_avx512, fn_sgemm_epilogue_avx512,
     0, 0, avx512_pack_a, avx512_pack_b,
 };
 
 /* The portable bf16 path on this CPU: the same kernel on rounded operands. */
 const fn_sgemm_arch fn_sgemm_arch_avx512_rounded = {
-    "avx512 on bf16-rounded operands", MR, NR, 192, 512, 4096, avx512_kernel, fn_sgemm_epilogue_avx512,
+    "avx512 on bf16-rounded operands", MR, NR, 192, 512, 4096, kernel_avx512, fn_sgemm_epilogue_avx512,
     1, 1, fn_pack_a_round_bf16, fn_pack_b_round_bf16,
 };
 

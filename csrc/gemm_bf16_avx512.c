@@ -32,15 +32,11 @@ static FN_TARGET_BF16 __m512i pair_interleave_index(void) {
                             23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
 }
 
-static inline __attribute__((always_inline)) FN_TARGET_BF16 __mmask16 first_lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
-
 /* 16 words (x[j], y[j]) as bf16 pairs from cols floats of rows x and y
  * (either may be NULL: zeros), lanes past cols zero. */
-static inline __attribute__((always_inline)) FN_TARGET_BF16 __m512i
+static FN_ALWAYS_INLINE FN_TARGET_BF16 __m512i
 pair_rows(const float *x, const float *y, int64_t cols, __m512i index) {
-    __mmask16 m = first_lanes(cols);
+    __mmask16 m = fn_avx512_tail(cols);
     __m512 vx = x ? _mm512_maskz_loadu_ps(m, x) : _mm512_setzero_ps();
     __m512 vy = y ? _mm512_maskz_loadu_ps(m, y) : _mm512_setzero_ps();
     __m512i both = (__m512i)_mm512_cvtne2ps_pbh(vy, vx); /* low half x, high half y */
@@ -49,11 +45,11 @@ pair_rows(const float *x, const float *y, int64_t cols, __m512i index) {
 
 /* Words u0 .. u0+15 of consecutive bf16 pairs from the kc floats at src
  * (zero past kc). */
-static inline __attribute__((always_inline)) FN_TARGET_BF16 __m512i
+static FN_ALWAYS_INLINE FN_TARGET_BF16 __m512i
 pair_words(const float *src, int64_t kc, int64_t u0) {
     int64_t p = 2 * u0;
-    __m512 lo = _mm512_maskz_loadu_ps(first_lanes(kc - p), src + p);
-    __m512 hi = _mm512_maskz_loadu_ps(first_lanes(kc - p - 16), src + p + 16);
+    __m512 lo = _mm512_maskz_loadu_ps(fn_avx512_tail(kc - p), src + p);
+    __m512 hi = _mm512_maskz_loadu_ps(fn_avx512_tail(kc - p - 16), src + p + 16);
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
@@ -63,7 +59,7 @@ pair_words(const float *src, int64_t kc, int64_t u0) {
  * stores `rows` words per u. */
 static FN_TARGET_BF16 void pair_runs_transposed(const float *const *src, int rows, int64_t kc,
                                                 int64_t units, uint32_t *dst, int64_t stride) {
-    __mmask16 keep = first_lanes(stride < 16 ? stride : 16);
+    __mmask16 keep = fn_avx512_tail(stride < 16 ? stride : 16);
     for (int64_t u0 = 0; u0 < units; u0 += 16) {
         __m512i r[16];
         for (int i = 0; i < 16; ++i) r[i] = i < rows ? pair_words(src[i], kc, u0) : _mm512_setzero_si512();
@@ -130,7 +126,7 @@ static FN_TARGET_BF16 void pack_a_pairs(const float *a, int64_t lda, int trans_a
     }
 }
 
-static inline __attribute__((always_inline)) FN_TARGET_BF16 void
+static FN_ALWAYS_INLINE FN_TARGET_BF16 void
 bf16_tile(const int mr, int nr, int64_t units, const uint32_t *a, const uint32_t *b, float *c,
           int64_t ldc, float alpha, float beta) {
     __m512 acc[MR][2];
@@ -151,7 +147,7 @@ bf16_tile(const int mr, int nr, int64_t units, const uint32_t *a, const uint32_t
         }
     }
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    __mmask16 m0 = first_lanes(nr), m1 = first_lanes(nr - 16);
+    __mmask16 m0 = fn_avx512_tail(nr), m1 = fn_avx512_tail(nr - 16);
     for (int i = 0; i < mr; ++i) {
         float *ci = c + i * ldc;
         __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);

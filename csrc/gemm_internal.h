@@ -1,6 +1,7 @@
 /* gemm_internal.h - what the sgemm driver (gemm.c) shares with its
- * micro-kernels (gemm.c portable, gemm_avx2.c, gemm_avx512.c) and with the
- * dense layer (dense.c). Not part of the public API.
+ * micro-kernels (gemm.c portable; gemm_kernel.h, instantiated by gemm_avx2.c
+ * and gemm_avx512.c) and with the dense layer (dense.c). Not part of the
+ * public API.
  *
  * Layout of the packed operands (GotoBLAS/BLIS):
  *   packed B: panels of NR columns; inside a panel, row p of the panel is NR
@@ -36,6 +37,24 @@ typedef void (*fn_sgemm_kernel)(int mr, int nr, int64_t kc,
                                 const float *a, int64_t rsa, int64_t csa,
                                 const float *b, int64_t rsb, float *c, int64_t ldc,
                                 float alpha, float beta);
+
+/* The cases of a micro-kernel's switch over its row count: TILE(m) with m a
+ * constant in each, so an always-inline tile specialises on it (unrolled row
+ * loops, accumulators in registers). A 12-row kernel uses both lists. */
+#define FN_GEMM_ROWS_12_TO_7(TILE)                                                   \
+    case 12: TILE(12); break;                                                        \
+    case 11: TILE(11); break;                                                        \
+    case 10: TILE(10); break;                                                        \
+    case 9: TILE(9); break;                                                          \
+    case 8: TILE(8); break;                                                          \
+    case 7: TILE(7); break;
+#define FN_GEMM_ROWS_6_TO_1(TILE)                                                    \
+    case 6: TILE(6); break;                                                          \
+    case 5: TILE(5); break;                                                          \
+    case 4: TILE(4); break;                                                          \
+    case 3: TILE(3); break;                                                          \
+    case 2: TILE(2); break;                                                          \
+    default: TILE(1); break;
 
 /* Apply the epilogue to rows x cols of C at c (leading dimension ldc), whose
  * top-left element is C[i0, j0] of the whole matrix (for bias and pre). */

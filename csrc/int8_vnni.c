@@ -17,7 +17,7 @@
 
 #define MR 12
 
-static inline __attribute__((always_inline)) FN_TARGET_VNNI void
+static FN_ALWAYS_INLINE FN_TARGET_VNNI void
 vnni_tile(const int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_t *b, int32_t *tile) {
     __m512i acc[MR][2];
     for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();

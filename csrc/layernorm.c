@@ -10,11 +10,6 @@
 
 #include "fn_internal.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define LN_HAVE_X86 1
-#endif
-
 /* Elements per thread below which another thread does not pay (~50 us). */
 #define MIN_ELEMENTS_PER_THREAD 65536
 /* Columns handed to one thread in the dgamma/dbeta pass: a cache line. */
@@ -77,14 +72,7 @@ DEFINE_LN_COLUMNS(float, ln_columns_f32_avx512, FN_TARGET_AVX512)
 DEFINE_LN_COLUMNS(double, ln_columns_f64, )
 
 /* ---- AVX2 / AVX-512 row kernels (float) --------------------------------- */
-#ifdef LN_HAVE_X86
-
-FN_TARGET_AVX2 static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#ifdef FN_SIMD_X86
 
 FN_TARGET_AVX2 static void ln_row_forward_avx2(const float *x, const float *gamma,
                                                const float *beta, int64_t dim, float eps,
@@ -92,7 +80,7 @@ FN_TARGET_AVX2 static void ln_row_forward_avx2(const float *x, const float *gamm
     int64_t vec_end = dim & ~(int64_t)7, j;
     __m256 acc = _mm256_setzero_ps();
     for (j = 0; j < vec_end; j += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + j));
-    float sum = hsum256(acc);
+    float sum = fn_avx2_hsum(acc);
     for (; j < dim; j++) sum += x[j];
     float mean = sum / (float)dim;
 
@@ -102,7 +90,7 @@ FN_TARGET_AVX2 static void ln_row_forward_avx2(const float *x, const float *gamm
         __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + j), vmean);
         acc = _mm256_fmadd_ps(d, d, acc);
     }
-    float squares = hsum256(acc);
+    float squares = fn_avx2_hsum(acc);
     for (; j < dim; j++) squares += (x[j] - mean) * (x[j] - mean);
     float rstd = 1.0f / sqrtf(squares / (float)dim + eps);
 
@@ -129,7 +117,7 @@ FN_TARGET_AVX2 static void ln_row_backward_avx2(const float *dy, const float *x,
         acc_g = _mm256_add_ps(acc_g, g);
         acc_gx = _mm256_fmadd_ps(g, xhat, acc_gx);
     }
-    float sum_g = hsum256(acc_g), sum_gx = hsum256(acc_gx);
+    float sum_g = fn_avx2_hsum(acc_g), sum_gx = fn_avx2_hsum(acc_gx);
     for (; j < dim; j++) {
         float g = dy[j] * gamma[j];
         sum_g += g;
@@ -148,30 +136,27 @@ FN_TARGET_AVX2 static void ln_row_backward_avx2(const float *dy, const float *x,
 }
 
 /* AVX-512: the tail is one masked vector instead of a scalar loop. */
-FN_TARGET_AVX512 static inline __mmask16 tail_mask16(int64_t remaining) {
-    return remaining >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << remaining) - 1u);
-}
 
 FN_TARGET_AVX512 static void ln_row_forward_avx512(const float *x, const float *gamma,
                                                    const float *beta, int64_t dim, float eps,
                                                    float *y, float *mean_out, float *rstd_out) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = 0; j < dim; j += 16)
-        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask16(dim - j), x + j));
-    float mean = _mm512_reduce_add_ps(acc) / (float)dim;
+        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(fn_avx512_tail(dim - j), x + j));
+    float mean = fn_avx512_hsum(acc) / (float)dim;
 
     __m512 vmean = _mm512_set1_ps(mean);
     acc = _mm512_setzero_ps();
     for (int64_t j = 0; j < dim; j += 16) {
-        __mmask16 m = tail_mask16(dim - j);
+        __mmask16 m = fn_avx512_tail(dim - j);
         __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + j), vmean);
         acc = _mm512_fmadd_ps(d, d, acc);
     }
-    float rstd = 1.0f / sqrtf(_mm512_reduce_add_ps(acc) / (float)dim + eps);
+    float rstd = 1.0f / sqrtf(fn_avx512_hsum(acc) / (float)dim + eps);
 
     __m512 vrstd = _mm512_set1_ps(rstd);
     for (int64_t j = 0; j < dim; j += 16) {
-        __mmask16 m = tail_mask16(dim - j);
+        __mmask16 m = fn_avx512_tail(dim - j);
         __m512 xhat = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), vmean), vrstd);
         __m512 out = _mm512_fmadd_ps(xhat, _mm512_maskz_loadu_ps(m, gamma + j),
                                      _mm512_maskz_loadu_ps(m, beta + j));
@@ -187,16 +172,16 @@ FN_TARGET_AVX512 static void ln_row_backward_avx512(const float *dy, const float
     __m512 vmean = _mm512_set1_ps(mean), vrstd = _mm512_set1_ps(rstd);
     __m512 acc_g = _mm512_setzero_ps(), acc_gx = _mm512_setzero_ps();
     for (int64_t j = 0; j < dim; j += 16) {
-        __mmask16 m = tail_mask16(dim - j);
+        __mmask16 m = fn_avx512_tail(dim - j);
         __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + j), _mm512_maskz_loadu_ps(m, gamma + j));
         __m512 xhat = _mm512_mul_ps(_mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + j), vmean), vrstd);
         acc_g = _mm512_add_ps(acc_g, g);
         acc_gx = _mm512_fmadd_ps(g, xhat, acc_gx);
     }
-    __m512 vmg = _mm512_set1_ps(_mm512_reduce_add_ps(acc_g) / (float)dim);
-    __m512 vmgx = _mm512_set1_ps(_mm512_reduce_add_ps(acc_gx) / (float)dim);
+    __m512 vmg = _mm512_set1_ps(fn_avx512_hsum(acc_g) / (float)dim);
+    __m512 vmgx = _mm512_set1_ps(fn_avx512_hsum(acc_gx) / (float)dim);
     for (int64_t j = 0; j < dim; j += 16) {
-        __mmask16 m = tail_mask16(dim - j);
+        __mmask16 m = fn_avx512_tail(dim - j);
         __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + j), _mm512_maskz_loadu_ps(m, gamma + j));
         __m512 xhat = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), vmean), vrstd);
         __m512 t = _mm512_sub_ps(_mm512_sub_ps(g, vmg), _mm512_mul_ps(xhat, vmgx));
@@ -204,7 +189,7 @@ FN_TARGET_AVX512 static void ln_row_backward_avx512(const float *dy, const float
     }
 }
 
-#endif /* LN_HAVE_X86 */
+#endif /* FN_SIMD_X86 */
 
 /* ---- dispatch and the parallel drivers --------------------------------- */
 
@@ -221,7 +206,7 @@ DEFINE_LN_FN_TYPES(float, f32)
 DEFINE_LN_FN_TYPES(double, f64)
 
 static ln_row_forward_f32_fn pick_row_forward_f32(void) {
-#ifdef LN_HAVE_X86
+#ifdef FN_SIMD_X86
     switch (fn_cpu_get_path()) {
     case FN_CPU_AVX512: return ln_row_forward_avx512;
     case FN_CPU_AVX2: return ln_row_forward_avx2;
@@ -232,7 +217,7 @@ static ln_row_forward_f32_fn pick_row_forward_f32(void) {
 }
 
 static ln_row_backward_f32_fn pick_row_backward_f32(void) {
-#ifdef LN_HAVE_X86
+#ifdef FN_SIMD_X86
     switch (fn_cpu_get_path()) {
     case FN_CPU_AVX512: return ln_row_backward_avx512;
     case FN_CPU_AVX2: return ln_row_backward_avx2;

@@ -15,7 +15,7 @@
 #include "fn_internal.h"
 
 /* In-register transpose of 16 x 16 32-bit words: r[i] lane j <-> r[j] lane i. */
-static inline __attribute__((always_inline)) FN_TARGET_AVX512 void fn_transpose16_epi32(__m512i r[16]) {
+static FN_ALWAYS_INLINE FN_TARGET_AVX512 void fn_transpose16_epi32(__m512i r[16]) {
     __m512i t[16];
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);

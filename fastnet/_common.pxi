@@ -1,52 +1,8 @@
-# Shared by every wrapper: the configuration externs, the thread count, status
+# Shared by every wrapper: the thread count, CPU-path configuration, status
 # codes to exceptions, and small checks.
 from libc.stdint cimport int64_t
 from libc.math cimport isfinite
 import numpy as np
-
-cdef extern from "fastnet.h" nogil:
-    ctypedef enum fn_status:
-        FN_OK
-        FN_ERR_ARG
-        FN_ERR_NOMEM
-        FN_ERR_NONFINITE
-        FN_ERR_LABEL
-        FN_ERR_CPU
-    ctypedef enum fn_activation:
-        FN_ACT_IDENTITY
-        FN_ACT_STEP
-        FN_ACT_SIGMOID
-        FN_ACT_TANH
-        FN_ACT_RELU
-        FN_ACT_LEAKY_RELU
-        FN_ACT_GELU
-    ctypedef enum fn_cpu_path:
-        FN_CPU_GENERIC
-        FN_CPU_AVX2
-        FN_CPU_AVX512
-    fn_cpu_path fn_cpu_best_path() noexcept
-    fn_status fn_cpu_set_path(fn_cpu_path path) noexcept
-    fn_cpu_path fn_cpu_get_path() noexcept
-    const char *fn_cpu_path_name(fn_cpu_path path) noexcept
-    ctypedef enum fn_mma_path:
-        FN_MMA_GENERIC
-        FN_MMA_AVX512_VNNI
-        FN_MMA_AVX512_BF16
-        FN_MMA_AMX
-    ctypedef enum fn_amx_permission:
-        FN_AMX_UNSUPPORTED
-        FN_AMX_GRANTED
-        FN_AMX_REFUSED
-    fn_mma_path fn_mma_best_path() noexcept
-    fn_status fn_mma_set_path(fn_mma_path path) noexcept
-    fn_mma_path fn_mma_get_path() noexcept
-    const char *fn_mma_path_name(fn_mma_path path) noexcept
-    fn_amx_permission fn_amx_permission_status() noexcept
-    void fn_amx_simulate_refusal(int refuse) noexcept
-    fn_mma_path fn_mma_path_for(int avx512, int avx512_vnni, int avx512_bf16, int amx,
-                                fn_amx_permission permission) noexcept
-    int fn_openmp_enabled() noexcept
-    int fn_max_threads() noexcept
 
 # The thread count every kernel receives, kept in C so a tiny kernel call does
 # not pay for a Python lookup. `_n_threads` reads the calling thread's own

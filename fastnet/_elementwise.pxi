@@ -3,51 +3,6 @@
 # fresh C-contiguous arrays unless the function updates in place.
 from libc.stdint cimport int64_t, uintptr_t
 
-cdef extern from "fastnet.h" nogil:
-    fn_status fn_activation_forward_f32(fn_activation act, float act_param, const float *x, float *y,
-                                        int64_t n, int n_threads) noexcept
-    fn_status fn_activation_forward_f64(fn_activation act, double act_param, const double *x, double *y,
-                                        int64_t n, int n_threads) noexcept
-    fn_status fn_activation_backward_f32(fn_activation act, float act_param, const float *x, const float *y,
-                                         const float *dy, float *dx, int64_t n, int n_threads) noexcept
-    fn_status fn_activation_backward_f64(fn_activation act, double act_param, const double *x, const double *y,
-                                         const double *dy, double *dx, int64_t n, int n_threads) noexcept
-    fn_status fn_softmax_forward_f32(const float *x, float *y, int64_t rows, int64_t cols, int n_threads) noexcept
-    fn_status fn_softmax_forward_f64(const double *x, double *y, int64_t rows, int64_t cols, int n_threads) noexcept
-    fn_status fn_softmax_backward_f32(const float *y, const float *dy, float *dx, int64_t rows, int64_t cols,
-                                      int n_threads) noexcept
-    fn_status fn_softmax_backward_f64(const double *y, const double *dy, double *dx, int64_t rows, int64_t cols,
-                                      int n_threads) noexcept
-    fn_status fn_softmax_xent_f32(const float *logits, const int64_t *labels, int64_t rows, int64_t cols,
-                                  int64_t ignore_index, float label_smoothing, float *row_loss, double *loss,
-                                  float *dlogits, int64_t *n_counted, int n_threads) noexcept
-    fn_status fn_softmax_xent_f64(const double *logits, const int64_t *labels, int64_t rows, int64_t cols,
-                                  int64_t ignore_index, double label_smoothing, double *row_loss, double *loss,
-                                  double *dlogits, int64_t *n_counted, int n_threads) noexcept
-    fn_status fn_mse_f32(const float *pred, const float *target, int64_t n, double *loss, float *dpred,
-                         int n_threads) noexcept
-    fn_status fn_mse_f64(const double *pred, const double *target, int64_t n, double *loss, double *dpred,
-                         int n_threads) noexcept
-    fn_status fn_bce_logits_f32(const float *logits, const float *target, int64_t n, double *loss,
-                                float *dlogits, int n_threads) noexcept
-    fn_status fn_bce_logits_f64(const double *logits, const double *target, int64_t n, double *loss,
-                                double *dlogits, int n_threads) noexcept
-    fn_status fn_sgd_step_f32(float *w, const float *g, float *velocity, int64_t n, float lr, float momentum,
-                              float weight_decay, int nesterov, int n_threads) noexcept
-    fn_status fn_sgd_step_f64(double *w, const double *g, double *velocity, int64_t n, double lr,
-                              double momentum, double weight_decay, int nesterov, int n_threads) noexcept
-    fn_status fn_adam_step_f32(float *w, const float *g, float *m, float *v, int64_t n, float lr, float beta1,
-                               float beta2, float eps, float weight_decay, int decoupled, int64_t step,
-                               int n_threads) noexcept
-    fn_status fn_adam_step_f64(double *w, const double *g, double *m, double *v, int64_t n, double lr,
-                               double beta1, double beta2, double eps, double weight_decay, int decoupled,
-                               int64_t step, int n_threads) noexcept
-    fn_status fn_sum_squares_f32(const float *x, int64_t n, double *out, int n_threads) noexcept
-    fn_status fn_sum_squares_f64(const double *x, int64_t n, double *out, int n_threads) noexcept
-    fn_status fn_scale_f32(float *x, int64_t n, float scale, int n_threads) noexcept
-    fn_status fn_scale_f64(double *x, int64_t n, double scale, int n_threads) noexcept
-
-
 # ---- input checks ------------------------------------------------------------
 
 cdef object _float_input(object x, str what):

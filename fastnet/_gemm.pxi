@@ -9,41 +9,6 @@
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES, PyBUF_WRITABLE
 from libc.stdint cimport intptr_t
 
-cdef extern from "fastnet.h" nogil:
-    fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-                          float beta, float *c, int64_t ldc, int n_threads) noexcept
-    fn_status fn_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                           float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
-                           float beta, float *c, int64_t ldc, int n_threads) noexcept
-    fn_status fn_dense_forward_bf16(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
-                                    const float *w, int64_t ldw, const float *bias,
-                                    fn_activation act, float act_param,
-                                    float *y, int64_t ldy, float *pre, int n_threads) noexcept
-    fn_status fn_dense_backward_bf16(int64_t m, int64_t n, int64_t k, const float *x, const float *w,
-                                     const float *y, const float *pre, const float *dy,
-                                     fn_activation act, float act_param, float *dz, float *dx,
-                                     float *dw, float *db, int accumulate, int n_threads) noexcept
-    fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
-                          double alpha, const double *a, int64_t lda, const double *b, int64_t ldb,
-                          double beta, double *c, int64_t ldc, int n_threads) noexcept
-    fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
-                                   const float *w, int64_t ldw, const float *bias,
-                                   fn_activation act, float act_param,
-                                   float *y, int64_t ldy, float *pre, int n_threads) noexcept
-    fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k, const double *x, int64_t ldx,
-                                   const double *w, int64_t ldw, const double *bias,
-                                   fn_activation act, double act_param,
-                                   double *y, int64_t ldy, double *pre, int n_threads) noexcept
-    fn_status fn_dense_backward_f32(int64_t m, int64_t n, int64_t k, const float *x, const float *w,
-                                    const float *y, const float *pre, const float *dy,
-                                    fn_activation act, float act_param, float *dz, float *dx,
-                                    float *dw, float *db, int accumulate, int n_threads) noexcept
-    fn_status fn_dense_backward_f64(int64_t m, int64_t n, int64_t k, const double *x, const double *w,
-                                    const double *y, const double *pre, const double *dy,
-                                    fn_activation act, double act_param, double *dz, double *dx,
-                                    double *dw, double *db, int accumulate, int n_threads) noexcept
-
 cdef object _ndarray = np.ndarray
 cdef object _F32 = np.dtype(np.float32)
 cdef object _F64 = np.dtype(np.float64)

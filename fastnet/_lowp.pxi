@@ -2,11 +2,6 @@
 # matmul / dense / dense_backward with precision="bf16" (_gemm.pxi).
 from libc.stdint cimport uint16_t
 
-cdef extern from "fastnet.h" nogil:
-    fn_status fn_f32_to_bf16(const float *x, uint16_t *out, int64_t n) noexcept
-    fn_status fn_bf16_to_f32(const uint16_t *x, float *out, int64_t n) noexcept
-    fn_status fn_round_bf16_f32(const float *x, float *out, int64_t n) noexcept
-
 cdef object _U16 = np.dtype(np.uint16)
 
 
@@ -63,19 +58,6 @@ def round_bf16(x):
 
 # ---- int8 (csrc/int8.c) ---------------------------------------------------------------
 from libc.stdint cimport int8_t, int32_t
-
-cdef extern from "fastnet.h" nogil:
-    int64_t fn_s8_packed_bytes(int64_t k, int64_t n) noexcept
-    fn_status fn_quantize_rows_s8(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q, float *scale) noexcept
-    fn_status fn_quantize_columns_s8(const float *w, int64_t k, int64_t n, int64_t ldw, int8_t *q, float *scale) noexcept
-    fn_status fn_pack_s8(const int8_t *q, int64_t k, int64_t n, int8_t *packed, int32_t *colsum) noexcept
-    fn_status fn_gemm_s8s32(int64_t m, int64_t n, int64_t k, const int8_t *a, int64_t lda,
-                            const int8_t *packed_b, const int32_t *colsum, int32_t *c, int64_t ldc,
-                            int n_threads) noexcept
-    fn_status fn_dense_forward_s8(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
-                                  const int8_t *packed_w, const int32_t *colsum, const float *w_scale,
-                                  const float *bias, fn_activation act, float act_param,
-                                  float *y, int64_t ldy, int n_threads) noexcept
 
 cdef object _I8 = np.dtype(np.int8)
 cdef object _I32 = np.dtype(np.int32)

@@ -3,26 +3,6 @@
 cimport cython
 from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
 
-cdef extern from "fastnet.h" nogil:
-    fn_status fn_embedding_forward_f32(const int64_t *ids, int64_t n, const float *table, int64_t vocab, int64_t dim, float *out, int64_t *bad_pos, int n_threads) noexcept
-    fn_status fn_embedding_forward_f64(const int64_t *ids, int64_t n, const double *table, int64_t vocab, int64_t dim, double *out, int64_t *bad_pos, int n_threads) noexcept
-    fn_status fn_embedding_backward_f32(const int64_t *ids, int64_t n, const float *dout, int64_t vocab, int64_t dim, float *dtable, int64_t *bad_pos, int n_threads) noexcept
-    fn_status fn_embedding_backward_f64(const int64_t *ids, int64_t n, const double *dout, int64_t vocab, int64_t dim, double *dtable, int64_t *bad_pos, int n_threads) noexcept
-    fn_status fn_layer_norm_forward_f32(const float *x, const float *gamma, const float *beta, int64_t rows, int64_t dim, float eps, float *y, float *mean, float *rstd, int n_threads) noexcept
-    fn_status fn_layer_norm_forward_f64(const double *x, const double *gamma, const double *beta, int64_t rows, int64_t dim, double eps, double *y, double *mean, double *rstd, int n_threads) noexcept
-    fn_status fn_layer_norm_backward_f32(const float *dy, const float *x, const float *gamma, const float *mean, const float *rstd, int64_t rows, int64_t dim, float *dx, float *dgamma, float *dbeta, int n_threads) noexcept
-    fn_status fn_layer_norm_backward_f64(const double *dy, const double *x, const double *gamma, const double *mean, const double *rstd, int64_t rows, int64_t dim, double *dx, double *dgamma, double *dbeta, int n_threads) noexcept
-    fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const float *q, int64_t q_sb, int64_t q_st, const float *k, int64_t k_sb, int64_t k_st, const float *v, int64_t v_sb, int64_t v_st, const uint8_t *key_padding_mask, int causal, float *out, float *probs, int n_threads) noexcept
-    fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const double *q, int64_t q_sb, int64_t q_st, const double *k, int64_t k_sb, int64_t k_st, const double *v, int64_t v_sb, int64_t v_st, const uint8_t *key_padding_mask, int causal, double *out, double *probs, int n_threads) noexcept
-    fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const float *dout, int64_t do_sb, int64_t do_st, const float *q, int64_t q_sb, int64_t q_st, const float *k, int64_t k_sb, int64_t k_st, const float *v, int64_t v_sb, int64_t v_st, const float *probs, float *dq, int64_t dq_sb, int64_t dq_st, float *dk, int64_t dk_sb, int64_t dk_st, float *dv, int64_t dv_sb, int64_t dv_st, int n_threads) noexcept
-    fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const double *dout, int64_t do_sb, int64_t do_st, const double *q, int64_t q_sb, int64_t q_st, const double *k, int64_t k_sb, int64_t k_st, const double *v, int64_t v_sb, int64_t v_st, const double *probs, double *dq, int64_t dq_sb, int64_t dq_st, double *dk, int64_t dk_sb, int64_t dk_st, double *dv, int64_t dv_sb, int64_t dv_st, int n_threads) noexcept
-    fn_status fn_dropout_forward_f32(const float *x, float *y, uint8_t *mask, int64_t n, double p, uint64_t seed, int n_threads) noexcept
-    fn_status fn_dropout_forward_f64(const double *x, double *y, uint8_t *mask, int64_t n, double p, uint64_t seed, int n_threads) noexcept
-    fn_status fn_dropout_backward_f32(const float *dy, const uint8_t *mask, float *dx, int64_t n, double p, int n_threads) noexcept
-    fn_status fn_dropout_backward_f64(const double *dy, const uint8_t *mask, double *dx, int64_t n, double p, int n_threads) noexcept
-    fn_status fn_add_f32(const float *a, const float *b, float *out, int64_t n, int n_threads) noexcept
-    fn_status fn_add_f64(const double *a, const double *b, double *out, int64_t n, int n_threads) noexcept
-
 ctypedef fused tf_real:
     float
     double

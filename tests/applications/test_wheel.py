@@ -49,7 +49,7 @@ def test_sdist_holds_every_build_input(tmp_path):
     with tarfile.open(tmp_path / "dist" / sdist) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     needed = {"setup.py", "pyproject.toml", "README.md", "fastnet/_kernels.pyx"}
-    for folder, suffixes in (("csrc", (".c", ".h")), ("fastnet", (".pxi",))):
+    for folder, suffixes in (("csrc", (".c", ".h")), ("fastnet", (".pxi", ".pxd"))):
         needed |= {f"{folder}/{f}" for f in os.listdir(os.path.join(ROOT, folder)) if f.endswith(suffixes)}
     for dirpath, _, files in os.walk(os.path.join(ROOT, "fastnet")):
         rel = os.path.relpath(dirpath, ROOT)
