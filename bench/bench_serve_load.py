@@ -17,6 +17,7 @@ the load average is printed with every result.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,13 @@ for path in (ROOT, HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench_serve import _free_port, held_out_sentences, in_process, train_model, wait_ready  # noqa: E402
+from bench_serve import (  # noqa: E402  (found through the sys.path entries above)
+    _free_port,
+    held_out_sentences,
+    in_process,
+    train_model,
+    wait_ready,
+)
 
 CONFIGS = {"off": ["--no-batching"], "on": [], "2 workers": ["--workers", "2"]}
 LOCUSTFILE = os.path.join(HERE, "locustfile.py")
@@ -83,10 +90,19 @@ def run_locust(url, sentences_file, users, seconds, max_requests, workdir, bad_e
            "-t", f"{seconds}s", "--stop-timeout", "10", "--host", url, "--only-summary", "--loglevel", "WARNING",
            "--sentences", sentences_file, "--max-requests", str(max_requests), "--counts-out", counts,
            "--bad-every", str(bad_every)]
+    before = _children_cpu()
     subprocess.run(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
                    timeout=seconds + 120)
     with open(counts, encoding="utf-8") as f:
-        return json.load(f)
+        result = json.load(f)
+    result["client_cpu_s"] = _children_cpu() - before  # locust shares the cores with the server
+    return result
+
+
+def _children_cpu():
+    """CPU seconds used by this process's finished children (locust, once it has exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def summarize(counts):
@@ -95,7 +111,8 @@ def summarize(counts):
     return {"requests": counts["sent"], "ok": ok, "statuses": counts["statuses"],
             "sentences_per_s": ok / counts["seconds"] if counts["seconds"] else 0.0,
             "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99))}
+            "p99_ms": float(np.percentile(ms, 99)),
+            "client_cpu_ms": counts.get("client_cpu_s", 0.0) * 1e3 / max(1, counts["sent"])}
 
 
 def load_average():
@@ -131,13 +148,13 @@ def format_row(row, in_process_1):
     return (f"| {row['config']:9} | {row['users']:5} | {row['sentences_per_s']:8.0f} | "
             f"{row['sentences_per_s'] / in_process_1:5.2f}x | {row['p50_ms']:7.1f} | {row['p95_ms']:7.1f} | "
             f"{row['p99_ms']:7.1f} | {row['p99_ms'] / row['p50_ms']:5.1f} | {row['server_cpu_ms']:5.2f} | "
-            f"{row['ok']}/{row['requests']} | {row['load']:4} |")
+            f"{row['client_cpu_ms']:5.2f} | {row['ok']}/{row['requests']} | {row['load']:4} |")
 
 
 def table(results):
-    lines = ["| batching  | users | sentences/s | vs in-process | p50 ms | p95 ms | p99 ms | p99/p50 | server CPU ms "
-             "per request | 200s/sent | load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| batching  | users | sentences/s | vs in-process | p50 ms | p95 ms | p99 ms | p99/p50 | server CPU ms "
+              "per request | client CPU ms per request | 200s/sent | load avg |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [format_row(row, results["in_process"][1]) for row in results["rows"]]
     lines.append(f"In-process Translator.translate on batches of 32: {results['in_process'][1]:.0f} sentences/s "
                  f"(1 thread), {results['in_process'][2]:.0f} (2 threads); {results['in_process_cpu_ms']:.2f} CPU ms "

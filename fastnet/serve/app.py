@@ -8,7 +8,6 @@ error is `{"error": code, "message": text, ...}` with its status; every
 answer is counted in /metrics by endpoint and status.
 """
 import contextlib
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -18,25 +17,21 @@ try:
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
-    from starlette.requests import ClientDisconnect
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fastnet.serve needs starlette and uvicorn: pip install 'fastnet[serve]'") from exc
 
-from fastnet.serve.batching import Batching, ClientGone, MicroBatcher
+from fastnet.serve.batching import Batching, MicroBatcher
 from fastnet.serve.errors import RequestError
+from fastnet.serve.messages import answer, check_texts, error_response
 from fastnet.serve.metrics import CONTENT_TYPE, ServeMetrics
 from fastnet.serve.openapi import docs_page, openapi_schema
 from fastnet.serve.page import PAGE
 from fastnet.serve.protocol import Connections
+from fastnet.serve.story import has_pictures, story_routes
 
 __all__ = ["Batching", "Connections", "Limits", "RequestError", "TranslationService", "create_app"]
-
-# The longest integer literal a request may hold: Python refuses to convert
-# integers of more than 4300 digits (and older Pythons take quadratic time).
-MAX_INT_DIGITS = 32
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -88,6 +83,7 @@ class TranslationService:
     def __init__(self, translator, limits=None, beam=1, batching=None, keys=None, require_keys=False,
                  connections=None):
         self.translator = translator
+        self._languages = None
         self.limits = limits or Limits()
         self.beam = int(beam)
         if not 1 <= self.beam <= self.limits.max_beam:
@@ -108,9 +104,12 @@ class TranslationService:
 
     @property
     def languages(self):
-        from fastnet.seq2seq.decoder import Decoder
+        """The target languages (text decoders) of the model, looked up once: checked on every request."""
+        if self._languages is None:
+            from fastnet.seq2seq.decoder import Decoder
 
-        return [name for name, dec in self.translator.decoders.items() if isinstance(dec, Decoder)]
+            self._languages = [name for name, dec in self.translator.decoders.items() if isinstance(dec, Decoder)]
+        return self._languages
 
     def health(self):
         return {"status": "ok", "languages": self.languages, "limits": self.limits.public(),
@@ -133,19 +132,7 @@ class TranslationService:
         if to not in self.languages:
             raise RequestError(400, "unknown_language", f"unknown language {to!r}; available: {self.languages}",
                                available=self.languages)
-        if not texts:
-            raise RequestError(422, "invalid_texts", "'texts' is empty; send at least one sentence")
-        if len(texts) > self.limits.max_texts:
-            raise RequestError(413, "too_many_texts", f"{len(texts)} texts in one request; the limit is "
-                               f"max_texts={self.limits.max_texts}", limit=self.limits.max_texts)
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise RequestError(422, "invalid_texts", f"texts[{i}] is {type(text).__name__}, expected a string")
-            if not text.strip():
-                raise RequestError(422, "empty_text", f"texts[{i}] is empty")
-            if len(text) > self.limits.max_chars:
-                raise RequestError(422, "text_too_long", f"texts[{i}] has {len(text)} characters; the limit is "
-                                   f"max_chars={self.limits.max_chars}", limit=self.limits.max_chars)
+        check_texts(texts, self.limits)
         beam = _positive_option(payload, "beam", self.beam, self.limits.max_beam, "invalid_beam")
         n_best = _positive_option(payload, "n_best", 1, self.limits.max_n_best, "invalid_n_best")
         if n_best > beam:
@@ -263,57 +250,6 @@ def _rate_limited(decision, n_chars):
                         limit=limit, limit_kind=decision.reason)
 
 
-async def _read_body(request, max_bytes):
-    """The body, refusing (413) as soon as it is known to exceed max_bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise RequestError(400, "invalid_content_length", f"Content-Length {declared!r} is not a number")
-        if int(declared) > max_bytes:
-            raise RequestError(413, "body_too_large", f"the body has {int(declared)} bytes; the limit is "
-                               f"max_body_bytes={max_bytes}", limit=max_bytes)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:  # chunked uploads declare no length: count as they arrive
-            raise RequestError(413, "body_too_large", f"the body exceeds the limit max_body_bytes={max_bytes}",
-                               limit=max_bytes)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _bounded_int(text):
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"a number with {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS} are accepted)")
-    return int(text)
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-def _decode_json(body):
-    """The decoded body, or RequestError 400 invalid_json: bad syntax, not UTF-8, nesting deeper than
-    Python's recursion limit, or integers with more than MAX_INT_DIGITS digits."""
-    if not body:
-        raise RequestError(400, "invalid_json",
-                           "the body is empty; send JSON like {\"texts\": [\"...\"], \"to\": \"sv\"}")
-    try:
-        return json.loads(body.decode("utf-8"), parse_int=_bounded_int, parse_constant=_no_constant)
-    except UnicodeDecodeError:
-        raise RequestError(400, "invalid_json", "the body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise RequestError(400, "invalid_json", "the body nests arrays or objects too deeply") from None
-    except ValueError as exc:  # from the number hooks
-        raise RequestError(400, "invalid_json", f"the body is not accepted JSON: {exc}") from None
-
-
-def error_response(exc):
-    return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
-
-
 async def _http_error(request, exc):
     # 404 / 405 as JSON, like every other error this service returns
     return JSONResponse({"error": "http_error", "message": exc.detail}, status_code=exc.status_code)
@@ -354,8 +290,7 @@ class Accounting:
         finally:
             service.in_flight -= 1
             metrics.in_flight.dec()
-            metrics.requests.labels(endpoint, str(status[0] if status else 500)).inc()
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            metrics.answered(endpoint, status[0] if status else 500, time.perf_counter() - start)
 
 
 def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, require_keys=False,
@@ -368,27 +303,19 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
     require_keys: refuse requests without a valid key; connections:
     Connections (timeouts, connection and in-flight caps).
     """
-    # story.py builds on this module's request helpers, so it is imported here rather than at the top
-    from fastnet.serve.story import has_pictures, story_routes
-
     service = TranslationService(translator, limits, beam, batching, keys, require_keys, connections)
 
     async def translate(request):
-        try:
-            body = await _read_body(request, service.limits.max_body_bytes)
-            payload = _decode_json(body)
+        async def respond(payload):
             job = service.check(payload)
             await service.admit(request, payload, sum(len(t) for t in job.texts))
             outputs = await service.translate(request, job)
-        except RequestError as exc:
-            return error_response(exc)
-        except (ClientDisconnect, ClientGone):
-            # nobody reads this; 499 (as nginx logs it) keeps it apart in the metrics
-            return JSONResponse({"error": "client_disconnected", "message": "the client went away"}, 499)
-        if job.n_best > 1:
-            return JSONResponse({"translations": [alts[0] for alts in outputs], "to": job.to,
-                                 "alternatives": outputs})
-        return JSONResponse({"translations": outputs, "to": job.to})
+            if job.n_best > 1:
+                return JSONResponse({"translations": [alts[0] for alts in outputs], "to": job.to,
+                                     "alternatives": outputs})
+            return JSONResponse({"translations": outputs, "to": job.to})
+
+        return await answer(request, service.limits.max_body_bytes, respond)
 
     async def health(request):
         return JSONResponse({**service.health(), "has_pictures": has_pictures(service.translator)})
@@ -415,9 +342,10 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
         yield
         await service.close()
 
-    routes = [Route("/", page, methods=["GET"]), Route("/health", health, methods=["GET"]),
-              Route("/ready", ready, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
-              Route("/translate", translate, methods=["POST"]), Route("/openapi.json", openapi, methods=["GET"]),
+    # the router tries routes in order: the busiest first
+    routes = [Route("/translate", translate, methods=["POST"]), Route("/", page, methods=["GET"]),
+              Route("/health", health, methods=["GET"]), Route("/ready", ready, methods=["GET"]),
+              Route("/metrics", metrics, methods=["GET"]), Route("/openapi.json", openapi, methods=["GET"]),
               Route("/docs", docs, methods=["GET"])]
     routes += story_routes(service)
     endpoints = frozenset(route.path for route in routes)  # after every `routes +=`: metrics label by path

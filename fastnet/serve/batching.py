@@ -17,17 +17,21 @@ Design
   sentences in its own order.
 - A request still waiting at its deadline gets 503 `deadline_exceeded` with
   Retry-After (from the measured time per sentence); a request whose client
-  disconnects leaves the queue; a full queue answers 503 `overloaded` before
+  disconnects leaves the queue (fastnet's server protocol says so through a
+  future in the scope; under another ASGI server a task per request waits
+  for http.disconnect); a full queue answers 503 `overloaded` before
   queueing. Sentences that were dropped are counted in the metrics by reason.
 """
 import asyncio
 import collections
+import functools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from fastnet.serve.errors import RequestError
+from fastnet.serve.errors import ClientGone, RequestError
+from fastnet.serve.protocol import CONNECTION_LOST
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,6 @@ class _Job:
         self.queued = True
 
 
-class ClientGone(Exception):
-    """The client closed its connection while its request waited."""
-
-
 async def wait_for_disconnect(request):
     """Returns when the client of `request` (whose body was read) closes its connection."""
     while True:
@@ -95,23 +95,39 @@ class MicroBatcher:
         """Translations of `texts` (one request), or RequestError 503 / ClientGone."""
         loop = asyncio.get_running_loop()
         job = self._enqueue(loop, texts, tokens, target)
-        watcher = loop.create_task(wait_for_disconnect(request))
+        deadline = loop.call_at(job.deadline, self._expire, job)
+        lost = request.scope.get("extensions", {}).get(CONNECTION_LOST)
+        if lost is not None:  # our server says when the connection goes: no task per request
+            gone = functools.partial(self._gone, job)
+            lost.add_done_callback(gone)
+        else:  # any other ASGI server: wait for its http.disconnect message
+            watcher = loop.create_task(wait_for_disconnect(request))
+            watcher.add_done_callback(lambda w: w.cancelled() or self._gone(job))
         try:
-            done, _ = await asyncio.wait({job.future, watcher}, timeout=max(0.0, job.deadline - loop.time()),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            return await job.future
         finally:
-            watcher.cancel()
+            deadline.cancel()
+            if lost is not None:
+                lost.remove_done_callback(gone)
+            else:
+                watcher.cancel()
+
+    def _expire(self, job):
+        """The job's deadline passed before its reply: 503 with Retry-After (translated or not)."""
         if job.future.done():
-            return job.future.result()
-        job.future.cancel()
-        reason = "disconnect" if watcher in done else "deadline"
-        self._withdraw(job, reason)
-        if reason == "disconnect":
-            raise ClientGone()
+            return
+        self._withdraw(job, "deadline")
         retry = self.retry_after()
-        raise RequestError(503, "deadline_exceeded", f"the request waited {self.config.deadline_s:g} s (the "
-                           f"deadline) without being translated; the service is busy, retry in {retry} s",
-                           headers={"Retry-After": str(retry)}, retry_after=retry)
+        job.future.set_exception(RequestError(
+            503, "deadline_exceeded", f"the request waited {self.config.deadline_s:g} s (the deadline) without "
+            f"being translated; the service is busy, retry in {retry} s", headers={"Retry-After": str(retry)},
+            retry_after=retry))
+
+    def _gone(self, job, _lost=None):
+        """The job's client went away: its sentences leave the queue (the handler answers 499)."""
+        if not job.future.done():
+            self._withdraw(job, "disconnect")
+            job.future.set_exception(ClientGone())
 
     def retry_after(self, extra_sentences=0):
         waiting = self._queued_sentences + extra_sentences
@@ -203,7 +219,7 @@ class MicroBatcher:
             if job.target != target:
                 continue
             if job.deadline <= now:
-                self._withdraw(job, "deadline")  # its handler answers 503 at this moment
+                self._expire(job)  # its handler answers 503 at this moment
                 continue
             n, top = sentences + len(job.texts), max(longest, max(job.tokens))
             if batch and (n > self.config.max_sentences or n * top > self.config.max_tokens):

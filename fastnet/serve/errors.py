@@ -1,4 +1,4 @@
-"""The one error type of the service: an HTTP status and a JSON body naming what was wrong."""
+"""The error types of the service: a request that gets an HTTP error, a client that went away."""
 
 
 class RequestError(Exception):
@@ -10,3 +10,7 @@ class RequestError(Exception):
         self.status = status
         self.headers = dict(headers or {})
         self.body = {"error": error, "message": message, **details}
+
+
+class ClientGone(Exception):
+    """The client closed its connection while its request waited."""

@@ -56,6 +56,16 @@ class ServeMetrics:
                                      buckets=LATENCY_BUCKETS, registry=r)
         self.latency = Histogram("fastnet_request_seconds", "Whole request time in the server, by endpoint",
                                  ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self._answered = {}  # (endpoint, status) -> (its requests counter, its latency histogram)
+
+    def answered(self, endpoint, status, seconds):
+        """Count one answered request (the labelled children are looked up once per endpoint and status)."""
+        children = self._answered.get((endpoint, status))
+        if children is None:
+            children = self._answered[endpoint, status] = (self.requests.labels(endpoint, str(status)),
+                                                           self.latency.labels(endpoint))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self):
         """The Prometheus text format of this process, or of all workers in multiprocess mode."""

@@ -191,14 +191,14 @@ def _version():
 def docs_page(schema):
     """A self-contained HTML page describing every path of `schema`."""
     esc = html.escape
-    parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(schema['info']['title'])}"
+    parts = [(f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(schema['info']['title'])}"
              "</title><style>body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}"
              "pre{background:#f4f4f4;padding:.6rem;overflow-x:auto}code{background:#f4f4f4}"
-             "td,th{text-align:left;padding:.2rem .6rem;vertical-align:top}</style></head><body>",
+             "td,th{text-align:left;padding:.2rem .6rem;vertical-align:top}</style></head><body>"),
              f"<h1>{esc(schema['info']['title'])} {esc(schema['info']['version'])}</h1>",
-             f"<p>{esc(schema['info']['description'])} The machine-readable schema is "
+             (f"<p>{esc(schema['info']['description'])} The machine-readable schema is "
              "<a href=\"/openapi.json\">/openapi.json</a> (OpenAPI 3.1). API keys go in the <code>X-API-Key</code> "
-             "header, as <code>Authorization: Bearer KEY</code>, or as <code>\"api_key\"</code> in a JSON body.</p>"]
+             "header, as <code>Authorization: Bearer KEY</code>, or as <code>\"api_key\"</code> in a JSON body.</p>")]
     for path, item in schema["paths"].items():
         for method, op in item.items():
             parts.append(f"<section id=\"{esc(method)}-{esc(path)}\"><h2><code>{method.upper()} {esc(path)}</code>"

@@ -4,6 +4,7 @@
 binds the port once and supervises N processes that each build their server
 here with `make_server`.
 """
+import gc
 import sys
 from dataclasses import asdict
 
@@ -57,7 +58,8 @@ def _server_class():
 
 def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024, max_texts=64, max_chars=500,
                 max_beam=None, max_n_best=4, beam=1, threads=None, log_level="warning", batching=None,
-                connections=None, keys_db=None, require_keys=False, graceful_timeout=30.0, quantize=None):
+                connections=None, keys_db=None, require_keys=False, graceful_timeout=30.0, quantize=None,
+                http="auto", loop="auto"):
     """A uvicorn.Server for `model` (a path to a saved Translator, or a Translator).
 
     Call `.run()` (blocks; pass `sockets=[sock]` to serve on an already bound
@@ -67,6 +69,8 @@ def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024,
     a dict; keys_db: path of a key database (`fastnet keys add`) or a KeyStore;
     require_keys: refuse requests without a valid key. max_beam defaults to
     max(4, beam). quantize="int8" serves the model quantised (Translator.quantize).
+    http: the HTTP parser, "httptools", "h11" or "auto" (httptools when installed); loop: uvicorn's
+    event loop, "uvloop", "asyncio" or "auto" (uvloop when installed).
     """
     import uvicorn
 
@@ -81,9 +85,9 @@ def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024,
     keys = open_keys(keys_db, require_keys)
     app = create_app(translator, limits, beam=beam, batching=_as(Batching, batching), keys=keys,
                      require_keys=require_keys, connections=connections)
-    protocol, backlog = guarded_protocol(connections)
+    protocol, backlog = guarded_protocol(connections, http)
     config = uvicorn.Config(app, host=host, port=int(port), log_level=log_level, access_log=False,
-                            http=protocol, backlog=backlog, timeout_keep_alive=connections.keep_alive,
+                            http=protocol, loop=loop, backlog=backlog, timeout_keep_alive=connections.keep_alive,
                             timeout_graceful_shutdown=graceful_timeout, lifespan="on")
     return _server_class()(config)
 
@@ -94,9 +98,23 @@ def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024,
 SWITCH_INTERVAL = 0.0005
 
 
+# A request allocates about a hundred short-lived container objects (coroutines, frames, dicts). At
+# Python's default threshold (700) the cyclic collector ran every few requests and took 20-40% of
+# the app's CPU per request in bench/bench_serve_load.py runs; at 10,000 it takes a few percent.
+GC_THRESHOLD = 10_000
+
+
 def serving_process():
     """Settings for a process whose job is to serve (`run` and each worker), not for library use."""
     sys.setswitchinterval(SWITCH_INTERVAL)
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def loaded():
+    """Call once the model and the app are built: they live as long as the process, so the
+    collector need not scan them again (gc.freeze)."""
+    gc.collect()
+    gc.freeze()
 
 
 def run(model_path, host="127.0.0.1", port=8000, workers=1, **options):
@@ -112,6 +130,7 @@ def run(model_path, host="127.0.0.1", port=8000, workers=1, **options):
         return supervise(model_path, host, port, int(workers), _portable(options))
     serving_process()
     server = make_server(model_path, host, port, **options)
+    loaded()
     service = server.config.app.state.service
     print(f"fastnet: serving {model_path} on http://{host}:{server.config.port}/ "
           f"(languages: {', '.join(service.languages)}; batching "

@@ -18,15 +18,14 @@ A model without a pixel decoder answers /draw with 404 "no_pictures".
 """
 import numpy as np
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fastnet.demo.pictures import DOTS_SENTENCES
 from fastnet.image.translator import pixel_decoder_names, png_bytes
 from fastnet.plot import pca_basis
-from fastnet.serve.app import _decode_json, _read_body, error_response
 from fastnet.serve.errors import RequestError
+from fastnet.serve.messages import answer, check_text, check_texts, error_response
 
 # Fields a client may send besides the request's own: the API key (checked by service.admit).
 _COMMON_FIELDS = {"api_key"}
@@ -96,29 +95,11 @@ def _check_fields(payload, required, example):
         raise RequestError(422, "invalid_body", f"unknown field(s) {unknown}; expected {required!r}")
 
 
-def _check_text(text, where, limits):
-    if not isinstance(text, str):
-        raise RequestError(422, "invalid_texts", f"{where} is {type(text).__name__}, expected a string")
-    if not text.strip():
-        raise RequestError(422, "empty_text", f"{where} is empty")
-    if len(text) > limits.max_chars:
-        raise RequestError(422, "text_too_long", f"{where} has {len(text)} characters; the limit is "
-                           f"max_chars={limits.max_chars}", limit=limits.max_chars)
-
-
 def check_represent(payload, limits):
     """The texts of a /represent body, or RequestError (the same codes and limits as /translate)."""
     _check_fields(payload, "texts", '{"texts": ["..."]}')
     texts = payload.get("texts")
-    if not isinstance(texts, list):
-        raise RequestError(422, "invalid_texts", f"'texts' must be a list of strings, got {type(texts).__name__}")
-    if not texts:
-        raise RequestError(422, "invalid_texts", "'texts' is empty; send at least one sentence")
-    if len(texts) > limits.max_texts:
-        raise RequestError(413, "too_many_texts", f"{len(texts)} texts in one request; the limit is "
-                           f"max_texts={limits.max_texts}", limit=limits.max_texts)
-    for i, text in enumerate(texts):
-        _check_text(text, f"texts[{i}]", limits)
+    check_texts(texts, limits)
     return texts
 
 
@@ -127,7 +108,7 @@ def check_draw(payload, limits):
     _check_fields(payload, "text", '{"text": "a small green cat"}')
     if "text" not in payload:
         raise RequestError(422, "invalid_texts", "'text' is missing; send the sentence to draw")
-    _check_text(payload["text"], "'text'", limits)
+    check_text(payload["text"], "'text'", limits)
     return payload["text"]
 
 
@@ -172,17 +153,6 @@ def _no_pictures(translator):
                         f"{list(translator.decoders)}); train one with fastnet.image.train_pixels")
 
 
-async def _answer(request, service, respond):
-    """Read and decode the body, then `await respond(payload)`; every failure as a JSON error."""
-    try:
-        body = await _read_body(request, service.limits.max_body_bytes)
-        return await respond(_decode_json(body))
-    except RequestError as exc:
-        return error_response(exc)
-    except ClientDisconnect:  # nobody reads this; 499 keeps it apart in the metrics, as for /translate
-        return JSONResponse({"error": "client_disconnected", "message": "the client went away"}, 499)
-
-
 def story_routes(service):
     """POST /represent and POST /draw for a TranslationService."""
     story = Story(service)
@@ -193,7 +163,7 @@ def story_routes(service):
             await service.admit(request, payload, sum(len(t) for t in texts))  # API key and per-key limits
             return JSONResponse(await run_in_threadpool(story.represent, texts))
 
-        return await _answer(request, service, respond)
+        return await answer(request, service.limits.max_body_bytes, respond)
 
     async def draw(request):
         if not has_pictures(service.translator):  # before the body: nothing it says could change the answer
@@ -205,7 +175,7 @@ def story_routes(service):
             png = await run_in_threadpool(story.draw, text)
             return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-        return await _answer(request, service, respond)
+        return await answer(request, service.limits.max_body_bytes, respond)
 
     return [Route("/represent", represent, methods=["POST"]), Route("/draw", draw, methods=["POST"])]
 

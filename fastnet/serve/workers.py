@@ -139,12 +139,13 @@ def supervise(model_path, host, port, n, options):
 
 
 def _worker(fd):
-    from fastnet.serve.server import make_server, serving_process
+    from fastnet.serve.server import loaded, make_server, serving_process
 
     serving_process()
     spec = json.loads(os.environ[OPTIONS_ENV])
     sock = socket.socket(fileno=fd)
     server = make_server(spec["model"], **spec["options"])
+    loaded()
     server.run(sockets=[sock])
 
 

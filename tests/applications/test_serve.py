@@ -1,5 +1,6 @@
 """The translation service: a real uvicorn server on a free loopback port, driven over HTTP."""
 import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -18,7 +19,11 @@ pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installe
 httpx = pytest.importorskip("httpx", reason="httpx (the test client) is not installed")
 
 from fastnet.serve import Limits, make_server  # noqa: E402
+from fastnet.serve.protocol import http_protocols  # noqa: E402
 
+# the HTTP parsers the server can use here (httptools is optional) and the event loops
+PARSERS = sorted(http_protocols())
+LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 TIMEOUT = 20.0  # seconds for any single request, start-up or shut-down; the machine may be busy
 SENTENCES = ["cats are cute", "dogs are big", "the cat sees the dog", "birds are small", "a dog runs",
              "the birds are happy", "cats are big", "dogs are cute"]
@@ -38,16 +43,19 @@ def wait_until_healthy(base_url, deadline, alive=lambda: True):
 
 
 @contextlib.contextmanager
-def serving(model_path, **options):
+def serving(model_path, protocol=None, **options):
     """(base_url, uvicorn server) of a server in a background thread on a free port; always stopped after.
 
-    The server object gives tests its service: server.config.app.state.service."""
+    The server object gives tests its service: server.config.app.state.service. protocol: a uvicorn
+    protocol ("h11", a class) instead of fastnet's guarded one, to run the app as any ASGI server would."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     threads_before = fastnet.get_num_threads()  # threads=1 sets the process-wide count: restore it after
     server = make_server(model_path, "127.0.0.1", port, threads=1, **options)
+    if protocol is not None:
+        server.config.http = protocol
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="serve-test")
     thread.start()
     base_url = f"http://127.0.0.1:{port}"

@@ -16,6 +16,8 @@ httpx = pytest.importorskip("httpx", reason="httpx (the test client) is not inst
 import fastnet
 from fastnet.serve import Connections
 from test_serve import (
+    LOOPS,
+    PARSERS,
     TIMEOUT,
     _free_port,
     expected,
@@ -96,16 +98,18 @@ def closed_by_server(sock, within):
         return False
 
 
-def test_an_idle_connection_is_closed_after_the_header_timeout(model_path):
-    with running_server(model_path, connections=FAST) as url, \
+@pytest.mark.parametrize("http", PARSERS)
+def test_an_idle_connection_is_closed_after_the_header_timeout(model_path, http):
+    with running_server(model_path, connections=FAST, http=http) as url, \
             socket.create_connection(("127.0.0.1", port_of(url))) as idle:
         start = time.monotonic()
         assert closed_by_server(idle, TIMEOUT)
         assert 0.3 < time.monotonic() - start < 5
 
 
-def test_slow_headers_are_cut_at_the_header_deadline_however_steady_the_trickle(model_path):
-    with running_server(model_path, connections=FAST) as url, \
+@pytest.mark.parametrize("http", PARSERS)
+def test_slow_headers_are_cut_at_the_header_deadline_however_steady_the_trickle(model_path, http):
+    with running_server(model_path, connections=FAST, http=http) as url, \
             socket.create_connection(("127.0.0.1", port_of(url))) as slow:
         slow.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\n")
         start, cut = time.monotonic(), False
@@ -119,8 +123,9 @@ def test_slow_headers_are_cut_at_the_header_deadline_however_steady_the_trickle(
         assert time.monotonic() - start < 5
 
 
-def test_a_slow_body_is_cut_at_the_body_deadline(model_path, reference):
-    with running_server(model_path, connections=FAST) as url:
+@pytest.mark.parametrize("http", PARSERS)
+def test_a_slow_body_is_cut_at_the_body_deadline(model_path, reference, http):
+    with running_server(model_path, connections=FAST, http=http) as url:
         with socket.create_connection(("127.0.0.1", port_of(url))) as slow:
             slow.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 100\r\n\r\n{\"texts\"")
@@ -130,8 +135,9 @@ def test_a_slow_body_is_cut_at_the_body_deadline(model_path, reference):
         assert_answers(url, reference)
 
 
-def test_an_idle_keep_alive_connection_is_closed(model_path):
-    with running_server(model_path, connections=FAST) as url, \
+@pytest.mark.parametrize("http", PARSERS)
+def test_an_idle_keep_alive_connection_is_closed(model_path, http):
+    with running_server(model_path, connections=FAST, http=http) as url, \
             socket.create_connection(("127.0.0.1", port_of(url))) as conn:
         conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         conn.settimeout(TIMEOUT)
@@ -159,12 +165,72 @@ def test_connection_settings_are_checked(bad):
         Connections(**bad)
 
 
+# ---- the protocol: parser choice, one send per response ----
+
+def test_the_protocol_is_httptools_when_installed_else_h11_and_unknown_parsers_are_refused():
+    from fastnet.serve.protocol import guarded_protocol
+
+    protocol, _ = guarded_protocol(Connections())
+    assert protocol.__name__ == ("GuardedHttpToolsProtocol" if "httptools" in PARSERS else "GuardedH11Protocol")
+    assert guarded_protocol(Connections(), "h11")[0].__name__ == "GuardedH11Protocol"
+    with pytest.raises(ValueError, match="http='spdy'"):
+        guarded_protocol(Connections(), "spdy")
+
+
+class RecordingTransport:
+    def __init__(self):
+        self.writes, self.closed = [], False
+
+    def write(self, data):
+        self.writes.append(data)
+
+    def is_closing(self):
+        return self.closed
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def close(self):
+        self.closed = True
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": ("127.0.0.1", 1)}.get(name, default)
+
+
+def test_the_writes_of_one_loop_step_go_out_as_one_and_close_sends_what_is_pending():
+    import asyncio
+
+    from fastnet.serve.protocol import CoalescedWrites
+
+    async def steps():
+        raw = RecordingTransport()
+        joined = CoalescedWrites(raw, asyncio.get_running_loop())
+        joined.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        joined.write(b"")
+        joined.write(b"{}")
+        assert raw.writes == [] and joined.get_write_buffer_size() == 21
+        await asyncio.sleep(0)  # the next step: one write with both parts, in order
+        assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+        joined.write(b"last")
+        joined.close()  # closing sends first
+        assert raw.writes[-1] == b"last" and raw.closed
+        await asyncio.sleep(0)
+        assert len(raw.writes) == 2  # nothing sent twice
+        assert joined.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest is the transport's
+
+    asyncio.run(steps())
+
+
 # ---- the abuse test: a flood against a server with few file descriptors ----
 
-# `fastnet serve` in a process whose open-file limit is 160
+# `fastnet.serve.run(model, port, http=..., loop=...)` with 1 s timeouts in a process whose open-file limit is 160
 _SERVE_WITH_FEW_DESCRIPTORS = (
     "import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (160, resource.getrlimit("
-    "resource.RLIMIT_NOFILE)[1])); from fastnet.cli import main; sys.exit(main(sys.argv[1:]))")
+    "resource.RLIMIT_NOFILE)[1])); from fastnet.serve import run; sys.exit(run(sys.argv[1], port=int(sys.argv[2]), "
+    "http=sys.argv[3], loop=sys.argv[4], threads=1, connections=dict(header_timeout=1, body_timeout=1, "
+    "keep_alive=1)))")
+# the fastest server here and the one that needs nothing beyond h11 and asyncio
+FLOOD_SERVERS = sorted({("httptools" if "httptools" in PARSERS else "h11", LOOPS[-1]), ("h11", "asyncio")})
 
 
 class Trickle:
@@ -195,8 +261,9 @@ class Trickle:
             sock.close()
 
 
+@pytest.mark.parametrize("http, loop", FLOOD_SERVERS)
 def test_server_keeps_answering_real_requests_under_a_flood_of_idle_and_slow_sockets(model_path, reference,
-                                                                                     tmp_path):
+                                                                                     tmp_path, http, loop):
     """200 idle sockets, 30 slow-header and 30 slow-body clients against a server limited to 160 file
     descriptors (the cap keeps it at 96 connections): real requests still get their translations."""
     port = _free_port()
@@ -204,9 +271,8 @@ def test_server_keeps_answering_real_requests_under_a_flood_of_idle_and_slow_soc
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastnet.__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", _SERVE_WITH_FEW_DESCRIPTORS, "serve", str(model_path),
-                                 "--port", str(port), "--threads", "1", "--header-timeout", "1",
-                                 "--body-timeout", "1", "--keep-alive", "1"],
+        proc = subprocess.Popen([sys.executable, "-c", _SERVE_WITH_FEW_DESCRIPTORS, str(model_path), str(port),
+                                 http, loop],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     idle, trickles = [], []

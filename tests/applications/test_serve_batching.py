@@ -14,6 +14,7 @@ httpx = pytest.importorskip("httpx", reason="httpx (the test client) is not inst
 
 from fastnet.serve import Batching
 from test_serve import (
+    PARSERS,
     SENTENCES,
     TIMEOUT,
     expected,
@@ -139,8 +140,12 @@ def test_a_request_past_its_deadline_gets_503_with_retry_after(model_path, refer
         assert good.status_code == 200 and good.json()["translations"] == expected(reference, ["dogs are big"], "sv")
 
 
-def test_a_client_that_disconnects_drops_its_sentences_from_the_queue(model_path, reference):
-    with serving(model_path, batching=Batching(window_ms=1)) as (url, server):
+@pytest.mark.parametrize("server_protocol", [*PARSERS, "plain h11"])
+def test_a_client_that_disconnects_drops_its_sentences_from_the_queue(model_path, reference, server_protocol):
+    """fastnet's protocol (either parser) reports the lost connection through the scope; under a plain
+    uvicorn protocol the batcher waits for ASGI's http.disconnect instead: the same outcome."""
+    options = {"protocol": "h11"} if server_protocol == "plain h11" else {"http": server_protocol}
+    with serving(model_path, batching=Batching(window_ms=1), **options) as (url, server):
         port = int(url.rsplit(":", 1)[1])
         with model_held(server.config.app.state.service):
             futures = send_all(url, [(["cats are cute"], "sv")])
