@@ -27,15 +27,9 @@ typedef enum {
     FN_ERR_CPU = 5        /* the requested CPU path is not supported here */
 } fn_status;
 
-typedef enum {
-    FN_ACT_IDENTITY = 0,
-    FN_ACT_STEP = 1,       /* forward only: the classic perceptron, x > 0 ? 1 : 0 */
-    FN_ACT_SIGMOID = 2,
-    FN_ACT_TANH = 3,
-    FN_ACT_RELU = 4,
-    FN_ACT_LEAKY_RELU = 5, /* slope for x < 0 is act_param */
-    FN_ACT_GELU = 6        /* tanh approximation */
-} fn_activation;
+/* fn_activation (FN_ACT_IDENTITY, FN_ACT_SIGMOID, ...), FN_ACT_COUNT, and
+ * fn_activation_info(): generated from the one table in activations.h. */
+#include "activations.h"
 
 typedef enum {
     FN_CPU_GENERIC = 0, /* portable C, runs everywhere */
@@ -138,8 +132,8 @@ fn_status fn_dense_forward_s8(int64_t m, int64_t n, int64_t k, const float *x, i
  * Forward: y = act(x @ w + bias), x is m x k, w is k x n, bias is n (or NULL),
  * y is m x n. Bias and activation are applied in the GEMM epilogue while the
  * tile is still in registers/L1, so the layer is one pass over y.
- * pre (m x n, or NULL) receives x @ w + bias; it is only needed for the
- * backward of GELU (the other activations' derivatives come from y).
+ * pre (m x n, or NULL) receives x @ w + bias; the backward needs it when the
+ * activation's derivative reads its input (fn_activation_backward_reads).
  */
 fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k,
                                const float *x, int64_t ldx,
@@ -162,7 +156,9 @@ fn_status fn_dense_forward_bf16(int64_t m, int64_t n, int64_t k,
  *   dw = x^T @ dz (+ dw if accumulate)      k x n
  *   db = column sums of dz (+ db if accumulate), n, or NULL to skip
  *   dx = dz @ w^T                           m x k, or NULL to skip
- * y is the forward output, pre the pre-activation (only read for GELU).
+ * y is the forward output, pre the pre-activation: the one of them that
+ * fn_activation_backward_reads(act, act_param, pre != NULL, y != NULL) names
+ * is read (FN_ERR_ARG when neither will do).
  * dz may alias dy (the derivative is then applied in place).
  */
 fn_status fn_dense_backward_f32(int64_t m, int64_t n, int64_t k,

@@ -280,7 +280,7 @@ fn_status fn_dense_forward_s8(int64_t m, int64_t n, int64_t k, const float *x, i
                               const float *bias, fn_activation act, float act_param,
                               float *y, int64_t ldy, int n_threads) {
     if (m < 0 || n < 0 || k < 0 || ldx < (k > 1 ? k : 1) || ldy < (n > 1 ? n : 1)) return FN_ERR_ARG;
-    if ((int)act < FN_ACT_IDENTITY || (int)act > FN_ACT_GELU) return FN_ERR_ARG;
+    if (!fn_activation_info(act)) return FN_ERR_ARG;
     if (m > 0 && n > 0 && (!y || !packed_w || !colsum || !w_scale || (k > 0 && !x))) return FN_ERR_ARG;
     if (m == 0 || n == 0) return FN_OK;
     const fn_s8_arch *arch = fn_s8_arch_current();

@@ -119,6 +119,15 @@ FN_AVX2_FN __m256 fn_avx2_select(__m256i m, __m256 a, __m256 b) {
     return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(m));
 }
 FN_AVX2_FN __m256 fn_avx2_keep(__m256i m, __m256 x) { return _mm256_and_ps(x, _mm256_castsi256_ps(m)); }
+/* Lanes where a > b, a < b (false when either is NaN). */
+FN_AVX2_FN __m256i fn_avx2_gt(__m256 a, __m256 b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
+FN_AVX2_FN __m256i fn_avx2_lt(__m256 a, __m256 b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
+/* |x|, -|x| and |t| with the sign of x, by the sign bit. */
+FN_AVX2_FN __m256 fn_avx2_abs(__m256 x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
+FN_AVX2_FN __m256 fn_avx2_neg_abs(__m256 x) { return _mm256_or_ps(x, _mm256_set1_ps(-0.0f)); }
+FN_AVX2_FN __m256 fn_avx2_with_sign_of(__m256 t, __m256 x) {
+    return _mm256_or_ps(t, _mm256_and_ps(x, _mm256_set1_ps(-0.0f)));
+}
 /* Horizontal sum and max, in one fixed order: (lane i + lane i+4), then
  * pairs, then the last two. */
 FN_AVX2_FN float fn_avx2_hsum(__m256 v) {
@@ -162,6 +171,16 @@ FN_AVX512_FN __mmask16 fn_avx512_nonzero(__m512 x) {
 }
 FN_AVX512_FN __m512 fn_avx512_select(__mmask16 m, __m512 a, __m512 b) { return _mm512_mask_mov_ps(b, m, a); }
 FN_AVX512_FN __m512 fn_avx512_keep(__mmask16 m, __m512 x) { return _mm512_maskz_mov_ps(m, x); }
+FN_AVX512_FN __mmask16 fn_avx512_gt(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+FN_AVX512_FN __mmask16 fn_avx512_lt(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+FN_AVX512_FN __m512 fn_avx512_abs(__m512 x) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
+}
+FN_AVX512_FN __m512 fn_avx512_neg_abs(__m512 x) { return _mm512_sub_ps(_mm512_setzero_ps(), fn_avx512_abs(x)); }
+FN_AVX512_FN __m512 fn_avx512_with_sign_of(__m512 t, __m512 x) {
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign));
+}
 FN_AVX512_FN float fn_avx512_hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 FN_AVX512_FN float fn_avx512_hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 

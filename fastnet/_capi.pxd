@@ -16,14 +16,23 @@ cdef extern from "fastnet.h" nogil:
         FN_ERR_NONFINITE
         FN_ERR_LABEL
         FN_ERR_CPU
+    # The activation table (csrc/activations.h): everything about an
+    # activation that Cython and Python need is read from it.
     ctypedef enum fn_activation:
-        FN_ACT_IDENTITY
-        FN_ACT_STEP
-        FN_ACT_SIGMOID
-        FN_ACT_TANH
-        FN_ACT_RELU
-        FN_ACT_LEAKY_RELU
-        FN_ACT_GELU
+        FN_ACT_COUNT
+    ctypedef enum fn_act_grad:
+        FN_ACT_GRAD_DY
+        FN_ACT_GRAD_X
+        FN_ACT_GRAD_Y
+        FN_ACT_GRAD_SIGN
+        FN_ACT_GRAD_UNDEFINED
+    ctypedef struct fn_activation_info_t:
+        const char *name
+        fn_act_grad grad
+        int has_param
+        const char *doc
+    const fn_activation_info_t *fn_activation_info(fn_activation act) noexcept
+    int fn_activation_backward_reads(fn_activation act, double act_param, int have_x, int have_y) noexcept
     ctypedef enum fn_cpu_path:
         FN_CPU_GENERIC
         FN_CPU_AVX2

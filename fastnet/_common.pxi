@@ -32,11 +32,55 @@ _MMA_PATHS = {"avx512_vnni": FN_MMA_AVX512_VNNI, "avx512_bf16": FN_MMA_AVX512_BF
 CPU_PATH_NAMES = ("generic", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx")
 _AMX_PERMISSION = {FN_AMX_UNSUPPORTED: "unsupported", FN_AMX_GRANTED: "granted", FN_AMX_REFUSED: "refused"}
 
-ACTIVATIONS = {
-    "identity": FN_ACT_IDENTITY, "linear": FN_ACT_IDENTITY, None: FN_ACT_IDENTITY,
-    "step": FN_ACT_STEP, "sigmoid": FN_ACT_SIGMOID, "tanh": FN_ACT_TANH,
-    "relu": FN_ACT_RELU, "leaky_relu": FN_ACT_LEAKY_RELU, "gelu": FN_ACT_GELU,
-}
+_GRAD_NAMES = {FN_ACT_GRAD_DY: "dy", FN_ACT_GRAD_X: "x", FN_ACT_GRAD_Y: "y", FN_ACT_GRAD_SIGN: "sign",
+               FN_ACT_GRAD_UNDEFINED: "undefined"}
+
+
+def activation_table():
+    """The rows of the C activation table (csrc/activations.h) in code order:
+    (name, code, grad, has_param, doc); grad is what the derivative is computed
+    from: 'x', 'y', 'sign', 'dy' or 'undefined' (see fastnet.ops.ActivationInfo)."""
+    cdef const fn_activation_info_t *info
+    rows = []
+    for code in range(FN_ACT_COUNT):
+        info = fn_activation_info(<fn_activation>code)
+        rows.append((info.name.decode(), code, _GRAD_NAMES[info.grad], bool(info.has_param), info.doc.decode()))
+    return tuple(rows)
+
+
+# Activation name -> C code; 'linear' and None are other names of the identity.
+ACTIVATIONS = {}
+for _row in activation_table():
+    ACTIVATIONS[_row[0]] = _row[1]
+    if _row[0] == "identity":
+        ACTIVATIONS["linear"] = ACTIVATIONS[None] = _row[1]
+_ACTIVATION_NAMES = tuple(row[0] for row in activation_table())
+_BACKWARD_READS = {ord("x"): "x", ord("y"): "y", ord("d"): "dy", 0: None}
+
+
+def activation_backward_reads(name, bint have_x, bint have_y, alpha=0.01):
+    """What the backward of activation `name` reads when the caller has x
+    and/or y: 'x', 'y', 'dy' (dy alone), or None when it cannot run."""
+    cdef int code = activation_code(name)
+    return _BACKWARD_READS[fn_activation_backward_reads(<fn_activation>code, _finite(alpha, "alpha"),
+                                                        have_x, have_y)]
+
+
+cdef str backward_missing(int code, double alpha, bint have_x, bint have_y):
+    """'' when x / y suffice for the backward of activation `code`, else what
+    is missing, in words (from the GRAD column of the table)."""
+    if fn_activation_backward_reads(<fn_activation>code, alpha, have_x, have_y):
+        return ""
+    cdef const fn_activation_info_t *info = fn_activation_info(<fn_activation>code)
+    name = info.name.decode()
+    if info.grad == FN_ACT_GRAD_UNDEFINED:
+        return (f"nothing: '{name}' has no gradient (its derivative is 0 almost everywhere); "
+                "use 'sigmoid' to train")
+    if info.grad == FN_ACT_GRAD_X:
+        return "x (the forward input)"
+    if info.grad == FN_ACT_GRAD_SIGN and info.has_param:
+        return "x (the forward input), or y when alpha >= 0"
+    return "x (the forward input) or y (the forward output)"
 
 
 def set_num_threads(int n):

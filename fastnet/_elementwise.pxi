@@ -84,8 +84,8 @@ cdef int _check_disjoint(const void **ptrs, tuple names, int count, int64_t nbyt
 def activation(x, name, alpha=0.01, out=None):
     """Apply an activation elementwise; any shape, float32 or float64.
 
-    name: 'identity' ('linear', None), 'step', 'sigmoid', 'tanh', 'relu',
-    'leaky_relu' (slope alpha for x < 0) or 'gelu' (tanh approximation).
+    name: one of fastnet.ops.ACTIVATIONS ('linear' and None are the
+    identity); alpha is leaky_relu's slope for x < 0.
     out (optional) receives the result; it may be x itself.
     """
     cdef fn_activation code = <fn_activation>activation_code(name)
@@ -120,31 +120,19 @@ def activation(x, name, alpha=0.01, out=None):
     return out
 
 
-cdef str _backward_needs(fn_activation code, double alpha, bint have_x, bint have_y):
-    """'' when the inputs suffice, else what is missing."""
-    if code == FN_ACT_STEP:
-        return "nothing: 'step' has no gradient (its derivative is 0 almost everywhere); use 'sigmoid' to train"
-    if code == FN_ACT_GELU and not have_x:
-        return "x (the forward input)"
-    if code == FN_ACT_LEAKY_RELU and not have_x and not (have_y and alpha >= 0):
-        return "x (the forward input), or y when alpha >= 0"
-    if (code == FN_ACT_SIGMOID or code == FN_ACT_TANH or code == FN_ACT_RELU) and not (have_x or have_y):
-        return "x (the forward input) or y (the forward output)"
-    return ""
-
-
 def activation_backward(name, dy, x=None, y=None, alpha=0.01):
     """dx = dy * act'(x): the gradient through an activation.
 
-    Pass x (the forward input) and/or y (the forward output): sigmoid and
-    tanh use y (or x), relu either, leaky_relu x (or y when alpha >= 0),
-    gelu needs x; identity needs neither. 'step' has no gradient.
+    Pass x (the forward input) and/or y (the forward output); what each
+    activation reads is in its table row (fastnet.ops.activation_info):
+    sigmoid and tanh use y (or x), relu either, leaky_relu x (or y when
+    alpha >= 0), gelu needs x; identity needs neither. 'step' has no gradient.
     """
     cdef fn_activation code = <fn_activation>activation_code(name)
     cdef double param = _finite(alpha, "alpha")
-    missing = _backward_needs(code, param, x is not None, y is not None)
+    missing = backward_missing(code, param, x is not None, y is not None)
     if missing:
-        if code == FN_ACT_STEP:
+        if not fn_activation_backward_reads(code, param, True, True):  # no gradient at all
             raise ValueError(f"activation_backward: {missing}")
         raise ValueError(f"activation_backward({name!r}) needs {missing}")
     dy = _float_input(dy, "dy")
@@ -192,32 +180,6 @@ def activation_backward(name, dy, x=None, y=None, alpha=0.01):
     if st != FN_OK:
         check_status(st, f"activation_backward {name!r}")
     return dx
-
-
-def relu(x):
-    return activation(x, "relu")
-
-
-def sigmoid(x):
-    return activation(x, "sigmoid")
-
-
-def tanh(x):
-    return activation(x, "tanh")
-
-
-def gelu(x):
-    """GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    return activation(x, "gelu")
-
-
-def leaky_relu(x, alpha=0.01):
-    return activation(x, "leaky_relu", alpha)
-
-
-def step(x):
-    """The perceptron's step: 1 where x > 0, else 0."""
-    return activation(x, "step")
 
 
 # ---- softmax -----------------------------------------------------------------

@@ -336,12 +336,25 @@ cdef object _cmatrix(object arr, object dtype, int64_t rows, int64_t cols, Py_bu
     return arr
 
 
+cdef int _dense_backward_missing(int act, str name, double slope) except -1:
+    """Raise the error for a dense backward given neither pre nor a usable y."""
+    cdef fn_activation code = <fn_activation>act
+    if fn_activation_backward_reads(code, slope, False, True):  # y would do
+        raise ValueError(f"dense_backward: {name} needs y (the forward output) or pre")
+    if fn_activation_backward_reads(code, 0.0, False, True):  # y would do but for the slope's sign
+        raise ValueError(f"dense_backward: {name} with a negative slope needs pre "
+                         "(the sign of y does not give the sign of x)")
+    raise ValueError(f"dense_backward: {name} needs pre (the pre-activation from "
+                     "dense(..., return_preactivation=True))")
+
+
 def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, need_dx=True,
                    dw=None, db=None, accumulate=False, with_bias=True, precision="float32"):
     """Gradients of y = act(x @ w + b) given dy: returns (dx or None, dw, db or None).
 
-    y is the forward output (read by relu, leaky_relu, sigmoid, tanh); pre the
-    pre-activation (required for gelu). dw / db, when given, are written in
+    y is the forward output, pre the pre-activation: pass what the
+    activation's backward reads (fastnet.ops.activation_info; gelu needs pre,
+    sigmoid and tanh y, relu and leaky_relu either). dw / db, when given, are written in
     place, or added to with accumulate=True (which requires them).
     precision='bf16' runs the two GEMMs in bf16; everything else is float32.
     """
@@ -352,29 +365,22 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
     dtype = _float_dtype(x, w, "dense_backward")
     cdef bint bf16 = _use_bf16(precision, dtype, "dense_backward")
     cdef int act = activation_code(activation)
-    if act == FN_ACT_STEP:
-        raise ValueError("dense_backward: the step activation has no gradient")
+    cdef double slope = _finite(alpha, "alpha")
+    if not fn_activation_backward_reads(<fn_activation>act, slope, True, True):
+        raise ValueError(f"dense_backward: the {activation} activation has no gradient")
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0]:
         raise ValueError(f"dense_backward: x has shape {x.shape} and w has shape {w.shape}; "
                          "expected (m, k) and (k, n)")
     cdef int64_t m = x.shape[0], k = x.shape[1], n = w.shape[1]
-    # Only what the activation's derivative reads is checked and used: pre for
-    # gelu (and relu / leaky_relu when given), y otherwise.
-    cdef double slope = _finite(alpha, "alpha")
-    if act == FN_ACT_IDENTITY:
-        y = pre = None
-    elif act == FN_ACT_GELU or ((act == FN_ACT_RELU or act == FN_ACT_LEAKY_RELU) and pre is not None):
-        if pre is None:
-            raise ValueError("dense_backward: gelu needs pre (the pre-activation from "
-                             "dense(..., return_preactivation=True))")
-        y = None
-    else:
+    # Only what the activation's derivative reads (csrc/activations.h) is
+    # checked and used: pre (its input x), y, or neither.
+    cdef int reads = fn_activation_backward_reads(<fn_activation>act, slope, pre is not None, y is not None)
+    if reads == 0:
+        _dense_backward_missing(act, activation, slope)
+    if reads != c'x':
         pre = None
-        if y is None:
-            raise ValueError(f"dense_backward: {activation} needs y (the forward output)")
-        if act == FN_ACT_LEAKY_RELU and slope < 0:
-            raise ValueError("dense_backward: leaky_relu with a negative slope needs pre "
-                             "(the sign of y does not give the sign of x)")
+    if reads != c'y':
+        y = None
     if accumulate and (dw is None or (with_bias and db is None)):
         raise ValueError("dense_backward: accumulate=True needs dw (and db when with_bias) to add to")
     if db is not None and not with_bias:
@@ -409,7 +415,7 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
             raise ValueError("dense_backward: db aliases an input (x, w, y, pre or dy)")
         if want_dx:
             dx = _output(None, dtype, (m, k), &views[held], &mdx, "dense_backward", "dx"); held += 1
-        if act == FN_ACT_IDENTITY:
+        if reads == c'd':
             mdz = mdy  # dz = dy: the C side sees dz == dy and writes nothing to it
         else:
             _output(None, dtype, (m, n), &views[held], &mdz, "dense_backward", "dz"); held += 1

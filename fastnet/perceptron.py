@@ -11,7 +11,7 @@ import numpy as np
 from fastnet import ops
 from fastnet.checks import positive_int
 
-_ACTIVATIONS = ("step", "sigmoid", "tanh", "relu", "identity", "linear", "leaky_relu", "gelu")
+_ACTIVATIONS = tuple(name for name in ops.ACTIVATIONS if name is not None)
 
 
 class Perceptron:

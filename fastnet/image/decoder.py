@@ -25,9 +25,10 @@ LOSSES = ("mse", "bce")
 # Adam's default step for a pixel decoder. On toy pictures with a 75-second
 # budget, 3e-3 reached 0.12x the mean picture's error, 2e-3 0.15x, 1e-3 0.27x.
 DEFAULT_LR = 3e-3
-# Hidden activations whose backward needs only the layer's output (gelu would need
-# the pre-activation too).
-HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+# Hidden activations whose backward works from the layer's output alone (the
+# decoder keeps no pre-activation).
+HIDDEN_ACTIVATIONS = tuple(name for name in ops.ACTIVATION_NAMES
+                           if ops.activation_info(name).backward_reads(x=False, y=True) == "y")
 
 
 def to_uint8(pictures):

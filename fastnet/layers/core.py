@@ -5,8 +5,6 @@ from fastnet import initializers, ops
 from fastnet.checks import positive_int
 from fastnet.layers.base import Layer, check_affordable
 
-_NO_GRADIENT = {"step"}
-
 
 def _check_activation(name, extra=()):
     if name not in ops.ACTIVATIONS and name not in extra:
@@ -82,9 +80,9 @@ class Dense(Layer):
             self._x = None  # nothing to go back through
             return self.quantized["w"].dense(x, bias, self.activation, self.alpha)
         out = self._buffers.get(x.shape[0], self.n_out, w.dtype) if training else None
-        if self.activation == "gelu":  # GELU's derivative needs the pre-activation
-            y, self._pre = ops.dense(x, w, bias, activation="gelu", out=out, return_preactivation=True,
-                                     precision=self.precision)
+        if ops.activation_info(self.activation).needs_input(self.alpha):  # keep the pre-activation
+            y, self._pre = ops.dense(x, w, bias, activation=self.activation, alpha=self.alpha, out=out,
+                                     return_preactivation=True, precision=self.precision)
         else:
             y = ops.dense(x, w, bias, activation=self.activation, alpha=self.alpha, out=out,
                           precision=self.precision)
@@ -95,8 +93,8 @@ class Dense(Layer):
         self.check_trainable()
         if self._x is None:
             raise RuntimeError("Dense.backward called before forward")
-        if self.activation in _NO_GRADIENT:
-            raise ValueError("the step activation has no gradient; train it with the perceptron rule "
+        if not ops.activation_info(self.activation).has_gradient:
+            raise ValueError(f"the {self.activation} activation has no gradient; train it with the perceptron rule "
                              "(fn.Perceptron) or use 'sigmoid'")
         dx, _, _ = ops.dense_backward(
             self._x, self.params["w"], self._y, dy, self.activation, self.alpha, pre=self._pre,
@@ -132,8 +130,9 @@ class Activation(Layer):
     def backward(self, dy):
         if self._y is None:
             raise RuntimeError("Activation.backward called before forward")
-        if self.activation in _NO_GRADIENT:
-            raise ValueError("the step activation has no gradient; use 'sigmoid' to train by gradient descent")
+        if self.activation != "softmax" and not ops.activation_info(self.activation).has_gradient:
+            raise ValueError(f"the {self.activation} activation has no gradient; "
+                             "use 'sigmoid' to train by gradient descent")
         if self.activation == "softmax":
             return ops.softmax_backward(self._y, dy)
         return ops.activation_backward(self.activation, dy, x=self._x, y=self._y, alpha=self.alpha)

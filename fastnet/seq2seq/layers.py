@@ -55,8 +55,8 @@ class Linear(Layer):
         if self.quantized:
             self._cache = None
             return self.quantized["w"].dense(x2, b, self.activation).reshape(*lead, self.d_out)
-        if self.activation == "gelu":
-            y, pre = ops.dense(x2, self.params["w"], b, activation="gelu", return_preactivation=True,
+        if ops.activation_info(self.activation).needs_input():  # keep the pre-activation
+            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation, return_preactivation=True,
                                precision=self.precision)
         else:
             y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation, precision=self.precision), None

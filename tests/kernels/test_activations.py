@@ -44,6 +44,55 @@ def _by_name(name, x, alpha):
     return function(x, alpha=alpha) if "alpha" in inspect.signature(function).parameters else function(x)
 
 
+# ---- the registry ------------------------------------------------------------
+
+def _params(f):
+    import inspect
+    return [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_every_activation_has_a_function_and_a_reference_twin(act):
+    info = ops.activation_info(act)
+    assert info.name == act and ops.ACTIVATIONS[act] == info.code
+    assert _params(getattr(ops, act)) == _params(getattr(ref, act))
+    assert ("alpha" in [p[0] for p in _params(getattr(ops, act))]) == info.has_param
+    assert getattr(ops, act).__doc__ == info.doc and info.doc
+    assert info.grad in ("x", "y", "sign", "dy", "undefined")
+
+
+def test_activation_info_knows_the_aliases_and_refuses_unknown_names():
+    assert ops.activation_info("linear") == ops.activation_info(None) == ops.activation_info("identity")
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        ops.activation_info("swish")
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("alpha", [0.2, -0.3])
+def test_backward_reads_what_the_registry_says(cpu_path, act, alpha):
+    """backward_reads decides, for every combination of x and y kept, whether
+    the kernel runs (and on what) or refuses, and the reference agrees."""
+    info = ops.activation_info(act)
+    x = _inputs(np.random.default_rng(7), (40,), np.float64)
+    y = ref.activation(x, act, alpha=alpha)
+    dy = random_array(np.random.default_rng(8), (40,), np.float64)
+    for have_x in (True, False):
+        for have_y in (True, False):
+            kept = {"x": x if have_x else None, "y": y if have_y else None}
+            reads = info.backward_reads(x=have_x, y=have_y, alpha=alpha)
+            if reads is None:
+                with pytest.raises(ValueError):
+                    ops.activation_backward(act, dy, alpha=alpha, **kept)
+                with pytest.raises(ValueError):
+                    ref.activation_backward(act, dy, alpha=alpha, **kept)
+                continue
+            assert {"x": have_x, "y": have_y, "dy": True}[reads]
+            got = ops.activation_backward(act, dy, alpha=alpha, **kept)
+            np.testing.assert_allclose(got, ref.activation_backward(act, dy, x=x, alpha=alpha),
+                                       rtol=1e-12, atol=1e-14)
+    assert info.needs_input(alpha) == (info.has_gradient and info.backward_reads(x=False, y=True, alpha=alpha) is None)
+
+
 # ---- the reference itself ---------------------------------------------------
 
 @pytest.mark.parametrize("act", DIFFERENTIABLE)
