@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fn_internal.h"
+#include "kernels.h"
 
 /* What a softmax row came to: no visible key (the row is zeros), a normal
  * row, or a NaN score somewhere (the row is all NaN, as in the reference). */
@@ -89,6 +89,21 @@ static int attn_threads(const attn_dims *a, int n_threads) {
 }
 
 /* ---- float SIMD path: the shared template, once per ISA ------------------ */
+
+/* The float32 attention of one CPU path (see kernels.h); lanes == 0 means
+ * the portable code. */
+struct fn_attention_kernels {
+    int64_t lanes;
+    int64_t (*scratch_floats)(const attn_dims *a, int64_t tkp);
+    void (*head_forward)(const attn_dims *a, int64_t b, int64_t h, int64_t tkp, const float *q,
+                         const float *k, const float *v, float *out, float *probs, float *scratch);
+    void (*head_backward)(const attn_dims *a, int64_t b, int64_t h, int64_t tkp, const float *dout,
+                          const float *q, const float *k, const float *v, const float *probs,
+                          float *dq, float *dk, float *dv, float *scratch);
+};
+
+const fn_attention_kernels fn_attention_generic = {0, NULL, NULL, NULL};
+
 #ifdef FN_SIMD_X86
 
 /* True when any of s[0:n] is NaN. */
@@ -106,19 +121,23 @@ static int attn_any_nan_f32(const float *s, int64_t n) {
 #define FN_SIMD_TARGET FN_TARGET_AVX512
 #include "attention_simd.h"
 
+const fn_attention_kernels fn_attention_avx2 = {fn_avx2_lanes, scratch_floats_avx2, head_forward_avx2, head_backward_avx2};
+const fn_attention_kernels fn_attention_avx512 = {fn_avx512_lanes, scratch_floats_avx512,
+                                                  head_forward_avx512, head_backward_avx512};
+
 /* Padded key count and per-thread scratch (rounded to a cache line). */
-static void simd_layout(const attn_dims *a, fn_cpu_path path, int64_t *tkp, int64_t *per_thread) {
-    int64_t w = path == FN_CPU_AVX512 ? 16 : 8;
+static void simd_layout(const attn_dims *a, const fn_attention_kernels *ks, int64_t *tkp,
+                        int64_t *per_thread) {
+    int64_t w = ks->lanes;
     *tkp = a->tk < 1 ? w : (a->tk + w - 1) / w * w;
-    int64_t floats = path == FN_CPU_AVX512 ? scratch_floats_avx512(a, *tkp) : scratch_floats_avx2(a, *tkp);
-    *per_thread = (floats + 15) / 16 * 16;
+    *per_thread = (ks->scratch_floats(a, *tkp) + 15) / 16 * 16;
 }
 
-static fn_status attention_forward_simd(const attn_dims *a, fn_cpu_path path, const float *q,
+static fn_status attention_forward_simd(const attn_dims *a, const fn_attention_kernels *ks, const float *q,
                                         const float *k, const float *v, float *out,
                                         float *probs, int nth) {
     int64_t tkp, per_thread;
-    simd_layout(a, path, &tkp, &per_thread);
+    simd_layout(a, ks, &tkp, &per_thread);
     /* calloc: the padding columns of the packed keys must read as zeros. */
     float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
     if (!scratch) return FN_ERR_NOMEM;
@@ -127,23 +146,19 @@ static fn_status attention_forward_simd(const attn_dims *a, fn_cpu_path path, co
         int64_t begin, end;
         fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
         float *mine = scratch + fn_thread_id() * per_thread;
-        for (int64_t bh = begin; bh < end; bh++) {
-            if (path == FN_CPU_AVX512)
-                head_forward_avx512(a, bh / a->heads, bh % a->heads, tkp, q, k, v, out, probs, mine);
-            else
-                head_forward_avx2(a, bh / a->heads, bh % a->heads, tkp, q, k, v, out, probs, mine);
-        }
+        for (int64_t bh = begin; bh < end; bh++)
+            ks->head_forward(a, bh / a->heads, bh % a->heads, tkp, q, k, v, out, probs, mine);
     }
     free(scratch);
     return FN_OK;
 }
 
-static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, const float *dout,
+static fn_status attention_backward_simd(const attn_dims *a, const fn_attention_kernels *ks, const float *dout,
                                          const float *q, const float *k, const float *v,
                                          const float *probs, float *dq, float *dk, float *dv,
                                          int nth) {
     int64_t tkp, per_thread;
-    simd_layout(a, path, &tkp, &per_thread);
+    simd_layout(a, ks, &tkp, &per_thread);
     float *scratch = calloc((size_t)(per_thread * nth), sizeof(float));
     if (!scratch) return FN_ERR_NOMEM;
     (void)nth; /* FN_PARALLEL drops it without OpenMP */
@@ -151,14 +166,9 @@ static fn_status attention_backward_simd(const attn_dims *a, fn_cpu_path path, c
         int64_t begin, end;
         fn_split(a->batch * a->heads, fn_thread_id(), fn_thread_count(), &begin, &end);
         float *mine = scratch + fn_thread_id() * per_thread;
-        for (int64_t bh = begin; bh < end; bh++) {
-            if (path == FN_CPU_AVX512)
-                head_backward_avx512(a, bh / a->heads, bh % a->heads, tkp, dout, q, k, v, probs,
-                                     dq, dk, dv, mine);
-            else
-                head_backward_avx2(a, bh / a->heads, bh % a->heads, tkp, dout, q, k, v, probs,
-                                   dq, dk, dv, mine);
-        }
+        for (int64_t bh = begin; bh < end; bh++)
+            ks->head_backward(a, bh / a->heads, bh % a->heads, tkp, dout, q, k, v, probs, dq, dk,
+                              dv, mine);
     }
     free(scratch);
     return FN_OK;
@@ -211,8 +221,8 @@ fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_
     if (st != FN_OK) return st;
     int nth = attn_threads(&a, n_threads);
 #ifdef FN_SIMD_X86
-    fn_cpu_path path = fn_cpu_get_path();
-    if (path != FN_CPU_GENERIC) return attention_forward_simd(&a, path, q, k, v, out, probs, nth);
+    const fn_attention_kernels *ks = fn_kernels()->attention;
+    if (ks->lanes) return attention_forward_simd(&a, ks, q, k, v, out, probs, nth);
 #endif
     attention_forward_portable_f32(&a, q, k, v, out, probs, nth);
     return FN_OK;
@@ -248,9 +258,8 @@ fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64
     attn_set_backward_strides(&a, do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st);
     int nth = attn_threads(&a, n_threads);
 #ifdef FN_SIMD_X86
-    fn_cpu_path path = fn_cpu_get_path();
-    if (path != FN_CPU_GENERIC)
-        return attention_backward_simd(&a, path, dout, q, k, v, probs, dq, dk, dv, nth);
+    const fn_attention_kernels *ks = fn_kernels()->attention;
+    if (ks->lanes) return attention_backward_simd(&a, ks, dout, q, k, v, probs, dq, dk, dv, nth);
 #endif
     return attention_backward_portable_f32(&a, dout, q, k, v, probs, dq, dk, dv, nth);
 }

@@ -15,7 +15,7 @@
  */
 #include <string.h>
 
-#include "gemm_internal.h"
+#include "kernels.h"
 
 /* Round n floats to bf16 and back in place, written branch-free so the
  * compiler vectorises it with the baseline instruction set. */
@@ -74,12 +74,5 @@ const fn_sgemm_arch *fn_bf16_arch_current(void) {
 #ifdef FN_HAVE_BF16_INTRIN
     if (path >= FN_MMA_AVX512_BF16) return &fn_bf16_arch_avx512;
 #endif
-#ifdef FN_GEMM_X86
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: return &fn_sgemm_arch_avx512_rounded;
-    case FN_CPU_AVX2: return &fn_sgemm_arch_avx2_rounded;
-    default: break;
-    }
-#endif
-    return &fn_sgemm_arch_generic_rounded;
+    return fn_kernels()->sgemm_bf16_rounded;
 }

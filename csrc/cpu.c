@@ -1,14 +1,15 @@
 /* cpu.c - which CPU paths run, chosen once by CPUID and changeable for tests.
  *
- * Two dials: fn_cpu_path picks the float32 kernels (generic, AVX2, AVX-512),
- * fn_mma_path the low-precision matrix units behind the bf16 and int8 GEMMs
+ * Two dials: fn_cpu_path picks the float32 kernels (generic, AVX2, AVX-512:
+ * the kernel table of kernels.c, handed out by fn_kernels()), fn_mma_path the
+ * low-precision matrix units behind the bf16 and int8 GEMMs
  * (portable, AVX512-VNNI, AVX512-BF16, AMX). AMX also needs the kernel's
  * consent: Linux keeps the 8 KiB tile state off until a process asks with
  * arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); the request is made
  * once, and a refusal (or an old kernel) leaves the AVX512-BF16 path.
  */
 #define _GNU_SOURCE /* syscall() under -std=c11 */
-#include "fn_internal.h"
+#include "kernels.h"
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define FN_CPUID_X86 1
@@ -23,6 +24,8 @@
 
 static fn_cpu_path current_path = FN_CPU_GENERIC;
 static int path_initialised = 0;
+/* The kernels of current_path: looked up when the path is chosen, not per call. */
+static const fn_kernel_table *current_kernels = NULL;
 
 fn_cpu_path fn_cpu_best_path(void) {
 #ifdef FN_CPUID_X86
@@ -40,6 +43,7 @@ fn_status fn_cpu_set_path(fn_cpu_path path) {
     if ((int)path < FN_CPU_GENERIC || (int)path > FN_CPU_AVX512) return FN_ERR_ARG;
     if ((int)path > (int)fn_cpu_best_path()) return FN_ERR_CPU;
     current_path = path;
+    current_kernels = fn_kernel_table_for(path);
     path_initialised = 1;
     return FN_OK;
 }
@@ -47,10 +51,18 @@ fn_status fn_cpu_set_path(fn_cpu_path path) {
 fn_cpu_path fn_cpu_get_path(void) {
     if (!path_initialised) {
         current_path = fn_cpu_best_path();
+        current_kernels = fn_kernel_table_for(current_path);
         path_initialised = 1;
     }
     return current_path;
 }
+
+const fn_kernel_table *fn_kernels(void) {
+    if (!path_initialised) fn_cpu_get_path();
+    return current_kernels;
+}
+
+const char *fn_kernel_table_name(void) { return fn_kernels()->name; }
 
 const char *fn_cpu_path_name(fn_cpu_path path) {
     switch (path) {

@@ -60,6 +60,9 @@ fn_cpu_path fn_cpu_best_path(void);           /* best path this CPU supports */
 fn_status fn_cpu_set_path(fn_cpu_path path);  /* FN_ERR_CPU if unsupported */
 fn_cpu_path fn_cpu_get_path(void);
 const char *fn_cpu_path_name(fn_cpu_path path);
+/* The kernel table the float32 kernels run from now: the name of the path it
+ * was built for (it follows fn_cpu_set_path). */
+const char *fn_kernel_table_name(void);
 fn_mma_path fn_mma_best_path(void);           /* asks for AMX permission once */
 fn_status fn_mma_set_path(fn_mma_path path);  /* FN_ERR_CPU if unsupported */
 fn_mma_path fn_mma_get_path(void);

@@ -30,7 +30,7 @@
 #include <string.h>
 #include <math.h>
 
-#include "gemm_internal.h"
+#include "kernels.h"
 #include "elementwise_internal.h"
 
 /* ---- scalar activations for the epilogue (math of activations.c) -------- */
@@ -138,16 +138,7 @@ const fn_sgemm_arch fn_sgemm_arch_generic_rounded = {
     fn_sgemm_epilogue_scalar, 1, 1, fn_pack_a_round_bf16, fn_pack_b_round_bf16,
 };
 
-const fn_sgemm_arch *fn_sgemm_arch_current(void) {
-#ifdef FN_GEMM_X86
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: return &fn_sgemm_arch_avx512;
-    case FN_CPU_AVX2: return &fn_sgemm_arch_avx2;
-    default: break;
-    }
-#endif
-    return &fn_sgemm_arch_generic;
-}
+const fn_sgemm_arch *fn_sgemm_arch_current(void) { return fn_kernels()->sgemm; }
 
 /* ---- packing --------------------------------------------------------------- */
 

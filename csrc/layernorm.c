@@ -8,7 +8,7 @@
  */
 #include <math.h>
 
-#include "fn_internal.h"
+#include "kernels.h"
 
 /* Elements per thread below which another thread does not pay (~50 us). */
 #define MIN_ELEMENTS_PER_THREAD 65536
@@ -191,49 +191,23 @@ FN_TARGET_AVX512 static void ln_row_backward_avx512(const float *dy, const float
 
 #endif /* FN_SIMD_X86 */
 
-/* ---- dispatch and the parallel drivers --------------------------------- */
+/* ---- kernel sets (one per CPU path, see kernels.h) and the parallel drivers */
 
-#define DEFINE_LN_FN_TYPES(REAL, SUFFIX)                                                    \
-    typedef void (*ln_row_forward_##SUFFIX##_fn)(const REAL *, const REAL *, const REAL *,  \
-                                                 int64_t, REAL, REAL *, REAL *, REAL *);    \
-    typedef void (*ln_row_backward_##SUFFIX##_fn)(const REAL *, const REAL *, const REAL *, \
-                                                  REAL, REAL, int64_t, REAL *);             \
-    typedef void (*ln_columns_##SUFFIX##_fn)(const REAL *, const REAL *, const REAL *,      \
-                                             const REAL *, int64_t, int64_t, int64_t,       \
-                                             int64_t, REAL *, REAL *);
+struct fn_layernorm_kernels {
+    void (*row_forward)(const float *x, const float *gamma, const float *beta, int64_t dim,
+                        float eps, float *y, float *mean, float *rstd);
+    void (*row_backward)(const float *dy, const float *x, const float *gamma, float mean,
+                         float rstd, int64_t dim, float *dx);
+    void (*columns)(const float *dy, const float *x, const float *mean, const float *rstd,
+                    int64_t rows, int64_t dim, int64_t c0, int64_t c1, float *dgamma, float *dbeta);
+};
 
-DEFINE_LN_FN_TYPES(float, f32)
-DEFINE_LN_FN_TYPES(double, f64)
-
-static ln_row_forward_f32_fn pick_row_forward_f32(void) {
+const fn_layernorm_kernels fn_layernorm_generic = {ln_row_forward_f32, ln_row_backward_f32, ln_columns_f32};
 #ifdef FN_SIMD_X86
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: return ln_row_forward_avx512;
-    case FN_CPU_AVX2: return ln_row_forward_avx2;
-    default: break;
-    }
+const fn_layernorm_kernels fn_layernorm_avx2 = {ln_row_forward_avx2, ln_row_backward_avx2, ln_columns_f32_avx2};
+const fn_layernorm_kernels fn_layernorm_avx512 = {ln_row_forward_avx512, ln_row_backward_avx512,
+                                                  ln_columns_f32_avx512};
 #endif
-    return ln_row_forward_f32;
-}
-
-static ln_row_backward_f32_fn pick_row_backward_f32(void) {
-#ifdef FN_SIMD_X86
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: return ln_row_backward_avx512;
-    case FN_CPU_AVX2: return ln_row_backward_avx2;
-    default: break;
-    }
-#endif
-    return ln_row_backward_f32;
-}
-
-static ln_columns_f32_fn pick_columns_f32(void) {
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: return ln_columns_f32_avx512;
-    case FN_CPU_AVX2: return ln_columns_f32_avx2;
-    default: return ln_columns_f32;
-    }
-}
 
 static int valid_sizes(int64_t rows, int64_t dim) { return rows >= 0 && dim >= 1; }
 
@@ -243,7 +217,8 @@ static int valid_sizes(int64_t rows, int64_t dim) { return rows >= 0 && dim >= 1
                                              REAL eps, REAL *y, REAL *mean, REAL *rstd,     \
                                              int n_threads) {                               \
         if (!valid_sizes(rows, dim) || !(eps >= 0)) return FN_ERR_ARG;                      \
-        ln_row_forward_##SUFFIX##_fn row_forward = PICK;                                   \
+        void (*row_forward)(const REAL *, const REAL *, const REAL *, int64_t, REAL, REAL *, \
+                            REAL *, REAL *) = PICK;                                         \
         int nth = fn_threads_for(rows * dim, MIN_ELEMENTS_PER_THREAD, n_threads);           \
         (void)nth; /* FN_PARALLEL drops it without OpenMP */                                \
         FN_PARALLEL(nth) {                                                                  \
@@ -255,7 +230,7 @@ static int valid_sizes(int64_t rows, int64_t dim) { return rows >= 0 && dim >= 1
         return FN_OK;                                                                       \
     }
 
-DEFINE_LN_FORWARD(float, f32, pick_row_forward_f32())
+DEFINE_LN_FORWARD(float, f32, fn_kernels()->layernorm->row_forward)
 DEFINE_LN_FORWARD(double, f64, ln_row_forward_f64)
 
 /* Columns first (they read dy), then rows (dx may overwrite dy). */
@@ -266,8 +241,10 @@ DEFINE_LN_FORWARD(double, f64, ln_row_forward_f64)
                                               REAL *dx, REAL *dgamma, REAL *dbeta,          \
                                               int n_threads) {                              \
         if (!valid_sizes(rows, dim)) return FN_ERR_ARG;                                     \
-        ln_row_backward_##SUFFIX##_fn row_backward = PICK_ROW;                             \
-        ln_columns_##SUFFIX##_fn columns = PICK_COLUMNS;                                   \
+        void (*row_backward)(const REAL *, const REAL *, const REAL *, REAL, REAL, int64_t, \
+                             REAL *) = PICK_ROW;                                            \
+        void (*columns)(const REAL *, const REAL *, const REAL *, const REAL *, int64_t,    \
+                        int64_t, int64_t, int64_t, REAL *, REAL *) = PICK_COLUMNS;          \
         int nth = fn_threads_for(rows * dim, MIN_ELEMENTS_PER_THREAD, n_threads);           \
         int64_t units = (dim + COLUMN_UNIT - 1) / COLUMN_UNIT;                              \
         int nth_columns = nth < units ? nth : (int)units;                                   \
@@ -288,5 +265,5 @@ DEFINE_LN_FORWARD(double, f64, ln_row_forward_f64)
         return FN_OK;                                                                       \
     }
 
-DEFINE_LN_BACKWARD(float, f32, pick_row_backward_f32(), pick_columns_f32())
+DEFINE_LN_BACKWARD(float, f32, fn_kernels()->layernorm->row_backward, fn_kernels()->layernorm->columns)
 DEFINE_LN_BACKWARD(double, f64, ln_row_backward_f64, ln_columns_f64)

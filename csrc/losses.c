@@ -7,6 +7,7 @@
  * gradient: such a batch contributes nothing to training.
  */
 #include "elementwise_internal.h"
+#include "kernels.h"
 
 /* Row elements per thread for cross-entropy (exp-bound). */
 #define XENT_PER_THREAD (1 << 13)
@@ -171,30 +172,23 @@ fn_status fn_softmax_xent_f64(const double *logits, const int64_t *labels,
 MSE_CHUNK(float, f32)
 MSE_CHUNK(double, f64)
 
-static double mse_chunk_f32(const float *p, const float *t, float *g, float s, int64_t b, int64_t e) {
-    return mse_chunk_body_f32(p, t, g, s, b, e);
-}
-#if defined(__x86_64__) || defined(_M_X64)
-FN_TARGET_AVX2 static double mse_chunk_avx2(const float *p, const float *t, float *g, float s, int64_t b, int64_t e) {
-    return mse_chunk_body_f32(p, t, g, s, b, e);
-}
-FN_TARGET_AVX512 static double mse_chunk_avx512(const float *p, const float *t, float *g, float s, int64_t b, int64_t e) {
-    return mse_chunk_body_f32(p, t, g, s, b, e);
-}
-#endif
+/* The set of one CPU path (see kernels.h): the mse chunk compiled for it. */
+struct fn_loss_kernels {
+    double (*mse_chunk)(const float *p, const float *t, float *grad, float scale, int64_t begin, int64_t end);
+};
 
-typedef double (*mse_chunk_fn)(const float *, const float *, float *, float, int64_t, int64_t);
+#define MSE_TARGET(ATTR, SFX)                                                                  \
+    ATTR static double mse_chunk_##SFX(const float *p, const float *t, float *g, float s,     \
+                                       int64_t b, int64_t e) {                                \
+        return mse_chunk_body_f32(p, t, g, s, b, e);                                          \
+    }                                                                                         \
+    const fn_loss_kernels fn_losses_##SFX = {mse_chunk_##SFX};
 
-static mse_chunk_fn mse_chunk_for_path(void) {
-#if defined(__x86_64__) || defined(_M_X64)
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: return mse_chunk_avx512;
-    case FN_CPU_AVX2: return mse_chunk_avx2;
-    default: break;
-    }
+MSE_TARGET(, generic)
+#ifdef FN_SIMD_X86
+MSE_TARGET(FN_TARGET_AVX2, avx2)
+MSE_TARGET(FN_TARGET_AVX512, avx512)
 #endif
-    return mse_chunk_f32;
-}
 
 fn_status fn_mse_f32(const float *pred, const float *target, int64_t n,
                      double *loss, float *dpred, int n_threads) {
@@ -203,10 +197,10 @@ fn_status fn_mse_f32(const float *pred, const float *target, int64_t n,
         *loss = 0.0;
         return FN_OK;
     }
-    mse_chunk_fn chunk = mse_chunk_for_path();
+    const fn_loss_kernels *k = fn_kernels()->losses;
     float scale = (float)(2.0 / (double)n);
     double total;
-    FN_CHUNKED_SUM(n, LOSS_PER_THREAD, n_threads, total, chunk(pred, target, dpred, scale, begin, end));
+    FN_CHUNKED_SUM(n, LOSS_PER_THREAD, n_threads, total, k->mse_chunk(pred, target, dpred, scale, begin, end));
     *loss = total / (double)n;
     return FN_OK;
 }

@@ -8,6 +8,7 @@
  * not depend on how the buffer is split over threads.
  */
 #include "elementwise_internal.h"
+#include "kernels.h"
 
 /* Elements per thread: these loops stream 3-7 arrays at memory speed. */
 #define STEP_PER_THREAD (1 << 15)
@@ -74,12 +75,13 @@ OPTIM_BODIES(double, f64)
 
 /* ---- float32 kernels per target ----------------------------------------- */
 
-typedef struct {
+/* The set of one CPU path (see kernels.h). */
+struct fn_optim_kernels {
     void (*sgd)(float *, const float *, float *, int64_t, float, float, float, int);
     void (*adam)(float *, const float *, float *, float *, int64_t, float, float, float, float, float, float, float);
     double (*sumsq)(const float *, int64_t, int64_t);
     void (*scale)(float *, int64_t, float);
-} optim_kernels_f32;
+};
 
 #define OPTIM_TARGET(ATTR, SFX)                                                                       \
     ATTR static void sgd_##SFX(float *w, const float *g, float *v, int64_t n, float lr, float mom,    \
@@ -92,24 +94,13 @@ typedef struct {
     }                                                                                                 \
     ATTR static double sumsq_##SFX(const float *x, int64_t b, int64_t e) { return sumsq_body_f32(x, b, e); } \
     ATTR static void scale_##SFX(float *x, int64_t n, float s) { scale_body_f32(x, n, s); }         \
-    static const optim_kernels_f32 kernels_##SFX = {sgd_##SFX, adam_##SFX, sumsq_##SFX, scale_##SFX};
+    const fn_optim_kernels fn_optim_##SFX = {sgd_##SFX, adam_##SFX, sumsq_##SFX, scale_##SFX};
 
 OPTIM_TARGET(, generic)
-#if defined(__x86_64__) || defined(_M_X64)
+#ifdef FN_SIMD_X86
 OPTIM_TARGET(FN_TARGET_AVX2, avx2)
 OPTIM_TARGET(FN_TARGET_AVX512, avx512)
 #endif
-
-static const optim_kernels_f32 *kernels_f32(void) {
-#if defined(__x86_64__) || defined(_M_X64)
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: return &kernels_avx512;
-    case FN_CPU_AVX2: return &kernels_avx2;
-    default: break;
-    }
-#endif
-    return &kernels_generic;
-}
 
 /* ---- threading ---------------------------------------------------------- */
 
@@ -141,7 +132,7 @@ fn_status fn_sgd_step_f32(float *w, const float *g, float *velocity, int64_t n,
                           float lr, float momentum, float weight_decay, int nesterov,
                           int n_threads) {
     if (!sgd_args_ok(w, g, velocity, n, momentum)) return FN_ERR_ARG;
-    const optim_kernels_f32 *k = kernels_f32();
+    const fn_optim_kernels *k = fn_kernels()->optim;
     RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
               k->sgd(w + lo, g + lo, velocity ? velocity + lo : NULL, hi - lo, lr, momentum, weight_decay, nesterov));
     return FN_OK;
@@ -173,7 +164,7 @@ fn_status fn_adam_step_f32(float *w, const float *g, float *m, float *v, int64_t
     if (!adam_factors(lr, beta1, beta2, eps, step, &step_size, &inv_bc2)) return FN_ERR_ARG;
     float l2 = decoupled ? 0.0f : weight_decay;
     float shrink = decoupled ? (float)(1.0 - (double)lr * weight_decay) : 1.0f;
-    const optim_kernels_f32 *k = kernels_f32();
+    const fn_optim_kernels *k = fn_kernels()->optim;
     RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
               k->adam(w + lo, g + lo, m + lo, v + lo, hi - lo, beta1, beta2, eps, l2, shrink,
                       (float)step_size, (float)inv_bc2));
@@ -200,7 +191,7 @@ fn_status fn_sum_squares_f32(const float *x, int64_t n, double *out, int n_threa
         *out = 0.0;
         return FN_OK;
     }
-    const optim_kernels_f32 *k = kernels_f32();
+    const fn_optim_kernels *k = fn_kernels()->optim;
     double total;
     FN_CHUNKED_SUM(n, SUMSQ_PER_THREAD, n_threads, total, k->sumsq(x, begin, end));
     *out = total;
@@ -221,7 +212,7 @@ fn_status fn_sum_squares_f64(const double *x, int64_t n, double *out, int n_thre
 
 fn_status fn_scale_f32(float *x, int64_t n, float scale, int n_threads) {
     if (n < 0 || (n > 0 && !x)) return FN_ERR_ARG;
-    const optim_kernels_f32 *k = kernels_f32();
+    const fn_optim_kernels *k = fn_kernels()->optim;
     RUN_SPLIT(n, STEP_PER_THREAD, n_threads, k->scale(x + lo, hi - lo, scale));
     return FN_OK;
 }

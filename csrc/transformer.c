@@ -3,7 +3,7 @@
  */
 #include <string.h>
 
-#include "fn_internal.h"
+#include "kernels.h"
 
 /* Elements per thread below which another thread does not pay: these loops
  * run at about one element per ns, and on a busy machine a woken thread can
@@ -12,6 +12,16 @@
 #define MIN_HASH_PER_THREAD (1 << 18)
 /* Columns handed to one thread in the scatter-add: a whole cache line. */
 #define SCATTER_COLUMN_UNIT 16
+
+/* The float32 loops of one CPU path (see kernels.h); the sets are at the end. */
+struct fn_transformer_kernels {
+    void (*scatter_columns)(const int64_t *ids, int64_t n, const float *dout, int64_t dim,
+                            float *dtable, int64_t c0, int64_t c1);
+    void (*dropout_run)(const float *x, float *y, uint8_t *mask, int64_t count, uint32_t first,
+                        uint32_t key, uint32_t threshold, float scale);
+    void (*dropout_masked)(const float *dy, const uint8_t *mask, float *dx, int64_t n, float scale);
+    void (*add_range)(const float *a, const float *b, float *out, int64_t n);
+};
 
 /* ---- embedding --------------------------------------------------------- */
 
@@ -61,16 +71,10 @@ DEFINE_EMBEDDING_FORWARD(double, f64)
     }
 
 DEFINE_SCATTER_COLUMNS(float, scatter_columns_f32, )
+#ifdef FN_SIMD_X86
 DEFINE_SCATTER_COLUMNS(float, scatter_columns_f32_avx2, FN_TARGET_AVX2)
+#endif
 DEFINE_SCATTER_COLUMNS(double, scatter_columns_f64, )
-
-static void scatter_columns_f32_dispatch(const int64_t *ids, int64_t n, const float *dout,
-                                         int64_t dim, float *dtable, int64_t c0, int64_t c1) {
-    if (fn_cpu_get_path() != FN_CPU_GENERIC)
-        scatter_columns_f32_avx2(ids, n, dout, dim, dtable, c0, c1);
-    else
-        scatter_columns_f32(ids, n, dout, dim, dtable, c0, c1);
-}
 
 /* Threads split the columns (in whole cache lines), so every element of
  * dtable is summed by one thread in the order of the ids: deterministic for
@@ -96,7 +100,7 @@ static void scatter_columns_f32_dispatch(const int64_t *ids, int64_t n, const fl
         return FN_OK;                                                                       \
     }
 
-DEFINE_EMBEDDING_BACKWARD(float, f32, scatter_columns_f32_dispatch)
+DEFINE_EMBEDDING_BACKWARD(float, f32, fn_kernels()->transformer->scatter_columns)
 DEFINE_EMBEDDING_BACKWARD(double, f64, scatter_columns_f64)
 
 /* ---- dropout ----------------------------------------------------------- */
@@ -140,18 +144,11 @@ static uint32_t dropout_block_key(uint64_t seed, int64_t i) {
     }
 
 DEFINE_DROPOUT_RUN(float, uint32_t, dropout_run_f32, )
+#ifdef FN_SIMD_X86
 DEFINE_DROPOUT_RUN(float, uint32_t, dropout_run_f32_avx2, FN_TARGET_AVX2)
 DEFINE_DROPOUT_RUN(float, uint32_t, dropout_run_f32_avx512, FN_TARGET_AVX512)
+#endif
 DEFINE_DROPOUT_RUN(double, uint64_t, dropout_run_f64, )
-
-static void dropout_run_f32_dispatch(const float *x, float *y, uint8_t *mask, int64_t count,
-                                     uint32_t first, uint32_t key, uint32_t threshold, float scale) {
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: dropout_run_f32_avx512(x, y, mask, count, first, key, threshold, scale); break;
-    case FN_CPU_AVX2: dropout_run_f32_avx2(x, y, mask, count, first, key, threshold, scale); break;
-    default: dropout_run_f32(x, y, mask, count, first, key, threshold, scale);
-    }
-}
 
 #define DEFINE_DROPOUT_MASKED(REAL, UINT, NAME, TARGET)                                     \
     TARGET static void NAME(const REAL *restrict dy, const uint8_t *restrict mask,          \
@@ -164,16 +161,10 @@ static void dropout_run_f32_dispatch(const float *x, float *y, uint8_t *mask, in
     }
 
 DEFINE_DROPOUT_MASKED(float, uint32_t, dropout_masked_f32, )
+#ifdef FN_SIMD_X86
 DEFINE_DROPOUT_MASKED(float, uint32_t, dropout_masked_f32_avx2, FN_TARGET_AVX2)
+#endif
 DEFINE_DROPOUT_MASKED(double, uint64_t, dropout_masked_f64, )
-
-static void dropout_masked_f32_dispatch(const float *dy, const uint8_t *mask, float *dx,
-                                        int64_t n, float scale) {
-    if (fn_cpu_get_path() != FN_CPU_GENERIC)
-        dropout_masked_f32_avx2(dy, mask, dx, n, scale);
-    else
-        dropout_masked_f32(dy, mask, dx, n, scale);
-}
 
 static int dropout_p_valid(double p) { return p >= 0.0 && p < 1.0; }
 
@@ -213,7 +204,7 @@ static int dropout_p_valid(double p) { return p >= 0.0 && p < 1.0; }
         return FN_OK;                                                                       \
     }
 
-DEFINE_DROPOUT(float, f32, dropout_run_f32_dispatch, dropout_masked_f32_dispatch)
+DEFINE_DROPOUT(float, f32, fn_kernels()->transformer->dropout_run, fn_kernels()->transformer->dropout_masked)
 DEFINE_DROPOUT(double, f64, dropout_run_f64, dropout_masked_f64)
 
 /* ---- residual add ------------------------------------------------------ */
@@ -226,17 +217,11 @@ DEFINE_DROPOUT(double, f64, dropout_run_f64, dropout_masked_f64)
     }
 
 DEFINE_ADD_RANGE(float, add_range_f32, )
+#ifdef FN_SIMD_X86
 DEFINE_ADD_RANGE(float, add_range_f32_avx2, FN_TARGET_AVX2)
 DEFINE_ADD_RANGE(float, add_range_f32_avx512, FN_TARGET_AVX512)
+#endif
 DEFINE_ADD_RANGE(double, add_range_f64, )
-
-static void add_range_f32_dispatch(const float *a, const float *b, float *out, int64_t n) {
-    switch (fn_cpu_get_path()) {
-    case FN_CPU_AVX512: add_range_f32_avx512(a, b, out, n); break;
-    case FN_CPU_AVX2: add_range_f32_avx2(a, b, out, n); break;
-    default: add_range_f32(a, b, out, n);
-    }
-}
 
 #define DEFINE_ADD(REAL, SUFFIX, RANGE)                                                     \
     fn_status fn_add_##SUFFIX(const REAL *a, const REAL *b, REAL *out, int64_t n,           \
@@ -256,5 +241,21 @@ static void add_range_f32_dispatch(const float *a, const float *b, float *out, i
         return FN_OK;                                                                       \
     }
 
-DEFINE_ADD(float, f32, add_range_f32_dispatch)
+DEFINE_ADD(float, f32, fn_kernels()->transformer->add_range)
 DEFINE_ADD(double, f64, add_range_f64)
+
+/* ---- kernel sets --------------------------------------------------------- */
+
+/* AVX-512 runs the AVX2 builds of the scatter-add and of the masked copy
+ * (there is no AVX-512 build of those two). */
+const fn_transformer_kernels fn_transformer_generic = {
+    scatter_columns_f32, dropout_run_f32, dropout_masked_f32, add_range_f32,
+};
+#ifdef FN_SIMD_X86
+const fn_transformer_kernels fn_transformer_avx2 = {
+    scatter_columns_f32_avx2, dropout_run_f32_avx2, dropout_masked_f32_avx2, add_range_f32_avx2,
+};
+const fn_transformer_kernels fn_transformer_avx512 = {
+    scatter_columns_f32_avx2, dropout_run_f32_avx512, dropout_masked_f32_avx2, add_range_f32_avx512,
+};
+#endif

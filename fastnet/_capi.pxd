@@ -41,6 +41,7 @@ cdef extern from "fastnet.h" nogil:
     fn_status fn_cpu_set_path(fn_cpu_path path) noexcept
     fn_cpu_path fn_cpu_get_path() noexcept
     const char *fn_cpu_path_name(fn_cpu_path path) noexcept
+    const char *fn_kernel_table_name() noexcept
     ctypedef enum fn_mma_path:
         FN_MMA_GENERIC
         FN_MMA_AVX512_VNNI

@@ -128,6 +128,11 @@ def get_cpu_path():
     return fn_cpu_path_name(fn_cpu_get_path()).decode()
 
 
+def kernel_table():
+    """The CPU path whose kernel table the float32 kernels run from now."""
+    return fn_kernel_table_name().decode()
+
+
 def current_path_name():
     """The FASTNET_CPU name of what runs now (the low-precision path's name
     when it is above generic, else the float32 path's): set_cpu_path of it
