@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet import _kernels
-
 from conftest import CPU_PATHS, LOWP_PATHS
+from fastnet import _kernels
 
 
 def test_the_table_follows_the_cpu_path(cpu_path):
