@@ -1,20 +1,30 @@
 """Load test of the translation service with locust (headless, bounded), against 127.0.0.1 only.
 
-    python bench/bench_serve_load.py                      # the README table and plot (a few minutes)
+    python bench/bench_serve_load.py --json demo.json     # the demo's model: table and plot (a few minutes)
+    python bench/bench_serve_load.py --model sv.safetensors --pairs tatoeba-eng-swe.tsv --label "real text" \
+        --json real.json                                  # a model from `fastnet train-translator`
+    python bench/bench_serve_load.py --plot demo.json real.json --png serve_load.png   # one plot of both
     python bench/bench_serve_load.py --users 1 8 --seconds 10 --configs on
     python bench/bench_serve_load.py --count-check 10000  # /metrics counts vs the client's, RSS steadiness
     python -m pytest bench/bench_serve_load.py --benchmark-only   # one small round
 
 Each configuration (micro-batching off, on, and on with 2 worker processes;
-one kernel thread per process) serves a toy model with the demo's
-architecture from its own process; locust (a third process) sends one
-sentence per request from 1, 8 and 32 users, each run bounded by users,
-time and request count. Side by side, the same model translates the same
-sentences in-process on batches of 32 (1 and 2 kernel threads): the target
-is a service at 32 users reaching 0.8x of that. The machine is shared, so
-the load average is printed with every result.
+one kernel thread per process) serves the model from its own process;
+locust (a third process) sends one sentence per request from 1, 8 and 32
+users, each run bounded by users, time and request count. Without --model
+the model is a toy one with the demo's architecture (d_model 64, word
+tokens) and the sentences are toy ones; --pairs takes English sentences from
+a pair file for a model trained on real text. Side by side, the same model
+translates the same sentences in-process on batches of 32 (1 and 2 kernel
+threads): the target is a service at 32 users reaching 0.8x of that.
+
+The load generator runs on the same cores as the server: every row gives
+the CPU time per request of both (server processes, locust), and the run
+prints the CPU, the kernel path and the load average (the machine may be
+shared).
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -119,9 +129,34 @@ def load_average():
     return round(os.getloadavg()[0], 1)
 
 
-def measure(model, users=(1, 8, 32), seconds=20, max_requests=20000, configs=tuple(CONFIGS), to="sv"):
-    sentences = held_out_sentences(2000)
-    results = {"rows": [], "in_process": {}}
+def pair_file_sentences(path, n=2000, max_words=12, seed=1):
+    """n distinct English sentences (at most max_words words) from a tab-separated pair file, in a
+    fixed random order."""
+    with open(path, encoding="utf-8") as f:
+        english = dict.fromkeys(line.split("\t", 1)[0].strip() for line in f if "\t" in line)
+    english = [s for s in english if s and len(s.split()) <= max_words]
+    order = np.random.default_rng(seed).permutation(len(english))[:n]
+    return [english[i] for i in order]
+
+
+def machine():
+    """What the numbers were measured on: CPU, cores, fastnet's kernel path, the server's event loop and parser."""
+    import importlib.util
+
+    import fastnet
+
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    has = importlib.util.find_spec
+    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_path": fastnet.config()["cpu_path"],
+            "loop": "uvloop" if has("uvloop") else "asyncio", "http": "httptools" if has("httptools") else "h11"}
+
+
+def measure(model, users=(1, 8, 32), seconds=20, max_requests=20000, configs=tuple(CONFIGS), to="sv",
+            sentences=None, label="demo architecture, toy sentences"):
+    sentences = sentences or held_out_sentences(2000)
+    results = {"rows": [], "in_process": {}, "label": label, "machine": machine(), "load_before": load_average()}
     with tempfile.TemporaryDirectory() as tmp:
         sentences_file = os.path.join(tmp, "sentences.txt")
         with open(sentences_file, "w", encoding="utf-8") as f:
@@ -141,6 +176,7 @@ def measure(model, users=(1, 8, 32), seconds=20, max_requests=20000, configs=tup
                     row["server_cpu_ms"] = (server.cpu_seconds() - cpu) * 1e3 / max(1, row["requests"])
                     results["rows"].append(row)
                     print(format_row(row, results["in_process"][1]), flush=True)
+    results["load_after"] = load_average()
     return results
 
 
@@ -156,36 +192,45 @@ def table(results):
               "per request | client CPU ms per request | 200s/sent | load avg |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [format_row(row, results["in_process"][1]) for row in results["rows"]]
+    m = results["machine"]
+    lines.append(f"Model: {results['label']}. {m['cpu']}, {m['cores']} cores, fastnet path {m['cpu_path']}, server "
+                 f"{m['http']} + {m['loop']}; load average {results['load_before']} before, "
+                 f"{results['load_after']} after.")
     lines.append(f"In-process Translator.translate on batches of 32: {results['in_process'][1]:.0f} sentences/s "
                  f"(1 thread), {results['in_process'][2]:.0f} (2 threads); {results['in_process_cpu_ms']:.2f} CPU ms "
                  f"per sentence (1 thread).")
     return "\n".join(lines)
 
 
-def plot(results, path):
+def plot(all_results, path):
+    """Throughput and latency against users, one row of two panels per model (a list of `measure` results)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for config in dict.fromkeys(row["config"] for row in results["rows"]):
-        rows = [r for r in results["rows"] if r["config"] == config]
-        users = [r["users"] for r in rows]
-        left.plot(users, [r["sentences_per_s"] for r in rows], marker="o", label=f"batching {config}"
-                  if config != "2 workers" else "batching on, 2 workers")
-        right.plot(users, [r["p99_ms"] for r in rows], marker="o", label=config)
-        right.plot(users, [r["p50_ms"] for r in rows], marker=".", linestyle=":", color=right.lines[-1].get_color())
-    left.axhline(results["in_process"][1], color="gray", linestyle="--", label="in-process, batches of 32")
-    left.axhline(0.8 * results["in_process"][1], color="gray", linestyle=":", label="0.8x in-process")
-    left.set(xscale="log", xlabel="concurrent users (1 sentence per request)", ylabel="sentences / s",
-             title="throughput")
-    right.set(xscale="log", yscale="log", xlabel="concurrent users", ylabel="ms", title="latency: p99 (solid), p50")
-    left.legend(fontsize=8)
-    for ax in (left, right):
-        ax.set_xticks([1, 8, 32], ["1", "8", "32"])
+    fig, axes = plt.subplots(len(all_results), 2, figsize=(10, 4 * len(all_results)), squeeze=False)
+    for (left, right), results in zip(axes, all_results):
+        for config in dict.fromkeys(row["config"] for row in results["rows"]):
+            rows = [r for r in results["rows"] if r["config"] == config]
+            users = [r["users"] for r in rows]
+            left.plot(users, [r["sentences_per_s"] for r in rows], marker="o", label=f"batching {config}"
+                      if config != "2 workers" else "batching on, 2 workers")
+            right.plot(users, [r["p99_ms"] for r in rows], marker="o", label=config)
+            right.plot(users, [r["p50_ms"] for r in rows], marker=".", linestyle=":",
+                       color=right.lines[-1].get_color())
+        left.axhline(results["in_process"][1], color="gray", linestyle="--", label="in-process, batches of 32")
+        left.axhline(0.8 * results["in_process"][1], color="gray", linestyle=":", label="0.8x in-process")
+        left.set(xscale="log", xlabel="concurrent users (1 sentence per request)", ylabel="sentences / s",
+                 title=f"throughput: {results['label']}")
+        right.set(xscale="log", yscale="log", xlabel="concurrent users", ylabel="ms",
+                  title="latency: p99 (solid), p50 (dotted)")
+        left.set_ylim(bottom=0)
+        left.legend(fontsize=8)
+        for ax in (left, right):
+            ax.set_xticks([1, 8, 32], ["1", "8", "32"])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -243,25 +288,41 @@ def test_locust_load(benchmark, tmp_path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="a saved Translator (default: train a small toy one)")
+    parser.add_argument("--pairs", help="take the English sentences of this pair file (default: toy sentences)")
+    parser.add_argument("--label", default=None, help="what the model is, for the table and the plot")
+    parser.add_argument("--to", default="sv", help="target language")
     parser.add_argument("--users", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=int, default=20, help="time bound of each run")
     parser.add_argument("--max-requests", type=int, default=20000, help="request bound of each run")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--png", default=os.path.join(ROOT, "serve_load.png"))
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--plot", nargs="+", metavar="JSON", help="instead: plot these saved results into --png")
     parser.add_argument("--count-check", type=int, default=0, metavar="N",
                         help="instead: N requests, compare /metrics with the client's counts and RSS")
     args = parser.parse_args(argv)
+    if args.plot:
+        saved = []
+        for name in args.plot:
+            with open(name, encoding="utf-8") as f:
+                saved.append(json.load(f, object_hook=lambda d: {int(k) if k.isdigit() else k: v
+                                                                 for k, v in d.items()}))
+        plot(saved, args.png)
+        print(f"plot: {args.png}")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or train_model(os.path.join(tmp, "translator.safetensors"))
         if args.count_check:
             report = count_check(model, args.count_check)
             print(json.dumps(report, indent=1))
             return 0 if report["client"] == report["server"] else 1
+        sentences = pair_file_sentences(args.pairs) if args.pairs else None
+        label = args.label or (os.path.basename(args.model) if args.model else "demo architecture, toy sentences")
         print(f"load average before: {os.getloadavg()}", flush=True)
-        results = measure(model, args.users, args.seconds, args.max_requests, args.configs)
+        results = measure(model, args.users, args.seconds, args.max_requests, args.configs, args.to, sentences,
+                          label)
     print(table(results))
-    plot(results, args.png)
+    plot([results], args.png)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)

@@ -5,6 +5,8 @@ units; He scales by fan-in only and suits ReLU-like units, which zero half
 their inputs. All draws come from the Generator passed in, so a network's
 seed fixes its starting weights.
 """
+import math
+
 import numpy as np
 
 _RELU_LIKE = {"relu", "leaky_relu", "gelu"}
@@ -32,6 +34,12 @@ def lecun_normal(shape, rng, fan_in, fan_out):
     return rng.normal(0.0, np.sqrt(1.0 / fan_in), size=shape)
 
 
+def embedding_normal(shape, rng, fan_in, fan_out):
+    """N(0, 1/fan_out) for a (vocabulary, width) table: after the transformer's sqrt(width) scale
+    every entry of a token vector is of unit size."""
+    return rng.normal(0.0, 1.0 / math.sqrt(fan_out), size=shape)
+
+
 def zeros(shape, rng, fan_in, fan_out):
     return np.zeros(shape)
 
@@ -44,6 +52,7 @@ INITIALIZERS = {
     "he_uniform": he_uniform,
     "he_normal": he_normal,
     "lecun_normal": lecun_normal,
+    "embedding_normal": embedding_normal,
     "zeros": zeros,
 }
 

@@ -1,9 +1,13 @@
 """Network: layers stacked into a model you can fit, evaluate, predict with, save and load."""
+from __future__ import annotations
+
 import math
+import os
 import time
-from typing import Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fastnet import io as _io
 from fastnet import losses as _losses
@@ -18,6 +22,7 @@ from fastnet.layers import quantized as _quantized
 from fastnet.layers.base import check_precision, set_precision
 from fastnet.step import check_loss, train_step
 
+PathLike = Union[str, "os.PathLike[str]"]
 _PREDICT_CHUNK = 4096  # rows per forward pass at inference: bounds the memory of big inputs
 _FORMAT_VERSION = 1
 
@@ -46,8 +51,9 @@ class Network:
     losses stay float32; the model file is float32 either way.
     """
 
-    def __init__(self, layers, loss="softmax_cross_entropy", optimizer=None, seed=0, dtype=np.float32,
-                 precision="float32"):
+    def __init__(self, layers: Iterable[Layer], loss: Union[str, _losses.Loss] = "softmax_cross_entropy",
+                 optimizer: Union[None, str, _optimizers.Optimizer] = None, seed: int = 0, dtype=np.float32,
+                 precision: str = "float32"):
         layers = list(layers)
         if not layers:
             raise ValueError("a Network needs at least one layer")
@@ -99,16 +105,16 @@ class Network:
             width = getattr(layer, "n_out", width)
 
     @property
-    def precision(self):
+    def precision(self) -> str:
         """'float32' or 'bf16': the precision of the matrix products (settable)."""
         return self._precision
 
     @precision.setter
-    def precision(self, value):
+    def precision(self, value: str) -> None:
         self._precision = check_precision(value, self.dtype)
         set_precision(self.layers, value)
 
-    def quantize(self, mode="int8"):
+    def quantize(self, mode: str = "int8") -> "Network":
         """Quantise the weight matrices to int8 (one scale per output channel) for
         inference; activations are quantised per row as they arrive. Training is
         refused afterwards. Saved files hold the int8 weights (about 4x smaller)
@@ -163,15 +169,15 @@ class Network:
         return np.concatenate(parts)
 
     # ---- the training step, as public pieces (see fastnet/step.py) ----------
-    def prepare_data(self, X, y) -> Tuple[np.ndarray, np.ndarray]:
+    def prepare_data(self, X: ArrayLike, y: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """(X, y) checked and converted to what forward_loss takes; ValueError naming what is wrong."""
         return self._check_data(X, y)
 
-    def begin_training(self, X, y) -> None:
+    def begin_training(self, X: np.ndarray, y: np.ndarray) -> None:
         """Before the first step on (X, y): nothing to prepare for a Network (an ImageDecoder
         starts from the mean picture)."""
 
-    def use_optimizer(self, optimizer=None):
+    def use_optimizer(self, optimizer: Union[None, str, _optimizers.Optimizer] = None) -> _optimizers.Optimizer:
         """Bind `optimizer` (an instance or a name) to this network's parameters; None keeps the current one.
         Returns the optimizer in use."""
         if optimizer is not None:
@@ -234,7 +240,7 @@ class Network:
         loss = self.optimizer.step(batch_loss)
         return loss, self._forward(x, False)
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float:
         """One training step (forward, backward, optimizer update) on a batch; returns the batch loss."""
         self._check_trainable()
         x = self._check_X(x)
@@ -268,8 +274,9 @@ class Network:
         # The last rows, before any shuffling, as Keras does: the split never changes between runs.
         return X[:-n_val], y[:-n_val], (X[-n_val:], y[-n_val:])
 
-    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, shuffle=True,
-            callbacks=(), verbose=1):
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
+            validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None, validation_split: float = 0.0,
+            shuffle: bool = True, callbacks: Union[Callback, Iterable[Callback]] = (), verbose: int = 1) -> History:
         """Train on (X, y) for `epochs` passes in mini-batches; returns this run's History.
 
         verbose: 0 silent, 1 a progress bar per epoch (loss, samples/s), 2 one line per epoch.
@@ -383,15 +390,15 @@ class Network:
                     dynamic_ncols=True)
 
     # ---- inference and evaluation -------------------------------------------
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Class labels for classifiers, values for regression."""
         return self.loss.predict(self._output(self._check_X(X)))
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (softmax) or per-output probabilities (sigmoid) for classifiers."""
         return self.loss.predict_proba(self._output(self._check_X(X)))
 
-    def evaluate(self, X, y):
+    def evaluate(self, X: ArrayLike, y: ArrayLike) -> Dict[str, float]:
         """{'loss': ..., 'accuracy': ...} for classifiers, {'loss', 'mse', 'mae'} for regression."""
         X, y = self._check_data(X, y)
         return self._evaluate_checked(X, y)
@@ -402,7 +409,7 @@ class Network:
         return {"loss": float(loss), **self.loss.metrics(out, y)}
 
     # ---- description -------------------------------------------------------
-    def summary(self, print_fn=print):
+    def summary(self, print_fn: Optional[Callable[[str], Any]] = print) -> str:
         """A table of layers, output shapes and parameter counts; printed and returned."""
         rows = [("#", "layer", "output shape", "params")]
         shape = (None, self.n_features)
@@ -427,7 +434,7 @@ class Network:
     def __repr__(self):
         return f"Network({len(self.layers)} layers, {len(self.store)} parameters, loss={self.loss.name!r})"
 
-    def to_onnx(self, path, proba=False):
+    def to_onnx(self, path: PathLike, proba: bool = False):
         """Write this network as an ONNX graph (input "input" -> "output", or "probabilities" with proba=True);
         needs `pip install "fastnet[onnx]"`."""
         from fastnet.export.onnx import network_to_onnx
@@ -435,11 +442,11 @@ class Network:
         return network_to_onnx(self, path, proba=proba)
 
     # ---- files ---------------------------------------------------------------
-    def architecture(self):
+    def architecture(self) -> Dict[str, Any]:
         return {"layers": [layer_to_config(layer) for layer in self.layers], "loss": self.loss.name,
                 "dtype": self.dtype.name, "precision": self.precision}
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write weights, architecture, optimizer state and RNG state to a safetensors file, atomically."""
         tensors, opt_meta = self._tensors()
         metadata = {
@@ -514,7 +521,7 @@ class Network:
         return net
 
 
-def load(path):
+def load(path: PathLike):
     """Load a model file saved by `Network.save` (or any registered kind, e.g. a Translator)."""
     return _io.load(path)
 

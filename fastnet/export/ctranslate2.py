@@ -30,7 +30,7 @@ def _vocabulary(size):
 
 def _linear(spec, layer):
     spec.weight = np.ascontiguousarray(layer.params["w"].T, np.float32)
-    if layer.bias:
+    if "b" in layer.params:
         spec.bias = np.ascontiguousarray(layer.params["b"], np.float32)
 
 

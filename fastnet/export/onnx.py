@@ -212,7 +212,7 @@ def network_to_onnx(net, path, proba=False):
 
 # ---- Translator ---------------------------------------------------------------------
 def _weights(linear):
-    """(w, b or None) of a fastnet.seq2seq Linear (or a TiedOutput, whose w is the embedding's table.T)."""
+    """(w, b or None) of a transformer projection, a Dense (or a TiedOutput, whose w is the embedding's table.T)."""
     w = linear.params["w"] if "w" in linear.params else np.ascontiguousarray(linear.weight)
     return w, linear.params.get("b")
 

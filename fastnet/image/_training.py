@@ -70,25 +70,30 @@ def _train_epoch(decoder, train, batch_size, rng, epoch, epochs, verbose, deadli
     starts = range(0, reps.shape[0], batch_size)
     bar = _progress(len(starts), epoch, epochs, verbose)
     total, seen = 0.0, 0
+    for step, start in enumerate(starts):
+        idx = order[start:start + batch_size]
+        loss = _step(decoder, reps[idx], targets[idx], epoch, step, bar)
+        total += loss * len(idx)
+        seen += len(idx)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / seen:.5f}", refresh=False)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    if bar is not None:
+        bar.close()
+    return total / seen
+
+
+def _step(decoder, reps, targets, epoch, step, bar):
+    """The shared training step; a non-finite loss or gradient ends training, the weights unchanged."""
     try:
-        for step, start in enumerate(starts):
-            idx = order[start:start + batch_size]
-            try:
-                loss, _ = train_step(decoder, (reps[idx], targets[idx]))
-            except FloatingPointError as exc:
-                raise FloatingPointError(f"{exc} at epoch {epoch + 1}, step {step + 1}; training stopped with the "
-                                         f"weights of the last good step. Try a smaller learning rate") from None
-            total += loss * len(idx)
-            seen += len(idx)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{total / seen:.5f}", refresh=False)
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-    finally:
+        return train_step(decoder, (reps, targets))[0]
+    except FloatingPointError as exc:
         if bar is not None:
             bar.close()
-    return total / seen
+        raise FloatingPointError(f"{exc} at epoch {epoch + 1}, step {step + 1}; training stopped with the weights "
+                                 f"of the last good step. Try a smaller learning rate") from None
 
 
 def _progress(n_batches, epoch, epochs, verbose):

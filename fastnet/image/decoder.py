@@ -12,14 +12,19 @@ learned faster in the first epochs -- all a few-minute budget allows -- than
 a head that composites a predicted shape mask with a predicted colour (that
 one ended lower only after many more epochs).
 """
-import math
-from typing import Optional, Tuple
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fastnet import io, ops
 from fastnet.checks import positive_int
-from fastnet.layers.base import Layer, ParameterStore, check_affordable, check_precision
+from fastnet.history import History
+from fastnet.layers.base import Layer, ParameterStore, ParameterView, check_affordable, check_precision
+from fastnet.layers.core import Dense
+from fastnet.optimizers import Optimizer
 
 LOSSES = ("mse", "bce")
 # Adam's default step for a pixel decoder. On toy pictures with a 75-second
@@ -68,8 +73,9 @@ class ImageDecoder(Layer):
 
     kind = "pixels"
 
-    def __init__(self, d_model, size=32, hidden=(256, 512), channels=3, loss="mse",
-                 activation="relu", seed=0, dtype=np.float32, precision="float32"):
+    def __init__(self, d_model: int, size: int = 32, hidden: Sequence[int] = (256, 512), channels: int = 3,
+                 loss: str = "mse", activation: str = "relu", seed: int = 0, dtype=np.float32,
+                 precision: str = "float32"):
         super().__init__()
         self.name = "image_decoder"
         self.d_model = positive_int(d_model, "d_model")
@@ -86,46 +92,89 @@ class ImageDecoder(Layer):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.layers = self._build_layers(np.random.default_rng(seed))
         self.precision = check_precision(precision, self.dtype)  # of the matrix products
-        self._init_params(np.random.default_rng(seed))
         ParameterStore([self], dtype=self.dtype)  # sets self.store_view: see `store`
         self.optimizer = None
         self.history = None
         self.epochs_trained = 0  # History epochs continue from here when fit() is called again
-        self._cache = None
-        self._pending = None  # (gradient, cache) between loss(training=True) and backward_loss()
+        self._cache = None  # the output activation of the forward pass backward() goes back through
+        self._pending = None  # (gradient, output activation) between loss(training=True) and backward_loss()
         self._step_pending = None  # the same between forward_loss() and backward()
 
     # ---- construction -------------------------------------------------------
     @property
-    def n_pixels(self):
+    def n_pixels(self) -> int:
         return self.size * self.size * self.channels
 
     def _widths(self):
         return (self.d_model,) + self.hidden + (self.n_pixels,)
 
-    def _init_params(self, rng):
+    def _build_layers(self, rng):
+        """Dense layers, drawn in order from `rng`. He initialisation before a ReLU; the output
+        layer (no ReLU after it) takes LeCun's smaller scale so the sigmoid does not start saturated."""
         widths = self._widths()
+        layers = []
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
             last = i == len(widths) - 2
-            # He initialisation before a ReLU; the output layer (no ReLU after it)
-            # takes LeCun's smaller scale so the sigmoid does not start saturated.
-            scale = math.sqrt(1.0 / n_in) if last else math.sqrt(2.0 / n_in)
             check_affordable(n_in * n_out, f"an ImageDecoder layer of {n_in} x {n_out}")
-            self.add_param(f"w{i}", (rng.standard_normal((n_in, n_out)) * scale).astype(self.dtype))
-            self.add_param(f"b{i}", np.zeros(n_out, dtype=self.dtype))
+            layer = Dense(n_in, n_out, activation="sigmoid" if last else self.activation,
+                          init="lecun_normal" if last else "he_normal", dtype=self.dtype)
+            layer.quantizable = ()  # a pixel decoder stays float when its Translator is quantised
+            layer.initialize(rng)
+            layers.append(layer)
+        return layers
+
+    def sublayers(self) -> List[Layer]:
+        return self.layers
+
+    def named_params(self, prefix=""):
+        """w0, b0, w1, b1, ...: the names of model files older than the Dense layers, kept."""
+        for i, layer in enumerate(self.layers):
+            yield f"{prefix}w{i}", layer, "w"
+            yield f"{prefix}b{i}", layer, "b"
+
+    # The parameters live in the Dense layers; the decoder shows them under the names above.
+    @property
+    def params(self) -> Dict[str, np.ndarray]:
+        return {name: layer.params[p] for name, layer, p in self.named_params()}
+
+    @params.setter
+    def params(self, value):
+        if value:  # Layer.__init__ starts every layer with empty dicts: nothing else may be set
+            raise AttributeError("an ImageDecoder's parameters live in its Dense layers")
 
     @property
-    def n_layers(self):
+    def grads(self) -> Dict[str, np.ndarray]:
+        return {name: layer.grads[p] for name, layer, p in self.named_params()}
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise AttributeError("an ImageDecoder's gradients live in its Dense layers")
+
+    @property
+    def precision(self) -> str:
+        """'float32' or 'bf16': the precision of the matrix products (settable)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value):
+        self._precision = value
+        for layer in self.layers:
+            layer.precision = value
+
+    @property
+    def n_layers(self) -> int:
         return len(self.hidden) + 1
 
-    def config(self):
+    def config(self) -> Dict[str, Any]:
         return {"d_model": self.d_model, "size": self.size,
                 "hidden": list(self.hidden), "channels": self.channels, "loss": self.loss_name,
                 "activation": self.activation, "seed": self.seed, "precision": self.precision}
 
     @classmethod
-    def from_config(cls, config, dtype=np.float32):
+    def from_config(cls, config: Dict[str, Any], dtype=np.float32) -> "ImageDecoder":
         config = dict(config)
         try:
             return cls(dtype=dtype, **config)
@@ -146,19 +195,18 @@ class ImageDecoder(Layer):
         return np.ascontiguousarray(reps, dtype=self.dtype)
 
     def _run_layers(self, reps, output_activation):
-        """Every dense layer with its activation fused into the kernel; caches inputs and outputs."""
+        """Every Dense layer, each activation fused into its kernel; the output layer's activation is
+        the sigmoid, or identity when BCE trains on the logits."""
         x = self._check_representations(reps)
-        inputs, outputs = [], []
-        for i in range(self.n_layers):
-            act = self.activation if i < self.n_layers - 1 else output_activation
-            inputs.append(x)
-            x = ops.dense(x, self.params[f"w{i}"], self.params[f"b{i}"], activation=act, precision=self.precision)
-            outputs.append(x)
-        return x, (inputs, outputs, output_activation)
+        self.layers[-1].activation = output_activation
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
 
-    def forward(self, reps, training=False):
+    def forward(self, reps: np.ndarray, training: bool = False) -> np.ndarray:
         """(N, d_model) -> pictures (N, size, size, channels) in [0, 1]."""
-        pixels, self._cache = self._run_layers(reps, "sigmoid")
+        pixels = self._run_layers(reps, "sigmoid")
+        self._cache = "sigmoid"
         return pixels.reshape(-1, self.size, self.size, self.channels)
 
     def backward(self, dpictures: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
@@ -171,65 +219,62 @@ class ImageDecoder(Layer):
             return self._step_backward()
         if self._cache is None:
             raise RuntimeError("backward() called before forward()")
-        outputs = self._cache[1]
+        rows = self.layers[0]._x.shape[0]
         dpix = np.asarray(dpictures)
-        if dpix.size != outputs[-1].size:
+        if dpix.size != rows * self.n_pixels:
             raise ValueError(f"backward: gradient has shape {dpix.shape}, pictures have "
-                             f"{(outputs[-1].shape[0], self.size, self.size, self.channels)}")
-        return self._backward(dpix.reshape(outputs[-1].shape), self._cache, need_dx=True)
+                             f"{(rows, self.size, self.size, self.channels)}")
+        return self._backward(dpix.reshape(rows, self.n_pixels), self._cache, need_dx=True)
 
     def _step_backward(self):
         if self._step_pending is None:
             raise RuntimeError("backward() needs a forward_loss() first")
-        (dout, cache), self._step_pending = self._step_pending, None
-        self._backward(dout, cache, need_dx=False)
+        (dout, output_activation), self._step_pending = self._step_pending, None
+        self._backward(dout, output_activation, need_dx=False)
         return None
 
-    def _backward(self, dy, cache, need_dx):
+    def _backward(self, dy, output_activation, need_dx):
         """Back through the layers from the gradient of the last layer's output."""
-        inputs, outputs, output_activation = cache
+        self.layers[-1].activation = output_activation
+        self.layers[0].need_input_grad = need_dx
         dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        for i in reversed(range(self.n_layers)):
-            act = self.activation if i < self.n_layers - 1 else output_activation
-            dy, _, _ = ops.dense_backward(inputs[i], self.params[f"w{i}"], outputs[i], dy,
-                                          activation=act, dw=self.grads[f"w{i}"],
-                                          db=self.grads[f"b{i}"], accumulate=True,
-                                          need_dx=need_dx or i > 0, precision=self.precision)
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
         return dy
 
     def _loss_forward(self, reps, targets):
-        """Forward pass and loss on a batch: (loss, gradient of the last layer's output, cache).
+        """Forward pass and loss on a batch: (loss, gradient of the last layer's output, its activation).
 
         MSE runs the sigmoid inside the output layer's kernel; BCE keeps the
         logits and uses the stable fused loss on them.
         """
         output_activation = "identity" if self.loss_name == "bce" else "sigmoid"
-        out, cache = self._run_layers(reps, output_activation)
+        out = self._run_layers(reps, output_activation)
         flat_targets = np.ascontiguousarray(targets, dtype=self.dtype).reshape(out.shape)
         if self.loss_name == "bce":
             loss, dout = ops.bce_with_logits(out, flat_targets)
         else:
             loss, dout = ops.mse(out, flat_targets)
-        return float(loss), dout, cache
+        return float(loss), dout, output_activation
 
-    def loss_and_backward(self, reps, targets):
+    def loss_and_backward(self, reps: np.ndarray, targets: np.ndarray) -> float:
         """One training pass on a batch: the loss (float); gradients added into self.grads."""
         loss, _ = self.forward_loss(reps, targets)
         self.backward()
         return loss
 
     # ---- the training step, as public pieces (see fastnet/step.py) ----------
-    def prepare_data(self, reps, images) -> Tuple[np.ndarray, np.ndarray]:
+    def prepare_data(self, reps: ArrayLike, images: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """(representations, pictures) checked and converted to this decoder's float dtype."""
         reps = self._check_representations(reps)
         return reps, self._check_images(images, reps.shape[0])
 
-    def begin_training(self, reps, images) -> None:
+    def begin_training(self, reps: Optional[np.ndarray], images: ArrayLike) -> None:
         """Before the first step: a fresh decoder starts from the mean of these pictures."""
         if self.untrained():
             self.start_from_mean_picture(images)
 
-    def use_optimizer(self, optimizer=None):
+    def use_optimizer(self, optimizer: Optional[Optimizer] = None) -> Optimizer:
         """Bind `optimizer` (default: the one in use, else Adam(DEFAULT_LR)) to this decoder's parameters;
         an optimizer already bound to them keeps its state (Adam's moments). Returns it."""
         from fastnet.optimizers import Adam
@@ -268,7 +313,8 @@ class ImageDecoder(Layer):
     # ---- the Translator's decoder interface (see fastnet/seq2seq/decoder.py) ---------
     input_kind = "representation"
 
-    def loss(self, context, mask, target, training=False, label_smoothing=0.0):
+    def loss(self, context: np.ndarray, mask: None, target: ArrayLike, training: bool = False,
+             label_smoothing: float = 0.0) -> Tuple[float, Dict[str, int]]:
         """Mean loss of the pictures `target` given sentence vectors `context` (mask must be None).
 
         label_smoothing is for token decoders and ignored here. With
@@ -284,12 +330,12 @@ class ImageDecoder(Layer):
         self._pending = (dout, cache) if training else None
         return loss, {"pixel_values": targets.size}
 
-    def loss_units(self, target):
+    def loss_units(self, target: ArrayLike) -> int:
         """How many terms the mean loss of `target` averages (pixel values): a data-parallel
         trainer weighs each worker's part of a batch by its share of them."""
         return len(target) * self.n_pixels
 
-    def backward_loss(self, loss_scale=1.0):
+    def backward_loss(self, loss_scale: float = 1.0) -> np.ndarray:
         """After loss(training=True): gradient w.r.t. the context of the loss times loss_scale;
         parameter gradients added to grads."""
         if self._pending is None:
@@ -301,7 +347,7 @@ class ImageDecoder(Layer):
         return self._backward(dout, cache, need_dx=True)
 
     @property
-    def store(self):
+    def store(self) -> ParameterView:
         """The flat parameter and gradient buffers this decoder trains through (a ParameterView).
 
         A view of its own ParameterStore; once a Translator has gathered the decoder into its
@@ -311,7 +357,7 @@ class ImageDecoder(Layer):
         return self.store_view
 
     # ---- prediction ----------------------------------------------------------
-    def predict(self, reps, mask=None, batch_size=256):
+    def predict(self, reps: ArrayLike, mask: None = None, batch_size: int = 256) -> np.ndarray:
         """Pictures as floats in [0, 1], shape (N, size, size, channels).
 
         (mask is part of the Translator's decoder interface and must be None.)
@@ -321,15 +367,15 @@ class ImageDecoder(Layer):
         reps = self._check_representations(reps)
         out = np.empty((reps.shape[0], self.size, self.size, self.channels), dtype=self.dtype)
         for start in range(0, reps.shape[0], batch_size):
-            pixels, _ = self._run_layers(reps[start:start + batch_size], "sigmoid")
+            pixels = self._run_layers(reps[start:start + batch_size], "sigmoid")
             out[start:start + batch_size] = pixels.reshape(-1, self.size, self.size, self.channels)
         return out
 
-    def predict_uint8(self, reps, batch_size=256):
+    def predict_uint8(self, reps: ArrayLike, batch_size: int = 256) -> np.ndarray:
         """Pictures as uint8, shape (N, size, size, channels): ready to save or show."""
         return to_uint8(self.predict(reps, batch_size=batch_size))
 
-    def evaluate(self, reps, images):
+    def evaluate(self, reps: ArrayLike, images: ArrayLike) -> float:
         """Mean squared pixel error (pixels in [0, 1]) on these pictures."""
         targets = self._check_images(images, len(self._check_representations(reps)))
         return float(np.mean((self.predict(reps) - targets) ** 2))
@@ -343,8 +389,10 @@ class ImageDecoder(Layer):
         return pictures_to_float(images, self.dtype)
 
     # ---- training ------------------------------------------------------------
-    def fit(self, reps, images, epochs=10, batch_size=64, optimizer=None, validation_data=None,
-            validation_split=0.0, seed=None, verbose=True, minutes=None):
+    def fit(self, reps: ArrayLike, images: ArrayLike, epochs: int = 10, batch_size: int = 64,
+            optimizer: Optional[Optimizer] = None, validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+            validation_split: float = 0.0, seed: Optional[int] = None, verbose: bool = True,
+            minutes: Optional[float] = None) -> History:
         """Train on (representation, picture) pairs; returns a History.
 
         images: uint8 (0..255) or floats in [0, 1], shape (N, size, size, channels).
@@ -359,11 +407,11 @@ class ImageDecoder(Layer):
                            validation_split=validation_split, seed=seed, verbose=verbose,
                            minutes=minutes)
 
-    def untrained(self):
+    def untrained(self) -> bool:
         """True while the output bias still has its initial zeros (a fresh decoder)."""
         return not np.any(self.params[f"b{self.n_layers - 1}"])
 
-    def start_from_mean_picture(self, images):
+    def start_from_mean_picture(self, images: ArrayLike) -> None:
         """Set the output bias so that, before any training, every picture drawn is the mean one.
 
         An untrained decoder draws grey (sigmoid(0) = 0.5) everywhere and
@@ -376,11 +424,11 @@ class ImageDecoder(Layer):
         self.params[f"b{self.n_layers - 1}"][...] = np.log(mean / (1.0 - mean))
 
     # ---- files -----------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, np.ndarray]:
         """{parameter name: float32 array}, in a fixed order."""
         return {name: np.array(self.params[name], dtype=np.float32) for name in self.params}
 
-    def load_state_dict(self, arrays):
+    def load_state_dict(self, arrays: Dict[str, np.ndarray]) -> None:
         """Copy weights in, checking every name and shape."""
         missing = [name for name in self.params if name not in arrays]
         extra = [name for name in arrays if name not in self.params]
@@ -399,7 +447,7 @@ class ImageDecoder(Layer):
                                    {"fastnet_kind": "image_decoder", "config": self.config()})
         return path
 
-    def summary(self):
+    def summary(self) -> str:
         widths = self._widths()
         lines = [f"ImageDecoder: representation ({self.d_model}) -> picture "
                  f"{self.size}x{self.size}x{self.channels}, loss {self.loss_name}"]

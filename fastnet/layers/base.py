@@ -20,7 +20,7 @@ instead of gigabytes. Outside a load there is no budget and both are no-ops.
 """
 import contextlib
 import contextvars
-from typing import Dict, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -101,30 +101,30 @@ class Layer:
         self.grads = {}
         self.name = type(self).__name__.lower()
 
-    def add_param(self, name, value):
+    def add_param(self, name: str, value: np.ndarray) -> None:
         """Declare a trainable parameter with its initial value."""
         value = np.asarray(value)
         _charge(2 * value.nbytes, f"{type(self).__name__} parameter {name!r} of shape {value.shape}")
         self.params[name] = np.ascontiguousarray(value)
         self.grads[name] = np.zeros_like(self.params[name])
 
-    def check_trainable(self):
+    def check_trainable(self) -> None:
         if self.quantized:
             raise RuntimeError(f"{type(self).__name__} is quantised to int8: it runs inference only "
                                "(train the float32 model, then quantize)")
 
-    def sublayers(self):
+    def sublayers(self) -> List["Layer"]:
         """Child layers whose parameters belong to this one (override)."""
         return []
 
-    def named_params(self, prefix=""):
+    def named_params(self, prefix: str = "") -> Iterator[Tuple[str, "Layer", str]]:
         """Yield (qualified name, layer, param name) over this layer and its children, in a fixed order."""
         for pname in self.params:
             yield prefix + pname, self, pname
         for i, child in enumerate(self.sublayers()):
             yield from child.named_params(f"{prefix}{i}.{child.name}.")
 
-    def initialize(self, rng):
+    def initialize(self, rng: np.random.Generator) -> None:
         """Draw fresh initial parameter values from `rng` (a numpy Generator).
 
         The model owning the layer calls this once, before building its
@@ -134,21 +134,21 @@ class Layer:
         for child in self.sublayers():
             child.initialize(rng)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Tuple[Optional[int], ...]) -> Tuple[Optional[int], ...]:
         """Shape of the output for an input of `input_shape` (None for the batch axis); default: unchanged."""
         return input_shape
 
-    def forward(self, x, training=False):
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
         raise NotImplementedError
 
-    def config(self):
+    def config(self) -> Dict[str, Any]:
         """Constructor arguments as a JSON-able dict (override)."""
         return {}
 
-    def n_params(self):
+    def n_params(self) -> int:
         return sum(layer.params[p].size for _, layer, p in self.named_params())
 
 
@@ -213,8 +213,12 @@ class ParameterView(_FlatParameters):
         self.dtype = store.dtype
         self.data = store.data[start:stop]
         self.grad = store.grad[start:stop]
-        self.entries = [e for e in store.entries
-                        if start <= e[3] and e[3] + int(np.prod(e[4], dtype=np.int64)) <= stop]
+
+    @property
+    def entries(self) -> list:
+        """The store's entries inside this run (found when asked: a training step needs only data and grad)."""
+        return [e for e in self.store.entries
+                if self.start <= e[3] and e[3] + int(np.prod(e[4], dtype=np.int64)) <= self.stop]
 
     def view(self, start: int, stop: int) -> "ParameterView":
         """A view of this view (offsets relative to it)."""

@@ -1,7 +1,7 @@
 """int8 weights for inference.
 
-`quantize_params` turns every matrix a layer marks as quantizable (Dense and
-the transformer's Linear: their "w") into int8 with one scale per output
+`quantize_params` turns every matrix a layer marks as quantizable (Dense, the
+transformer's projections included: their "w") into int8 with one scale per output
 channel, packed once for the int8 kernels (fastnet.ops.dense_int8), which
 quantise each row of the activations on the fly; tables marked
 quantizable_rows (embeddings) get one scale per row and are kept int8 only

@@ -7,7 +7,6 @@ from fastnet.seq2seq.layers import (  # noqa: F401
     FeedForward,
     KVCache,
     LayerNorm,
-    Linear,
     MultiHeadAttention,
     PositionalEncoding,
     TransformerDecoderLayer,

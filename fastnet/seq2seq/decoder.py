@@ -25,6 +25,8 @@ Text decoders (this class) also provide start/step/reorder for greedy and beam s
 their targets are token ids (B, T) = bos, tokens..., eos, pad... from the target tokenizer.
 Other kinds provide predict(context, mask) -> outputs, which Translator.translate returns.
 """
+from typing import Dict, Optional, Tuple
+
 import numpy as np
 
 from fastnet import ops
@@ -34,10 +36,10 @@ from fastnet.seq2seq.layers import (
     Dropout,
     Embedding,
     LayerNorm,
-    Linear,
     PositionalEncoding,
     TransformerDecoderLayer,
     _float_dtype,
+    projection,
     store_stack_hyperparameters,
 )
 
@@ -116,7 +118,7 @@ class Decoder(Layer):
         self.norm = LayerNorm(self.d_model, dtype=dtype)
         # tied: the output projection is the embedding table, transposed (one tensor, saved once)
         self.out = (TiedOutput(self.embed, dtype=dtype) if self.tie_embeddings
-                    else Linear(self.d_model, self.vocab_size, seed=seeds[2], dtype=dtype))
+                    else projection(self.d_model, self.vocab_size, seed=seeds[2], dtype=dtype))
         self._loss_cache = None
 
     def sublayers(self):
@@ -127,7 +129,8 @@ class Decoder(Layer):
         return self.embed.params["table"].dtype
 
     # ---- teacher forcing ----
-    def forward(self, tgt_in, memory, memory_mask=None, training=False):
+    def forward(self, tgt_in: np.ndarray, memory: np.ndarray, memory_mask: Optional[np.ndarray] = None,
+                training: bool = False) -> np.ndarray:
         """Logits (B, T, V) for every next token given the target prefix tgt_in (B, T)."""
         tgt_in = check_ids(tgt_in, "Decoder")
         if memory.ndim != 3 or memory.shape[0] != tgt_in.shape[0] or memory.shape[2] != self.d_model:
@@ -138,7 +141,7 @@ class Decoder(Layer):
             x = layer.forward(x, memory, memory_mask, training)
         return self.out.forward(self.norm.forward(x))
 
-    def backward(self, dlogits):
+    def backward(self, dlogits: np.ndarray) -> np.ndarray:
         """Gradient of the logits -> gradient of the memory (B, S, D)."""
         dx = self.norm.backward(self.out.backward(dlogits))
         dmemory = None
@@ -148,7 +151,8 @@ class Decoder(Layer):
         self.embed.backward(self.drop.backward(dx))
         return dmemory
 
-    def loss(self, context, mask, target, training=False, label_smoothing=0.0):
+    def loss(self, context: np.ndarray, mask: Optional[np.ndarray], target: np.ndarray, training: bool = False,
+             label_smoothing: float = 0.0) -> Tuple[float, Dict[str, int]]:
         """Mean cross-entropy of predicting target[:, 1:] from target[:, :-1]; pads count for nothing."""
         target = check_ids(target, "Decoder.loss")
         if target.shape[1] < 2:
@@ -164,11 +168,11 @@ class Decoder(Layer):
         self._loss_cache = dlogits.reshape(logits.shape) if training else None
         return float(loss), {"correct": int(correct.sum()), "count": int(counted.sum())}
 
-    def loss_units(self, target):
+    def loss_units(self, target: np.ndarray) -> int:
         """How many terms the mean loss of `target` averages: its labelled (non-pad) next tokens."""
         return int((np.asarray(target)[:, 1:] != self.pad_id).sum())
 
-    def backward_loss(self, loss_scale=1.0):
+    def backward_loss(self, loss_scale: float = 1.0) -> np.ndarray:
         """After loss(training=True): the gradient of the loss times loss_scale w.r.t. the memory."""
         if self._loss_cache is None:
             raise RuntimeError("Decoder.backward_loss() needs a preceding loss(..., training=True)")
@@ -178,7 +182,8 @@ class Decoder(Layer):
         return self.backward(dlogits)
 
     # ---- incremental decoding ----
-    def start(self, memory, memory_mask=None, capacity=None):
+    def start(self, memory: np.ndarray, memory_mask: Optional[np.ndarray] = None,
+              capacity: Optional[int] = None) -> DecoderState:
         """Begin decoding: precompute the memory's keys/values in every layer, allocate caches."""
         capacity = self.max_len if capacity is None else min(int(capacity), self.max_len)
         B = memory.shape[0]
@@ -187,7 +192,7 @@ class Decoder(Layer):
         mask = None if memory_mask is None else np.ascontiguousarray(memory_mask, dtype=bool)
         return DecoderState(caches, memory_kv, mask)
 
-    def step(self, state, ids):
+    def step(self, state: DecoderState, ids: np.ndarray) -> np.ndarray:
         """Feed one token per row (B,) at the next position; returns logits (B, V) for the token after it."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1, 1)
         x = self.pos.forward(self.embed.forward(ids), offset=state.position)

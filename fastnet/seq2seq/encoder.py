@@ -1,4 +1,6 @@
 """fn.Encoder: token ids -> memory (one vector per position) -> representation (one per sentence)."""
+from typing import Optional
+
 import numpy as np
 
 from fastnet.layers.base import Layer
@@ -49,10 +51,10 @@ class Encoder(Layer):
     def sublayers(self):
         return [self.embed, *self.layers, self.norm]
 
-    def pad_mask(self, ids):
+    def pad_mask(self, ids: np.ndarray) -> np.ndarray:
         return np.asarray(ids) == self.pad_id
 
-    def forward(self, ids, pad_mask=None, training=False):
+    def forward(self, ids: np.ndarray, pad_mask: Optional[np.ndarray] = None, training: bool = False) -> np.ndarray:
         ids = check_ids(ids, "Encoder")
         if pad_mask is None:
             pad_mask = self.pad_mask(ids)
@@ -67,14 +69,14 @@ class Encoder(Layer):
             x = layer.forward(x, pad_mask, training)
         return self.norm.forward(x)
 
-    def backward(self, dmemory):
+    def backward(self, dmemory: np.ndarray) -> None:
         dx = self.norm.backward(dmemory)
         for layer in reversed(self.layers):
             dx = layer.backward(dx)
         self.embed.backward(self.drop.backward(dx))
         return None
 
-    def represent(self, ids, pad_mask=None):
+    def represent(self, ids: np.ndarray, pad_mask: Optional[np.ndarray] = None) -> np.ndarray:
         """One vector per sentence: the memory averaged over its non-padding positions, (B, D)."""
         ids = check_ids(ids, "Encoder.represent")
         if pad_mask is None:

@@ -7,15 +7,19 @@ used once per forward pass; `backward` adds parameter gradients into
 the gradient with respect to its input.
 
 Attention keeps the (B, T, H, dh) layout of a (B, T, D) projection reshaped,
-so splitting into heads costs no transpose.
+so splitting into heads costs no transpose. Projections are fastnet.layers.Dense
+(see `projection`) and dropout is fastnet.layers.Dropout with its own seed:
+one layer family for the feed-forward networks and the transformer.
 """
 import math
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from fastnet import ops
+from fastnet import initializers, ops
 from fastnet.checks import positive_int
 from fastnet.layers.base import Layer, check_affordable
+from fastnet.layers.core import Dense, Dropout
 
 
 def _float_dtype(dtype):
@@ -30,53 +34,15 @@ def _check_last_dim(x, d, what):
         raise ValueError(f"{what}: expected an input of shape (..., {d}), got {x.shape}")
 
 
-class Linear(Layer):
-    """y = act(x @ w + b) over the last axis, any leading shape; w is (d_in, d_out)."""
-
-    quantizable = ("w",)
-
-    def __init__(self, d_in, d_out, activation="identity", bias=True, seed=0, dtype=np.float32):
-        super().__init__()
-        self.d_in, self.d_out, self.activation, self.bias = int(d_in), int(d_out), activation, bool(bias)
-        dtype = _float_dtype(dtype)
-        check_affordable(self.d_in * self.d_out, f"a Linear layer of {self.d_in} x {self.d_out}")
-        rng = np.random.default_rng(seed)
-        limit = math.sqrt(6.0 / (self.d_in + self.d_out))  # Glorot uniform
-        self.add_param("w", rng.uniform(-limit, limit, (self.d_in, self.d_out)).astype(dtype))
-        if self.bias:
-            self.add_param("b", np.zeros(self.d_out, dtype))
-        self._cache = None
-
-    def forward(self, x, training=False):
-        _check_last_dim(x, self.d_in, "Linear")
-        lead = x.shape[:-1]
-        x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
-        b = self.params["b"] if self.bias else None
-        if self.quantized:
-            self._cache = None
-            return self.quantized["w"].dense(x2, b, self.activation).reshape(*lead, self.d_out)
-        if ops.activation_info(self.activation).needs_input():  # keep the pre-activation
-            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation, return_preactivation=True,
-                               precision=self.precision)
-        else:
-            y, pre = ops.dense(x2, self.params["w"], b, activation=self.activation, precision=self.precision), None
-        self._cache = (x2, y, pre)
-        return y.reshape(*lead, self.d_out)
-
-    def backward(self, dy, need_dx=True):
-        self.check_trainable()
-        x2, y, pre = self._cache
-        dy2 = np.ascontiguousarray(dy.reshape(-1, self.d_out))
-        dx, _, _ = ops.dense_backward(
-            x2, self.params["w"], y, dy2, self.activation, 0.01, pre=pre, need_dx=need_dx,
-            dw=self.grads["w"], db=self.grads["b"] if self.bias else None,
-            accumulate=True, with_bias=self.bias, precision=self.precision)
-        if not need_dx:
-            return None
-        return dx.reshape(*dy.shape[:-1], self.d_in)
-
-    def config(self):
-        return {"d_in": self.d_in, "d_out": self.d_out, "activation": self.activation, "bias": self.bias}
+def projection(d_in: int, d_out: int, activation: str = "identity", bias: bool = True, seed: int = 0,
+               dtype=np.float32) -> Dense:
+    """A Dense layer as the transformer blocks use it: Glorot-uniform weights drawn from its own
+    `seed` when built, parameters of `dtype`, and "linear" as its name in model files."""
+    layer = Dense(d_in, d_out, activation=activation, init="glorot_uniform", use_bias=bias,
+                  dtype=_float_dtype(dtype))
+    layer.name = "linear"
+    layer.initialize(np.random.default_rng(seed))
+    return layer
 
 
 class Embedding(Layer):
@@ -84,18 +50,17 @@ class Embedding(Layer):
 
     quantizable_rows = ("table",)  # int8 rows in quantised model files
 
-    def __init__(self, vocab_size, d_model, seed=0, dtype=np.float32):
+    def __init__(self, vocab_size: int, d_model: int, seed: int = 0, dtype=np.float32):
         super().__init__()
         self.vocab_size, self.d_model = int(vocab_size), int(d_model)
         check_affordable(self.vocab_size * self.d_model, f"an embedding of {self.vocab_size} x {self.d_model}")
-        rng = np.random.default_rng(seed)
-        # std 1/sqrt(D): after the sqrt(D) scale the vectors have unit-size entries
-        table = rng.normal(0.0, 1.0 / math.sqrt(self.d_model), (self.vocab_size, self.d_model))
+        table = initializers.embedding_normal((self.vocab_size, self.d_model), np.random.default_rng(seed),
+                                              self.vocab_size, self.d_model)
         self.add_param("table", table.astype(_float_dtype(dtype)))
         self.scale = math.sqrt(self.d_model)
         self._ids = None
 
-    def forward(self, ids, training=False):
+    def forward(self, ids: np.ndarray, training: bool = False) -> np.ndarray:
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"Embedding: token ids must be integers, got {ids.dtype}")
@@ -108,7 +73,7 @@ class Embedding(Layer):
         out *= self.params["table"].dtype.type(self.scale)
         return out
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> None:
         self.check_trainable()
         dy = dy * dy.dtype.type(self.scale)
         ops.embedding_backward(self._ids, dy, self.vocab_size, out=self.grads["table"])
@@ -131,19 +96,19 @@ def sinusoid_table(max_len, d_model):
 class PositionalEncoding(Layer):
     """Adds the fixed sinusoidal position signal; `offset` shifts positions (incremental decoding)."""
 
-    def __init__(self, max_len, d_model, dtype=np.float32):
+    def __init__(self, max_len: int, d_model: int, dtype=np.float32):
         super().__init__()
         self.max_len, self.d_model = int(max_len), int(d_model)
         self.table = sinusoid_table(self.max_len, self.d_model).astype(_float_dtype(dtype))
 
-    def forward(self, x, training=False, offset=0):
+    def forward(self, x: np.ndarray, training: bool = False, offset: int = 0) -> np.ndarray:
         T = x.shape[1]
         if offset + T > self.max_len:
             raise ValueError(f"sequence of length {offset + T} is longer than max_len={self.max_len}; "
                              f"build the model with a larger max_len or shorten the input")
         return x + self.table[offset:offset + T].astype(x.dtype, copy=False)
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         return dy
 
     def config(self):
@@ -153,7 +118,7 @@ class PositionalEncoding(Layer):
 class LayerNorm(Layer):
     """Normalise the last axis to zero mean and unit variance, then scale by gamma and shift by beta."""
 
-    def __init__(self, d_model, eps=1e-5, dtype=np.float32):
+    def __init__(self, d_model: int, eps: float = 1e-5, dtype=np.float32):
         super().__init__()
         self.d_model, self.eps = int(d_model), float(eps)
         dtype = _float_dtype(dtype)
@@ -161,14 +126,14 @@ class LayerNorm(Layer):
         self.add_param("beta", np.zeros(self.d_model, dtype))
         self._cache = None
 
-    def forward(self, x, training=False):
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         _check_last_dim(x, self.d_model, "LayerNorm")
         x2 = np.ascontiguousarray(x.reshape(-1, self.d_model))
         y, mean, rstd = ops.layer_norm(x2, self.params["gamma"], self.params["beta"], self.eps)
         self._cache = (x2, mean, rstd)
         return y.reshape(x.shape)
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         x2, mean, rstd = self._cache
         dx, dgamma, dbeta = ops.layer_norm_backward(
             np.ascontiguousarray(dy.reshape(-1, self.d_model)), x2, self.params["gamma"], mean, rstd)
@@ -178,33 +143,6 @@ class LayerNorm(Layer):
 
     def config(self):
         return {"d_model": self.d_model, "eps": self.eps}
-
-
-class Dropout(Layer):
-    """Inverted dropout; each call draws a fresh seed from the layer's own generator (reproducible)."""
-
-    def __init__(self, p, seed=0):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = float(p)
-        self._rng = np.random.default_rng(seed)
-        self._mask = None
-
-    def forward(self, x, training=False):
-        if not training or self.p == 0.0:
-            self._mask = None
-            return x
-        y, self._mask = ops.dropout(np.ascontiguousarray(x), self.p, int(self._rng.integers(1 << 31)))
-        return y
-
-    def backward(self, dy):
-        if self._mask is None:
-            return dy
-        return ops.dropout_backward(np.ascontiguousarray(dy), self._mask, self.p)
-
-    def config(self):
-        return {"p": self.p}
 
 
 class KVCache:
@@ -241,7 +179,8 @@ class MultiHeadAttention(Layer):
     and values from the encoder memory with a fused (D, 2D) matrix.
     """
 
-    def __init__(self, d_model, n_heads, cross=False, causal=False, seed=0, dtype=np.float32):
+    def __init__(self, d_model: int, n_heads: int, cross: bool = False, causal: bool = False, seed: int = 0,
+                 dtype=np.float32):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
@@ -250,11 +189,11 @@ class MultiHeadAttention(Layer):
         seeds = np.random.SeedSequence(seed).generate_state(3)
         D = self.d_model
         if self.cross:
-            self.q_proj = Linear(D, D, seed=seeds[0], dtype=dtype)
-            self.kv_proj = Linear(D, 2 * D, seed=seeds[1], dtype=dtype)
+            self.q_proj = projection(D, D, seed=seeds[0], dtype=dtype)
+            self.kv_proj = projection(D, 2 * D, seed=seeds[1], dtype=dtype)
         else:
-            self.qkv_proj = Linear(D, 3 * D, seed=seeds[0], dtype=dtype)
-        self.out_proj = Linear(D, D, seed=seeds[2], dtype=dtype)
+            self.qkv_proj = projection(D, 3 * D, seed=seeds[0], dtype=dtype)
+        self.out_proj = projection(D, D, seed=seeds[2], dtype=dtype)
         self.name = "cross_attention" if self.cross else "self_attention"
         self._cache = None
 
@@ -269,12 +208,13 @@ class MultiHeadAttention(Layer):
         x = x.reshape(B, T, n, self.n_heads, self.d_head)
         return [x[:, :, i] for i in range(n)]
 
-    def project_memory(self, memory):
+    def project_memory(self, memory: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Keys and values of the encoder memory (cross-attention), each (B, S, H, dh)."""
         k, v = self._heads(self.kv_proj.forward(memory), 2)
         return k, v
 
-    def forward(self, x, memory=None, key_padding_mask=None, training=False):
+    def forward(self, x: np.ndarray, memory: Optional[np.ndarray] = None,
+                key_padding_mask: Optional[np.ndarray] = None, training: bool = False) -> np.ndarray:
         _check_last_dim(x, self.d_model, "MultiHeadAttention")
         if self.cross:
             if memory is None:
@@ -289,7 +229,7 @@ class MultiHeadAttention(Layer):
         B, T = x.shape[:2]
         return self.out_proj.forward(ctx.reshape(B, T, self.d_model))
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """Returns dx for self-attention, (dx, dmemory) for cross-attention."""
         q, k, v, probs = self._cache
         B, T = dy.shape[:2]
@@ -307,10 +247,12 @@ class MultiHeadAttention(Layer):
         return self.qkv_proj.backward(dqkv.reshape(B, T, 3 * D))
 
     # ---- incremental decoding (no gradients) ----
-    def new_cache(self, batch, capacity):
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
         return KVCache(batch, capacity, self.n_heads, self.d_head, self.qkv_proj.params["w"].dtype)
 
-    def step(self, x, cache=None, memory_kv=None, key_padding_mask=None):
+    def step(self, x: np.ndarray, cache: Optional[KVCache] = None,
+             memory_kv: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+             key_padding_mask: Optional[np.ndarray] = None) -> np.ndarray:
         """Attend from the new positions x (B, t, D) using cached keys/values.
 
         Self-attention appends this step's keys and values to `cache`;
@@ -334,22 +276,24 @@ class MultiHeadAttention(Layer):
 class FeedForward(Layer):
     """Position-wise dense(D -> d_ff, activation) then dense(d_ff -> D)."""
 
-    def __init__(self, d_model, d_ff, activation="gelu", seed=0, dtype=np.float32):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", seed: int = 0, dtype=np.float32):
         super().__init__()
         if activation not in ("gelu", "relu"):
             raise ValueError(f"feed-forward activation must be 'gelu' or 'relu', got {activation!r}")
         s1, s2 = np.random.SeedSequence(seed).generate_state(2)
         self.d_model, self.d_ff, self.activation = int(d_model), int(d_ff), activation
-        self.up = Linear(d_model, d_ff, activation=activation, seed=s1, dtype=dtype)
-        self.down = Linear(d_ff, d_model, seed=s2, dtype=dtype)
+        self.up = projection(d_model, d_ff, activation=activation, seed=s1, dtype=dtype)
+        self.down = projection(d_ff, d_model, seed=s2, dtype=dtype)
 
     def sublayers(self):
         return [self.up, self.down]
 
-    def forward(self, x, training=False):
-        return self.down.forward(self.up.forward(x, training), training)
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        # (no training flag to the Dense layers: it would reuse output buffers, one per row count,
+        # and a batch of sentences has a new row count B*T at nearly every step)
+        return self.down.forward(self.up.forward(x))
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         return self.up.backward(self.down.backward(dy))
 
     def config(self):
@@ -372,13 +316,13 @@ class TransformerEncoderLayer(Layer):
     def sublayers(self):
         return [self.norm1, self.attn, self.norm2, self.ffn]
 
-    def forward(self, x, pad_mask=None, training=False):
+    def forward(self, x: np.ndarray, pad_mask: Optional[np.ndarray] = None, training: bool = False) -> np.ndarray:
         a = self.attn.forward(self.norm1.forward(x), key_padding_mask=pad_mask, training=training)
         x = x + self.drop1.forward(a, training)
         f = self.ffn.forward(self.norm2.forward(x), training)
         return x + self.drop2.forward(f, training)
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> np.ndarray:
         dx = dy + self.norm2.backward(self.ffn.backward(self.drop2.backward(dy)))
         return dx + self.norm1.backward(self.attn.backward(self.drop1.backward(dx)))
 
@@ -402,7 +346,8 @@ class TransformerDecoderLayer(Layer):
     def sublayers(self):
         return [self.norm1, self.self_attn, self.norm2, self.cross_attn, self.norm3, self.ffn]
 
-    def forward(self, x, memory, memory_mask=None, training=False):
+    def forward(self, x: np.ndarray, memory: np.ndarray, memory_mask: Optional[np.ndarray] = None,
+                training: bool = False) -> np.ndarray:
         a = self.self_attn.forward(self.norm1.forward(x), training=training)
         x = x + self.drop1.forward(a, training)
         c = self.cross_attn.forward(self.norm2.forward(x), memory, key_padding_mask=memory_mask, training=training)
@@ -410,7 +355,7 @@ class TransformerDecoderLayer(Layer):
         f = self.ffn.forward(self.norm3.forward(x), training)
         return x + self.drop3.forward(f, training)
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Returns (dx, dmemory)."""
         dx = dy + self.norm3.backward(self.ffn.backward(self.drop3.backward(dy)))
         dq, dmemory = self.cross_attn.backward(self.drop2.backward(dx))
@@ -418,7 +363,8 @@ class TransformerDecoderLayer(Layer):
         dx = dx + self.norm1.backward(self.self_attn.backward(self.drop1.backward(dx)))
         return dx, dmemory
 
-    def step(self, x, cache, memory_kv, memory_mask=None):
+    def step(self, x: np.ndarray, cache: KVCache, memory_kv: Tuple[np.ndarray, np.ndarray],
+             memory_mask: Optional[np.ndarray] = None) -> np.ndarray:
         """Incremental forward of new positions x (B, t, D) with cached keys/values (inference)."""
         x = x + self.self_attn.step(self.norm1.forward(x), cache=cache)
         x = x + self.cross_attn.step(self.norm2.forward(x), memory_kv=memory_kv, key_padding_mask=memory_mask)

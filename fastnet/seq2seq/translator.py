@@ -10,7 +10,7 @@ Every parameter of the encoder and the decoders lives in one ParameterStore
 (add_decoder(freeze_encoder=True)) is left out of the store being trained.
 """
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from fastnet import io, text
 from fastnet.checks import positive_int
 from fastnet.history import History
 from fastnet.layers import quantized as _quantized
-from fastnet.layers.base import ParameterStore, ParameterView, check_precision, set_precision
+from fastnet.layers.base import Layer, ParameterStore, ParameterView, check_precision, set_precision
+from fastnet.optimizers import Optimizer
 from fastnet.seq2seq import decoding
 from fastnet.seq2seq import metrics as scoring
 from fastnet.seq2seq.decoder import Decoder
@@ -140,7 +141,8 @@ def _warn_truncated(ids, pad_id, limit, what, module):
 class Translator:
     """Shared Encoder + named Decoders, with their tokenizers; trains, translates, saves."""
 
-    def __init__(self, encoder, decoders, src_tokenizer, tgt_tokenizers=None, seed=0, precision="float32"):
+    def __init__(self, encoder: Encoder, decoders: Dict[str, Layer], src_tokenizer,
+                 tgt_tokenizers: Optional[dict] = None, seed: int = 0, precision: str = "float32"):
         if not isinstance(encoder, Encoder):
             raise TypeError(f"encoder must be a fastnet Encoder, got {type(encoder).__name__}")
         if not decoders:
@@ -169,21 +171,24 @@ class Translator:
         self.precision = precision
 
     @property
-    def precision(self):
+    def precision(self) -> str:
         """'float32' or 'bf16': the precision of every matrix product (settable;
         weights, optimizer state, softmax, layer norm and losses stay float32)."""
         return self._precision
 
     @precision.setter
-    def precision(self, value):
+    def precision(self, value: str) -> None:
         self._precision = check_precision(value, self.store.dtype)
         set_precision([self.encoder, *self.decoders.values()], value)
 
     # ---- construction ----
     @classmethod
-    def build(cls, src_texts, targets, d_model=128, n_heads=4, n_layers=2, d_ff=None, max_len=None,
-              dropout=0.1, tokenizer="word", min_freq=1, lowercase=True, activation="gelu", seed=0,
-              dtype=np.float32, vocab_size=None, tie_embeddings=False, precision="float32"):
+    def build(cls, src_texts: Union[Sequence[str], Dict[str, Sequence[str]]], targets: Dict[str, Sequence[str]],
+              d_model: int = 128, n_heads: int = 4, n_layers: int = 2, d_ff: Optional[int] = None,
+              max_len: Optional[int] = None, dropout: float = 0.1, tokenizer: Any = "word", min_freq: int = 1,
+              lowercase: bool = True, activation: str = "gelu", seed: int = 0, dtype=np.float32,
+              vocab_size: Optional[int] = None, tie_embeddings: bool = False,
+              precision: str = "float32") -> "Translator":
         """Fit tokenizers on the data and build an Encoder and one Decoder per target language.
 
         src_texts: the English sentences, one list for every target or {language: list} (each
@@ -256,7 +261,7 @@ class Translator:
         self.optimizer = None  # it was bound to the old store
         set_precision(modules, self._precision)  # a new decoder multiplies like the rest
 
-    def add_decoder(self, name, decoder, tokenizer=None, freeze_encoder=True):
+    def add_decoder(self, name: str, decoder: Layer, tokenizer=None, freeze_encoder: bool = True) -> "Translator":
         """Attach a new decoder (a language, or another kind) to this encoder.
 
         With freeze_encoder=True the encoder's weights stay bitwise unchanged
@@ -270,11 +275,11 @@ class Translator:
         return self
 
     @property
-    def languages(self):
+    def languages(self) -> List[str]:
         return list(self.decoders)
 
     @property
-    def d_model(self):
+    def d_model(self) -> int:
         return self.encoder.d_model
 
     # ---- data to token ids ----
@@ -283,7 +288,8 @@ class Translator:
             raise KeyError(f"unknown target {to!r}; this translator has decoders for {self.languages}")
         return self.decoders[to]
 
-    def encode_source(self, texts, sample_alpha=None, truncate=False):
+    def encode_source(self, texts: Sequence[str], sample_alpha: Optional[float] = None,
+                      truncate: bool = False) -> np.ndarray:
         """Source ids (N, S) ending in eos, padded. A sentence longer than the encoder's max_len is an
         error, or with truncate=True (training and scoring: never an error after hours of training)
         is cut to fit, with a warning."""
@@ -297,7 +303,8 @@ class Translator:
             ids = _encode(tok, texts, add_bos=False, sample_alpha=sample_alpha, max_len=self.encoder.max_len)
         return np.ascontiguousarray(ids, dtype=np.int64)
 
-    def encode_target(self, name, texts, sample_alpha=None):
+    def encode_target(self, name: str, texts: Sequence[Optional[str]],
+                      sample_alpha: Optional[float] = None) -> np.ndarray:
         """Target ids (N, T) = bos, tokens, eos, pads; a missing (None) sentence becomes a row of pads.
         A sentence longer than the decoder's max_len is cut to fit, with a warning."""
         tok, dec = self.tokenizers[name], self.decoders[name]
@@ -318,10 +325,12 @@ class Translator:
         return self.encoder.forward(src_ids, mask, training=training), mask
 
     # ---- training ----
-    def fit(self, src, targets, epochs=10, batch_size=32, validation_data=None, callbacks=None, verbose=1,
-            max_minutes=None, lr=1e-3, warmup=None, label_smoothing=0.1, clip_norm=1.0, optimizer=None,
-            shuffle=True, steps_per_epoch=None, ema=None, keep_best=None, sample_alpha=None,
-            language_temperature=1.0):
+    def fit(self, src: Union[Sequence[str], Dict[str, Sequence[str]]], targets: Dict[str, Any], epochs: int = 10,
+            batch_size: int = 32, validation_data: Optional[tuple] = None, callbacks=None, verbose: int = 1,
+            max_minutes: Optional[float] = None, lr: float = 1e-3, warmup: Optional[int] = None,
+            label_smoothing: float = 0.1, clip_norm: Optional[float] = 1.0, optimizer=None, shuffle: bool = True,
+            steps_per_epoch: Optional[int] = None, ema: Optional[float] = None, keep_best: Optional[str] = None,
+            sample_alpha: Optional[float] = None, language_temperature: float = 1.0) -> History:
         """Train the decoders named in `targets` (and the encoder unless frozen) jointly.
 
         src: English sentences, either one list aligned with every target (None where a sentence has
@@ -355,7 +364,8 @@ class Translator:
         start = self.encoder.n_params() if self.frozen_encoder else 0
         return self.store.view(start, len(self.store))
 
-    def use_optimizer(self, optimizer=None, lr: float = 1e-3, warmup: int = 100, clip_norm: Optional[float] = 1.0):
+    def use_optimizer(self, optimizer: Optional[Optimizer] = None, lr: float = 1e-3, warmup: int = 100,
+                      clip_norm: Optional[float] = 1.0) -> Optimizer:
         """Bind `optimizer` (default: Adam(lr) with `warmup` steps of warm-up and global-norm clipping)
         to trained_parameters() for the steps that follow; returns it."""
         if optimizer is None:
@@ -414,9 +424,10 @@ class Translator:
         for start in range(0, n, batch_size):
             yield slice(start, min(start + batch_size, n))
 
-    def translate(self, texts, to=None, beam=1, n_best=1, max_len=None, length_penalty=LENGTH_PENALTY,
-                  batch_size=256, cache=True, no_repeat_ngram=NO_REPEAT_NGRAM, max_length_ratio=MAX_LENGTH_RATIO,
-                  truncate=False):
+    def translate(self, texts: Union[str, Sequence[str]], to: Optional[str] = None, beam: int = 1, n_best: int = 1,
+                  max_len: Optional[int] = None, length_penalty: float = LENGTH_PENALTY, batch_size: int = 256,
+                  cache: bool = True, no_repeat_ngram: int = NO_REPEAT_NGRAM,
+                  max_length_ratio: float = MAX_LENGTH_RATIO, truncate: bool = False) -> Any:
         """Translate one sentence (returns a string) or a list (returns a list).
 
         beam=1 is greedy decoding with a key/value cache (cache=False reruns the prefix, slowly);
@@ -479,20 +490,20 @@ class Translator:
             return dec.predict(pool(memory, mask), None)
         return dec.predict(memory, mask)
 
-    def draw(self, text, decoder=None):
+    def draw(self, text: Union[str, Sequence[str]], decoder: Optional[str] = None) -> np.ndarray:
         """Picture(s) for English text through a pixel decoder: (H, W, 3) uint8, or (N, H, W, 3) for a list."""
         from fastnet.image import draw
 
         return draw(self, text, decoder=decoder)
 
-    def to_onnx(self, directory, decoders=None):
+    def to_onnx(self, directory, decoders: Optional[Sequence[str]] = None):
         """Export the encoder, decoder steps and a greedy-decoding recipe to `directory`
         (pip install "fastnet[onnx]"); run them with fastnet.export.onnx_greedy_translate(directory, texts, to=...)."""
         from fastnet.export.onnx import translator_to_onnx
 
         return translator_to_onnx(self, directory, decoders=decoders)
 
-    def represent(self, sentences, batch_size=256):
+    def represent(self, sentences: Union[str, Sequence[str]], batch_size: int = 256) -> np.ndarray:
         """The intermediate representation: one d_model vector per sentence, (N, d_model) float32."""
         texts = _as_texts(sentences, "represent")
         src = self.encode_source(texts)
@@ -503,8 +514,9 @@ class Translator:
             parts.append(self.encoder.represent(ids))
         return np.concatenate(parts).astype(np.float32)
 
-    def evaluate(self, src, refs, to=None, beam=1, batch_size=256,
-                 metrics=("token_accuracy", "exact_match", "bleu", "chrf")):
+    def evaluate(self, src: Sequence[str], refs: Sequence[Any], to: Optional[str] = None, beam: int = 1,
+                 batch_size: int = 256,
+                 metrics: Sequence[str] = ("token_accuracy", "exact_match", "bleu", "chrf")) -> Dict[str, float]:
         """Scores on held-out pairs: token_accuracy (teacher-forced next-token accuracy on the first
         reference), exact_match (share of translations equal to a reference), and corpus BLEU and
         chrF from sacrebleu (refs[i] may be a string or a list of acceptable strings)."""
@@ -538,11 +550,11 @@ class Translator:
         return [(f"{prefix}.{qname}", owner, pname)
                 for prefix, module in self._modules() for qname, owner, pname in module.named_params()]
 
-    def state_arrays(self):
+    def state_arrays(self) -> Dict[str, np.ndarray]:
         """{name: array} of every parameter, named encoder.<...> and decoders.<lang>.<...>."""
         return {name: owner.params[pname] for name, owner, pname in self._named_params()}
 
-    def quantize(self, mode="int8"):
+    def quantize(self, mode: str = "int8") -> "Translator":
         """Quantise for inference: every weight matrix to int8 with one scale per
         output channel (activations per row, on the fly), embedding tables to int8
         rows in files. Translation (greedy and beam) runs on the int8 kernels;
@@ -563,7 +575,7 @@ class Translator:
         out.update(_quantized.quantized_tensors(named))
         return out
 
-    def config(self):
+    def config(self) -> Dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "seed": self.seed,
@@ -586,7 +598,7 @@ class Translator:
         return path
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path) -> "Translator":
         return io.load_with(path, cls._from_file)
 
     @classmethod
@@ -641,7 +653,7 @@ class Translator:
         tr.trained = set(cfg["trained"])
         return tr
 
-    def summary(self):
+    def summary(self) -> str:
         lines = [f"Translator: encoder d_model={self.d_model}, {self.encoder.n_layers} layers, "
                  f"{self.encoder.n_params():,} parameters" + (" (frozen)" if self.frozen_encoder else "")]
         for name, dec in self.decoders.items():

@@ -22,6 +22,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fastnet.serve needs starlette and uvicorn: pip install 'fastnet[serve]'") from exc
 
+from fastnet.checks import positive_int
 from fastnet.serve.batching import Batching, MicroBatcher
 from fastnet.serve.errors import RequestError
 from fastnet.serve.messages import answer, check_texts, error_response
@@ -45,9 +46,7 @@ class Limits:
 
     def __post_init__(self):
         for name in ("max_body_bytes", "max_texts", "max_chars", "max_beam", "max_n_best"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, positive_int(getattr(self, name), f"Limits.{name}"))
 
     def public(self):
         """The limits a client needs to know (GET /health)."""

@@ -10,11 +10,12 @@ Design
   (language, beam, n_best) fill `max_sentences` or the token budget
   (`max_tokens`, counted as padded tokens: sentences x longest), when the
   oldest request has waited `window_ms`, or as soon as no other request is
-  on its way into the queue (every request in the server is already queued:
-  waiting could only add latency). While a batch runs, new requests queue
-  up and form the next one. Its sentences are sorted by length
-  (less padding), translated in one call, and each request gets back its own
-  sentences in its own order.
+  on its way into the queue: every request in the server is already queued
+  and either the last batch was one request (a lone client: no waiting) or
+  none arrived in the last fifth of the window (see `_wait_until`). While
+  a batch runs, new requests queue up and form the next one. Its sentences
+  are sorted by length (less padding), translated in one call, and each
+  request gets back its own sentences in its own order.
 - A request still waiting at its deadline gets 503 `deadline_exceeded` with
   Retry-After (from the measured time per sentence); a request whose client
   disconnects leaves the queue (fastnet's server protocol says so through a
@@ -30,6 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from fastnet.checks import positive_int
 from fastnet.serve.errors import ClientGone, RequestError
 from fastnet.serve.protocol import CONNECTION_LOST
 
@@ -47,9 +49,7 @@ class Batching:
 
     def __post_init__(self):
         for name in ("max_sentences", "max_tokens", "max_queue"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Batching.{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, positive_int(getattr(self, name), f"Batching.{name}"))
         for name in ("window_ms", "deadline_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
@@ -86,6 +86,9 @@ class MicroBatcher:
         self._queue = collections.deque()
         self._queued_sentences = 0
         self._seconds_per_sentence = 0.01  # updated from every batch; only used for Retry-After
+        self._gap = config.window_ms / 5000.0  # seconds: a fifth of the window
+        self._last_arrival = -math.inf
+        self._last_batch_requests = 0
         self._wakeup = None
         self._task = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fastnet-batch")
@@ -143,6 +146,7 @@ class MicroBatcher:
         now = loop.time()
         job = _Job(list(texts), list(tokens), target, loop.create_future(), now, now + self.config.deadline_s)
         self._queue.append(job)
+        self._last_arrival = now
         self._count_queued(len(texts))
         self._wakeup.set()
         return job
@@ -181,25 +185,42 @@ class MicroBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            oldest = self._queue[0]
-            cut_at = oldest.arrived + self.config.window_ms / 1000.0
-            while (not self._full(oldest.target) and loop.time() < cut_at and oldest.queued
-                   and self._more_expected()):
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), cut_at - loop.time())
-                except asyncio.TimeoutError:
-                    break
+            await self._gather(loop, self._queue[0])
             batch = self._cut(loop.time())
             if batch:
                 await self._translate(loop, batch)
             else:
                 await asyncio.sleep(0)  # every request of that target was past its deadline: let them answer
 
-    def _more_expected(self):
-        """Whether requests are in the server but not yet queued (reading, checking): only then is
-        waiting worth it. A lone client is translated at once instead of waiting out the window."""
-        return self.service.in_flight > len(self._queue)
+    async def _gather(self, loop, oldest):
+        """Wait while more requests may join the oldest one's batch: until it is full, or the oldest
+        has waited the window, or nothing more is expected (see `_wait_until`)."""
+        cut_at = oldest.arrived + self.config.window_ms / 1000.0
+        while oldest.queued and not self._full(oldest.target):
+            until = self._wait_until(loop.time(), cut_at)
+            if until is None:
+                return
+            self._wakeup.clear()
+            timer = loop.call_at(until, self._wakeup.set)  # a new request sets it sooner
+            await self._wakeup.wait()
+            timer.cancel()
+
+    def _wait_until(self, now, cut_at):
+        """When to look again, or None to cut the batch now.
+
+        Waiting pays while requests are in the server but not yet queued (reading,
+        checking), and while they keep arriving (one within the last fifth of the
+        window) from clients that sent concurrently before (the last batch merged
+        several requests): a client that gets its answer sends again a moment later,
+        and a batch cut then runs with only the first of them. A lone client is
+        translated at once instead of waiting out the window."""
+        if now >= cut_at:
+            return None
+        if self.service.in_flight > len(self._queue):
+            return cut_at
+        if self._last_batch_requests > 1 and now - self._last_arrival < self._gap:
+            return min(cut_at, self._last_arrival + self._gap)
+        return None
 
     def _full(self, target):
         sentences, longest = 0, 0
@@ -229,6 +250,7 @@ class MicroBatcher:
         for job in batch:
             self._queue.remove(job)
             job.queued = False
+        self._last_batch_requests = len(batch)
         if batch:
             self._count_queued(-sentences)
         return batch

@@ -25,6 +25,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from fastnet.checks import positive_int
+
 KEY_PATTERN = re.compile(r"fn_[A-Za-z0-9_-]{32}")
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -141,9 +143,8 @@ class KeyStore:
         """Make a key; returns (key, KeyInfo). The key itself is never stored: show it now."""
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a key needs a non-empty name (who it is for)")
-        for what, value in (("requests_per_minute", requests_per_minute), ("chars_per_minute", chars_per_minute)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        requests_per_minute = positive_int(requests_per_minute, "requests_per_minute")
+        chars_per_minute = positive_int(chars_per_minute, "chars_per_minute")
         key = "fn_" + secrets.token_urlsafe(24)
         with self._lock:
             cursor = self._db.execute(

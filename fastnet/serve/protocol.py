@@ -36,6 +36,8 @@ The deadlines follow the cycle uvicorn's protocols share (`cycle.more_body`,
 import resource
 from dataclasses import dataclass
 
+from fastnet.checks import positive_int
+
 # The ASGI scope extension under which every request finds an asyncio.Future that is done once
 # its client's connection is lost (see the module notes).
 CONNECTION_LOST = "fastnet.connection_lost"
@@ -60,9 +62,7 @@ class Connections:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"Connections.{name} must be a positive number of seconds, got {value!r}")
         for name in ("max_connections", "max_in_flight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Connections.{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, positive_int(getattr(self, name), f"Connections.{name}"))
 
     def budget(self):
         """(connection cap, accept batch) that fit the process's open-file limit.

@@ -215,3 +215,22 @@ def test_the_token_counts_of_the_batching_budget_are_the_encoders(reference):
     texts = SENTENCES + ["cats", "an unknown wordy sentence"]
     ids = reference.encode_source(texts)
     assert service.source_tokens(texts) == (ids != reference.encoder.pad_id).sum(axis=1).tolist()
+
+
+def test_the_batcher_waits_for_more_requests_only_while_more_are_expected():
+    from types import SimpleNamespace
+
+    from fastnet.serve.batching import MicroBatcher
+    from fastnet.serve.metrics import ServeMetrics
+
+    service = SimpleNamespace(in_flight=0, metrics=ServeMetrics())
+    batcher = MicroBatcher(service, Batching(window_ms=5))
+    cut_at = 0.005
+    batcher._last_arrival, batcher._last_batch_requests = 0.0, 1
+    assert batcher._wait_until(0.0001, cut_at) is None  # a lone client: translated at once
+    batcher._last_batch_requests = 3  # clients sent concurrently: wait a fifth of the window for the next
+    assert batcher._wait_until(0.0001, cut_at) == pytest.approx(0.001)
+    assert batcher._wait_until(0.0015, cut_at) is None  # none came within it
+    service.in_flight = 2  # requests being read or checked: wait for them, up to the window
+    assert batcher._wait_until(0.0015, cut_at) == cut_at
+    assert batcher._wait_until(cut_at, cut_at) is None  # the oldest has waited the window

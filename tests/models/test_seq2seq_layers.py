@@ -10,12 +10,12 @@ from fastnet.seq2seq import (
     Encoder,
     FeedForward,
     LayerNorm,
-    Linear,
     MultiHeadAttention,
     PositionalEncoding,
     TransformerDecoderLayer,
     TransformerEncoderLayer,
 )
+from fastnet.seq2seq.layers import projection
 from helpers import DIFFERENTIABLE
 
 F64 = np.float64
@@ -71,7 +71,7 @@ def run_gradcheck(layer, x, forward, rng):
 
 @pytest.mark.parametrize("activation", DIFFERENTIABLE)
 def test_linear_gradients(rng, activation):
-    layer = Linear(5, 7, activation=activation, seed=1, dtype=F64)
+    layer = projection(5, 7, activation=activation, seed=1, dtype=F64)
     x = rng.standard_normal((2, 3, 5))
     run_gradcheck(layer, x, lambda x: layer.forward(x, training=True), rng)
 
@@ -168,7 +168,7 @@ def test_dropout_gradient_uses_the_same_mask(rng):
     np.testing.assert_allclose(dx[kept], 2.0)
     np.testing.assert_allclose(dx[~kept], 0.0)
     assert layer.forward(x, training=False) is x
-    with pytest.raises(ValueError, match="dropout probability"):
+    with pytest.raises(ValueError, match="Dropout rate must be in"):
         Dropout(1.0)
 
 
