@@ -5,12 +5,14 @@ import pytest
 from hypothesis import settings
 
 import fastnet
-from helpers import CPU_PATHS, LOWP_PATHS
 
 # Keep property tests quick: the suite as a whole must stay well under 15 minutes.
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# After the profile: helpers' settings objects start from the profile loaded when they are made.
+from helpers import CPU_PATHS, LOWP_PATHS  # noqa: E402,F401  (CPU_PATHS: `from conftest import` in tests)
 
 
 def _forced_path(name):
