@@ -6,12 +6,14 @@
  */
 #define UINT uint32_t
 #define REAL float
+#define REAL_IS_FLOAT 1
 #define SUFFIX f32
 #define EXP expf
 #define TANH tanhf
 #define FABS fabsf
 #include ACT_TEMPLATE
 
+#undef REAL_IS_FLOAT
 #undef UINT
 #define UINT uint64_t
 #undef REAL

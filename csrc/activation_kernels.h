@@ -5,7 +5,8 @@
  * the portable path, float32 and float64) and once per vector instruction
  * set (FN_SIMD_ISA, FN_SIMD_TARGET: AVX2 and AVX-512, float32), through
  * activation_instances.h as activation_math.h is. It defines the table
- * act_kernels_<SUFFIX or FN_SIMD_ISA>[FN_ACT_COUNT].
+ * act_kernels_<SUFFIX or FN_SIMD_ISA>[FN_ACT_COUNT] and, for float32, the
+ * dense layer's GEMM epilogues act_epilogues_<f32 or FN_SIMD_ISA>.
  *
  * Vector loops end with a masked partial vector, never a scalar tail, so
  * every element goes through the same arithmetic wherever a thread's range
@@ -44,6 +45,36 @@
         }                                                                                  \
     }
 
+/* The dense epilogue (gemm_internal.h) of one activation: bias, a copy of
+ * the pre-activation, then F, on rows x cols of C; the last columns go
+ * through a masked vector, so every element sees the same math. Full vectors
+ * use plain loads and stores (a masked store does not forward to a later
+ * load). */
+#define EPILOGUE(NAME, F)                                                                  \
+    FN_SIMD_TARGET static void NAME(float *c, int64_t ldc, int64_t rows, int64_t cols,     \
+                                    int64_t i0, int64_t j0, const fn_epilogue_f32 *epi) {  \
+        VAL vp = VF(set1)(epi->act_param);                                                 \
+        for (int64_t r = 0; r < rows; ++r) {                                               \
+            float *row = c + r * ldc;                                                      \
+            float *pre = epi->pre ? epi->pre + (i0 + r) * epi->ldpre + j0 : NULL;          \
+            const float *bias = epi->bias ? epi->bias + j0 : NULL;                         \
+            int64_t j = 0;                                                                 \
+            for (; j + LANES <= cols; j += LANES) {                                        \
+                VAL z = VF(load)(row + j);                                                 \
+                if (bias) z = VF(add)(z, VF(load)(bias + j));                              \
+                if (pre) VF(store)(pre + j, z);                                            \
+                VF(store)(row + j, F(z, vp));                                              \
+            }                                                                              \
+            if (j < cols) {                                                                \
+                FN_V(mask) t = VF(tail)(cols - j);                                         \
+                VAL z = VF(load_mask)(row + j, t);                                         \
+                if (bias) z = VF(add)(z, VF(load_mask)(bias + j, t));                      \
+                if (pre) VF(store_mask)(pre + j, t, z);                                    \
+                VF(store_mask)(row + j, t, F(z, vp));                                      \
+            }                                                                              \
+        }                                                                                  \
+    }
+
 #else /* scalar */
 #define KN(name) FN_ACT_CAT(name, SUFFIX)
 #define KTARGET
@@ -59,6 +90,23 @@
     static void NAME(const REAL *a, const REAL *dy, REAL *dx, int64_t n, REAL p) {         \
         for (int64_t i = 0; i < n; i++) dx[i] = G(a[i], dy[i], p);                         \
     }
+#ifdef REAL_IS_FLOAT
+#define EPILOGUE(NAME, F)                                                                  \
+    static void NAME(float *c, int64_t ldc, int64_t rows, int64_t cols, int64_t i0,        \
+                     int64_t j0, const fn_epilogue_f32 *epi) {                             \
+        float p = epi->act_param;                                                          \
+        for (int64_t r = 0; r < rows; ++r) {                                               \
+            float *row = c + r * ldc;                                                      \
+            float *pre = epi->pre ? epi->pre + (i0 + r) * epi->ldpre + j0 : NULL;          \
+            const float *bias = epi->bias ? epi->bias + j0 : NULL;                         \
+            for (int64_t j = 0; j < cols; ++j) {                                           \
+                float z = bias ? row[j] + bias[j] : row[j];                                \
+                if (pre) pre[j] = z;                                                       \
+                row[j] = F(z, p);                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+#endif
 #endif
 
 /* GRAD DY: dx = dy, a copy (nothing written when dx is dy). */
@@ -94,6 +142,16 @@ FN_ACTIVATIONS(ACT_KERNELS)
 #define ACT_TABLE_ENTRY(ENUM, name, GRAD, COST, PARAM, DOC) [FN_ACT_##ENUM] = TABLE_ENTRY_##GRAD(name),
 
 static const KERNELS KN(act_kernels)[FN_ACT_COUNT] = {FN_ACTIVATIONS(ACT_TABLE_ENTRY)};
+
+#ifdef EPILOGUE
+#define ACT_EPILOGUE(ENUM, name, GRAD, COST, PARAM, DOC) EPILOGUE(KN(epilogue_##name), KN(fn_act_##name))
+FN_ACTIVATIONS(ACT_EPILOGUE)
+#define ACT_EPILOGUE_ENTRY(ENUM, name, GRAD, COST, PARAM, DOC) [FN_ACT_##ENUM] = KN(epilogue_##name),
+static const fn_sgemm_epilogue KN(act_epilogues)[FN_ACT_COUNT] = {FN_ACTIVATIONS(ACT_EPILOGUE_ENTRY)};
+#undef ACT_EPILOGUE
+#undef ACT_EPILOGUE_ENTRY
+#undef EPILOGUE
+#endif
 
 #undef ACT_TABLE_ENTRY
 #undef TABLE_ENTRY_DY

@@ -28,9 +28,8 @@
  * GELU is the tanh approximation 0.5 x (1 + tanh(u)), u = sqrt(2/pi)(x +
  * 0.044715 x^3), evaluated as x * sigmoid(2u): the same function (since
  * 0.5 (1 + tanh(u)) == sigmoid(2u)) without the cancellation of 1 + tanh(u)
- * for negative x. Its derivative is s + 2 x s (1 - s) u'(x), s = sigmoid(2u);
- * with e = exp(-|2u|), s (1 - s) = e / (1 + e)^2 for either sign: no 1 - s
- * that cancels when s is close to 1.
+ * for negative x. Its derivative is s + 2 x s (1 - s) u'(x), s = sigmoid(2u),
+ * with s (1 - s) from fn_sigmoid_and_slope.
  */
 #define FN_ACT_CAT2(a, b) a##_##b
 #define FN_ACT_CAT(a, b) FN_ACT_CAT2(a, b)
@@ -54,14 +53,20 @@ static inline REAL SN(fn_gelu)(REAL x) {
     REAL u = (REAL)FN_GELU_C * (x + (REAL)FN_GELU_K * x * x * x);
     return x * SN(fn_sigmoid)((REAL)2 * u);
 }
+/* sigmoid(a) and its slope sigmoid(a) (1 - sigmoid(a)) = e / (1 + e)^2,
+ * e = exp(-|a|): no 1 - s that cancels when s is close to 1. */
+static inline REAL SN(fn_sigmoid_and_slope)(REAL a, REAL *slope) {
+    REAL e = EXP(-FABS(a));
+    REAL d = (REAL)1 / ((REAL)1 + e);
+    *slope = e * d * d;
+    return SN(fn_select)(a >= 0, (REAL)1, e) * d;
+}
 static inline REAL SN(fn_gelu_grad)(REAL x) {
     REAL x2 = x * x;
     REAL a = (REAL)2 * (REAL)FN_GELU_C * (x + (REAL)FN_GELU_K * x2 * x);
     REAL du = (REAL)FN_GELU_C * ((REAL)1 + (REAL)3 * (REAL)FN_GELU_K * x2);
-    REAL e = EXP(-FABS(a));
-    REAL d = (REAL)1 / ((REAL)1 + e);
-    REAL s = SN(fn_select)(a >= 0, (REAL)1, e) * d;
-    return s + (REAL)2 * x * (e * d * d) * du;
+    REAL slope, s = SN(fn_sigmoid_and_slope)(a, &slope);
+    return s + (REAL)2 * x * slope * du;
 }
 
 static inline REAL SN(fn_act_identity)(REAL x, REAL p) { (void)p; return x; }
@@ -84,6 +89,14 @@ static inline REAL SN(fn_act_leaky_relu_grad)(REAL a, REAL dy, REAL p) { return 
 
 static inline REAL SN(fn_act_gelu)(REAL x, REAL p) { (void)p; return SN(fn_gelu)(x); }
 static inline REAL SN(fn_act_gelu_grad)(REAL x, REAL dy, REAL p) { (void)p; return dy * SN(fn_gelu_grad)(x); }
+
+/* SiLU: x s, s = sigmoid(x); derivative s + x s (1 - s) */
+static inline REAL SN(fn_act_silu)(REAL x, REAL p) { (void)p; return x * SN(fn_sigmoid)(x); }
+static inline REAL SN(fn_act_silu_grad)(REAL x, REAL dy, REAL p) {
+    (void)p;
+    REAL slope, s = SN(fn_sigmoid_and_slope)(x, &slope);
+    return dy * (s + x * slope);
+}
 
 #undef SN
 #endif /* REAL */
@@ -123,16 +136,20 @@ TARGET static inline VEC VN(fn_gelu_2u)(VEC x, VEC x2) {
 TARGET static inline VEC VN(fn_gelu)(VEC x) {
     return VF(mul)(x, VN(fn_sigmoid)(VN(fn_gelu_2u)(x, VF(mul)(x, x))));
 }
-TARGET static inline VEC VN(fn_gelu_grad)(VEC x) {
-    VEC x2 = VF(mul)(x, x), one = VF(set1)(1.0f);
-    VEC a = VN(fn_gelu_2u)(x, x2);
+/* sigmoid(a) and its slope e / (1 + e)^2, e = exp(-|a|) */
+TARGET static inline VEC VN(fn_sigmoid_and_slope)(VEC a, VEC *slope) {
+    VEC one = VF(set1)(1.0f);
     VEC e = VF(exp)(VF(neg_abs)(a));
     VEC d = VF(div)(one, VF(add)(one, e));
-    VEC s = VF(select)(VF(lt)(a, VF(zero)()), VF(mul)(e, d), d);
-    VEC s1 = VF(mul)(VF(mul)(e, d), d); /* s (1 - s) */
+    *slope = VF(mul)(VF(mul)(e, d), d);
+    return VF(select)(VF(lt)(a, VF(zero)()), VF(mul)(e, d), d);
+}
+TARGET static inline VEC VN(fn_gelu_grad)(VEC x) {
+    VEC x2 = VF(mul)(x, x);
+    VEC slope, s = VN(fn_sigmoid_and_slope)(VN(fn_gelu_2u)(x, x2), &slope);
     /* 2 du/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2) */
-    VEC du2 = VF(mul)(VF(set1)((float)(2.0 * FN_GELU_C)), VF(fma)(VF(set1)((float)(3.0 * FN_GELU_K)), x2, one));
-    return VF(fma)(VF(mul)(x, s1), du2, s);
+    VEC du2 = VF(mul)(VF(set1)((float)(2.0 * FN_GELU_C)), VF(fma)(VF(set1)((float)(3.0 * FN_GELU_K)), x2, VF(set1)(1.0f)));
+    return VF(fma)(VF(mul)(x, slope), du2, s);
 }
 
 TARGET static inline VEC VN(fn_act_identity)(VEC x, VEC p) { (void)p; return x; }
@@ -171,6 +188,13 @@ TARGET static inline VEC VN(fn_act_leaky_relu_grad)(VEC a, VEC dy, VEC p) {
 
 TARGET static inline VEC VN(fn_act_gelu)(VEC x, VEC p) { (void)p; return VN(fn_gelu)(x); }
 TARGET static inline VEC VN(fn_act_gelu_grad)(VEC x, VEC dy, VEC p) { (void)p; return VF(mul)(dy, VN(fn_gelu_grad)(x)); }
+
+TARGET static inline VEC VN(fn_act_silu)(VEC x, VEC p) { (void)p; return VF(mul)(x, VN(fn_sigmoid)(x)); }
+TARGET static inline VEC VN(fn_act_silu_grad)(VEC x, VEC dy, VEC p) {
+    (void)p;
+    VEC slope, s = VN(fn_sigmoid_and_slope)(x, &slope);
+    return VF(mul)(dy, VF(fma)(x, slope, s));
+}
 
 #undef VEC
 #undef VF

@@ -33,7 +33,8 @@ extern "C" {
     ROW(TANH,       tanh,       Y,         COSTLY, 0, "The hyperbolic tangent.")                                                    \
     ROW(RELU,       relu,       SIGN,      CHEAP,  0, "ReLU: max(x, 0); NaN stays NaN.")                                            \
     ROW(LEAKY_RELU, leaky_relu, SIGN,      CHEAP,  1, "Leaky ReLU: x where x > 0, else alpha * x.")                                 \
-    ROW(GELU,       gelu,       X,         COSTLY, 0, "GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).")
+    ROW(GELU,       gelu,       X,         COSTLY, 0, "GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).") \
+    ROW(SILU,       silu,       X,         COSTLY, 0, "SiLU (swish): x * sigmoid(x).")
 
 typedef enum {
 #define FN_ACT_ENUM_(ENUM, name, GRAD, COST, PARAM, DOC) FN_ACT_##ENUM,

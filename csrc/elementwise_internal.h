@@ -30,6 +30,23 @@ static inline void fn_split_blocks(int64_t n, int tid, int nth, int64_t *begin, 
     *end = e * 16 < n ? e * 16 : n;
 }
 
+/* Runs CALL over [0, n) on up to n_threads threads, each getting per_thread
+ * elements at least; CALL sees lo, hi: this thread's block-aligned range. */
+#define FN_RUN_SPLIT(n, per_thread, n_threads, CALL)                                       \
+    do {                                                                                \
+        int nth_ = fn_threads_for((n), (per_thread), (n_threads));                      \
+        if (nth_ <= 1) {                                                                \
+            int64_t lo = 0, hi = (n);                                                   \
+            CALL;                                                                       \
+        } else {                                                                        \
+            FN_PARALLEL(nth_) {                                                         \
+                int64_t lo, hi;                                                         \
+                fn_split_blocks((n), fn_thread_id(), fn_thread_count(), &lo, &hi);      \
+                if (hi > lo) CALL;                                                      \
+            }                                                                           \
+        }                                                                               \
+    } while (0)
+
 /* Reductions cut n into at most FN_MAX_CHUNKS chunks whose size depends only
  * on n, sum each chunk in double, then add the chunk sums in order: the
  * result is the same for every thread count. */

@@ -1,5 +1,6 @@
 /* gemm.c - packed sgemm driver (GotoBLAS/BLIS loop nest), the portable
- * micro-kernel, the scalar dense epilogue, and the plain blocked dgemm.
+ * micro-kernel and the plain blocked dgemm (the dense epilogues are generated
+ * with the activations, in activations.c).
  *
  * Loop nest of the float32 driver (one OpenMP region for the whole call):
  *   for jc in N step NC            B block (KC x NC)
@@ -31,49 +32,6 @@
 #include <math.h>
 
 #include "kernels.h"
-#include "elementwise_internal.h"
-
-/* ---- scalar activations for the epilogue (math of activations.c) -------- */
-
-float fn_epilogue_act_scalar(fn_activation act, float param, float z) {
-    switch (act) {
-    case FN_ACT_STEP: return z > 0.0f ? 1.0f : 0.0f;
-    case FN_ACT_SIGMOID: return fn_sigmoid_f32(z);
-    case FN_ACT_TANH: return tanhf(z);
-    /* Written so NaN passes through, as in NumPy's maximum. */
-    case FN_ACT_RELU: return z < 0.0f ? 0.0f : z;
-    case FN_ACT_LEAKY_RELU: return z < 0.0f ? param * z : z;
-    case FN_ACT_GELU: return fn_gelu_f32(z);
-    default: return z;
-    }
-}
-
-static void activate_row(float *row, int64_t cols, fn_activation act, float param) {
-    switch (act) {
-    case FN_ACT_IDENTITY: return;
-    case FN_ACT_RELU:
-        for (int64_t j = 0; j < cols; ++j) row[j] = row[j] < 0.0f ? 0.0f : row[j];
-        return;
-    case FN_ACT_LEAKY_RELU:
-        for (int64_t j = 0; j < cols; ++j) row[j] = row[j] < 0.0f ? param * row[j] : row[j];
-        return;
-    default:
-        for (int64_t j = 0; j < cols; ++j) row[j] = fn_epilogue_act_scalar(act, param, row[j]);
-    }
-}
-
-void fn_sgemm_epilogue_scalar(float *c, int64_t ldc, int64_t rows, int64_t cols,
-                              int64_t i0, int64_t j0, const fn_epilogue_f32 *epi) {
-    for (int64_t r = 0; r < rows; ++r) {
-        float *row = c + r * ldc;
-        if (epi->bias) {
-            const float *bias = epi->bias + j0;
-            for (int64_t j = 0; j < cols; ++j) row[j] += bias[j];
-        }
-        if (epi->pre) memcpy(epi->pre + (i0 + r) * epi->ldpre + j0, row, (size_t)cols * sizeof(float));
-        activate_row(row, cols, epi->act, epi->act_param);
-    }
-}
 
 /* ---- portable micro-kernel: 6 x 8, written so GCC vectorises the j loop
  * with baseline SSE2 (12 accumulator registers of 4 floats). ------------- */

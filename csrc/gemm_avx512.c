@@ -1,5 +1,6 @@
 /* gemm_avx512.c - the 12 x 32 AVX-512 sgemm micro-kernel (gemm_kernel.h at
- * this width), packing that transposes through registers, and the epilogue.
+ * this width) and packing that transposes through registers; its epilogue is
+ * generated with the activations (activations.c).
  *
  * Register tile: 12 rows x 32 columns = 24 zmm accumulators, 2 zmm for the B
  * row, broadcasts of A folded into the FMAs' memory operand: 26-27 of the 32
@@ -18,7 +19,6 @@
 #include <string.h>
 
 #include "gemm_internal.h"
-#include "elementwise_internal.h"
 
 #ifdef FN_GEMM_X86
 
@@ -87,50 +87,6 @@ static FN_TARGET_AVX512 void avx512_pack_b(const float *b, int64_t ldb, int tran
             int rows = nr - h <= 0 ? 0 : nr - h < 16 ? (int)(nr - h) : 16;
             for (int j = 0; j < rows; ++j) runs[j] = b + (jc + j0 + h + j) * ldb + pc;
             transpose_runs(runs, rows, kc, d + h, nr_tile, 16); /* columns past nr: zeros */
-        }
-    }
-}
-
-/* The activation of 16 lanes, with the math of activations.c (same bits). */
-static FN_ALWAYS_INLINE FN_TARGET_AVX512 __m512
-avx512_activate(__m512 z, fn_activation act, __m512 slope) {
-    const __m512 zero = _mm512_setzero_ps();
-    switch (act) {
-    case FN_ACT_STEP:
-        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, zero, _CMP_GT_OQ), _mm512_set1_ps(1.0f));
-    case FN_ACT_SIGMOID: return fn_sigmoid_avx512(z);
-    case FN_ACT_TANH: return fn_tanh_avx512(z);
-    case FN_ACT_RELU: return _mm512_max_ps(zero, z); /* NaN passes through */
-    case FN_ACT_LEAKY_RELU: return _mm512_mask_mul_ps(z, _mm512_cmp_ps_mask(z, zero, _CMP_LT_OQ), z, slope);
-    case FN_ACT_GELU: return fn_gelu_avx512(z);
-    default: return z;
-    }
-}
-
-/* Bias, pre-activation copy and activation 16 lanes at a time, the last
- * columns masked: every element sees the same math. Full vectors use plain
- * loads and stores (a masked store does not forward to a later load). */
-FN_TARGET_AVX512 void fn_sgemm_epilogue_avx512(float *c, int64_t ldc, int64_t rows, int64_t cols,
-                                             int64_t i0, int64_t j0, const fn_epilogue_f32 *epi) {
-    const fn_activation act = epi->act;
-    const __m512 slope = _mm512_set1_ps(epi->act_param);
-    for (int64_t r = 0; r < rows; ++r) {
-        float *row = c + r * ldc;
-        float *pre = epi->pre ? epi->pre + (i0 + r) * epi->ldpre + j0 : NULL;
-        const float *bias = epi->bias ? epi->bias + j0 : NULL;
-        int64_t j = 0;
-        for (; j + 16 <= cols; j += 16) {
-            __m512 z = _mm512_loadu_ps(row + j);
-            if (bias) z = _mm512_add_ps(z, _mm512_loadu_ps(bias + j));
-            if (pre) _mm512_storeu_ps(pre + j, z);
-            _mm512_storeu_ps(row + j, avx512_activate(z, act, slope));
-        }
-        if (j < cols) {
-            __mmask16 m = (__mmask16)((1u << (cols - j)) - 1u);
-            __m512 z = _mm512_maskz_loadu_ps(m, row + j);
-            if (bias) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(m, bias + j));
-            if (pre) _mm512_mask_storeu_ps(pre + j, m, z);
-            _mm512_mask_storeu_ps(row + j, m, avx512_activate(z, act, slope));
         }
     }
 }

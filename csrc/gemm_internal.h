@@ -128,8 +128,13 @@ void fn_pack_a_round_bf16(const float *a, int64_t lda, int trans_a, int64_t ic, 
 void fn_pack_b_round_bf16(const float *b, int64_t ldb, int trans_b, int64_t pc, int64_t kc,
                           int64_t units, int64_t jc, int64_t nc, int nr, int64_t q0, int64_t q1,
                           void *dst);
-/* The AVX-512 epilogue (gemm_avx512.c), shared with the bf16 kernels. */
+/* The epilogues, one per CPU path, generated from the activation table
+ * (activations.c); the bf16 and AMX kernels use the AVX-512 one. */
+void fn_sgemm_epilogue_scalar(float *c, int64_t ldc, int64_t rows, int64_t cols,
+                              int64_t i0, int64_t j0, const fn_epilogue_f32 *epi);
 #ifdef FN_GEMM_X86
+void fn_sgemm_epilogue_avx2(float *c, int64_t ldc, int64_t rows, int64_t cols,
+                            int64_t i0, int64_t j0, const fn_epilogue_f32 *epi);
 void fn_sgemm_epilogue_avx512(float *c, int64_t ldc, int64_t rows, int64_t cols,
                               int64_t i0, int64_t j0, const fn_epilogue_f32 *epi);
 #endif
@@ -162,12 +167,6 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
                        float beta, float *c, int64_t ldc,
                        const fn_epilogue_f32 *epi, int n_threads);
 
-/* Scalar activation shared by all epilogues (same formulas as activations.c). */
-float fn_epilogue_act_scalar(fn_activation act, float param, float z);
-/* Portable epilogue, also the fallback of the SIMD ones for
- * transcendental activations. */
-void fn_sgemm_epilogue_scalar(float *c, int64_t ldc, int64_t rows, int64_t cols,
-                              int64_t i0, int64_t j0, const fn_epilogue_f32 *epi);
 
 #ifdef FN_HAVE_OPENMP
 #define FN_BARRIER() FN_PRAGMA(omp barrier)

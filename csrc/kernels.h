@@ -22,6 +22,7 @@ typedef struct fn_attention_kernels fn_attention_kernels;     /* attention.c */
 typedef struct fn_optim_kernels fn_optim_kernels;             /* optim.c */
 typedef struct fn_transformer_kernels fn_transformer_kernels; /* transformer.c */
 typedef struct fn_loss_kernels fn_loss_kernels;               /* losses.c */
+typedef struct fn_activation_kernels fn_activation_kernels;   /* activations.c */
 
 typedef struct {
     const char *name;
@@ -32,6 +33,7 @@ typedef struct {
     const fn_optim_kernels *optim;
     const fn_transformer_kernels *transformer;
     const fn_loss_kernels *losses;
+    const fn_activation_kernels *activations; /* elementwise activations, softmax rows */
 } fn_kernel_table;
 
 /* The table of the current CPU path. */
@@ -44,12 +46,14 @@ extern const fn_attention_kernels fn_attention_generic;
 extern const fn_optim_kernels fn_optim_generic;
 extern const fn_transformer_kernels fn_transformer_generic;
 extern const fn_loss_kernels fn_losses_generic;
+extern const fn_activation_kernels fn_activations_generic;
 #ifdef FN_SIMD_X86
 extern const fn_layernorm_kernels fn_layernorm_avx2, fn_layernorm_avx512;
 extern const fn_attention_kernels fn_attention_avx2, fn_attention_avx512;
 extern const fn_optim_kernels fn_optim_avx2, fn_optim_avx512;
 extern const fn_transformer_kernels fn_transformer_avx2, fn_transformer_avx512;
 extern const fn_loss_kernels fn_losses_avx2, fn_losses_avx512;
+extern const fn_activation_kernels fn_activations_avx2, fn_activations_avx512;
 #endif
 
 #endif /* FN_KERNELS_H */

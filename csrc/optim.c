@@ -104,21 +104,6 @@ OPTIM_TARGET(FN_TARGET_AVX512, avx512)
 
 /* ---- threading ---------------------------------------------------------- */
 
-/* CALL sees lo, hi: this thread's block-aligned element range. */
-#define RUN_SPLIT(n, per_thread, n_threads, CALL)                                       \
-    do {                                                                                \
-        int nth_ = fn_threads_for((n), (per_thread), (n_threads));                      \
-        if (nth_ <= 1) {                                                                \
-            int64_t lo = 0, hi = (n);                                                   \
-            CALL;                                                                       \
-        } else {                                                                        \
-            FN_PARALLEL(nth_) {                                                         \
-                int64_t lo, hi;                                                         \
-                fn_split_blocks((n), fn_thread_id(), fn_thread_count(), &lo, &hi);      \
-                if (hi > lo) CALL;                                                      \
-            }                                                                           \
-        }                                                                               \
-    } while (0)
 
 /* ---- public entry points ------------------------------------------------ */
 
@@ -133,7 +118,7 @@ fn_status fn_sgd_step_f32(float *w, const float *g, float *velocity, int64_t n,
                           int n_threads) {
     if (!sgd_args_ok(w, g, velocity, n, momentum)) return FN_ERR_ARG;
     const fn_optim_kernels *k = fn_kernels()->optim;
-    RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
+    FN_RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
               k->sgd(w + lo, g + lo, velocity ? velocity + lo : NULL, hi - lo, lr, momentum, weight_decay, nesterov));
     return FN_OK;
 }
@@ -142,7 +127,7 @@ fn_status fn_sgd_step_f64(double *w, const double *g, double *velocity, int64_t 
                           double lr, double momentum, double weight_decay, int nesterov,
                           int n_threads) {
     if (!sgd_args_ok(w, g, velocity, n, momentum)) return FN_ERR_ARG;
-    RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
+    FN_RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
               sgd_body_f64(w + lo, g + lo, velocity ? velocity + lo : NULL, hi - lo, lr, momentum, weight_decay, nesterov));
     return FN_OK;
 }
@@ -165,7 +150,7 @@ fn_status fn_adam_step_f32(float *w, const float *g, float *m, float *v, int64_t
     float l2 = decoupled ? 0.0f : weight_decay;
     float shrink = decoupled ? (float)(1.0 - (double)lr * weight_decay) : 1.0f;
     const fn_optim_kernels *k = fn_kernels()->optim;
-    RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
+    FN_RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
               k->adam(w + lo, g + lo, m + lo, v + lo, hi - lo, beta1, beta2, eps, l2, shrink,
                       (float)step_size, (float)inv_bc2));
     return FN_OK;
@@ -179,7 +164,7 @@ fn_status fn_adam_step_f64(double *w, const double *g, double *m, double *v, int
     if (!adam_factors(lr, beta1, beta2, eps, step, &step_size, &inv_bc2)) return FN_ERR_ARG;
     double l2 = decoupled ? 0.0 : weight_decay;
     double shrink = decoupled ? 1.0 - lr * weight_decay : 1.0;
-    RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
+    FN_RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
               adam_body_f64(w + lo, g + lo, m + lo, v + lo, hi - lo, beta1, beta2, eps, l2, shrink,
                             step_size, inv_bc2));
     return FN_OK;
@@ -213,12 +198,12 @@ fn_status fn_sum_squares_f64(const double *x, int64_t n, double *out, int n_thre
 fn_status fn_scale_f32(float *x, int64_t n, float scale, int n_threads) {
     if (n < 0 || (n > 0 && !x)) return FN_ERR_ARG;
     const fn_optim_kernels *k = fn_kernels()->optim;
-    RUN_SPLIT(n, STEP_PER_THREAD, n_threads, k->scale(x + lo, hi - lo, scale));
+    FN_RUN_SPLIT(n, STEP_PER_THREAD, n_threads, k->scale(x + lo, hi - lo, scale));
     return FN_OK;
 }
 
 fn_status fn_scale_f64(double *x, int64_t n, double scale, int n_threads) {
     if (n < 0 || (n > 0 && !x)) return FN_ERR_ARG;
-    RUN_SPLIT(n, STEP_PER_THREAD, n_threads, scale_body_f64(x + lo, hi - lo, scale));
+    FN_RUN_SPLIT(n, STEP_PER_THREAD, n_threads, scale_body_f64(x + lo, hi - lo, scale));
     return FN_OK;
 }

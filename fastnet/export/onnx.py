@@ -114,6 +114,8 @@ class _Graph:
             gate = self.op("Sigmoid", [self.op("Mul", [inner, self.scalar(2.0 * _GELU_C, "gelu_2c")],
                                                hint + "_2u")], hint + "_gate")
             return self.op("Mul", [x, gate], hint)
+        if name == "silu":
+            return self.op("Mul", [x, self.op("Sigmoid", [x], hint + "_gate")], hint)
         if name == "softmax":
             return self.op("Softmax", [x], hint, axis=-1)
         raise ValueError(f"activation {name!r} has no ONNX export")

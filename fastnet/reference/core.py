@@ -16,7 +16,6 @@ __all__ = [
     "matmul", "matmul_backward",
     "dense", "dense_backward",
     "activation", "activation_backward", "activation_derivative",
-    "identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "gelu",
     "softmax", "softmax_backward", "log_softmax",
     "softmax_cross_entropy", "mse", "bce_with_logits",
     "sgd_step", "adam_step", "adamw_step", "sum_squares", "scale_",
@@ -146,7 +145,7 @@ def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
     y = acc * (x_scale[:, None] * np.asarray(w_scale, np.float32)[None, :])
     if b is not None:
         y = y + np.asarray(b, np.float32)
-    return _store(_FORWARD[_canonical(act)](_f64(y.astype(np.float32)), alpha), np.float32)
+    return _store(_ACTIVATIONS[_canonical(act)][0](_f64(y.astype(np.float32)), alpha), np.float32)
 
 
 def _operand(x, precision):
@@ -222,56 +221,70 @@ def _gelu_derivative64(x):
     return s + 2.0 * x * s * one_minus_s * du
 
 
-_FORWARD = {
-    "identity": lambda x, alpha: x,
-    "step": lambda x, alpha: (x > 0).astype(np.float64),
-    "sigmoid": lambda x, alpha: _sigmoid64(x),
-    "tanh": lambda x, alpha: np.tanh(x),
-    "relu": lambda x, alpha: np.maximum(x, 0.0),
-    "leaky_relu": lambda x, alpha: np.where(x > 0, x, alpha * x),
-    "gelu": lambda x, alpha: _gelu64(x),
+# name: (forward(x, alpha), derivative from x (x, alpha), derivative from the
+# output y (y, alpha) or None when y does not determine it). The derivative is
+# None for an activation without a gradient. One row per activation of
+# fastnet.ops.ACTIVATIONS; the per-name functions below are made from it.
+def _sigmoid_slope(y):
+    return y * (1.0 - y)
+
+
+def _tanh_slope(y):
+    return 1.0 - y * y
+
+
+def _leaky_relu_derivative_from_y(y, alpha):
+    if alpha < 0:
+        raise ValueError("leaky_relu backward with alpha < 0 needs x: the sign of y no longer tells the side")
+    return np.where(y > 0, 1.0, alpha)
+
+
+_ACTIVATIONS = {
+    "identity": (lambda x, alpha: x, lambda x, alpha: np.ones_like(x), lambda y, alpha: np.ones_like(y)),
+    "step": (lambda x, alpha: (x > 0).astype(np.float64), None, None),
+    "sigmoid": (lambda x, alpha: _sigmoid64(x), lambda x, alpha: _sigmoid_slope(_sigmoid64(x)),
+                lambda y, alpha: _sigmoid_slope(y)),
+    "tanh": (lambda x, alpha: np.tanh(x), lambda x, alpha: _tanh_slope(np.tanh(x)), lambda y, alpha: _tanh_slope(y)),
+    "relu": (lambda x, alpha: np.maximum(x, 0.0), lambda x, alpha: (x > 0).astype(np.float64),
+             lambda y, alpha: (y > 0).astype(np.float64)),
+    "leaky_relu": (lambda x, alpha: np.where(x > 0, x, alpha * x), lambda x, alpha: np.where(x > 0, 1.0, alpha),
+                   _leaky_relu_derivative_from_y),
+    "gelu": (lambda x, alpha: _gelu64(x), lambda x, alpha: _gelu_derivative64(x), None),
+    # silu' = s + x s (1 - s), s = sigmoid(x), with 1 - s = sigmoid(-x)
+    "silu": (lambda x, alpha: x * _sigmoid64(x), lambda x, alpha: _sigmoid64(x) * (1.0 + x * _sigmoid64(-x)), None),
 }
+_WITH_ALPHA = {"leaky_relu"}  # the activations whose alpha means something
 _ALIASES = {"linear": "identity", None: "identity"}
 
 
 def _canonical(name):
     name = _ALIASES.get(name, name)
-    if name not in _FORWARD:
-        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(_FORWARD)}")
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(_ACTIVATIONS)}")
     return name
 
 
 def activation(x, name, alpha=0.01, out=None):
     """y = act(x) elementwise."""
     dtype = _float_dtype(x)
-    return _store(_FORWARD[_canonical(name)](_f64(x), alpha), dtype, out)
+    return _store(_ACTIVATIONS[_canonical(name)][0](_f64(x), alpha), dtype, out)
 
 
 def activation_derivative(name, x=None, y=None, alpha=0.01):
-    """act'(x) in float64, from x when given, else from the forward output y.
+    """act'(x) in float64, from the forward output y when given and it
+    determines the derivative, else from x.
 
     At x == 0, relu' = 0 and leaky_relu' = alpha (the x > 0 branch is strict).
     """
     name = _canonical(name)
-    if name == "step":
-        raise ValueError("the step activation has no backward (its derivative is 0 almost everywhere)")
-    if x is None and y is None:
-        raise ValueError(f"{name} backward needs x or y")
-    if name == "identity":
-        return np.ones(np.shape(x if x is not None else y))
-    if name == "gelu":
-        if x is None:
-            raise ValueError("gelu backward needs the pre-activation x")
-        return _gelu_derivative64(_f64(x))
-    if name in ("sigmoid", "tanh"):
-        s = _f64(y) if y is not None else _FORWARD[name](_f64(x), alpha)
-        return s * (1.0 - s) if name == "sigmoid" else 1.0 - s * s
-    if x is None and name == "leaky_relu" and alpha < 0:
-        raise ValueError("leaky_relu backward with alpha < 0 needs x: the sign of y no longer tells the side")
-    positive = _f64(x) > 0 if x is not None else _f64(y) > 0
-    if name == "relu":
-        return positive.astype(np.float64)
-    return np.where(positive, 1.0, alpha)  # leaky_relu
+    _, from_x, from_y = _ACTIVATIONS[name]
+    if from_x is None:
+        raise ValueError(f"the {name} activation has no backward (its derivative is 0 almost everywhere)")
+    if y is not None and from_y is not None:
+        return from_y(_f64(y), alpha)
+    if x is None:
+        raise ValueError(f"{name} backward needs x" + (" or y" if from_y is not None else " (the pre-activation)"))
+    return from_x(_f64(x), alpha)
 
 
 def activation_backward(name, dy, x=None, y=None, alpha=0.01):
@@ -280,32 +293,20 @@ def activation_backward(name, dy, x=None, y=None, alpha=0.01):
     return (_f64(dy) * activation_derivative(name, x, y, alpha)).astype(dtype)
 
 
-def identity(x):
-    return activation(x, "identity")
+def _activation_function(name):
+    if name in _WITH_ALPHA:
+        def function(x, alpha=0.01):
+            return activation(x, name, alpha=alpha)
+    else:
+        def function(x):
+            return activation(x, name)
+    function.__name__ = function.__qualname__ = name
+    return function
 
 
-def step(x):
-    return activation(x, "step")
-
-
-def sigmoid(x):
-    return activation(x, "sigmoid")
-
-
-def tanh(x):
-    return activation(x, "tanh")
-
-
-def relu(x):
-    return activation(x, "relu")
-
-
-def leaky_relu(x, alpha=0.01):
-    return activation(x, "leaky_relu", alpha=alpha)
-
-
-def gelu(x):
-    return activation(x, "gelu")
+for _name in _ACTIVATIONS:  # identity, step, sigmoid, ...
+    globals()[_name] = _activation_function(_name)
+__all__ += list(_ACTIVATIONS)
 
 
 # ---- dense layer ---------------------------------------------------------
@@ -321,7 +322,7 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
     pre = _operand(x, precision) @ _operand(w, precision)
     if b is not None:
         pre = pre + _f64(b)
-    y = _store(_FORWARD[_canonical(activation)](pre, alpha), dtype, out)
+    y = _store(_ACTIVATIONS[_canonical(activation)][0](pre, alpha), dtype, out)
     if return_preactivation:
         return y, pre.astype(dtype)
     return y

@@ -201,6 +201,15 @@ def test_activations_accept_scalars(cpu_path, value):
         np.testing.assert_allclose(got, ref.activation(np.asarray(value), act, alpha=0.1), rtol=1e-6)
 
 
+def test_silu_is_x_times_sigmoid(cpu_path):
+    x = np.array([-30.0, -2.0, -0.5, 0.0, 1.0, 4.0, 30.0], np.float64)
+    want = x / (1.0 + np.exp(-x))
+    np.testing.assert_allclose(ref.silu(x), want, rtol=1e-15, atol=1e-300)
+    np.testing.assert_allclose(ops.silu(x), want, rtol=1e-15, atol=1e-300)
+    np.testing.assert_allclose(ops.silu(x.astype(np.float32)), want, rtol=1e-6, atol=1e-30)
+    assert ops.silu(np.float64(1.0)) == pytest.approx(0.7310585786300049, rel=1e-15)
+
+
 def test_step_is_the_perceptron_threshold(cpu_path):
     x = np.array([-2.0, -1e-30, 0.0, 1e-30, 3.0] * 4, np.float32)
     np.testing.assert_array_equal(ops.step(x), np.array([0, 0, 0, 1, 1] * 4, np.float32))
