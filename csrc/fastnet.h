@@ -115,12 +115,12 @@ fn_status fn_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k
  * (fn_quantize_rows_s8; a row holding NaN or infinity gets a NaN scale),
  * weights per output column (fn_quantize_columns_s8; FN_ERR_NONFINITE unless
  * finite). fn_pack_s8 lays a k x n int8 weight matrix out for the kernels
- * (fn_s8_packed_bytes bytes) and writes its n column sums.
+ * (in the number of bytes fn_s8_packed_bytes gives) and writes its n column sums.
  * fn_gemm_s8s32: C (int32, exact) = A (m x k, int8) @ B (packed).
  * fn_dense_forward_s8: y = act((float)acc[i,j] * (sx[i] * sw[j]) + bias[j]),
  * x quantised per row on the fly; the same bits on every path.
  */
-int64_t fn_s8_packed_bytes(int64_t k, int64_t n);
+fn_status fn_s8_packed_bytes(int64_t k, int64_t n, int64_t *bytes);
 fn_status fn_quantize_rows_s8(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q, float *scale);
 fn_status fn_quantize_columns_s8(const float *w, int64_t k, int64_t n, int64_t ldw, int8_t *q, float *scale);
 fn_status fn_pack_s8(const int8_t *q, int64_t k, int64_t n, int8_t *packed, int32_t *colsum);
@@ -185,8 +185,9 @@ fn_status fn_dense_backward_f64(int64_t m, int64_t n, int64_t k,
                                 int accumulate, int n_threads);
 
 /* ---- activations (activations.c), n contiguous elements -------------------
- * Backward: dx = dy * act'(x), using x and/or y (the forward output) as the
- * activation needs; pass both. dx may alias dy.
+ * Backward: dx = dy * act'(x), from x or y (the forward output): the one
+ * fn_activation_backward_reads names for what is passed (FN_ERR_ARG when
+ * neither will do). dx may alias dy.
  */
 fn_status fn_activation_forward_f32(fn_activation act, float act_param,
                                     const float *x, float *y, int64_t n, int n_threads);

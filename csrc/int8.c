@@ -27,9 +27,12 @@ static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; 
 
 int64_t fn_s8_kpad(int64_t k) { return round_up(k > 0 ? k : 1, FN_S8_KALIGN); }
 
-int64_t fn_s8_packed_bytes(int64_t k, int64_t n) {
-    if (k < 0 || n < 0) return -1;
-    return round_up(n, FN_S8_NR) * fn_s8_kpad(k);
+static int64_t packed_bytes(int64_t k, int64_t n) { return round_up(n, FN_S8_NR) * fn_s8_kpad(k); }
+
+fn_status fn_s8_packed_bytes(int64_t k, int64_t n, int64_t *bytes) {
+    if (k < 0 || n < 0 || !bytes) return FN_ERR_ARG;
+    *bytes = packed_bytes(k, n);
+    return FN_OK;
 }
 
 /* ---- quantisation ----------------------------------------------------------- */
@@ -97,7 +100,7 @@ fn_status fn_quantize_columns_s8(const float *w, int64_t k, int64_t n, int64_t l
 fn_status fn_pack_s8(const int8_t *q, int64_t k, int64_t n, int8_t *packed, int32_t *colsum) {
     if (k < 0 || n < 0 || (k > 0 && n > 0 && !q) || !packed || (n > 0 && !colsum)) return FN_ERR_ARG;
     int64_t kpad = fn_s8_kpad(k), panels = (n + FN_S8_NR - 1) / FN_S8_NR;
-    memset(packed, 0, (size_t)fn_s8_packed_bytes(k, n));
+    memset(packed, 0, (size_t)packed_bytes(k, n));
     for (int64_t j = 0; j < n; ++j) {
         int8_t *panel = packed + (j / FN_S8_NR) * kpad * FN_S8_NR;
         int64_t jj = j % FN_S8_NR, sum = 0;

@@ -165,7 +165,7 @@ cdef extern from "fastnet.h" nogil:
     fn_status fn_f32_to_bf16(const float *x, uint16_t *out, int64_t n) noexcept
     fn_status fn_bf16_to_f32(const uint16_t *x, float *out, int64_t n) noexcept
     fn_status fn_round_bf16_f32(const float *x, float *out, int64_t n) noexcept
-    int64_t fn_s8_packed_bytes(int64_t k, int64_t n) noexcept
+    fn_status fn_s8_packed_bytes(int64_t k, int64_t n, int64_t *bytes) noexcept
     fn_status fn_quantize_rows_s8(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q, float *scale) noexcept
     fn_status fn_quantize_columns_s8(const float *w, int64_t k, int64_t n, int64_t ldw, int8_t *q, float *scale) noexcept
     fn_status fn_pack_s8(const int8_t *q, int64_t k, int64_t n, int8_t *packed, int32_t *colsum) noexcept

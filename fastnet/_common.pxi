@@ -1,6 +1,7 @@
 # Shared by every wrapper: the thread count, CPU-path configuration, status
 # codes to exceptions, and small checks.
-from libc.stdint cimport int64_t
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from libc.stdint cimport int64_t, uintptr_t
 from libc.math cimport isfinite
 import numpy as np
 
@@ -248,3 +249,154 @@ cdef int check_writable_out(object out, str what) except -1:
 def shares_memory(a, b):
     """True when two arrays may overlap in memory (cheap bounds check)."""
     return np.may_share_memory(a, b)
+
+
+# ---- float32 / float64: one body per wrapper, through a fused type ------------------
+# A wrapper writes its C call once, in `cdef fn_status _<op>_impl(real[...] ...)
+# noexcept` that releases the GIL and picks fn_<op>_f32 or fn_<op>_f64 with
+# `if real is float`; it calls the impl as _<op>_impl[float](...) when
+# is_f32(array), else _<op>_impl[double](...). The explicit specialisation
+# costs nothing at run time (a fused def would look the dtype up per call,
+# which tiny decoding-path calls would feel). Impls return the fn_status and
+# nothing else; check_status turns it into an exception.
+ctypedef fused real:
+    float
+    double
+
+cdef object _F32 = np.dtype(np.float32)
+cdef object _F64 = np.dtype(np.float64)
+
+
+cdef inline bint is_f32(object arr):
+    # Identity first: comparing dtypes by value is slow on the hot path.
+    dt = arr.dtype
+    return dt is _F32 or dt == _F32
+
+
+# ---- argument checks ---------------------------------------------------------------
+# One place, one message format: "<operation>: <argument> <what is wrong>, got
+# <what was given>", so an error names the call and the argument.
+
+cdef object float_array(object x, str what, str name):
+    """x as a float32/float64 ndarray, aligned and in native byte order (a copy
+    only when it is not), or a TypeError. The layout is left to the caller."""
+    cdef object arr = x if type(x) is np.ndarray else np.asarray(x)
+    dt = arr.dtype
+    if dt is _F32 or dt is _F64:
+        if arr.flags.aligned:
+            return arr
+    elif dt.kind != "f" or (dt.itemsize != 4 and dt.itemsize != 8):
+        raise TypeError(f"{what}: {name} must be float32 or float64, got dtype {dt}")
+    return c_array(arr)
+
+
+cdef object typed_c_array(object x, object dtype, str what, str name):
+    """x as a C-contiguous, aligned, native-order array of exactly this dtype
+    (any byte order accepted; read-only is fine: it is only read)."""
+    x = np.asarray(x)
+    if x.dtype.newbyteorder("=") != dtype:
+        raise TypeError(f"{what}: {name} must be {dtype}, got dtype {x.dtype}")
+    return c_array(x, dtype)
+
+
+cdef object float_c_array(object x, str what, str name):
+    """float_array, C-contiguous (read-only arrays are read in place)."""
+    return c_array(float_array(x, what, name))
+
+
+cdef int same_dtype(object ref, object arr, str what, str ref_name, str name) except -1:
+    if arr.dtype is not ref.dtype and arr.dtype != ref.dtype:
+        raise TypeError(f"{what}: {name} has dtype {arr.dtype} but {ref_name} has dtype {ref.dtype}; "
+                        f"they must match")
+    return 0
+
+
+cdef int same_shape(object ref, object arr, str what, str ref_name, str name) except -1:
+    if arr.shape != ref.shape:
+        raise ValueError(f"{what}: {name} has shape {arr.shape} but {ref_name} has shape {ref.shape}; "
+                         f"they must match")
+    return 0
+
+
+cdef int same_kind(object ref, object arr, str what, str ref_name, str name) except -1:
+    """Same dtype and same shape."""
+    same_dtype(ref, arr, what, ref_name, name)
+    return same_shape(ref, arr, what, ref_name, name)
+
+
+cdef inline object flat(object arr):
+    """A 1-D view of a C-contiguous array (no new object when already flat)."""
+    return arr if arr.ndim == 1 else arr.reshape(-1)
+
+
+cdef inline bint overlap(const void *a, const void *b, int64_t nbytes):
+    """Two buffers of nbytes each share memory."""
+    cdef uintptr_t pa = <uintptr_t>a, pb = <uintptr_t>b
+    return pa < pb + <uintptr_t>nbytes and pb < pa + <uintptr_t>nbytes
+
+
+cdef const void *data_pointer(object arr) except NULL:
+    """The first byte of a C-contiguous array, through the buffer protocol (no
+    Python-level call: this runs on every optimizer step and residual add)."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(arr, &view, PyBUF_SIMPLE)
+    cdef const void *p = view.buf
+    PyBuffer_Release(&view)
+    return p
+
+
+cdef int check_out_like(object out, object like, str what, str like_name, str name) except -1:
+    """out: a writeable C-contiguous ndarray with like's dtype and shape. It may
+    be `like` itself (in place); a partial overlap is the caller's check
+    (no_partial_overlap, on the raw pointers)."""
+    if type(out) is not np.ndarray:
+        raise TypeError(f"{what}: {name} must be a numpy.ndarray, got {type(out).__name__}")
+    same_kind(like, out, what, like_name, name)
+    return check_writable_out(out, f"{what}: {name}")
+
+
+cdef int no_partial_overlap(const void *x, const void *out, int64_t nbytes, str what) except -1:
+    if x != out and overlap(x, out, nbytes):
+        raise ValueError(f"{what}: out partially overlaps the input; pass the input itself for in-place "
+                         f"or a separate array")
+    return 0
+
+
+cdef int check_flat_buffer(object arr, str what, str name, bint writeable) except -1:
+    """A flat, contiguous float buffer (optimizer state), updated in place when writeable."""
+    if type(arr) is not np.ndarray:
+        raise TypeError(f"{what}: {name} must be a numpy.ndarray, got {type(arr).__name__}")
+    if arr.dtype is not _F32 and arr.dtype is not _F64 and arr.dtype.char not in "fd":
+        raise TypeError(f"{what}: {name} must be float32 or float64, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{what}: {name} must be a flat 1-D buffer, got shape {arr.shape}")
+    if not arr.flags.c_contiguous:
+        raise ValueError(f"{what}: {name} must be contiguous, got a strided view")
+    if writeable and not arr.flags.writeable:
+        raise ValueError(f"{what}: {name} is read-only but is updated in place")
+    if writeable and not (arr.flags.aligned and arr.dtype.isnative):
+        raise ValueError(f"{what}: {name} is updated in place, so it must be aligned and in native byte order")
+    return 0
+
+
+cdef int check_disjoint(object arrays, str what) except -1:
+    """No two of these (name, array) pairs may share memory: each is written
+    or read while another is written. Exact, so interleaved slices of one
+    array (dqkv[:, :, i]) pass."""
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            (name_a, a), (name_b, b) = arrays[i], arrays[j]
+            if a is not None and b is not None and np.shares_memory(a, b):
+                raise ValueError(f"{what}: {name_a} and {name_b} share memory; they must be separate arrays")
+    return 0
+
+
+cdef int check_disjoint_flat(const void **ptrs, tuple names, int count, int64_t nbytes, str what) except -1:
+    """The same for equally long contiguous buffers, on their pointers (no
+    Python call: optimizer steps run this every step). NULL entries are skipped."""
+    cdef int i, j
+    for i in range(count):
+        for j in range(i + 1, count):
+            if ptrs[i] != NULL and ptrs[j] != NULL and overlap(ptrs[i], ptrs[j], nbytes):
+                raise ValueError(f"{what}: {names[i]} and {names[j]} share memory; they must be separate buffers")
+    return 0

@@ -10,8 +10,6 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_STRIDES,
 from libc.stdint cimport intptr_t
 
 cdef object _ndarray = np.ndarray
-cdef object _F32 = np.dtype(np.float32)
-cdef object _F64 = np.dtype(np.float64)
 
 
 cdef struct _Matrix:
@@ -242,7 +240,8 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
     """y = act(x @ w + b) in one fused pass; x (m, k), w (k, n), b (n,) or None.
 
     alpha is the negative slope of leaky_relu. Returns y, or (y, pre) with
-    pre = x @ w + b when return_preactivation (needed by the GELU backward).
+    pre = x @ w + b when return_preactivation (the backward of an activation
+    that reads its input needs it: ops.activation_info(name).needs_input()).
     precision='bf16' multiplies in bf16 (see matmul); bias and activation
     stay float32.
     """

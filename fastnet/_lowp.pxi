@@ -5,18 +5,10 @@ from libc.stdint cimport uint16_t
 cdef object _U16 = np.dtype(np.uint16)
 
 
-cdef object _contiguous(object x, object dtype, str what):
-    """x as a C-contiguous, aligned, native-order array of dtype (read-only is fine: it is only read)."""
-    x = np.asarray(x)
-    if x.dtype.newbyteorder("=") != dtype:
-        raise TypeError(f"{what}: needs a {dtype} array, got {x.dtype}")
-    return c_array(x, dtype)
-
-
 def to_bf16(x):
     """float32 array -> its bf16 bit patterns (uint16, same shape), rounded as
     the hardware rounds: nearest even, NaN stays NaN, denormals become 0."""
-    x = _contiguous(x, _F32, "to_bf16")
+    x = typed_c_array(x, _F32, "to_bf16", "x")
     out = np.empty(x.shape, _U16)
     cdef const float[::1] src = x.reshape(-1)
     cdef uint16_t[::1] dst = out.reshape(-1)
@@ -30,7 +22,7 @@ def to_bf16(x):
 
 def from_bf16(bits):
     """bf16 bit patterns (uint16) -> float32 (exact)."""
-    bits = _contiguous(bits, _U16, "from_bf16")
+    bits = typed_c_array(bits, _U16, "from_bf16", "bits")
     out = np.empty(bits.shape, _F32)
     cdef const uint16_t[::1] src = bits.reshape(-1)
     cdef float[::1] dst = out.reshape(-1)
@@ -44,7 +36,7 @@ def from_bf16(bits):
 
 def round_bf16(x):
     """x (float32) rounded to the nearest bf16 value, as float32."""
-    x = _contiguous(x, _F32, "round_bf16")
+    x = typed_c_array(x, _F32, "round_bf16", "x")
     out = np.empty(x.shape, _F32)
     cdef const float[::1] src = x.reshape(-1)
     cdef float[::1] dst = out.reshape(-1)
@@ -64,10 +56,19 @@ cdef object _I32 = np.dtype(np.int32)
 
 
 cdef object _matrix2d(object x, object dtype, str what, str name):
-    x = _contiguous(x, dtype, what)
+    x = typed_c_array(x, dtype, what, name)
     if x.ndim != 2:
         raise ValueError(f"{what}: {name} must be 2-D, got shape {x.shape}")
     return x
+
+
+cdef int64_t _packed_bytes(int64_t k, int64_t n, str what) except -1:
+    """Bytes of the packed form of k x n int8 weights (at least 1: never a 0-byte buffer)."""
+    cdef int64_t nbytes = 0
+    cdef fn_status status = fn_s8_packed_bytes(k, n, &nbytes)
+    if status != FN_OK:
+        check_status(status, f"{what}(k={k}, n={n})")
+    return max(nbytes, 1)
 
 
 def quantize_rows(x):
@@ -124,7 +125,7 @@ def pack_int8(q):
     panels (`data`, int8) and the column sums (`colsum`, int32) the VNNI path needs."""
     q = _matrix2d(q, _I8, "pack_int8", "q")
     cdef int64_t k = q.shape[0], n = q.shape[1]
-    packed = np.empty(max(fn_s8_packed_bytes(k, n), 1), _I8)
+    packed = np.empty(_packed_bytes(k, n, "pack_int8"), _I8)
     colsum = np.empty(n, _I32)
     cdef int8_t[:, ::1] qv = q
     cdef int8_t[::1] pv = packed
@@ -145,7 +146,7 @@ cdef tuple _unpacked(object w, int64_t k, str what):
     if wk != k:
         raise ValueError(f"{what}: the input has {k} columns but the packed weights have k={wk} rows")
     data, colsum = np.ascontiguousarray(data), np.ascontiguousarray(colsum)
-    if data.dtype != _I8 or data.ndim != 1 or data.shape[0] != max(fn_s8_packed_bytes(k, n), 1):
+    if data.dtype != _I8 or data.ndim != 1 or data.shape[0] != _packed_bytes(k, n, what):
         raise ValueError(f"{what}: packed data do not fit k={k}, n={n} (make them with pack_int8)")
     if colsum.dtype != _I32 or colsum.shape != (n,):
         raise ValueError(f"{what}: column sums must be int32 of shape ({n},), got {colsum.dtype} {colsum.shape}")
@@ -175,7 +176,7 @@ def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
     """y = act((float)(q(x) @ q(w)) * (x_scale * w_scale) + b): x float32 (m, k) is quantised
     per row on the fly, w is given packed (pack_int8) with its per-column scales."""
     x = _matrix2d(x, _F32, "dense_int8", "x")
-    w_scale = _contiguous(w_scale, _F32, "dense_int8")
+    w_scale = typed_c_array(w_scale, _F32, "dense_int8", "w_scale")
     cdef int64_t m = x.shape[0], k = x.shape[1], n
     packed, colsum, n = _unpacked(w, k, "dense_int8")
     if w_scale.shape != (n,):
@@ -185,7 +186,7 @@ def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
     cdef bint has_b = b is not None
     cdef float[::1] bv
     if has_b:
-        b = _contiguous(b, _F32, "dense_int8")
+        b = typed_c_array(b, _F32, "dense_int8", "b")
         if b.shape != (n,):
             raise ValueError(f"dense_int8: b must have shape ({n},), got {b.shape}")
         bv = b

@@ -3,46 +3,11 @@
 cimport cython
 from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
 
-ctypedef fused tf_real:
-    float
-    double
-
 _TF_INT64_MAX = (1 << 63) - 1
 _TF_UINT64_MASK = (1 << 64) - 1
 
 
-# ---- argument checks shared by the wrappers --------------------------------
-
-_TF_F32 = np.dtype(np.float32)
-_TF_F64 = np.dtype(np.float64)
-
-
-cdef inline bint _tf_is_f32(x):
-    # Identity first: comparing a dtype with a type object is slow, and these
-    # wrappers sit on the per-token decoding path.
-    dt = x.dtype
-    return dt is _TF_F32 or dt == _TF_F32
-
-
-cdef object _tf_float(x, str what, str name):
-    """x as a float32/float64 ndarray, or a TypeError naming the argument.
-    Other byte orders and misaligned data are copied to a native, aligned
-    array; the layout is left to the caller."""
-    x = np.asarray(x)
-    dt = x.dtype
-    if dt is _TF_F32 or dt is _TF_F64:
-        if x.flags.aligned:
-            return x
-    elif dt.kind != "f" or (dt.itemsize != 4 and dt.itemsize != 8):
-        raise TypeError(f"{what}: {name} must be float32 or float64, got {x.dtype}")
-    return c_array(x)
-
-
-cdef int _tf_same_dtype(x, y, str what, str xname, str yname) except -1:
-    if x.dtype is not y.dtype and x.dtype != y.dtype:
-        raise TypeError(f"{what}: {yname} has dtype {y.dtype} but {xname} has dtype {x.dtype}")
-    return 0
-
+# ---- argument checks of these wrappers (the shared ones are in _common.pxi) --
 
 cdef object _tf_ids(ids, str what):
     """ids as a contiguous int64 array (any integer dtype accepted)."""
@@ -71,52 +36,55 @@ cdef object _tf_heads_contiguous(x):
 
 # ---- embedding --------------------------------------------------------------
 
-cdef int _embedding_forward_impl(const int64_t[::1] ids, const tf_real[:, ::1] table,
-                                 tf_real[:, ::1] out, int64_t *bad_pos) except -1 nogil:
+cdef fn_status _embedding_forward_impl(const int64_t[::1] ids, const real[:, ::1] table,
+                                       real[:, ::1] out, int64_t *bad_pos) noexcept:
     cdef fn_status st
-    if tf_real is float:
-        st = fn_embedding_forward_f32(&ids[0], ids.shape[0], &table[0, 0], table.shape[0],
-                                      table.shape[1], &out[0, 0], bad_pos, _n_threads)
-    else:
-        st = fn_embedding_forward_f64(&ids[0], ids.shape[0], &table[0, 0], table.shape[0],
-                                      table.shape[1], &out[0, 0], bad_pos, _n_threads)
-    return st
+    with nogil:
+        if real is float:
+            st = fn_embedding_forward_f32(&ids[0], ids.shape[0], &table[0, 0], table.shape[0],
+                                          table.shape[1], &out[0, 0], bad_pos, _n_threads)
+        else:
+            st = fn_embedding_forward_f64(&ids[0], ids.shape[0], &table[0, 0], table.shape[0],
+                                          table.shape[1], &out[0, 0], bad_pos, _n_threads)
+        return st
 
 
-cdef int _embedding_backward_impl(const int64_t[::1] ids, const tf_real[:, ::1] dout,
-                                  tf_real[:, ::1] dtable, int64_t *bad_pos) except -1 nogil:
+cdef fn_status _embedding_backward_impl(const int64_t[::1] ids, const real[:, ::1] dout,
+                                        real[:, ::1] dtable, int64_t *bad_pos) noexcept:
     cdef fn_status st
-    if tf_real is float:
-        st = fn_embedding_backward_f32(&ids[0], ids.shape[0], &dout[0, 0], dtable.shape[0],
-                                       dtable.shape[1], &dtable[0, 0], bad_pos, _n_threads)
-    else:
-        st = fn_embedding_backward_f64(&ids[0], ids.shape[0], &dout[0, 0], dtable.shape[0],
-                                       dtable.shape[1], &dtable[0, 0], bad_pos, _n_threads)
-    return st
+    with nogil:
+        if real is float:
+            st = fn_embedding_backward_f32(&ids[0], ids.shape[0], &dout[0, 0], dtable.shape[0],
+                                           dtable.shape[1], &dtable[0, 0], bad_pos, _n_threads)
+        else:
+            st = fn_embedding_backward_f64(&ids[0], ids.shape[0], &dout[0, 0], dtable.shape[0],
+                                           dtable.shape[1], &dtable[0, 0], bad_pos, _n_threads)
+        return st
 
 
 def embedding(ids, table):
     """Rows of `table` (V, D) picked by integer `ids`: shape ids.shape + (D,)."""
     what = "embedding"
-    table = _tf_float(table, what, "table")
+    cdef fn_status st
+    table = float_array(table, what, "table")
     if table.ndim != 2:
         raise ValueError(f"{what}: table must be 2-D (vocab, dim), got shape {table.shape}")
     table = np.ascontiguousarray(table)
     ids_in = np.asarray(ids)
-    flat = _tf_ids(ids_in, what).reshape(-1)
+    flat_ids = _tf_ids(ids_in, what).reshape(-1)
     cdef int64_t vocab = table.shape[0], dim = table.shape[1], bad = -1
     out = np.empty(ids_in.shape + (dim,), dtype=table.dtype)
-    if flat.size == 0 or dim == 0:
+    if flat_ids.size == 0 or dim == 0:
         # Nothing to copy, but ids must still be valid.
-        bad_ids = np.flatnonzero((flat < 0) | (flat >= vocab))
+        bad_ids = np.flatnonzero((flat_ids < 0) | (flat_ids >= vocab))
         if bad_ids.size:
             _tf_raise_bad_id(ids_in, bad_ids[0], vocab, what)
         return out
     out2 = out.reshape(-1, dim)
-    if _tf_is_f32(table):
-        st = _embedding_forward_impl[cython.float](flat, table, out2, &bad)
+    if is_f32(table):
+        st = _embedding_forward_impl[float](flat_ids, table, out2, &bad)
     else:
-        st = _embedding_forward_impl[cython.double](flat, table, out2, &bad)
+        st = _embedding_forward_impl[double](flat_ids, table, out2, &bad)
     if st == FN_ERR_LABEL:
         _tf_raise_bad_id(ids_in, bad, vocab, what)
     if st != FN_OK:
@@ -131,9 +99,10 @@ def embedding_backward(ids, dout, vocab_size, out=None):
     Returns a new (vocab_size, D) array, or adds into `out` in place and returns it.
     """
     what = "embedding_backward"
-    dout = _tf_float(dout, what, "dout")
+    cdef fn_status st
+    dout = float_array(dout, what, "dout")
     ids_in = np.asarray(ids)
-    flat = _tf_ids(ids_in, what).reshape(-1)
+    flat_ids = _tf_ids(ids_in, what).reshape(-1)
     if dout.ndim != ids_in.ndim + 1 or dout.shape[:-1] != ids_in.shape:
         raise ValueError(f"{what}: dout must have shape ids.shape + (dim,) = {ids_in.shape} + (dim,), got {dout.shape}")
     vocab = int(vocab_size)
@@ -145,21 +114,21 @@ def embedding_backward(ids, dout, vocab_size, out=None):
     else:
         if not isinstance(out, np.ndarray) or out.shape != (vocab, dim):
             raise ValueError(f"{what}: out must be an array of shape (vocab_size, dim) = {(vocab, dim)}, got {getattr(out, 'shape', type(out).__name__)}")
-        _tf_same_dtype(dout, out, what, "dout", "out")
+        same_dtype(dout, out, what, "dout", "out")
         check_writable_out(out, f"{what}: out")
         if np.may_share_memory(out, dout):
             raise ValueError(f"{what}: out overlaps dout")
     cdef int64_t bad = -1
-    if flat.size == 0 or dim == 0:
-        bad_ids = np.flatnonzero((flat < 0) | (flat >= vocab))
+    if flat_ids.size == 0 or dim == 0:
+        bad_ids = np.flatnonzero((flat_ids < 0) | (flat_ids >= vocab))
         if bad_ids.size:
             _tf_raise_bad_id(ids_in, bad_ids[0], vocab, what)
         return out
     dout2 = np.ascontiguousarray(dout).reshape(-1, dim)
-    if _tf_is_f32(dout):
-        st = _embedding_backward_impl[cython.float](flat, dout2, out, &bad)
+    if is_f32(dout):
+        st = _embedding_backward_impl[float](flat_ids, dout2, out, &bad)
     else:
-        st = _embedding_backward_impl[cython.double](flat, dout2, out, &bad)
+        st = _embedding_backward_impl[double](flat_ids, dout2, out, &bad)
     if st == FN_ERR_LABEL:
         _tf_raise_bad_id(ids_in, bad, vocab, what)
     if st != FN_OK:
@@ -169,35 +138,37 @@ def embedding_backward(ids, dout, vocab_size, out=None):
 
 # ---- layer norm ---------------------------------------------------------------
 
-cdef int _layer_norm_forward_impl(const tf_real[:, ::1] x, const tf_real[::1] gamma,
-                                  const tf_real[::1] beta, double eps, tf_real[:, ::1] y,
-                                  tf_real[::1] mean, tf_real[::1] rstd) except -1 nogil:
-    if tf_real is float:
-        return fn_layer_norm_forward_f32(&x[0, 0], &gamma[0], &beta[0], x.shape[0], x.shape[1],
-                                         <float>eps, &y[0, 0], &mean[0], &rstd[0], _n_threads)
-    else:
-        return fn_layer_norm_forward_f64(&x[0, 0], &gamma[0], &beta[0], x.shape[0], x.shape[1],
-                                         eps, &y[0, 0], &mean[0], &rstd[0], _n_threads)
+cdef fn_status _layer_norm_forward_impl(const real[:, ::1] x, const real[::1] gamma,
+                                        const real[::1] beta, double eps, real[:, ::1] y,
+                                        real[::1] mean, real[::1] rstd) noexcept:
+    with nogil:
+        if real is float:
+            return fn_layer_norm_forward_f32(&x[0, 0], &gamma[0], &beta[0], x.shape[0], x.shape[1],
+                                             <float>eps, &y[0, 0], &mean[0], &rstd[0], _n_threads)
+        else:
+            return fn_layer_norm_forward_f64(&x[0, 0], &gamma[0], &beta[0], x.shape[0], x.shape[1],
+                                             eps, &y[0, 0], &mean[0], &rstd[0], _n_threads)
 
 
-cdef int _layer_norm_backward_impl(const tf_real[:, ::1] dy, const tf_real[:, ::1] x,
-                                   const tf_real[::1] gamma, const tf_real[::1] mean,
-                                   const tf_real[::1] rstd, tf_real[:, ::1] dx,
-                                   tf_real[::1] dgamma, tf_real[::1] dbeta) except -1 nogil:
-    if tf_real is float:
-        return fn_layer_norm_backward_f32(&dy[0, 0], &x[0, 0], &gamma[0], &mean[0], &rstd[0],
-                                          x.shape[0], x.shape[1], &dx[0, 0], &dgamma[0],
-                                          &dbeta[0], _n_threads)
-    else:
-        return fn_layer_norm_backward_f64(&dy[0, 0], &x[0, 0], &gamma[0], &mean[0], &rstd[0],
-                                          x.shape[0], x.shape[1], &dx[0, 0], &dgamma[0],
-                                          &dbeta[0], _n_threads)
+cdef fn_status _layer_norm_backward_impl(const real[:, ::1] dy, const real[:, ::1] x,
+                                         const real[::1] gamma, const real[::1] mean,
+                                         const real[::1] rstd, real[:, ::1] dx,
+                                         real[::1] dgamma, real[::1] dbeta) noexcept:
+    with nogil:
+        if real is float:
+            return fn_layer_norm_backward_f32(&dy[0, 0], &x[0, 0], &gamma[0], &mean[0], &rstd[0],
+                                              x.shape[0], x.shape[1], &dx[0, 0], &dgamma[0],
+                                              &dbeta[0], _n_threads)
+        else:
+            return fn_layer_norm_backward_f64(&dy[0, 0], &x[0, 0], &gamma[0], &mean[0], &rstd[0],
+                                              x.shape[0], x.shape[1], &dx[0, 0], &dgamma[0],
+                                              &dbeta[0], _n_threads)
 
 
 @cython.wraparound(True)  # shape[-1] and shape[:-1] below
 cdef object _tf_vector(v, x, str what, str name):
-    v = _tf_float(v, what, name)
-    _tf_same_dtype(x, v, what, "x", name)
+    v = float_array(v, what, name)
+    same_dtype(x, v, what, "x", name)
     if v.shape != (x.shape[-1],):
         raise ValueError(f"{what}: {name} must have shape ({x.shape[-1]},) for x of shape {x.shape}, got {v.shape}")
     return np.ascontiguousarray(v)
@@ -211,7 +182,8 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     what layer_norm_backward needs.
     """
     what = "layer_norm"
-    x = _tf_float(x, what, "x")
+    cdef fn_status st
+    x = float_array(x, what, "x")
     if x.ndim < 1 or x.shape[-1] == 0:
         raise ValueError(f"{what}: x must have a non-empty last axis, got shape {x.shape}")
     gamma = _tf_vector(gamma, x, what, "gamma")
@@ -226,10 +198,10 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     if x2.shape[0] == 0:
         return y, mean, rstd
     y2, mean1, rstd1 = y.reshape(-1, dim), mean.reshape(-1), rstd.reshape(-1)
-    if _tf_is_f32(x):
-        st = _layer_norm_forward_impl[cython.float](x2, gamma, beta, eps, y2, mean1, rstd1)
+    if is_f32(x):
+        st = _layer_norm_forward_impl[float](x2, gamma, beta, eps, y2, mean1, rstd1)
     else:
-        st = _layer_norm_forward_impl[cython.double](x2, gamma, beta, eps, y2, mean1, rstd1)
+        st = _layer_norm_forward_impl[double](x2, gamma, beta, eps, y2, mean1, rstd1)
     if st != FN_OK:
         check_status(st, f"{what}(x {x.shape})")
     return y, mean, rstd
@@ -239,9 +211,10 @@ def layer_norm(x, gamma, beta, eps=1e-5):
 def layer_norm_backward(dy, x, gamma, mean, rstd):
     """(dx, dgamma, dbeta) of layer_norm; dgamma and dbeta are summed over all rows."""
     what = "layer_norm_backward"
-    x = _tf_float(x, what, "x")
-    dy = _tf_float(dy, what, "dy")
-    _tf_same_dtype(x, dy, what, "x", "dy")
+    cdef fn_status st
+    x = float_array(x, what, "x")
+    dy = float_array(dy, what, "dy")
+    same_dtype(x, dy, what, "x", "dy")
     if x.ndim < 1 or x.shape[-1] == 0:
         raise ValueError(f"{what}: x must have a non-empty last axis, got shape {x.shape}")
     if dy.shape != x.shape:
@@ -249,8 +222,8 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
     gamma = _tf_vector(gamma, x, what, "gamma")
     stats = []
     for name, s in (("mean", mean), ("rstd", rstd)):
-        s = _tf_float(s, what, name)
-        _tf_same_dtype(x, s, what, "x", name)
+        s = float_array(s, what, name)
+        same_dtype(x, s, what, "x", name)
         if s.shape != x.shape[:-1]:
             raise ValueError(f"{what}: {name} must have shape x.shape[:-1] = {x.shape[:-1]}, got {s.shape}")
         stats.append(np.ascontiguousarray(s).reshape(-1))
@@ -263,10 +236,10 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
     if x2.shape[0] == 0:
         return dx, dgamma, dbeta
     dx2 = dx.reshape(-1, dim)
-    if _tf_is_f32(x):
-        st = _layer_norm_backward_impl[cython.float](dy2, x2, gamma, stats[0], stats[1], dx2, dgamma, dbeta)
+    if is_f32(x):
+        st = _layer_norm_backward_impl[float](dy2, x2, gamma, stats[0], stats[1], dx2, dgamma, dbeta)
     else:
-        st = _layer_norm_backward_impl[cython.double](dy2, x2, gamma, stats[0], stats[1], dx2, dgamma, dbeta)
+        st = _layer_norm_backward_impl[double](dy2, x2, gamma, stats[0], stats[1], dx2, dgamma, dbeta)
     if st != FN_OK:
         check_status(st, f"{what}(x {x.shape})")
     return dx, dgamma, dbeta
@@ -276,51 +249,53 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
 
 # q, k, v and dout are strided over batch and time; (heads, dh) is contiguous
 # (checked by _tf_heads_contiguous), which is all the C code assumes.
-cdef int _attention_forward_impl(const tf_real[:, :, :, :] q, const tf_real[:, :, :, :] k,
-                                 const tf_real[:, :, :, :] v, const uint8_t *pad, int causal,
-                                 tf_real[:, :, :, ::1] out, tf_real[:, :, :, ::1] probs) except -1 nogil:
-    cdef int64_t es = sizeof(tf_real)
-    if tf_real is float:
-        return fn_attention_forward_f32(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
-                                        &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
-                                        &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
-                                        &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
-                                        pad, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0], _n_threads)
-    else:
-        return fn_attention_forward_f64(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
-                                        &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
-                                        &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
-                                        &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
-                                        pad, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0], _n_threads)
+cdef fn_status _attention_forward_impl(const real[:, :, :, :] q, const real[:, :, :, :] k,
+                                       const real[:, :, :, :] v, const uint8_t *pad, int causal,
+                                       real[:, :, :, ::1] out, real[:, :, :, ::1] probs) noexcept:
+    cdef int64_t es = sizeof(real)
+    with nogil:
+        if real is float:
+            return fn_attention_forward_f32(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
+                                            &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
+                                            &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
+                                            &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
+                                            pad, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0], _n_threads)
+        else:
+            return fn_attention_forward_f64(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
+                                            &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
+                                            &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
+                                            &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
+                                            pad, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0], _n_threads)
 
 
-cdef int _attention_backward_impl(const tf_real[:, :, :, :] dout, const tf_real[:, :, :, :] q,
-                                  const tf_real[:, :, :, :] k, const tf_real[:, :, :, :] v,
-                                  const tf_real[:, :, :, ::1] probs, tf_real[:, :, :, :] dq,
-                                  tf_real[:, :, :, :] dk, tf_real[:, :, :, :] dv) except -1 nogil:
-    cdef int64_t es = sizeof(tf_real)
-    if tf_real is float:
-        return fn_attention_backward_f32(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
-                                         &dout[0, 0, 0, 0], dout.strides[0] // es, dout.strides[1] // es,
-                                         &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
-                                         &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
-                                         &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
-                                         &probs[0, 0, 0, 0],
-                                         &dq[0, 0, 0, 0], dq.strides[0] // es, dq.strides[1] // es,
-                                         &dk[0, 0, 0, 0], dk.strides[0] // es, dk.strides[1] // es,
-                                         &dv[0, 0, 0, 0], dv.strides[0] // es, dv.strides[1] // es,
-                                         _n_threads)
-    else:
-        return fn_attention_backward_f64(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
-                                         &dout[0, 0, 0, 0], dout.strides[0] // es, dout.strides[1] // es,
-                                         &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
-                                         &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
-                                         &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
-                                         &probs[0, 0, 0, 0],
-                                         &dq[0, 0, 0, 0], dq.strides[0] // es, dq.strides[1] // es,
-                                         &dk[0, 0, 0, 0], dk.strides[0] // es, dk.strides[1] // es,
-                                         &dv[0, 0, 0, 0], dv.strides[0] // es, dv.strides[1] // es,
-                                         _n_threads)
+cdef fn_status _attention_backward_impl(const real[:, :, :, :] dout, const real[:, :, :, :] q,
+                                        const real[:, :, :, :] k, const real[:, :, :, :] v,
+                                        const real[:, :, :, ::1] probs, real[:, :, :, :] dq,
+                                        real[:, :, :, :] dk, real[:, :, :, :] dv) noexcept:
+    cdef int64_t es = sizeof(real)
+    with nogil:
+        if real is float:
+            return fn_attention_backward_f32(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
+                                             &dout[0, 0, 0, 0], dout.strides[0] // es, dout.strides[1] // es,
+                                             &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
+                                             &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
+                                             &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
+                                             &probs[0, 0, 0, 0],
+                                             &dq[0, 0, 0, 0], dq.strides[0] // es, dq.strides[1] // es,
+                                             &dk[0, 0, 0, 0], dk.strides[0] // es, dk.strides[1] // es,
+                                             &dv[0, 0, 0, 0], dv.strides[0] // es, dv.strides[1] // es,
+                                             _n_threads)
+        else:
+            return fn_attention_backward_f64(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
+                                             &dout[0, 0, 0, 0], dout.strides[0] // es, dout.strides[1] // es,
+                                             &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
+                                             &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
+                                             &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
+                                             &probs[0, 0, 0, 0],
+                                             &dq[0, 0, 0, 0], dq.strides[0] // es, dq.strides[1] // es,
+                                             &dk[0, 0, 0, 0], dk.strides[0] // es, dk.strides[1] // es,
+                                             &dv[0, 0, 0, 0], dv.strides[0] // es, dv.strides[1] // es,
+                                             _n_threads)
 
 
 cdef object _tf_grad_out(out, like, inputs, str what, str name):
@@ -331,7 +306,7 @@ cdef object _tf_grad_out(out, like, inputs, str what, str name):
         raise TypeError(f"{what}: {name} must be a NumPy array, got {type(out).__name__}")
     if out.shape != like.shape:
         raise ValueError(f"{what}: {name} must have shape {like.shape}, got {out.shape}")
-    _tf_same_dtype(like, out, what, "q", name)
+    same_dtype(like, out, what, "q", name)
     if not out.flags.writeable:
         raise ValueError(f"{what}: {name} is read-only")
     if not (out.flags.aligned and out.dtype.isnative):
@@ -347,24 +322,13 @@ cdef object _tf_grad_out(out, like, inputs, str what, str name):
     return out
 
 
-cdef int _tf_outputs_disjoint(outputs, str what) except -1:
-    """No two outputs may share an element: each would overwrite the other.
-    Exact test, so interleaved slices of one fused array (dqkv[:, :, i]) pass."""
-    for i in range(len(outputs)):
-        for j in range(i + 1, len(outputs)):
-            (name_a, a), (name_b, b) = outputs[i], outputs[j]
-            if np.shares_memory(a, b):
-                raise ValueError(f"{what}: {name_a} and {name_b} share memory; they must be separate arrays")
-    return 0
-
-
 cdef tuple _tf_qkv(q, k, v, str what):
     """Checked q (B, Tq, H, dh), k and v (B, Tk, H, dh) of one float dtype."""
-    q = _tf_float(q, what, "q")
-    k = _tf_float(k, what, "k")
-    v = _tf_float(v, what, "v")
-    _tf_same_dtype(q, k, what, "q", "k")
-    _tf_same_dtype(q, v, what, "q", "v")
+    q = float_array(q, what, "q")
+    k = float_array(k, what, "k")
+    v = float_array(v, what, "v")
+    same_dtype(q, k, what, "q", "k")
+    same_dtype(q, v, what, "q", "v")
     for name, a in (("q", q), ("k", k), ("v", v)):
         if a.ndim != 4:
             raise ValueError(f"{what}: {name} must be 4-D (batch, time, heads, head_dim), got shape {a.shape}")
@@ -388,6 +352,7 @@ def attention(q, k, v, key_padding_mask=None, causal=False):
     no key gets zeros.
     """
     what = "attention"
+    cdef fn_status st
     q, k, v = _tf_qkv(q, k, v, what)
     batch, tq, heads, dh = q.shape
     tk = k.shape[1]
@@ -412,10 +377,10 @@ def attention(q, k, v, key_padding_mask=None, causal=False):
     if tk == 0:
         out.fill(0)
         return out, probs
-    if _tf_is_f32(q):
-        st = _attention_forward_impl[cython.float](q, k, v, pad, bool(causal), out, probs)
+    if is_f32(q):
+        st = _attention_forward_impl[float](q, k, v, pad, bool(causal), out, probs)
     else:
-        st = _attention_forward_impl[cython.double](q, k, v, pad, bool(causal), out, probs)
+        st = _attention_forward_impl[double](q, k, v, pad, bool(causal), out, probs)
     if st != FN_OK:
         check_status(st, f"{what}(q {q.shape}, k {k.shape})")
     return out, probs
@@ -430,11 +395,12 @@ def attention_backward(dout, q, k, v, probs, dq=None, dk=None, dv=None):
     needed. They must not overlap each other or the inputs.
     """
     what = "attention_backward"
+    cdef fn_status st
     q, k, v = _tf_qkv(q, k, v, what)
-    dout = _tf_float(dout, what, "dout")
-    probs = _tf_float(probs, what, "probs")
-    _tf_same_dtype(q, dout, what, "q", "dout")
-    _tf_same_dtype(q, probs, what, "q", "probs")
+    dout = float_array(dout, what, "dout")
+    probs = float_array(probs, what, "probs")
+    same_dtype(q, dout, what, "q", "dout")
+    same_dtype(q, probs, what, "q", "probs")
     batch, tq, heads, dh = q.shape
     tk = k.shape[1]
     if dout.shape != q.shape:
@@ -447,16 +413,16 @@ def attention_backward(dout, q, k, v, probs, dq=None, dk=None, dv=None):
     dq = _tf_grad_out(dq, q, inputs, what, "dq")
     dk = _tf_grad_out(dk, k, inputs, what, "dk")
     dv = _tf_grad_out(dv, k, inputs, what, "dv")
-    _tf_outputs_disjoint((("dq", dq), ("dk", dk), ("dv", dv)), what)
+    check_disjoint((("dq", dq), ("dk", dk), ("dv", dv)), what)
     if batch == 0 or tq == 0 or tk == 0:
         dq.fill(0)
         dk.fill(0)
         dv.fill(0)
         return dq, dk, dv
-    if _tf_is_f32(q):
-        st = _attention_backward_impl[cython.float](dout, q, k, v, probs, dq, dk, dv)
+    if is_f32(q):
+        st = _attention_backward_impl[float](dout, q, k, v, probs, dq, dk, dv)
     else:
-        st = _attention_backward_impl[cython.double](dout, q, k, v, probs, dq, dk, dv)
+        st = _attention_backward_impl[double](dout, q, k, v, probs, dq, dk, dv)
     if st != FN_OK:
         check_status(st, f"{what}(q {q.shape}, k {k.shape})")
     return dq, dk, dv
@@ -464,20 +430,22 @@ def attention_backward(dout, q, k, v, probs, dq=None, dk=None, dv=None):
 
 # ---- dropout and residual add ------------------------------------------------------
 
-cdef int _dropout_forward_impl(const tf_real[::1] x, tf_real[::1] y, uint8_t[::1] mask,
-                               double p, uint64_t seed) except -1 nogil:
-    if tf_real is float:
-        return fn_dropout_forward_f32(&x[0], &y[0], &mask[0], x.shape[0], p, seed, _n_threads)
-    else:
-        return fn_dropout_forward_f64(&x[0], &y[0], &mask[0], x.shape[0], p, seed, _n_threads)
+cdef fn_status _dropout_forward_impl(const real[::1] x, real[::1] y, uint8_t[::1] mask,
+                                     double p, uint64_t seed) noexcept:
+    with nogil:
+        if real is float:
+            return fn_dropout_forward_f32(&x[0], &y[0], &mask[0], x.shape[0], p, seed, _n_threads)
+        else:
+            return fn_dropout_forward_f64(&x[0], &y[0], &mask[0], x.shape[0], p, seed, _n_threads)
 
 
-cdef int _dropout_backward_impl(const tf_real[::1] dy, const uint8_t[::1] mask, tf_real[::1] dx,
-                                double p) except -1 nogil:
-    if tf_real is float:
-        return fn_dropout_backward_f32(&dy[0], &mask[0], &dx[0], dy.shape[0], p, _n_threads)
-    else:
-        return fn_dropout_backward_f64(&dy[0], &mask[0], &dx[0], dy.shape[0], p, _n_threads)
+cdef fn_status _dropout_backward_impl(const real[::1] dy, const uint8_t[::1] mask, real[::1] dx,
+                                      double p) noexcept:
+    with nogil:
+        if real is float:
+            return fn_dropout_backward_f32(&dy[0], &mask[0], &dx[0], dy.shape[0], p, _n_threads)
+        else:
+            return fn_dropout_backward_f64(&dy[0], &mask[0], &dx[0], dy.shape[0], p, _n_threads)
 
 
 cdef double _tf_dropout_p(p, str what) except? -1:
@@ -494,7 +462,8 @@ def dropout(x, p, seed):
     mask whatever the thread count or CPU path.
     """
     what = "dropout"
-    x = _tf_float(x, what, "x")
+    cdef fn_status st
+    x = float_array(x, what, "x")
     cdef double prob = _tf_dropout_p(p, what)
     cdef uint64_t key = int(seed) & _TF_UINT64_MASK
     x1 = np.ascontiguousarray(x).reshape(-1)
@@ -502,10 +471,10 @@ def dropout(x, p, seed):
     mask = np.empty(x.shape, dtype=np.uint8)
     if x1.size == 0:
         return y, mask
-    if _tf_is_f32(x):
-        st = _dropout_forward_impl[cython.float](x1, y.reshape(-1), mask.reshape(-1), prob, key)
+    if is_f32(x):
+        st = _dropout_forward_impl[float](x1, y.reshape(-1), mask.reshape(-1), prob, key)
     else:
-        st = _dropout_forward_impl[cython.double](x1, y.reshape(-1), mask.reshape(-1), prob, key)
+        st = _dropout_forward_impl[double](x1, y.reshape(-1), mask.reshape(-1), prob, key)
     if st != FN_OK:
         check_status(st, f"{what}(x {x.shape}, p={p})")
     return y, mask
@@ -514,7 +483,8 @@ def dropout(x, p, seed):
 def dropout_backward(dy, mask, p):
     """dx = dy * mask / (1 - p), with the mask dropout returned."""
     what = "dropout_backward"
-    dy = _tf_float(dy, what, "dy")
+    cdef fn_status st
+    dy = float_array(dy, what, "dy")
     cdef double prob = _tf_dropout_p(p, what)
     mask = np.asarray(mask)
     if mask.shape != dy.shape:
@@ -526,47 +496,45 @@ def dropout_backward(dy, mask, p):
     dx = np.empty(dy.shape, dtype=dy.dtype)
     if dy1.size == 0:
         return dx
-    if _tf_is_f32(dy):
-        st = _dropout_backward_impl[cython.float](dy1, mask1, dx.reshape(-1), prob)
+    if is_f32(dy):
+        st = _dropout_backward_impl[float](dy1, mask1, dx.reshape(-1), prob)
     else:
-        st = _dropout_backward_impl[cython.double](dy1, mask1, dx.reshape(-1), prob)
+        st = _dropout_backward_impl[double](dy1, mask1, dx.reshape(-1), prob)
     if st != FN_OK:
         check_status(st, f"{what}(dy {dy.shape}, p={p})")
     return dx
 
 
-cdef int _add_impl(const tf_real[::1] a, const tf_real[::1] b, tf_real[::1] out) except -1 nogil:
-    """a + b into out; -2 (nothing done) when b partly overlaps out, which an
-    elementwise loop cannot handle (an exact alias, out is b, is fine)."""
-    cdef uintptr_t pb = <uintptr_t>&b[0], po = <uintptr_t>&out[0]
-    cdef uintptr_t nbytes = <uintptr_t>(a.shape[0] * sizeof(tf_real))
-    if pb != po and pb < po + nbytes and po < pb + nbytes:
-        return -2
-    if tf_real is float:
-        return fn_add_f32(&a[0], &b[0], &out[0], a.shape[0], _n_threads)
-    else:
-        return fn_add_f64(&a[0], &b[0], &out[0], a.shape[0], _n_threads)
+cdef fn_status _add_impl(const real[::1] a, const real[::1] b, real[::1] out) noexcept:
+    with nogil:
+        if real is float:
+            return fn_add_f32(&a[0], &b[0], &out[0], a.shape[0], _n_threads)
+        else:
+            return fn_add_f64(&a[0], &b[0], &out[0], a.shape[0], _n_threads)
 
 
 cdef tuple _tf_add_args(a, b, str what):
-    a = _tf_float(a, what, "a")
-    b = _tf_float(b, what, "b")
-    _tf_same_dtype(a, b, what, "a", "b")
+    a = float_array(a, what, "a")
+    b = float_array(b, what, "b")
+    same_dtype(a, b, what, "a", "b")
     if a.shape != b.shape:
         raise ValueError(f"{what}: a has shape {a.shape} but b has shape {b.shape}; they must match")
     return a, b
 
 
 cdef int _tf_run_add(a1, b1, out1, str what) except -1:
-    """out1 = a1 + b1 on flat contiguous arrays (b1 copied first if it partly overlaps out1)."""
-    for _ in range(2):
-        if _tf_is_f32(a1):
-            st = _add_impl[cython.float](a1, b1, out1)
-        else:
-            st = _add_impl[cython.double](a1, b1, out1)
-        if st != -2:
-            break
+    """out1 = a1 + b1 on flat contiguous arrays. b1 is copied first when it
+    partly overlaps out1, which an elementwise loop cannot handle (an exact
+    alias, out1 is b1, is fine)."""
+    cdef fn_status st
+    cdef const void *pb = data_pointer(b1)
+    cdef const void *po = data_pointer(out1)
+    if pb != po and overlap(pb, po, b1.shape[0] * b1.itemsize):
         b1 = b1.copy()
+    if is_f32(a1):
+        st = _add_impl[float](a1, b1, out1)
+    else:
+        st = _add_impl[double](a1, b1, out1)
     if st != FN_OK:
         check_status(st, f"{what}(a {a1.shape})")
     return 0

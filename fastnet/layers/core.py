@@ -127,7 +127,7 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """An activation on its own: relu, sigmoid, tanh, gelu, leaky_relu, identity or softmax (row-wise)."""
+    """An activation on its own: any of fastnet.ops.ACTIVATION_NAMES, or softmax (row-wise)."""
 
     def __init__(self, name: str, alpha: float = 0.01):
         super().__init__()

@@ -70,9 +70,9 @@ def test_activation_errors(rng):
         ops.activation_backward("gelu", x, y=x)
     with pytest.raises(ValueError, match="needs x"):
         ops.activation_backward("sigmoid", x)
-    with pytest.raises(TypeError, match="float32 and float64"):
+    with pytest.raises(TypeError, match="x has dtype float64 but dy has dtype float32"):
         ops.activation_backward("relu", x, x=x.astype(np.float64))
-    with pytest.raises(ValueError, match=r"\(8,\) and \(4,\)"):
+    with pytest.raises(ValueError, match=r"x has shape \(4,\) but dy has shape \(8,\)"):
         ops.activation_backward("relu", x, x=x[:4])
     with pytest.raises(ValueError, match="overlap"):
         ops.activation(x[1:], "relu", out=x[:-1])
@@ -163,9 +163,9 @@ def test_mse_and_bce(cpu_path, dtype, rng):
     assert loss == pytest.approx(want.mean(), rel=rtol)
     sigmoid = 0.5 * (1.0 + np.tanh(0.5 * pd))
     np.testing.assert_allclose(grad, (sigmoid - tb) / p.size, rtol=rtol, atol=1e-12)
-    with pytest.raises(ValueError, match=r"\(37, 9\) and \(9, 37\)"):
+    with pytest.raises(ValueError, match=r"mse: target has shape \(9, 37\) but pred has shape \(37, 9\)"):
         ops.mse(p, t.T.copy())
-    with pytest.raises(TypeError, match="float32 and float64|float64 and float32"):
+    with pytest.raises(TypeError, match="bce_with_logits: target has dtype float64 but logits has dtype float32"):
         ops.bce_with_logits(p.astype(np.float32), p.astype(np.float64))
 
 
