@@ -230,7 +230,7 @@ def plot(all_results, path):
         for ax in (left, right):
             ax.set_xticks([1, 8, 32], ["1", "8", "32"])
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

@@ -202,8 +202,10 @@ class MicroBatcher:
                 return
             self._wakeup.clear()
             timer = loop.call_at(until, self._wakeup.set)  # a new request sets it sooner
-            await self._wakeup.wait()
-            timer.cancel()
+            try:
+                await self._wakeup.wait()
+            finally:
+                timer.cancel()
 
     def _wait_until(self, now, cut_at):
         """When to look again, or None to cut the batch now.
