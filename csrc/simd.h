@@ -189,13 +189,13 @@ FN_AVX512_FN float fn_avx512_hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
  * n * FN_EXP_LN2_HI is exact, p of degree 7 (Cephes' coefficients). Measured
  * over every float in [-87, 0] against double precision: max 1.26 ulp, and
  * fewer results off the correctly rounded one than the degree-6 fit this
- * replaced. Inputs are clamped to [FN_EXP_MIN, FN_EXP_MAX]; lanes below
- * FN_EXP_MIN (including -inf: masked attention scores) give exactly 0, NaN
- * stays NaN (the "live" compare is unordered, and x is the second operand of
- * max/min, the one they return for NaN). Callers use it for x <= 0 (exp of
- * a shifted score, exp(-|x|)); x above FN_EXP_MAX is not meant to reach it. */
+ * replaced. Domain: x <= 0 or NaN, which is all any caller passes (exp of a
+ * score minus its row max, exp(-|x|)); there is no upper clamp, since it
+ * would cost a vector op per call in the softmax and sigmoid loops, so x >
+ * 88 would overflow 2^n. Lanes below FN_EXP_MIN (including -inf: masked
+ * attention scores) give exactly 0; NaN stays NaN (the "live" compare is
+ * unordered, and x is the second operand of max, the one it returns for NaN). */
 #define FN_EXP_MIN -87.3365479f /* exp of this is FLT_MIN: below, 2^n is not a normal number */
-#define FN_EXP_MAX 88.0f
 #define FN_EXP_LOG2E 1.44269504088896341f
 #define FN_EXP_LN2_HI 0.693359375f
 #define FN_EXP_LN2_LO -2.12194440e-4f
@@ -230,7 +230,7 @@ FN_AVX512_FN __m512 fn_avx512_scale2(__m512 p, __m512 n) { return _mm512_scalef_
 #define FN_DEFINE_EXP(ISA, FN_ATTR)                                                          \
     FN_ATTR fn_##ISA##_vec fn_##ISA##_exp(fn_##ISA##_vec x) {                                \
         fn_##ISA##_mask live = fn_##ISA##_not_below(x, FN_EXP_MIN);                          \
-        x = fn_##ISA##_min(fn_##ISA##_set1(FN_EXP_MAX), fn_##ISA##_max(fn_##ISA##_set1(FN_EXP_MIN), x)); \
+        x = fn_##ISA##_max(fn_##ISA##_set1(FN_EXP_MIN), x); /* NaN passes through */          \
         fn_##ISA##_vec n = fn_##ISA##_round(fn_##ISA##_mul(x, fn_##ISA##_set1(FN_EXP_LOG2E))); \
         fn_##ISA##_vec r = fn_##ISA##_fnma(n, fn_##ISA##_set1(FN_EXP_LN2_HI), x);            \
         r = fn_##ISA##_fnma(n, fn_##ISA##_set1(FN_EXP_LN2_LO), r);                           \
