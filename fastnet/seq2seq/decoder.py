@@ -35,7 +35,12 @@ from fastnet import ops
 from fastnet.layers.base import Layer
 from fastnet.seq2seq.encoder import check_ids
 from fastnet.seq2seq.layers import (
-    TransformerDecoderLayer, _float_dtype, build_stack, projection, store_stack_hyperparameters)
+    TransformerDecoderLayer,
+    _float_dtype,
+    build_stack,
+    projection,
+    store_stack_hyperparameters,
+)
 
 
 class DecoderState:

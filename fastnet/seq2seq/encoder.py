@@ -4,7 +4,12 @@ from typing import Optional
 import numpy as np
 
 from fastnet.layers.base import Layer
-from fastnet.seq2seq.layers import TransformerEncoderLayer, _float_dtype, build_stack, store_stack_hyperparameters
+from fastnet.seq2seq.layers import (
+    TransformerEncoderLayer,
+    _float_dtype,
+    build_stack,
+    store_stack_hyperparameters,
+)
 
 
 def check_ids(ids, what):
