@@ -81,6 +81,12 @@ def _check_counts(epochs, batch_size, size, unit):
         raise ValueError(f"batch_size={batch_size} is smaller than the {size} ranks: every rank needs {unit}")
 
 
+def _check_gradient_optimizer(optimizer):
+    if getattr(optimizer, "requires_closure", False):  # refused before it replaces the model's optimizer
+        raise ValueError(f"{type(optimizer).__name__} needs a loss closure; data-parallel training needs a "
+                         f"gradient optimizer (SGD, Adam, ...)")
+
+
 def fit(model, X, y, epochs=1, batch_size=32, shuffle=True, seed=0, comm=None, checkpoint=None, verbose=1,
         print=print, optimizer=None):
     """Train `model` (a Network or an ImageDecoder) data-parallel over the ranks of `comm`; returns the
@@ -94,10 +100,8 @@ def fit(model, X, y, epochs=1, batch_size=32, shuffle=True, seed=0, comm=None, c
     comm = comm or world()
     rank, size = comm.Get_rank(), comm.Get_size()
     _check_counts(epochs, batch_size, size, "a row")
-    optimizer = model.use_optimizer(optimizer)
-    if optimizer.requires_closure:
-        raise ValueError(f"{type(optimizer).__name__} needs a loss closure; data-parallel training needs a "
-                         f"gradient optimizer (SGD, Adam, ...)")
+    _check_gradient_optimizer(optimizer if optimizer is not None else getattr(model, "optimizer", None))
+    _check_gradient_optimizer(model.use_optimizer(optimizer))  # (a name given may be any optimizer)
     X, y = model.prepare_data(X, y)
     counts = comm.allgather(int(X.shape[0]))
     if len(set(counts)) != 1:
@@ -142,12 +146,13 @@ def _end_epoch(model, rank, size, epoch, epochs, loss, start, checkpoint, verbos
 
 # ---- translators -------------------------------------------------------------------------
 def _loss_scales(tr, data, idx, part):
-    """Each decoder's share of the batch's loss terms (its target tokens, or pixel values) in this rank's part."""
+    """Each decoder's share of the batch's loss terms (its target tokens, or pixel values) in this rank's part;
+    a decoder kind that does not say what its mean loss averages (no loss_units) is weighed by rows."""
     scales = {}
     for name, targets in data.targets.items():
-        dec = tr.decoders[name]
-        whole = dec.loss_units(targets[idx])
-        scales[name] = dec.loss_units(targets[part]) / whole if whole else 0.0
+        units = getattr(tr.decoders[name], "loss_units", len)
+        whole = units(targets[idx])
+        scales[name] = units(targets[part]) / whole if whole else 0.0
     return scales
 
 

@@ -303,6 +303,19 @@ def test_bad_arguments_are_refused():
         distributed.fit(net, X, y, epochs=-1)
 
 
+def test_an_optimizer_without_gradients_is_refused_and_leaves_the_model_as_it_was():
+    from fastnet import distributed
+
+    X, y = np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32)
+    net = fastnet.Network([fastnet.Dense(2, 2)], loss="mse", optimizer=fastnet.SGD(0.1), seed=0)
+    with pytest.raises(ValueError, match="RandomSearch needs a loss closure"):
+        distributed.fit(net, X, y, optimizer=fastnet.RandomSearch(0.1))
+    assert isinstance(net.optimizer, fastnet.SGD)
+    net = fastnet.Network([fastnet.Dense(2, 2)], loss="mse", optimizer=fastnet.RandomSearch(0.1), seed=0)
+    with pytest.raises(ValueError, match="needs a loss closure"):
+        distributed.fit(net, X, y)
+
+
 def test_the_time_budget_stops_training_after_the_step_it_runs_out():
     from fastnet import distributed
     from fastnet.datasets import toy_translations

@@ -1,7 +1,8 @@
 """fn.Decoder: encoder memory + target tokens -> next-token logits; incremental decoding with a KV cache.
 
 The decoder interface the Translator relies on (any decoder kind, e.g. one
-that turns the representation into pixels, implements the same four things):
+that turns the representation into pixels, implements input_kind, loss,
+backward_loss and config/params; the other two are optional):
 
     input_kind                      "memory": receives the encoder memory (B, S, D) and its
                                     padding mask (B, S) bool, True = pad;
@@ -15,8 +16,9 @@ that turns the representation into pixels, implements the same four things):
                                     loss_scale; a kind may omit the argument, which is then never
                                     passed) with respect to the context; parameter gradients are
                                     added to `grads`.
-    loss_units(target) -> int       how many terms the mean loss of `target` averages (tokens,
-                                    pixel values): data-parallel training weighs by it.
+    loss_units(target) -> int       optional: how many terms the mean loss of `target` averages
+                                    (tokens, pixel values); data-parallel training weighs each
+                                    rank's part by it (by rows when a kind does not say).
     begin_training(context, target) optional: called before a training step with the whole
                                     batch's targets (a fresh pixel decoder starts from their mean).
     config() / params               constructor arguments and parameters, for saving.
