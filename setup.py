@@ -82,8 +82,10 @@ def extensions():
     from Cython.Build import cythonize
 
     sources = ["fastnet/_kernels.pyx"] + sorted(glob.glob("csrc/*.c"))
-    ext = Extension("fastnet._kernels", sources=sources, include_dirs=["csrc"], depends=glob.glob("csrc/*.h") + glob.glob("fastnet/*.pxi") + glob.glob("fastnet/*.pxd"))
-    directives = {"language_level": 3, "boundscheck": False, "wraparound": False, "cdivision": True, "initializedcheck": False}
+    ext = Extension("fastnet._kernels", sources=sources, include_dirs=["csrc"],
+                    depends=glob.glob("csrc/*.h") + glob.glob("fastnet/*.pxi") + glob.glob("fastnet/*.pxd"))
+    directives = {"language_level": 3, "boundscheck": False, "wraparound": False, "cdivision": True,
+                  "initializedcheck": False}
     return cythonize([ext], compiler_directives=directives)
 
 

@@ -144,7 +144,7 @@ def _translator(seed=0):
 
 @pytest.mark.benchmark(group="image_quality")
 def test_held_out_pictures_beat_the_mean_picture(benchmark):
-    from fastnet.image import demo_pictures
+    from fastnet.demo import demo_pictures
 
     out_dir = os.environ.get("FASTNET_BENCH_OUT",
                              os.path.join(tempfile.gettempdir(), "fastnet-bench-pictures"))

@@ -38,7 +38,7 @@ REQUEST_TIMEOUT = 60.0
 def train_model(path, seed=0):
     """The demo's architecture (d_model 64, 2 layers) on toy sentences, trained briefly on one thread."""
     from fastnet.datasets import toy_translations
-    from fastnet.seq2seq.tasks import DEMO_ARCH
+    from fastnet.demo.translation import DEMO_ARCH
     from fastnet.seq2seq.translator import Translator
 
     data = toy_translations(1000, seed=seed, split="train")

@@ -41,7 +41,7 @@ for path in (ROOT, HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench_serve import (
+from bench_serve import (  # noqa: E402  (found through the sys.path entries above)
     _free_port,
     held_out_sentences,
     in_process,

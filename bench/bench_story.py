@@ -34,8 +34,8 @@ def train_model(path, seed=0):
     """The demo's recipe, briefly: DEMO_ARCH on toy sentences with picture descriptions, then the demo's
     pixel decoder (hidden 256, 512) on the frozen representation. Speed, not quality, is measured."""
     from fastnet.datasets import toy_pictures, toy_translations
+    from fastnet.demo.translation import DEMO_ARCH
     from fastnet.image import train_pixels
-    from fastnet.seq2seq.tasks import DEMO_ARCH
     from fastnet.seq2seq.translator import Translator
 
     data = toy_translations(1000, seed=seed, split="train", pictures=0.3)

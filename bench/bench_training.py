@@ -82,7 +82,8 @@ def torch_step(widths, optimizer, autocast=False):
         modules += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     modules.append(torch.nn.Linear(widths[-2], widths[-1]))
     model = torch.nn.Sequential(*modules)
-    opt = torch.optim.SGD(model.parameters(), lr=LR) if optimizer == "sgd" else torch.optim.Adam(model.parameters(), lr=LR)
+    make_optimizer = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    opt = make_optimizer(model.parameters(), lr=LR)
     criterion = torch.nn.CrossEntropyLoss()
 
     def step(x, y):

@@ -16,7 +16,8 @@ Each side keeps a copy of its EMA weights when `marks` minutes of training have 
 after training every copy translates (greedy) the same held-out sentences, scored with
 sacrebleu chrF and BLEU on the raw text. The last point is the end of the budget (for
 fastnet: the model train-translator saves). fastnet's final model is also scored with
-beam 4 beside greedy on the first 2000 held-out sentences of each language. Tokenisation time is measured against one epoch's training time.
+beam 4 beside greedy on the first 2000 held-out sentences of each language. Tokenisation time
+is measured against one epoch's training time.
 
 Writes bench/results/translation_quality.json and bench/translation_quality.png and prints a
 Markdown summary for README. Needs torch, sacrebleu, matplotlib (the bench extra + torch).
@@ -41,8 +42,8 @@ BEAM_SENTENCES = 2000  # held-out sentences per language translated greedily and
 
 def _setup(langs, data, seed):
     """The split and tokenisation of train_on_pairs, rebuilt the same way (SentencePiece is seeded)."""
+    from fastnet.demo.translation import RECIPE, _load_split
     from fastnet.seq2seq import Translator
-    from fastnet.seq2seq.tasks import RECIPE, _load_split
 
     splits = {lang: _load_split(os.path.join(data, FILES[lang]), 12, seed) for lang in langs}
     train_src = {lang: sp[0] for lang, sp in splits.items()}
@@ -66,7 +67,7 @@ def _scores(hyps, refs):
 def run_fastnet(langs, minutes, marks, data, seed, out):
     import fastnet as fn
     from fastnet.callbacks import Callback
-    from fastnet.seq2seq import train_on_pairs
+    from fastnet.demo import train_on_pairs
 
     class Marks(Callback):
         """Copies the EMA weights as each mark (minutes of training) passes."""

@@ -2,7 +2,7 @@
 
     python examples/perceptron_logic.py
 """
-from fastnet.story import perceptron_story
+from fastnet.demo import perceptron_story
 
 if __name__ == "__main__":
     results = perceptron_story()

@@ -16,7 +16,7 @@ import os
 import sys
 
 import fastnet as fn
-from fastnet.seq2seq import train_on_pairs
+from fastnet.demo import train_on_pairs
 
 # the Tatoeba files: ../shared/data beside the repository, or $FASTNET_DATA
 DATA = os.environ.get("FASTNET_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",

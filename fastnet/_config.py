@@ -2,7 +2,20 @@
 import contextlib
 import os
 
-from fastnet import _kernels
+# Names, not the module: the import linter sees `fastnet._kernels` (compiled) only this way.
+from fastnet._kernels import (
+    amx_permission,
+    best_cpu_path,
+    best_mma_path,
+    get_cpu_path,
+    get_local_threads,
+    get_mma_path,
+    openmp_enabled,
+    set_cpu_path,
+    set_local_threads,
+)
+from fastnet._kernels import get_num_threads as _kernel_threads
+from fastnet._kernels import set_num_threads as _set_kernel_threads
 
 __version__ = "0.1.0"
 
@@ -28,12 +41,12 @@ def set_num_threads(n):
     """Use n threads in every kernel from now on: the process-wide default (a Python
     thread inside a `threads` block keeps its own count until the block ends)."""
     _check_count(n)
-    _kernels.set_num_threads(n)
+    _set_kernel_threads(n)
 
 
 def get_num_threads():
     """The kernel thread count of the calling Python thread."""
-    return _kernels.get_num_threads()
+    return _kernel_threads()
 
 
 @contextlib.contextmanager
@@ -44,30 +57,30 @@ def threads(n):
     not, neither see nor change it, and each restores exactly what it found.
     """
     _check_count(n)
-    previous = _kernels.get_local_threads()
-    _kernels.set_local_threads(n)
+    previous = get_local_threads()
+    set_local_threads(n)
     try:
         yield
     finally:
-        _kernels.set_local_threads(previous)
+        set_local_threads(previous)
 
 
 def _init_from_environment():
-    _kernels.set_num_threads(_default_threads())
+    _set_kernel_threads(_default_threads())
     cpu = os.environ.get("FASTNET_CPU", "auto").strip().lower() or "auto"
-    _kernels.set_cpu_path(cpu)
+    set_cpu_path(cpu)
 
 
 def config():
     """The build and run-time configuration as a dict."""
     return {
         "version": __version__,
-        "cpu_path": _kernels.get_cpu_path(),
-        "best_cpu_path": _kernels.best_cpu_path(),
-        "mma_path": _kernels.get_mma_path(),
-        "best_mma_path": _kernels.best_mma_path(),
-        "amx_permission": _kernels.amx_permission(),
-        "openmp": _kernels.openmp_enabled(),
+        "cpu_path": get_cpu_path(),
+        "best_cpu_path": best_cpu_path(),
+        "mma_path": get_mma_path(),
+        "best_mma_path": best_mma_path(),
+        "amx_permission": amx_permission(),
+        "openmp": openmp_enabled(),
         "threads": get_num_threads(),
     }
 

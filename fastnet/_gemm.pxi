@@ -21,17 +21,17 @@ cdef struct _Matrix:
     char *hi
 
 
-cdef object _float_dtype(object a, object b, str what):
+cdef object _float_dtype(object a, object b, str what, str name_a, str name_b):
     """The common float dtype of a and b; TypeError otherwise (no silent casts)."""
     dt = a.dtype
     if (dt is _F32 or dt is _F64) and b.dtype is dt:
         return dt
     native = dt.newbyteorder("=")  # another byte order is the same type, converted later
     if native != b.dtype.newbyteorder("="):
-        raise TypeError(f"{what}: arrays must have the same dtype, got {a.dtype} and {b.dtype}")
+        raise TypeError(f"{what}: {name_b} has dtype {b.dtype} but {name_a} has dtype {a.dtype}; they must match")
     if native == _F32 or native == _F64:
         return _F32 if native == _F32 else _F64
-    raise TypeError(f"{what}: needs float32 or float64 arrays, got {a.dtype} and {b.dtype}")
+    raise TypeError(f"{what}: {name_a} must be float32 or float64, got dtype {a.dtype}")
 
 
 cdef inline object _as_array(object x, object dtype, str what, str name):
@@ -40,7 +40,7 @@ cdef inline object _as_array(object x, object dtype, str what, str name):
         x = np.asarray(x)
     if x.dtype is not dtype:
         if x.dtype.newbyteorder("=") != dtype:
-            raise TypeError(f"{what}: {name} has dtype {x.dtype}, expected {dtype}")
+            raise TypeError(f"{what}: {name} must be {dtype}, got dtype {x.dtype}")
         x = x.astype(dtype)  # same type, other byte order
     if not x.flags.aligned:  # the kernels load whole elements
         x = c_array(x)
@@ -130,9 +130,9 @@ cdef object _output(object out, object dtype, tuple shape, Py_buffer *view, _Mat
         if not isinstance(out, _ndarray):
             raise TypeError(f"{what}: {name} must be a numpy array, got {type(out).__name__}")
         if out.dtype != dtype:
-            raise TypeError(f"{what}: {name} has dtype {out.dtype}, expected {dtype}")
+            raise TypeError(f"{what}: {name} must be {dtype}, got dtype {out.dtype}")
         if out.shape != shape:
-            raise ValueError(f"{what}: {name} has shape {out.shape}, expected {shape}")
+            raise ValueError(f"{what}: {name} must have shape {shape}, got {out.shape}")
         check_writable_out(out, f"{what}: {name}")
     PyObject_GetBuffer(out, view, PyBUF_STRIDES | PyBUF_WRITABLE)
     mat.data = <char *>view.buf
@@ -158,6 +158,62 @@ cdef bint _use_bf16(object precision, object dtype, str what) except -1:
     return True
 
 
+# ---- the C calls, each written once for float32 (and bf16) and float64 --------
+# Operands arrive as _Matrix descriptors (the buffer protocol's pointers and
+# leading dimensions); `real` picks the C function and the pointer type.
+
+cdef fn_status _gemm_impl(bint bf16, bint ta, bint tb, int64_t m, int64_t n, int64_t k, real alpha,
+                          const _Matrix *a, const _Matrix *b, real beta, const _Matrix *c) noexcept nogil:
+    if real is float:
+        if bf16:
+            return fn_gemm_bf16(ta, tb, m, n, k, alpha, <const real *>a.data, a.ld, <const real *>b.data, b.ld,
+                                beta, <real *>c.data, c.ld, _n_threads)
+        return fn_gemm_f32(ta, tb, m, n, k, alpha, <const real *>a.data, a.ld, <const real *>b.data, b.ld,
+                           beta, <real *>c.data, c.ld, _n_threads)
+    else:
+        return fn_gemm_f64(ta, tb, m, n, k, alpha, <const real *>a.data, a.ld, <const real *>b.data, b.ld,
+                           beta, <real *>c.data, c.ld, _n_threads)
+
+
+cdef fn_status _dense_forward_impl(bint bf16, int64_t m, int64_t n, int64_t k, const _Matrix *x,
+                                   const _Matrix *w, const _Matrix *b, int act, real slope,
+                                   const _Matrix *y, const _Matrix *pre) noexcept nogil:
+    if real is float:
+        if bf16:
+            return fn_dense_forward_bf16(m, n, k, <const real *>x.data, x.ld, <const real *>w.data, w.ld,
+                                         <const real *>b.data, <fn_activation>act, slope,
+                                         <real *>y.data, y.ld, <real *>pre.data, _n_threads)
+        return fn_dense_forward_f32(m, n, k, <const real *>x.data, x.ld, <const real *>w.data, w.ld,
+                                    <const real *>b.data, <fn_activation>act, slope,
+                                    <real *>y.data, y.ld, <real *>pre.data, _n_threads)
+    else:
+        return fn_dense_forward_f64(m, n, k, <const real *>x.data, x.ld, <const real *>w.data, w.ld,
+                                    <const real *>b.data, <fn_activation>act, slope,
+                                    <real *>y.data, y.ld, <real *>pre.data, _n_threads)
+
+
+cdef fn_status _dense_backward_impl(bint bf16, int64_t m, int64_t n, int64_t k, const _Matrix *x,
+                                    const _Matrix *w, const _Matrix *y, const _Matrix *pre,
+                                    const _Matrix *dy, int act, real slope, const _Matrix *dz,
+                                    const _Matrix *dx, const _Matrix *dw, const _Matrix *db,
+                                    bint accumulate) noexcept nogil:
+    if real is float:
+        if bf16:
+            return fn_dense_backward_bf16(m, n, k, <const real *>x.data, <const real *>w.data,
+                                          <const real *>y.data, <const real *>pre.data, <const real *>dy.data,
+                                          <fn_activation>act, slope, <real *>dz.data, <real *>dx.data,
+                                          <real *>dw.data, <real *>db.data, accumulate, _n_threads)
+        return fn_dense_backward_f32(m, n, k, <const real *>x.data, <const real *>w.data,
+                                     <const real *>y.data, <const real *>pre.data, <const real *>dy.data,
+                                     <fn_activation>act, slope, <real *>dz.data, <real *>dx.data,
+                                     <real *>dw.data, <real *>db.data, accumulate, _n_threads)
+    else:
+        return fn_dense_backward_f64(m, n, k, <const real *>x.data, <const real *>w.data,
+                                     <const real *>y.data, <const real *>pre.data, <const real *>dy.data,
+                                     <fn_activation>act, slope, <real *>dz.data, <real *>dx.data,
+                                     <real *>dw.data, <real *>db.data, accumulate, _n_threads)
+
+
 cdef str _op_shape(object arr, bint trans):
     return f"{arr.shape}{'.T' if trans else ''}"
 
@@ -176,11 +232,12 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0, pr
         a = np.asarray(a)
     if type(b) is not _ndarray:
         b = np.asarray(b)
-    dtype = _float_dtype(a, b, "matmul")
+    dtype = _float_dtype(a, b, "matmul", "a", "b")
     if a.dtype is not dtype or b.dtype is not dtype or not (a.flags.aligned and b.flags.aligned):
         a = _as_array(a, dtype, "matmul", "a")
         b = _as_array(b, dtype, "matmul", "b")
     cdef bint bf16 = _use_bf16(precision, dtype, "matmul")
+    cdef bint f32 = dtype is _F32
     cdef bint ta = trans_a, tb = trans_b
     cdef double alpha_d = alpha, beta_d = beta
     if beta_d != 0.0 and out is None:
@@ -189,7 +246,6 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0, pr
     cdef _Matrix ma, mb, mc
     cdef int64_t m, n, k, k2
     cdef fn_status status
-    cdef int nth = _n_threads
     a = _matrix(a, &va, &ma, True, "matmul", "a")
     try:
         b = _matrix(b, &vb, &mb, True, "matmul", "b")
@@ -210,21 +266,12 @@ def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0, pr
                 if _overlaps(&mc, &ma) or _overlaps(&mc, &mb):
                     raise ValueError("matmul: out aliases " + ("a" if _overlaps(&mc, &ma) else "b") +
                                      "; pass a separate output array")
-                if bf16:
-                    with nogil:
-                        status = fn_gemm_bf16(ta, tb, m, n, k, <float>alpha_d, <const float *>ma.data, ma.ld,
-                                              <const float *>mb.data, mb.ld, <float>beta_d,
-                                              <float *>mc.data, mc.ld, nth)
-                elif dtype is _F32:
-                    with nogil:
-                        status = fn_gemm_f32(ta, tb, m, n, k, <float>alpha_d, <const float *>ma.data, ma.ld,
-                                             <const float *>mb.data, mb.ld, <float>beta_d,
-                                             <float *>mc.data, mc.ld, nth)
-                else:
-                    with nogil:
-                        status = fn_gemm_f64(ta, tb, m, n, k, alpha_d, <const double *>ma.data, ma.ld,
-                                             <const double *>mb.data, mb.ld, beta_d,
-                                             <double *>mc.data, mc.ld, nth)
+                with nogil:
+                    if f32:
+                        status = _gemm_impl[float](bf16, ta, tb, m, n, k, <float>alpha_d, &ma, &mb,
+                                                   <float>beta_d, &mc)
+                    else:
+                        status = _gemm_impl[double](bf16, ta, tb, m, n, k, alpha_d, &ma, &mb, beta_d, &mc)
             finally:
                 PyBuffer_Release(&vc)
         finally:
@@ -249,10 +296,11 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
         x = np.asarray(x)
     if type(w) is not _ndarray:
         w = np.asarray(w)
-    dtype = _float_dtype(x, w, "dense")
+    dtype = _float_dtype(x, w, "dense", "x", "w")
     x = _as_array(x, dtype, "dense", "x")
     w = _as_array(w, dtype, "dense", "w")
     cdef bint bf16 = _use_bf16(precision, dtype, "dense")
+    cdef bint f32 = dtype is _F32
     cdef int act = activation_code(activation)
     cdef double slope = _finite(alpha, "alpha")
     cdef Py_buffer vx, vw, vb, vy, vp
@@ -260,7 +308,6 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
     cdef bint has_b = b is not None, want_pre = return_preactivation
     cdef int64_t m, n, k
     cdef fn_status status
-    cdef int nth = _n_threads
     pre = None
     x = _matrix(x, &vx, &mx, False, "dense", "x")
     try:
@@ -284,24 +331,13 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
                     else:
                         mp.data = NULL
                     try:
-                        if bf16:
-                            with nogil:
-                                status = fn_dense_forward_bf16(
-                                    m, n, k, <const float *>mx.data, mx.ld, <const float *>mw.data, mw.ld,
-                                    <const float *>mb.data, <fn_activation>act, <float>slope,
-                                    <float *>my.data, my.ld, <float *>mp.data, nth)
-                        elif dtype is _F32:
-                            with nogil:
-                                status = fn_dense_forward_f32(
-                                    m, n, k, <const float *>mx.data, mx.ld, <const float *>mw.data, mw.ld,
-                                    <const float *>mb.data, <fn_activation>act, <float>slope,
-                                    <float *>my.data, my.ld, <float *>mp.data, nth)
-                        else:
-                            with nogil:
-                                status = fn_dense_forward_f64(
-                                    m, n, k, <const double *>mx.data, mx.ld, <const double *>mw.data, mw.ld,
-                                    <const double *>mb.data, <fn_activation>act, slope,
-                                    <double *>my.data, my.ld, <double *>mp.data, nth)
+                        with nogil:
+                            if f32:
+                                status = _dense_forward_impl[float](bf16, m, n, k, &mx, &mw, &mb, act,
+                                                                    <float>slope, &my, &mp)
+                            else:
+                                status = _dense_forward_impl[double](bf16, m, n, k, &mx, &mw, &mb, act,
+                                                                     slope, &my, &mp)
                     finally:
                         if want_pre:
                             PyBuffer_Release(&vp)
@@ -361,8 +397,9 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
         x = np.asarray(x)
     if type(w) is not _ndarray:
         w = np.asarray(w)
-    dtype = _float_dtype(x, w, "dense_backward")
+    dtype = _float_dtype(x, w, "dense_backward", "x", "w")
     cdef bint bf16 = _use_bf16(precision, dtype, "dense_backward")
+    cdef bint f32 = dtype is _F32
     cdef int act = activation_code(activation)
     cdef double slope = _finite(alpha, "alpha")
     if not fn_activation_backward_reads(<fn_activation>act, slope, True, True):
@@ -389,7 +426,6 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
     cdef _Matrix mx, mw, my, mpre, mdy, mdz, mdw, mdb, mdx
     cdef bint bias_grad = with_bias, want_dx = need_dx, acc = accumulate
     cdef fn_status status
-    cdef int nth = _n_threads
     my.data = mpre.data = mdb.data = mdx.data = NULL
     my.lo = my.hi = mpre.lo = mpre.hi = NULL
     dx = None
@@ -418,24 +454,13 @@ def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, nee
             mdz = mdy  # dz = dy: the C side sees dz == dy and writes nothing to it
         else:
             _output(None, dtype, (m, n), &views[held], &mdz, "dense_backward", "dz"); held += 1
-        if bf16:
-            with nogil:
-                status = fn_dense_backward_bf16(
-                    m, n, k, <const float *>mx.data, <const float *>mw.data, <const float *>my.data,
-                    <const float *>mpre.data, <const float *>mdy.data, <fn_activation>act, <float>slope,
-                    <float *>mdz.data, <float *>mdx.data, <float *>mdw.data, <float *>mdb.data, acc, nth)
-        elif dtype is _F32:
-            with nogil:
-                status = fn_dense_backward_f32(
-                    m, n, k, <const float *>mx.data, <const float *>mw.data, <const float *>my.data,
-                    <const float *>mpre.data, <const float *>mdy.data, <fn_activation>act, <float>slope,
-                    <float *>mdz.data, <float *>mdx.data, <float *>mdw.data, <float *>mdb.data, acc, nth)
-        else:
-            with nogil:
-                status = fn_dense_backward_f64(
-                    m, n, k, <const double *>mx.data, <const double *>mw.data, <const double *>my.data,
-                    <const double *>mpre.data, <const double *>mdy.data, <fn_activation>act, slope,
-                    <double *>mdz.data, <double *>mdx.data, <double *>mdw.data, <double *>mdb.data, acc, nth)
+        with nogil:
+            if f32:
+                status = _dense_backward_impl[float](bf16, m, n, k, &mx, &mw, &my, &mpre, &mdy, act,
+                                                     <float>slope, &mdz, &mdx, &mdw, &mdb, acc)
+            else:
+                status = _dense_backward_impl[double](bf16, m, n, k, &mx, &mw, &my, &mpre, &mdy, act,
+                                                      slope, &mdz, &mdx, &mdw, &mdb, acc)
     finally:
         for i in range(held):
             PyBuffer_Release(&views[i])

@@ -7,6 +7,7 @@ work starts.
 """
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -94,28 +95,28 @@ def demo_text():
 
 
 def demo_perceptron():
-    from fastnet import story
+    from fastnet.demo import story
 
     _heading("2. A perceptron, then layers of them")
     return story.perceptron_story(print=print)
 
 
 def demo_network():
-    from fastnet import story
+    from fastnet.demo import story
 
     _heading("3. Training on batches, checked on a held-out test set")
     return story.network_story(print=print)
 
 
 def demo_translator(minutes):
-    from fastnet.seq2seq import demo_translator as run
+    from fastnet.demo.translation import demo_translator as run
 
     _heading("4. An Encoder and two Decoders: English -> Swedish and Spanish")
     return run(print=print, minutes=minutes)
 
 
 def demo_pictures(translator, out_dir, minutes):
-    from fastnet.image import demo_pictures as run
+    from fastnet.demo.pictures import demo_pictures as run
 
     _heading("5. The same representation, decoded into pixels")
     return run(print=print, out_dir=out_dir, translator=translator, minutes=minutes)
@@ -123,9 +124,6 @@ def demo_pictures(translator, out_dir, minutes):
 
 def save_demo_model(translator, out_dir):
     """Save the demo's translator (its Swedish, Spanish and pixel decoders) and say how to serve it."""
-    import os
-    import shlex
-
     _heading("6. The model, saved to serve")
     path = os.path.join(out_dir, "model.safetensors")
     translator.save(path)
@@ -156,7 +154,7 @@ def cmd_config(args):
 
 def cmd_train_translator(args):
     from fastnet import distributed
-    from fastnet.seq2seq import train_on_pairs
+    from fastnet.demo.translation import train_on_pairs
 
     pairs = list(args.pairs) + list(args.pair_files or [])
     if not pairs:
@@ -272,7 +270,8 @@ def build_parser():
     p = sub.add_parser("demo", help="tell the whole story on built-in data (about two minutes)")
     p.add_argument("--minutes", type=_positive(float), default=1.0,
                    help="training budget of the translator and of the pixel decoder (default 1 each)")
-    p.add_argument("--out", default="fastnet-demo", help="folder for the pictures, plots and the trained model (default ./fastnet-demo)")
+    p.add_argument("--out", default="fastnet-demo",
+                   help="folder for the pictures, plots and the trained model (default ./fastnet-demo)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="show version, CPU path, OpenMP and threads")
@@ -315,7 +314,8 @@ def build_parser():
     p.add_argument("--port", type=PORT, default=8000, help="TCP port, 0 to 65535 (0: any free port)")
     p.add_argument("--workers", type=_positive(int), default=1, help="processes sharing the port (default 1)")
     p.add_argument("--int8", action="store_true", help="serve the model quantised to int8 (Translator.quantize)")
-    p.add_argument("--threads", type=_positive(int), default=None, help="kernel threads per process (default: fastnet's)")
+    p.add_argument("--threads", type=_positive(int), default=None,
+                   help="kernel threads per process (default: fastnet's)")
     p.add_argument("--beam", type=BEAM, default=1, help="default beam size, 1 to 64 (1 = greedy); requests may ask for "
                    "another up to --max-beam")
     p.add_argument("--max-beam", type=_positive(int), default=None, help="largest beam a request may ask for "

@@ -2,7 +2,8 @@
 
     mpiexec -n 2 python train.py        # train.py calls fastnet.distributed.fit(net, X, y, ...) (a Network
                                         # or an ImageDecoder) or fit_translator(tr, src, {"sv": ...}, ...)
-    mpiexec -n 2 python -c "from fastnet.distributed import train_on_pairs; train_on_pairs('eng-swe.tsv', 'tr.safetensors')"
+    mpiexec -n 2 python -c "from fastnet.distributed import train_on_pairs; \\
+        train_on_pairs('eng-swe.tsv', 'tr.safetensors')"
 
 Needs mpi4py and an MPI library (`pip install "fastnet[mpi]"`: the mpich wheel provides one).
 Every rank holds the same data and the same network; rank 0's initial weights are broadcast,
@@ -122,7 +123,8 @@ def fit(model, X, y, epochs=1, batch_size=32, shuffle=True, seed=0, comm=None, c
             idx = order[a:b]
             try:
                 # the loss is a mean over this rank's rows: scaled by their share of the global batch
-                loss, _ = train_step(model, (X[idx], y[idx]) if b > a else None, loss_scale=(b - a) / (hi - lo), reduce=reduce)
+                loss, _ = train_step(model, (X[idx], y[idx]) if b > a else None, loss_scale=(b - a) / (hi - lo),
+                                     reduce=reduce)
             except FloatingPointError as exc:
                 raise FloatingPointError(f"{exc} at epoch {epoch + 1} (rows {lo}..{hi - 1}); the step was not "
                                          f"applied") from None
@@ -229,12 +231,12 @@ def train_on_pairs(path, out, minutes=10.0, epochs=10_000, seed=0, max_words=12,
                    comm=None, verbose=1, print=print, **arch):
     """`fastnet train-translator` on every rank: train on a pair file data-parallel, rank 0 saves `out`.
 
-    Same split and architecture as fastnet.seq2seq.train_on_pairs (held-out ~10% by source
+    Same split and architecture as fastnet.demo.train_on_pairs (held-out ~10% by source
     sentence; arch overrides d_model, n_heads, n_layers, d_ff, dropout). Returns the held-out
     scores on rank 0 and None on the other ranks.
     """
     from fastnet.datasets import load_pairs
-    from fastnet.seq2seq.tasks import split_by_source, target_name_from_path
+    from fastnet.demo.translation import split_by_source, target_name_from_path
     from fastnet.seq2seq.translator import Translator
 
     comm = comm or world()

@@ -22,10 +22,14 @@ times the file's tensor bytes, so edited architecture numbers cannot make a
 small file allocate gigabytes before the tensors are compared.
 
 `fn.load(path)` reads metadata["fastnet_kind"] and hands the file to the
-loader registered for that kind (`register_loader`).
+loader registered for that kind (`register_loader`); the built-in kinds'
+modules are imported on first need.
 """
+from __future__ import annotations
+
 import contextlib
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -34,8 +38,14 @@ import stat
 import struct
 import tempfile
 import warnings
+from typing import IO, Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+Tensors = Mapping[str, np.ndarray]
+# A loader builds a model from (tensors, metadata, path) of a checked file.
+Loader = Callable[[Dict[str, np.ndarray], Dict[str, Any], str], Any]
 
 _META_KEY = "fastnet"
 _CHECKSUM_KEY = "fastnet_sha256"            # tensor bytes only (every version writes it)
@@ -53,6 +63,11 @@ _DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int
            "I32": np.int32, "I64": np.int64, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32,
            "U64": np.uint64, "BOOL": np.bool_}
 _LOADERS = {}
+# The modules whose import registers the loader of a built-in kind. `import fastnet` loads none of
+# the model families it does not need; `load` imports the one a file asks for (named, not imported,
+# here: io sits below the models).
+_BUILTIN_LOADERS = {"network": "fastnet.network", "translator": "fastnet.seq2seq.translator",
+                    "image_decoder": "fastnet.image.decoder"}
 
 
 class ModelFileError(ValueError):
@@ -159,7 +174,7 @@ def _new_file_mode(path):
         return 0o666 & ~umask
 
 
-def save_safetensors_atomic(path, tensors, metadata):
+def save_safetensors_atomic(path: PathLike, tensors: Tensors, metadata: Mapping[str, Any]) -> None:
     """Write `tensors` (name -> array) and JSON-able `metadata` to `path` atomically.
 
     The bytes go to a temporary file in the same directory, are fsynced, and
@@ -179,7 +194,7 @@ def save_safetensors_atomic(path, tensors, metadata):
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode="wb", **open_kwargs):
+def atomic_write(path: PathLike, mode: str = "wb", **open_kwargs: Any) -> Iterator[IO[Any]]:
     """Write `path` all or nothing: yield a temporary file beside it, then fsync and rename it over `path`.
 
     A failure anywhere (an exception in the block, a full disk, a crash before
@@ -363,7 +378,7 @@ def _check_layout(path, header, n_data):
                              f"describe {end}")
 
 
-def load_safetensors_checked(path):
+def load_safetensors_checked(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """(tensors, metadata) from a file written by `save_safetensors_atomic`, with clear errors.
 
     Raises FileNotFoundError for a missing file and ModelFileError naming the
@@ -398,7 +413,7 @@ def load_safetensors_checked(path):
     return tensors, metadata
 
 
-def check_tensors(path, tensors, expected):
+def check_tensors(path: str, tensors: Tensors, expected: Mapping[str, Tuple[Tuple[int, ...], Any]]) -> None:
     """Compare loaded tensors with `expected` {name: (shape, dtype)}; raise ModelFileError naming the mismatch."""
     missing = [name for name in expected if name not in tensors]
     if missing:
@@ -418,20 +433,34 @@ def check_tensors(path, tensors, expected):
                                  f"{np.dtype(dtype).name}")
 
 
+def check_writable(path: PathLike) -> str:
+    """`path` as a string when a file can be written there, else an error saying why; call it before
+    spending time on what will be written."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path!r}: it is a directory, give a file name")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {path!r}: folder {folder!r} is not writable")
+    return path
+
+
 # ---- dispatch on the kind of model ---------------------------------------
-def register_loader(kind, loader):
+def register_loader(kind: str, loader: Loader) -> None:
     """Make `fn.load` call `loader(tensors, metadata, path)` for files whose fastnet_kind is `kind`."""
     if not callable(loader):
         raise TypeError(f"loader for {kind!r} must be callable")
     _LOADERS[kind] = loader
 
 
-def load(path):
+def load(path: PathLike) -> Any:
     """Load any fastnet model file (a Network, a Translator, ...)."""
     return load_with(path, None)
 
 
-def load_with(path, loader):
+def load_with(path: PathLike, loader: Optional[Loader]) -> Any:
     """Read and check `path`, then build its model with `loader(tensors, metadata, path)`, or
     with the loader registered for its fastnet_kind when `loader` is None.
 
@@ -445,8 +474,10 @@ def load_with(path, loader):
     tensors, metadata = load_safetensors_checked(path)
     if loader is None:
         kind = metadata.get("fastnet_kind")
+        if isinstance(kind, str) and kind not in _LOADERS and kind in _BUILTIN_LOADERS:
+            importlib.import_module(_BUILTIN_LOADERS[kind])
         if not isinstance(kind, str) or kind not in _LOADERS:
-            known = ", ".join(sorted(_LOADERS)) or "none"
+            known = ", ".join(sorted(set(_LOADERS) | set(_BUILTIN_LOADERS)))
             raise ModelFileError(f"{path!r} holds a model of kind {kind!r}, which no loader handles "
                                  f"(known kinds: {known})")
         loader = _LOADERS[kind]

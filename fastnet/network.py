@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastnet import io as _io
-from fastnet import ops
 from fastnet import losses as _losses
+from fastnet import ops
 from fastnet import optimizers as _optimizers
 from fastnet._config import __version__
 from fastnet.callbacks import Callback, OverfittingWarning

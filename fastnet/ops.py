@@ -13,8 +13,9 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from fastnet import _kernels
-from fastnet._kernels import ACTIVATIONS  # noqa: F401  (name -> C code, with the identity's aliases)
+from fastnet._kernels import ACTIVATIONS  # name -> C code, with the identity's aliases
+from fastnet._kernels import activation_backward_reads as _backward_reads
+from fastnet._kernels import activation_table as _activation_table
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_NAMES", "ActivationInfo", "activation_info"]
 
@@ -43,7 +44,7 @@ class ActivationInfo(NamedTuple):
     def backward_reads(self, *, x: bool, y: bool, alpha: float = 0.01) -> Optional[str]:
         """What the backward reads when the caller kept x and/or y: "x", "y",
         "dy" (dy alone), or None when it cannot run with those."""
-        return _kernels.activation_backward_reads(self.name, x, y, alpha)
+        return _backward_reads(self.name, x, y, alpha)
 
     def needs_input(self, alpha: float = 0.01) -> bool:
         """True when the backward needs the forward input (the
@@ -51,7 +52,7 @@ class ActivationInfo(NamedTuple):
         return self.has_gradient and self.backward_reads(x=False, y=True, alpha=alpha) is None
 
 
-_INFO = {row[0]: ActivationInfo(*row) for row in _kernels.activation_table()}
+_INFO = {row[0]: ActivationInfo(*row) for row in _activation_table()}
 ACTIVATION_NAMES = tuple(_INFO)  # canonical names, in C code order
 
 

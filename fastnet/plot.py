@@ -11,20 +11,19 @@ file in the same folder, then a rename) and returns its path.
 """
 import csv
 import math
-import os
 
 import numpy as np
 
-from fastnet.io import atomic_write
+from fastnet.io import atomic_write, check_writable
 
 __all__ = ["plot_history", "overfitting_epoch", "representations", "representations_to_csv",
-           "pca_2d", "pca_basis", "pictures"]
+           "pca_2d", "pca_basis", "pictures", "pyplot"]
 
 _INSTALL_HINT = 'fastnet.plot needs matplotlib and Pillow: pip install "fastnet[plot]"'
 
 
 # ---------------------------------------------------------------- plumbing
-def _pyplot():
+def pyplot():
     """matplotlib.pyplot on the Agg backend (files only, no window), or a clear ImportError."""
     try:
         import matplotlib
@@ -36,22 +35,9 @@ def _pyplot():
     return plt
 
 
-def _check_writable(path):
-    """Fail before drawing if the picture cannot be written there."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot write {path!r}: it is a directory, give a file name")
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot write {path!r}: folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"cannot write {path!r}: folder {folder!r} is not writable")
-    return path
-
-
 def _save_figure(fig, path, dpi=100):
     """Write the figure as PNG through a temporary file and a rename, then close it."""
-    plt = _pyplot()
+    plt = pyplot()
     try:
         with atomic_write(path) as handle:
             fig.savefig(handle, format="png", dpi=dpi)
@@ -106,8 +92,8 @@ def plot_history(history, path, metric=None, title="Training"):
     """
     logs = _history_dict(history)
     metric = _metric_names(logs, metric)
-    path = _check_writable(path)
-    plt = _pyplot()
+    path = check_writable(path)
+    plt = pyplot()
     panels = [("loss", "loss")] + ([(metric, metric)] if metric else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     turn = overfitting_epoch(logs)
@@ -194,7 +180,7 @@ def _projected(model, sentences):
 def representations_to_csv(model, sentences, path):
     """Write sentence, x, y (the 2-D PCA projection of each representation) as CSV."""
     sentences = _sentences(sentences)
-    path = _check_writable(path)
+    path = check_writable(path)
     points, _ = _projected(model, sentences)
     _write_points_csv(sentences, points, path)
     return path
@@ -226,11 +212,11 @@ def representations(model, sentences, path, to_csv=None, title=None):
     Sentences close in meaning should land close together.
     """
     sentences = _sentences(sentences)
-    path = _check_writable(path)
+    path = check_writable(path)
     if to_csv is not None:
-        to_csv = _check_writable(to_csv)
+        to_csv = check_writable(to_csv)
     points, d_model = _projected(model, sentences)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     ax.scatter(points[:, 0], points[:, 1], s=30, c=np.arange(len(sentences)), cmap="viridis")
     for sentence, (px, py), shift in zip(sentences, points, _label_shifts(points)):
@@ -259,10 +245,10 @@ def pictures(images, captions, path, columns=None, title=None):
     if len(captions) != images.shape[0]:
         raise ValueError(f"{images.shape[0]} pictures but {len(captions)} captions")
     if images.dtype != np.uint8:
-        from fastnet.image import to_uint8, pictures_to_float
+        from fastnet.image import pictures_to_float, to_uint8
         images = to_uint8(pictures_to_float(images))
-    path = _check_writable(path)
-    plt = _pyplot()
+    path = check_writable(path)
+    plt = pyplot()
     n = images.shape[0]
     columns = columns or min(n, 4)
     rows = math.ceil(n / columns)

@@ -29,11 +29,11 @@ fail() { printf 'sanitize.sh: %s\n' "$*" >&2; exit 1; }
 # misaligned, big-endian, overlapping), each on every CPU path. test_gemm.py's
 # large property sweep is left to the normal suite: its smoke tests cover every
 # GEMM code path at a fraction of the cost under ASan.
-KERNEL_TESTS=(tests/test_hardening_kernels.py tests/test_transformer_kernels.py tests/test_activations.py
-              tests/test_losses.py tests/test_optim.py tests/test_dense.py tests/test_gemm_smoke.py
-              tests/test_elementwise_smoke.py tests/test_kernel_errors.py tests/test_bf16.py tests/test_threads.py)
+KERNEL_TESTS=(tests/kernels/test_hardening_kernels.py tests/kernels/test_transformer_kernels.py tests/kernels/test_activations.py
+              tests/kernels/test_losses.py tests/kernels/test_optim.py tests/kernels/test_dense.py tests/kernels/test_gemm_smoke.py
+              tests/kernels/test_elementwise_smoke.py tests/kernels/test_kernel_errors.py tests/kernels/test_bf16.py tests/kernels/test_threads.py)
 # Layer tests: forward/backward of every layer, run once per CPU path.
-LAYER_TESTS=(tests/test_layers.py tests/test_seq2seq_layers.py)
+LAYER_TESTS=(tests/core/test_layers.py tests/models/test_seq2seq_layers.py)
 
 step "copying the source tree to $BUILD"
 mkdir -p "$BUILD"

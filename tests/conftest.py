@@ -11,14 +11,8 @@ settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# Every CPU path this machine can run; kernel tests run once per path.
-_PATHS = ["generic", "avx2", "avx512"]
-CPU_PATHS = _PATHS[: _PATHS.index(fastnet._kernels.best_cpu_path()) + 1]
-# The same for the bf16 / int8 kernels: the float32 paths (portable
-# low-precision code on each) and the low-precision units above them.
-_BEST = fastnet._kernels.best_mma_path()
-LOWP_PATHS = CPU_PATHS + (list(fastnet._kernels.CPU_PATH_NAMES[3:]) if _BEST != "generic" else [])
-LOWP_PATHS = LOWP_PATHS[: LOWP_PATHS.index(_BEST) + 1] if _BEST != "generic" else LOWP_PATHS
+# After the profile: helpers' settings objects start from the profile loaded when they are made.
+from helpers import CPU_PATHS, LOWP_PATHS  # noqa: E402,F401  (CPU_PATHS: `from conftest import` in tests)
 
 
 def _forced_path(name):
@@ -45,3 +39,43 @@ def lowp_path(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one kernel thread is fastest, and it keeps the suite quick on a loaded machine.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    with fastnet.threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Toy English -> Swedish + Spanish sentences: (600 to train on, 80 held out)."""
+    from fastnet.datasets import toy_translations
+
+    return toy_translations(600, seed=0, split="train"), toy_translations(80, seed=1, split="test")
+
+
+# ---- the service tests' model (tests/applications/test_serve*.py) ----------------------------
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory):
+    """A tiny English -> sv/es translator (about 2 s on one thread), trained once per session and saved."""
+    from fastnet.datasets import toy_translations
+    from fastnet.seq2seq import Translator
+
+    data = toy_translations(400, seed=0, split="train")
+    targets = {"sv": data.sv, "es": data.es}
+    tr = Translator.build(data.en, targets, seed=0, d_model=32, n_heads=2, n_layers=1, d_ff=64, dropout=0.0,
+                          tokenizer="word")
+    with fastnet.threads(1):  # multi-threaded regions stall on a loaded machine; this model is too small to gain
+        tr.fit(data.en, targets, epochs=20, batch_size=32, lr=5e-3, verbose=0)
+    path = tmp_path_factory.mktemp("serve") / "translator.safetensors"
+    tr.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference(model_path):
+    """The same saved model loaded in the test process: what the service must answer."""
+    return fastnet.load(model_path)

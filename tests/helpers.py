@@ -1,9 +1,21 @@
-"""Shared by the kernel tests: error bounds, finite differences, array layouts,
-hypothesis strategies for awkward sizes."""
+"""Shared by the tests: the registries they follow (activations), error bounds, finite differences,
+array layouts, hypothesis strategies for awkward sizes."""
 import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+import fastnet
+from fastnet import ops
+from fastnet import reference as ref
+
+# Every CPU path this machine can run; kernel tests run once per path.
+_PATHS = ["generic", "avx2", "avx512"]
+CPU_PATHS = _PATHS[: _PATHS.index(fastnet._kernels.best_cpu_path()) + 1]
+# The same for the bf16 / int8 kernels: the float32 paths (portable
+# low-precision code on each) and the low-precision units above them.
+_BEST = fastnet._kernels.best_mma_path()
+LOWP_PATHS = CPU_PATHS + (list(fastnet._kernels.CPU_PATH_NAMES[3:]) if _BEST != "generic" else [])
+LOWP_PATHS = LOWP_PATHS[: LOWP_PATHS.index(_BEST) + 1] if _BEST != "generic" else LOWP_PATHS
 
 # The cpu_path fixture is set once per test and is the same for every example.
 kernel_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -12,6 +24,35 @@ kernel_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fi
 EDGE_SIZES = [0, 1, 2, 3, 5, 6, 7, 8, 9, 12, 15, 16, 17, 31, 32, 33, 95, 97]
 LAYOUTS = ["C", "F", "strided", "padded", "reversed"]
 FLOAT_DTYPES = [np.float32, np.float64]
+
+
+# ---- the activation registry ----------------------------------------------------------------
+# Tests take their activations from the kernels' table (fastnet.ops.ACTIVATION_NAMES, built from
+# csrc/activations.h) and what each one needs from its row, so an activation added to the table is
+# tested everywhere.
+ACTIVATIONS = list(ops.ACTIVATION_NAMES)
+
+
+def has_gradient(name):
+    """Whether the activation has a backward (step has none)."""
+    return ops.activation_info(name).has_gradient
+
+
+DIFFERENTIABLE = [name for name in ACTIVATIONS if has_gradient(name)]
+
+
+def backward_needs_x(name, alpha=0.01):
+    """Whether the backward needs the pre-activation x: the output y does not determine the derivative."""
+    return ops.activation_info(name).needs_input(alpha)
+
+
+def activation_lipschitz(name, alpha=0.01):
+    """max |act'(x)| over the reals (a fine grid of [-10, 10] plus 1%): how much an error in the
+    pre-activation can grow through the activation; 0 for one without a gradient."""
+    if not has_gradient(name):
+        return 0.0
+    grid = np.linspace(-10.0, 10.0, 20001)
+    return 1.01 * float(np.max(np.abs(ref.activation_derivative(name, x=grid, alpha=alpha))))
 
 
 def dims(max_value=40):

@@ -25,7 +25,7 @@ import re
 
 import numpy as np
 
-from fastnet._config import __version__
+from fastnet import __version__
 
 OPSET = 17  # LayerNormalization is an ONNX operator from opset 17 on
 INSTALL_HINT = 'pip install "fastnet[onnx]"'

@@ -17,6 +17,8 @@ import os
 import numpy as np
 
 from fastnet.image.decoder import ImageDecoder
+from fastnet.io import atomic_write, check_writable
+from fastnet.io import load as load_model
 
 
 def pixel_decoder_names(tr):
@@ -118,11 +120,8 @@ def png_bytes(picture, scale=1):
 
 def save_png(picture, path, scale=8):
     """Write one (H, W, 3) uint8 picture as a PNG, each pixel a scale x scale block; atomic."""
-    from fastnet.io import atomic_write
-    from fastnet.plot import _check_writable
-
     data = png_bytes(picture, scale)
-    path = _check_writable(path)
+    path = check_writable(path)
     with atomic_write(path) as handle:
         handle.write(data)
     return path
@@ -135,13 +134,10 @@ def draw_to_png(model_path, text, out_path, decoder=None, scale=8):
     written as a PNG with every pixel enlarged to a scale x scale block so it
     is big enough to look at (scale=1 keeps the decoder's own size).
     """
-    from fastnet import io
-
     if not isinstance(text, str) or not text.strip():
         raise ValueError("draw: give a non-empty description to draw")
-    from fastnet.plot import _check_writable
-    _check_writable(out_path)
-    model = io.load(model_path)
+    check_writable(out_path)
+    model = load_model(model_path)
     if isinstance(model, ImageDecoder):
         raise ValueError(f"{os.fspath(model_path)!r} holds an ImageDecoder alone; drawing from text needs "
                          "a Translator with a pixel decoder (fastnet.image.train_pixels, then tr.save)")

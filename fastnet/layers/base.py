@@ -18,6 +18,8 @@ and code about to allocate a block sized by metadata asks
 `check_affordable` first, so edited numbers in a small file give an error
 instead of gigabytes. Outside a load there is no budget and both are no-ops.
 """
+from __future__ import annotations  # annotations stay strings: np.random.Generator would import numpy.random
+
 import contextlib
 import contextvars
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple

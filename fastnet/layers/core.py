@@ -1,4 +1,6 @@
 """Dense, Activation and Dropout: the layers a feed-forward network is made of."""
+from __future__ import annotations  # annotations stay strings: np.random.Generator would import numpy.random
+
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np

@@ -1,14 +1,11 @@
 """Pure-NumPy reference of every kernel in `fastnet.ops`, forward and backward.
 
 Same names and signatures as `fastnet.ops`; slow, simple, and trusted: the
-tests compare the compiled kernels against these functions.
+tests compare the compiled kernels against these functions (and check that
+every public op has its twin here).
 """
-from fastnet.reference.core import *  # noqa: F401,F403
-from fastnet.reference.core import __all__ as _core_all
+from fastnet.reference import core, transformer
+from fastnet.reference.core import *  # noqa: F403
+from fastnet.reference.transformer import *  # noqa: F403
 
-__all__ = list(_core_all)
-
-from fastnet.reference.transformer import *  # noqa: E402,F401,F403
-from fastnet.reference.transformer import __all__ as _transformer_all  # noqa: E402
-
-__all__ += _transformer_all
+__all__ = [*core.__all__, *transformer.__all__]

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import numpy as np
 
-
 __all__ = [
     "matmul", "matmul_backward",
     "dense", "dense_backward",

@@ -1,12 +1,29 @@
 """Sequence to sequence: transformer layers, the Encoder, Decoders and the Translator."""
-from fastnet.seq2seq.layers import (  # noqa: F401
-    Dropout, Embedding, FeedForward, KVCache, LayerNorm, MultiHeadAttention, PositionalEncoding,
-    TransformerDecoderLayer, TransformerEncoderLayer)
-from fastnet.seq2seq.encoder import Encoder  # noqa: F401
 from fastnet.seq2seq.decoder import Decoder, DecoderState  # noqa: F401
+from fastnet.seq2seq.encoder import Encoder  # noqa: F401
+from fastnet.seq2seq.layers import (  # noqa: F401
+    Dropout,
+    Embedding,
+    FeedForward,
+    KVCache,
+    LayerNorm,
+    MultiHeadAttention,
+    PositionalEncoding,
+    TransformerDecoderLayer,
+    TransformerEncoderLayer,
+)
 from fastnet.seq2seq.translator import Translator, register_decoder_kind  # noqa: F401
 
-from fastnet import io as _io  # noqa: E402
+# The translation recipe and demo moved to the application layer (fastnet.demo.translation).
+_MOVED_TO_DEMO = ("demo_translator", "split_by_source", "train_on_pairs")
 
-_io.register_loader("translator", Translator._from_file)
-from fastnet.seq2seq.tasks import demo_translator, split_by_source, train_on_pairs  # noqa: E402,F401
+
+def __getattr__(name):
+    if name in _MOVED_TO_DEMO:
+        import warnings
+
+        from fastnet.demo import translation
+
+        warnings.warn(f"fastnet.seq2seq.{name} moved to fastnet.demo.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(translation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -35,8 +35,15 @@ from fastnet import ops
 from fastnet.layers.base import Layer
 from fastnet.seq2seq.encoder import check_ids
 from fastnet.seq2seq.layers import (
-    Dropout, Embedding, LayerNorm, PositionalEncoding, TransformerDecoderLayer, _float_dtype, projection,
-    store_stack_hyperparameters)
+    Dropout,
+    Embedding,
+    LayerNorm,
+    PositionalEncoding,
+    TransformerDecoderLayer,
+    _float_dtype,
+    projection,
+    store_stack_hyperparameters,
+)
 
 
 class DecoderState:

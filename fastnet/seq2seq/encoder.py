@@ -5,8 +5,14 @@ import numpy as np
 
 from fastnet.layers.base import Layer
 from fastnet.seq2seq.layers import (
-    Dropout, Embedding, LayerNorm, PositionalEncoding, TransformerEncoderLayer, _float_dtype,
-    store_stack_hyperparameters)
+    Dropout,
+    Embedding,
+    LayerNorm,
+    PositionalEncoding,
+    TransformerEncoderLayer,
+    _float_dtype,
+    store_stack_hyperparameters,
+)
 
 
 def check_ids(ids, what):

@@ -12,7 +12,6 @@ so splitting into heads costs no transpose. Projections are fastnet.layers.Dense
 one layer family for the feed-forward networks and the transformer.
 """
 import math
-
 from typing import Optional, Tuple, Union
 
 import numpy as np

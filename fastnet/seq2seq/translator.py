@@ -25,7 +25,13 @@ from fastnet.seq2seq import metrics as scoring
 from fastnet.seq2seq.decoder import Decoder
 from fastnet.seq2seq.encoder import Encoder, pool
 from fastnet.seq2seq.training import (
-    backward_batch, default_optimizer, fit_translator, forward_batch, teacher_forced_scores, total_loss)
+    backward_batch,
+    default_optimizer,
+    fit_translator,
+    forward_batch,
+    teacher_forced_scores,
+    total_loss,
+)
 
 FORMAT_VERSION = 1
 
@@ -40,6 +46,15 @@ MAX_RUN = 2  # no piece three times in a row (off with no_repeat_ngram=0, like t
 
 # Decoder classes Translator.load can rebuild, by the name saved in the file.
 DECODER_KINDS = {"Decoder": Decoder}
+
+
+def _decoder_kind(name):
+    """The decoder class saved under `name`; the pixel decoder is imported only when a file needs it."""
+    if name == "ImageDecoder" and name not in DECODER_KINDS:
+        from fastnet.image import ImageDecoder
+
+        register_decoder_kind(ImageDecoder)
+    return DECODER_KINDS.get(name)
 
 
 def register_decoder_kind(cls, name=None):
@@ -625,7 +640,7 @@ class Translator:
         encoder = Encoder(dtype=dtype, **cfg["encoder"])
         decoders, tokenizers = {}, {}
         for entry in cfg["decoders"]:
-            kind = DECODER_KINDS.get(entry["kind"])
+            kind = _decoder_kind(entry["kind"])
             if kind is None:
                 raise ValueError(f"decoder {entry['name']!r} is of kind {entry['kind']!r}, unknown here; known "
                                  f"kinds: {sorted(DECODER_KINDS)} (see register_decoder_kind)")
@@ -648,3 +663,6 @@ class Translator:
 
     def __repr__(self):
         return f"Translator(d_model={self.d_model}, decoders={self.languages})"
+
+
+io.register_loader("translator", Translator._from_file)

@@ -118,7 +118,8 @@ class TranslationService:
     def check(self, payload):
         """A TranslateRequest from a decoded JSON body, or RequestError."""
         if not isinstance(payload, dict):
-            raise RequestError(422, "invalid_body", 'the body must be a JSON object like {"texts": ["..."], "to": "sv"}')
+            raise RequestError(422, "invalid_body", 'the body must be a JSON object like '
+                               '{"texts": ["..."], "to": "sv"}')
         unknown = sorted(set(payload) - _FIELDS)
         if unknown:
             raise RequestError(422, "invalid_body", f"unknown field(s) {unknown}; expected {sorted(_FIELDS)}")

@@ -66,7 +66,8 @@ def _no_constant(name):
 def decode_json(body):
     """The decoded body, or RequestError 400 invalid_json (see the module notes)."""
     if not body:
-        raise RequestError(400, "invalid_json", "the body is empty; send JSON like {\"texts\": [\"...\"], \"to\": \"sv\"}")
+        raise RequestError(400, "invalid_json",
+                           "the body is empty; send JSON like {\"texts\": [\"...\"], \"to\": \"sv\"}")
     try:
         return json.loads(body.decode("utf-8"), parse_int=_bounded_int, parse_constant=_no_constant)
     except UnicodeDecodeError:

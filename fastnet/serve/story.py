@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fastnet.image.demo import DOTS_SENTENCES
+from fastnet.demo.pictures import DOTS_SENTENCES
 from fastnet.image.translator import pixel_decoder_names, png_bytes
 from fastnet.plot import pca_basis
 from fastnet.serve.errors import RequestError

@@ -1,4 +1,5 @@
 """Text to numbers: tokenizers with special tokens, padding and a JSON form."""
+from fastnet.text.subword import SubwordTokenizer
 from fastnet.text.tokenizers import (
     SPECIAL_TOKENS,
     AsciiTokenizer,
@@ -6,7 +7,6 @@ from fastnet.text.tokenizers import (
     WordTokenizer,
     tokenizer_from_dict,
 )
-from fastnet.text.subword import SubwordTokenizer
 
 __all__ = ["AsciiTokenizer", "CharTokenizer", "SubwordTokenizer", "WordTokenizer", "tokenizer_from_dict",
            "SPECIAL_TOKENS"]
