@@ -21,8 +21,15 @@
 #define GEMM(name) GEMM_CAT(name, FN_SIMD_ISA)
 #define GEMM_W FN_V(lanes)
 #define GEMM_NR (2 * FN_V(lanes))
+/* The unroll hint of the row loops (GCC and clang spell it the same; other
+ * compilers get none). */
 #define GEMM_PRAGMA(x) _Pragma(#x)
 #define GEMM_UNROLL(n) GEMM_PRAGMA(GCC unroll n)
+#if (defined(__GNUC__) || defined(__clang__)) && GEMM_ROW_UNROLL
+#define GEMM_ROW_LOOP_HINT GEMM_UNROLL(GEMM_ROW_UNROLL)
+#else
+#define GEMM_ROW_LOOP_HINT
+#endif
 
 /* C[0:mr, 0:nr] = alpha * A B + beta * C on one tile; mr is a constant at
  * every call site (the switch below), so the loops over rows unroll. */
@@ -42,9 +49,7 @@ GEMM(tile)(const int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_
         FN_V(vec) b0 = FN_V(load)(b + p * rsb);
         FN_V(vec) b1 = FN_V(load)(b + p * rsb + GEMM_W);
         const float *ap = a + p * csa;
-#if GEMM_ROW_UNROLL
-        GEMM_UNROLL(GEMM_ROW_UNROLL)
-#endif
+        GEMM_ROW_LOOP_HINT
         for (int i = 0; i < mr; ++i) {
             FN_V(vec) ai = FN_V(broadcast)(ap + i * rsa);
             acc[i][0] = FN_V(fma)(ai, b0, acc[i][0]);
@@ -55,9 +60,7 @@ GEMM(tile)(const int mr, int nr, int64_t kc, const float *a, int64_t rsa, int64_
     /* Edge columns through lane masks: every path stays branch-free per row,
      * which lets the compiler keep acc[][] in registers. */
     FN_V(mask) m0 = FN_V(tail)(nr), m1 = FN_V(tail)(nr - GEMM_W);
-#if GEMM_ROW_UNROLL
-    GEMM_UNROLL(GEMM_ROW_UNROLL)
-#endif
+    GEMM_ROW_LOOP_HINT
     for (int i = 0; i < mr; ++i) {
         float *ci = c + i * ldc;
         FN_V(vec) r0 = FN_V(mul)(va, acc[i][0]), r1 = FN_V(mul)(va, acc[i][1]);
@@ -107,5 +110,6 @@ static FN_SIMD_TARGET void GEMM(kernel)(int mr, int nr, int64_t kc, const float 
 #undef GEMM_ROW_UNROLL
 #undef GEMM_PRAGMA
 #undef GEMM_UNROLL
+#undef GEMM_ROW_LOOP_HINT
 #undef FN_SIMD_ISA
 #undef FN_SIMD_TARGET
