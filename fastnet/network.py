@@ -49,6 +49,10 @@ class Network:
     precision="bf16" multiplies matrices in bfloat16 (on the CPU's bf16
     units when it has them) while weights, gradients, optimizer state and
     losses stay float32; the model file is float32 either way.
+
+    A training step is public in pieces -- prepare_data, forward_loss,
+    backward, gradients, apply_update -- which fastnet.step.train_step (and
+    so fit, train_on_batch and fastnet.distributed) strings together.
     """
 
     def __init__(self, layers: Iterable[Layer], loss: Union[str, _losses.Loss] = "softmax_cross_entropy",

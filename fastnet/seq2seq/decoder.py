@@ -35,12 +35,9 @@ from fastnet import ops
 from fastnet.layers.base import Layer
 from fastnet.seq2seq.encoder import check_ids
 from fastnet.seq2seq.layers import (
-    Dropout,
-    Embedding,
-    LayerNorm,
-    PositionalEncoding,
     TransformerDecoderLayer,
     _float_dtype,
+    build_stack,
     projection,
     store_stack_hyperparameters,
 )
@@ -112,12 +109,7 @@ class Decoder(Layer):
         self.tie_embeddings = bool(tie_embeddings)
         dtype = _float_dtype(dtype)
         seeds = np.random.SeedSequence([self.seed, 2]).generate_state(self.n_layers + 3)
-        self.embed = Embedding(self.vocab_size, self.d_model, seed=seeds[0], dtype=dtype)
-        self.pos = PositionalEncoding(self.max_len, self.d_model, dtype=dtype)
-        self.drop = Dropout(self.dropout, seed=seeds[1])
-        self.layers = [TransformerDecoderLayer(self.d_model, self.n_heads, self.d_ff, self.dropout,
-                                               activation, seed=s, dtype=dtype) for s in seeds[3:]]
-        self.norm = LayerNorm(self.d_model, dtype=dtype)
+        build_stack(self, TransformerDecoderLayer, seeds[0], seeds[1], seeds[3:], dtype)
         # tied: the output projection is the embedding table, transposed (one tensor, saved once)
         self.out = (TiedOutput(self.embed, dtype=dtype) if self.tie_embeddings
                     else projection(self.d_model, self.vocab_size, seed=seeds[2], dtype=dtype))

@@ -5,12 +5,9 @@ import numpy as np
 
 from fastnet.layers.base import Layer
 from fastnet.seq2seq.layers import (
-    Dropout,
-    Embedding,
-    LayerNorm,
-    PositionalEncoding,
     TransformerEncoderLayer,
     _float_dtype,
+    build_stack,
     store_stack_hyperparameters,
 )
 
@@ -41,12 +38,7 @@ class Encoder(Layer):
                                     dropout, activation, pad_id, seed)
         dtype = _float_dtype(dtype)
         seeds = np.random.SeedSequence([self.seed, 1]).generate_state(self.n_layers + 2)
-        self.embed = Embedding(self.vocab_size, self.d_model, seed=seeds[0], dtype=dtype)
-        self.pos = PositionalEncoding(self.max_len, self.d_model, dtype=dtype)
-        self.drop = Dropout(self.dropout, seed=seeds[1])
-        self.layers = [TransformerEncoderLayer(self.d_model, self.n_heads, self.d_ff, self.dropout,
-                                               activation, seed=s, dtype=dtype) for s in seeds[2:]]
-        self.norm = LayerNorm(self.d_model, dtype=dtype)
+        build_stack(self, TransformerEncoderLayer, seeds[0], seeds[1], seeds[2:], dtype)
 
     def sublayers(self):
         return [self.embed, *self.layers, self.norm]

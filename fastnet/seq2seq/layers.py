@@ -383,3 +383,14 @@ def store_stack_hyperparameters(stack, kind, vocab_size, d_model, n_heads, n_lay
     check_affordable((stack.vocab_size + stack.max_len) * d + stack.n_layers * (4 * d * d + 2 * d * stack.d_ff),
                      f"a {kind} of {stack.n_layers} layers, d_model={d}")
     stack.dropout, stack.activation, stack.pad_id, stack.seed = float(dropout), activation, int(pad_id), int(seed)
+
+
+def build_stack(stack, block, embed_seed, dropout_seed, block_seeds, dtype):
+    """The parts an Encoder and a Decoder share, after store_stack_hyperparameters: the token
+    embedding, the positions, the input dropout, one `block` per seed and the final norm."""
+    stack.embed = Embedding(stack.vocab_size, stack.d_model, seed=embed_seed, dtype=dtype)
+    stack.pos = PositionalEncoding(stack.max_len, stack.d_model, dtype=dtype)
+    stack.drop = Dropout(stack.dropout, seed=dropout_seed)
+    stack.layers = [block(stack.d_model, stack.n_heads, stack.d_ff, stack.dropout, stack.activation, seed=s,
+                          dtype=dtype) for s in block_seeds]
+    stack.norm = LayerNorm(stack.d_model, dtype=dtype)
