@@ -131,20 +131,28 @@ def assert_close(got, expected, dtype, **kwargs):
                                **{**tolerance(dtype), **kwargs})
 
 
-def numerical_gradient(f, x, h=1e-6):
-    """Central finite differences of the scalar f at the float64 array x."""
-    x = np.array(x, dtype=np.float64)
+def numerical_gradient_in_place(f, x, h=1e-6):
+    """Central finite differences of the scalar f() with respect to every element of x.
+
+    x is perturbed in place and restored, so f can read it through a closure
+    (a layer's parameter, say)."""
     grad = np.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         saved = flat[i]
         flat[i] = saved + h
-        up = f(x)
+        up = f()
         flat[i] = saved - h
-        down = f(x)
+        down = f()
         flat[i] = saved
         gflat[i] = (up - down) / (2 * h)
     return grad
+
+
+def numerical_gradient(f, x, h=1e-6):
+    """Central finite differences of the scalar f at the float64 array x."""
+    x = np.array(x, dtype=np.float64)
+    return numerical_gradient_in_place(lambda: f(x), x, h)
 
 
 def guarded_array(values, at_end=True):

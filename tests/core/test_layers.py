@@ -7,26 +7,10 @@ import pytest
 
 import fastnet as fn
 from fastnet import layers, losses
-from helpers import DIFFERENTIABLE
+from helpers import DIFFERENTIABLE, numerical_gradient_in_place
 
-EPS = 1e-6
 RTOL = 1e-4
 ATOL = 1e-8
-
-
-def numeric_grad(f, x):
-    """Central differences of the scalar f() with respect to every element of x (changed in place)."""
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + EPS
-        up = f()
-        flat[i] = old - EPS
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * EPS)
-    return grad
 
 
 def check_layer(layer, x, rng):
@@ -40,10 +24,10 @@ def check_layer(layer, x, rng):
         g[...] = 0
     layer.forward(x, training=True)
     dx = layer.backward(r)
-    np.testing.assert_allclose(dx, numeric_grad(objective, x), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(dx, numerical_gradient_in_place(objective, x), rtol=RTOL, atol=ATOL)
     for name, param in layer.params.items():
-        np.testing.assert_allclose(layer.grads[name], numeric_grad(objective, param), rtol=RTOL, atol=ATOL,
-                                   err_msg=f"gradient of {name}")
+        np.testing.assert_allclose(layer.grads[name], numerical_gradient_in_place(objective, param),
+                                   rtol=RTOL, atol=ATOL, err_msg=f"gradient of {name}")
 
 
 @pytest.mark.parametrize("activation", [None] + DIFFERENTIABLE)
@@ -169,7 +153,8 @@ def test_initializers_follow_activation():
 def check_loss(loss, output, target):
     prepared = loss.prepare_targets(target, output.shape[0], output.shape[1], np.float64)
     value, grad = loss(output, prepared)
-    np.testing.assert_allclose(grad, numeric_grad(lambda: loss(output, prepared)[0], output), rtol=RTOL, atol=ATOL)
+    numeric = numerical_gradient_in_place(lambda: loss(output, prepared)[0], output)
+    np.testing.assert_allclose(grad, numeric, rtol=RTOL, atol=ATOL)
     return value
 
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import fastnet
 from fastnet import ops
 from fastnet import reference as ref
+from helpers import numerical_gradient_in_place
 
 # cpu_path is a parametrised fixture: hypothesis runs inside each parameter.
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -16,21 +17,6 @@ DTYPES = [np.float32, np.float64]
 
 def tol(dtype, scale=1.0):
     return dict(rtol=2e-4 * scale, atol=2e-5 * scale) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar f() with respect to x (modified in place)."""
-    g = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return g
 
 
 # ---- attention ------------------------------------------------------------------
@@ -96,7 +82,7 @@ def test_attention_backward_matches_finite_differences(tq, tk, causal):
     out, probs = ops.attention(q, k, v, key_padding_mask=mask, causal=causal)
     dq, dk, dv = ops.attention_backward(w, q, k, v, probs)
     for name, x, g in (("q", q, dq), ("k", k, dk), ("v", v, dv)):
-        np.testing.assert_allclose(g, numeric_grad(loss, x), rtol=1e-6, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(g, numerical_gradient_in_place(loss, x), rtol=1e-6, atol=1e-8, err_msg=name)
 
 
 def test_attention_padding_really_masks(cpu_path):
@@ -267,7 +253,7 @@ def test_layer_norm_backward_matches_finite_differences():
     _, mean, rstd = ops.layer_norm(x, gamma, beta)
     dx, dgamma, dbeta = ops.layer_norm_backward(w, x, gamma, mean, rstd)
     for name, p, g in (("x", x, dx), ("gamma", gamma, dgamma), ("beta", beta, dbeta)):
-        np.testing.assert_allclose(g, numeric_grad(loss, p), rtol=1e-6, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(g, numerical_gradient_in_place(loss, p), rtol=1e-6, atol=1e-8, err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -333,7 +319,7 @@ def test_embedding_backward_matches_finite_differences():
     table = rng.standard_normal((5, 4))
     ids = np.array([[0, 3, 3], [4, 3, 1]])
     w = rng.standard_normal((2, 3, 4))
-    grad = numeric_grad(lambda: float((ref.embedding(ids, table) * w).sum()), table)
+    grad = numerical_gradient_in_place(lambda: float((ref.embedding(ids, table) * w).sum()), table)
     np.testing.assert_allclose(ops.embedding_backward(ids, w, 5), grad, rtol=1e-6, atol=1e-8)
 
 
@@ -414,7 +400,7 @@ def test_dropout_backward_matches_finite_differences():
     x = np.random.default_rng(19).standard_normal((3, 5))
     w = np.random.default_rng(20).standard_normal((3, 5))
     _, mask = ops.dropout(x, 0.4, seed=3)
-    grad = numeric_grad(lambda: float((ref.dropout(x, 0.4, seed=3)[0] * w).sum()), x)
+    grad = numerical_gradient_in_place(lambda: float((ref.dropout(x, 0.4, seed=3)[0] * w).sum()), x)
     np.testing.assert_allclose(ops.dropout_backward(w, mask, 0.4), grad, rtol=1e-6, atol=1e-8)
 
 

@@ -19,6 +19,7 @@ from fastnet.image import (
 )
 from fastnet.layers.base import Layer, ParameterStore
 from fastnet.optimizers import Adam
+from helpers import numerical_gradient_in_place
 
 
 def _tiny(loss="mse", dtype=np.float64, seed=0):
@@ -29,20 +30,6 @@ def _tiny(loss="mse", dtype=np.float64, seed=0):
     for name in ("b0", "b1", "b2"):
         dec.params[name][...] = rng.uniform(0.05, 0.3, dec.params[name].shape)
     return dec
-
-
-def _numeric_grad(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + eps
-        up = f()
-        flat[i] = keep - eps
-        down = f()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * eps)
-    return grad
 
 
 # ---------------------------------------------------------------- gradients (float64)
@@ -56,9 +43,9 @@ def test_loss_gradients_match_finite_differences(loss, rng):
     dreps = dec.backward_loss()
     loss_of = lambda: dec.loss(reps, None, target)[0]  # noqa: E731
     for name in dec.params:
-        numeric = _numeric_grad(loss_of, dec.params[name])
+        numeric = numerical_gradient_in_place(loss_of, dec.params[name])
         np.testing.assert_allclose(dec.grads[name], numeric, rtol=1e-5, atol=1e-9, err_msg=name)
-    np.testing.assert_allclose(dreps, _numeric_grad(loss_of, reps), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(dreps, numerical_gradient_in_place(loss_of, reps), rtol=1e-5, atol=1e-9)
     assert value == pytest.approx(loss_of())
 
 
@@ -70,8 +57,8 @@ def test_backward_of_pictures_matches_finite_differences(rng):
     dec.forward(reps, training=True)
     dreps = dec.backward(weights)
     loss_of = lambda: float(np.sum(weights * dec.forward(reps)))  # noqa: E731
-    np.testing.assert_allclose(dreps, _numeric_grad(loss_of, reps), rtol=1e-5, atol=1e-9)
-    np.testing.assert_allclose(dec.grads["w0"], _numeric_grad(loss_of, dec.params["w0"]),
+    np.testing.assert_allclose(dreps, numerical_gradient_in_place(loss_of, reps), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(dec.grads["w0"], numerical_gradient_in_place(loss_of, dec.params["w0"]),
                                rtol=1e-5, atol=1e-9)
 
 
