@@ -132,41 +132,45 @@ fn_status fn_sgd_step_f64(double *w, const double *g, double *velocity, int64_t 
     return FN_OK;
 }
 
-/* Bias corrections in double: b^step is tiny or close to 1 for long runs. */
-static int adam_factors(double lr, double beta1, double beta2, double eps, int64_t step,
-                        double *step_size, double *inv_bc2) {
+/* What an Adam step needs beyond the hyper-parameters, worked out in double
+ * for both dtypes: the bias corrections (b^step is tiny or close to 1 for long
+ * runs), the coupled L2 term and the decoupled weight shrink. 0 on bad input. */
+typedef struct {
+    double step_size, inv_bc2, l2, shrink;
+} adam_factors;
+
+static int adam_setup(adam_factors *f, int64_t n, const void *w, const void *g, const void *m, const void *v,
+                      double lr, double beta1, double beta2, double eps, double weight_decay, int decoupled,
+                      int64_t step) {
+    if (n < 0 || (n > 0 && (!w || !g || !m || !v))) return 0;
     if (step < 1 || !(beta1 >= 0.0 && beta1 < 1.0) || !(beta2 >= 0.0 && beta2 < 1.0) || !(eps >= 0.0)) return 0;
-    *step_size = lr / (1.0 - pow(beta1, (double)step));
-    *inv_bc2 = 1.0 / (1.0 - pow(beta2, (double)step));
+    f->step_size = lr / (1.0 - pow(beta1, (double)step));
+    f->inv_bc2 = 1.0 / (1.0 - pow(beta2, (double)step));
+    f->l2 = decoupled ? 0.0 : weight_decay;
+    f->shrink = decoupled ? 1.0 - lr * weight_decay : 1.0;
     return 1;
 }
 
 fn_status fn_adam_step_f32(float *w, const float *g, float *m, float *v, int64_t n,
                            float lr, float beta1, float beta2, float eps,
                            float weight_decay, int decoupled, int64_t step, int n_threads) {
-    double step_size, inv_bc2;
-    if (n < 0 || (n > 0 && (!w || !g || !m || !v))) return FN_ERR_ARG;
-    if (!adam_factors(lr, beta1, beta2, eps, step, &step_size, &inv_bc2)) return FN_ERR_ARG;
-    float l2 = decoupled ? 0.0f : weight_decay;
-    float shrink = decoupled ? (float)(1.0 - (double)lr * weight_decay) : 1.0f;
+    adam_factors f;
+    if (!adam_setup(&f, n, w, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)) return FN_ERR_ARG;
     const fn_optim_kernels *k = fn_kernels()->optim;
     FN_RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
-              k->adam(w + lo, g + lo, m + lo, v + lo, hi - lo, beta1, beta2, eps, l2, shrink,
-                      (float)step_size, (float)inv_bc2));
+              k->adam(w + lo, g + lo, m + lo, v + lo, hi - lo, beta1, beta2, eps, (float)f.l2, (float)f.shrink,
+                      (float)f.step_size, (float)f.inv_bc2));
     return FN_OK;
 }
 
 fn_status fn_adam_step_f64(double *w, const double *g, double *m, double *v, int64_t n,
                            double lr, double beta1, double beta2, double eps,
                            double weight_decay, int decoupled, int64_t step, int n_threads) {
-    double step_size, inv_bc2;
-    if (n < 0 || (n > 0 && (!w || !g || !m || !v))) return FN_ERR_ARG;
-    if (!adam_factors(lr, beta1, beta2, eps, step, &step_size, &inv_bc2)) return FN_ERR_ARG;
-    double l2 = decoupled ? 0.0 : weight_decay;
-    double shrink = decoupled ? 1.0 - lr * weight_decay : 1.0;
+    adam_factors f;
+    if (!adam_setup(&f, n, w, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)) return FN_ERR_ARG;
     FN_RUN_SPLIT(n, STEP_PER_THREAD, n_threads,
-              adam_body_f64(w + lo, g + lo, m + lo, v + lo, hi - lo, beta1, beta2, eps, l2, shrink,
-                            step_size, inv_bc2));
+              adam_body_f64(w + lo, g + lo, m + lo, v + lo, hi - lo, beta1, beta2, eps, f.l2, f.shrink,
+                            f.step_size, f.inv_bc2));
     return FN_OK;
 }
 

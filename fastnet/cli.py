@@ -263,6 +263,25 @@ def cmd_draw(args):
     return 0
 
 
+# fastnet serve's tuning options, by group: (flag, type, default, help without the default).
+_SERVE_LIMITS = (
+    ("micro-batching (concurrent requests share one model call)", (
+        ("--batch-window-ms", _non_negative(float), 5.0, "longest wait for more requests before a batch runs"),
+        ("--batch-sentences", _positive(int), 32, "most sentences in a batch"),
+        ("--batch-tokens", _positive(int), 2048, "token budget of a batch: sentences x longest"),
+        ("--deadline", _positive(float), 30.0, "seconds a request may wait before 503 + Retry-After"),
+        ("--max-queue", _positive(int), 4096, "most sentences waiting; more get 503 overloaded"),
+    )),
+    ("connections (defaults hold against idle and slow clients)", (
+        ("--keep-alive", _positive(float), 5.0, "idle keep-alive seconds"),
+        ("--header-timeout", _positive(float), 10.0, "seconds for a request's line and headers to arrive"),
+        ("--body-timeout", _positive(float), 30.0, "seconds for a request's body to arrive"),
+        ("--max-connections", _positive(int), 1024, "open connections, capped below the file-descriptor limit"),
+        ("--max-in-flight", _positive(int), 256, "requests handled at once; more get 503"),
+    )),
+)
+
+
 def build_parser():
     parser = _Parser(prog="fastnet", description="A small, fast deep-learning framework for CPUs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -324,27 +343,12 @@ def build_parser():
     p.add_argument("--max-texts", type=_positive(int), default=64, help="most sentences in one request")
     p.add_argument("--max-chars", type=_positive(int), default=500, help="longest sentence accepted")
     p.add_argument("--max-body-bytes", type=_positive(int), default=65536, help="largest request body accepted")
-    g = p.add_argument_group("micro-batching (concurrent requests share one model call)")
-    g.add_argument("--no-batching", action="store_true", help="translate each request alone")
-    g.add_argument("--batch-window-ms", type=_non_negative(float), default=5.0,
-                   help="longest wait for more requests before a batch runs (default 5)")
-    g.add_argument("--batch-sentences", type=_positive(int), default=32, help="most sentences in a batch")
-    g.add_argument("--batch-tokens", type=_positive(int), default=2048,
-                   help="token budget of a batch: sentences x longest (default 2048)")
-    g.add_argument("--deadline", type=_positive(float), default=30.0,
-                   help="seconds a request may wait before 503 + Retry-After (default 30)")
-    g.add_argument("--max-queue", type=_positive(int), default=4096,
-                   help="most sentences waiting; more get 503 overloaded (default 4096)")
-    g = p.add_argument_group("connections (defaults hold against idle and slow clients)")
-    g.add_argument("--keep-alive", type=_positive(float), default=5.0, help="idle keep-alive seconds (default 5)")
-    g.add_argument("--header-timeout", type=_positive(float), default=10.0,
-                   help="seconds for a request's line and headers to arrive (default 10)")
-    g.add_argument("--body-timeout", type=_positive(float), default=30.0,
-                   help="seconds for a request's body to arrive (default 30)")
-    g.add_argument("--max-connections", type=_positive(int), default=1024,
-                   help="open connections, capped below the file-descriptor limit (default 1024)")
-    g.add_argument("--max-in-flight", type=_positive(int), default=256,
-                   help="requests handled at once; more get 503 (default 256)")
+    for title, options in _SERVE_LIMITS:
+        g = p.add_argument_group(title)
+        if title.startswith("micro-batching"):
+            g.add_argument("--no-batching", action="store_true", help="translate each request alone")
+        for flag, kind, default, text in options:
+            g.add_argument(flag, type=kind, default=default, help=f"{text} (default {default:g})")
     g = p.add_argument_group("API keys")
     g.add_argument("--db", default=None, help="key database made by `fastnet keys add` (SQLite)")
     g.add_argument("--require-keys", action="store_true", help="answer 401 to requests without a valid key")

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-_RELU_LIKE = {"relu", "leaky_relu", "gelu"}
+_RELU_LIKE = {"relu", "leaky_relu", "gelu", "silu"}
 
 
 def glorot_uniform(shape, rng, fan_in, fan_out):

@@ -13,10 +13,13 @@ from fastnet import ops
 class Loss:
     name = ""
     is_classifier = False
+    function = None  # the ops function: (output, target) -> (mean loss, d loss / d output)
 
     def __call__(self, output, target):
         """(mean loss as a float, d loss / d output)."""
-        raise NotImplementedError
+        if self.function is None:
+            raise NotImplementedError(f"{type(self).__name__} sets no `function` and does not override __call__")
+        return self.function(output, target)
 
     def prepare_targets(self, y, n_samples, n_outputs, dtype):
         raise NotImplementedError
@@ -84,9 +87,7 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "softmax_cross_entropy"
     is_classifier = True
-
-    def __call__(self, output, target):
-        return ops.softmax_cross_entropy(output, target)
+    function = staticmethod(ops.softmax_cross_entropy)
 
     def prepare_targets(self, y, n_samples, n_outputs, dtype):
         y = np.asarray(y)
@@ -125,9 +126,7 @@ class BinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy"
     is_classifier = True
-
-    def __call__(self, output, target):
-        return ops.bce_with_logits(output, target)
+    function = staticmethod(ops.bce_with_logits)
 
     def prepare_targets(self, y, n_samples, n_outputs, dtype):
         y = as_finite(_numeric_targets(y, n_samples, n_outputs), dtype, "y")
@@ -150,9 +149,7 @@ class MeanSquaredError(Loss):
     """Mean of the squared differences: regression."""
 
     name = "mse"
-
-    def __call__(self, output, target):
-        return ops.mse(output, target)
+    function = staticmethod(ops.mse)
 
     def prepare_targets(self, y, n_samples, n_outputs, dtype):
         return as_finite(_numeric_targets(y, n_samples, n_outputs), dtype, "y")
