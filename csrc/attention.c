@@ -209,75 +209,69 @@ static fn_status attention_backward_simd(const attn_dims *a, const fn_attention_
 DEFINE_ATTENTION_PORTABLE(float, f32)
 DEFINE_ATTENTION_PORTABLE(double, f64)
 
-fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
-                                   const float *q, int64_t q_sb, int64_t q_st,
-                                   const float *k, int64_t k_sb, int64_t k_st,
-                                   const float *v, int64_t v_sb, int64_t v_st,
-                                   const uint8_t *key_padding_mask, int causal,
-                                   float *out, float *probs, int n_threads) {
-    attn_dims a;
-    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
-                                  v_sb, v_st, key_padding_mask, causal);
-    if (st != FN_OK) return st;
-    int nth = attn_threads(&a, n_threads);
+/* Which kernels run each dtype: float32 takes the CPU path's SIMD kernels
+ * when it has them, float64 (the gradient-check path) is always portable. */
+static fn_status attention_forward_f32(const attn_dims *a, const float *q, const float *k, const float *v,
+                                       float *out, float *probs, int nth) {
 #ifdef FN_SIMD_X86
     const fn_attention_kernels *ks = fn_kernels()->attention;
-    if (ks->lanes) return attention_forward_simd(&a, ks, q, k, v, out, probs, nth);
+    if (ks->lanes) return attention_forward_simd(a, ks, q, k, v, out, probs, nth);
 #endif
-    attention_forward_portable_f32(&a, q, k, v, out, probs, nth);
+    attention_forward_portable_f32(a, q, k, v, out, probs, nth);
     return FN_OK;
 }
 
-fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
-                                   const double *q, int64_t q_sb, int64_t q_st,
-                                   const double *k, int64_t k_sb, int64_t k_st,
-                                   const double *v, int64_t v_sb, int64_t v_st,
-                                   const uint8_t *key_padding_mask, int causal,
-                                   double *out, double *probs, int n_threads) {
-    attn_dims a;
-    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
-                                  v_sb, v_st, key_padding_mask, causal);
-    if (st != FN_OK) return st;
-    attention_forward_portable_f64(&a, q, k, v, out, probs, attn_threads(&a, n_threads));
+static fn_status attention_backward_f32(const attn_dims *a, const float *dout, const float *q, const float *k,
+                                        const float *v, const float *probs, float *dq, float *dk, float *dv,
+                                        int nth) {
+#ifdef FN_SIMD_X86
+    const fn_attention_kernels *ks = fn_kernels()->attention;
+    if (ks->lanes) return attention_backward_simd(a, ks, dout, q, k, v, probs, dq, dk, dv, nth);
+#endif
+    return attention_backward_portable_f32(a, dout, q, k, v, probs, dq, dk, dv, nth);
+}
+
+static fn_status attention_forward_f64(const attn_dims *a, const double *q, const double *k, const double *v,
+                                       double *out, double *probs, int nth) {
+    attention_forward_portable_f64(a, q, k, v, out, probs, nth);
     return FN_OK;
 }
 
-fn_status fn_attention_backward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
-                                    const float *dout, int64_t do_sb, int64_t do_st,
-                                    const float *q, int64_t q_sb, int64_t q_st,
-                                    const float *k, int64_t k_sb, int64_t k_st,
-                                    const float *v, int64_t v_sb, int64_t v_st,
-                                    const float *probs,
-                                    float *dq, int64_t dq_sb, int64_t dq_st,
-                                    float *dk, int64_t dk_sb, int64_t dk_st,
-                                    float *dv, int64_t dv_sb, int64_t dv_st, int n_threads) {
-    attn_dims a;
-    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
-                                  v_sb, v_st, NULL, 0);
-    if (st != FN_OK) return st;
-    attn_set_backward_strides(&a, do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st);
-    int nth = attn_threads(&a, n_threads);
-#ifdef FN_SIMD_X86
-    const fn_attention_kernels *ks = fn_kernels()->attention;
-    if (ks->lanes) return attention_backward_simd(&a, ks, dout, q, k, v, probs, dq, dk, dv, nth);
-#endif
-    return attention_backward_portable_f32(&a, dout, q, k, v, probs, dq, dk, dv, nth);
+static fn_status attention_backward_f64(const attn_dims *a, const double *dout, const double *q,
+                                        const double *k, const double *v, const double *probs, double *dq,
+                                        double *dk, double *dv, int nth) {
+    return attention_backward_portable_f64(a, dout, q, k, v, probs, dq, dk, dv, nth);
 }
 
-fn_status fn_attention_backward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
-                                    const double *dout, int64_t do_sb, int64_t do_st,
-                                    const double *q, int64_t q_sb, int64_t q_st,
-                                    const double *k, int64_t k_sb, int64_t k_st,
-                                    const double *v, int64_t v_sb, int64_t v_st,
-                                    const double *probs,
-                                    double *dq, int64_t dq_sb, int64_t dq_st,
-                                    double *dk, int64_t dk_sb, int64_t dk_st,
-                                    double *dv, int64_t dv_sb, int64_t dv_st, int n_threads) {
-    attn_dims a;
-    fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st,
-                                  v_sb, v_st, NULL, 0);
-    if (st != FN_OK) return st;
-    attn_set_backward_strides(&a, do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st);
-    return attention_backward_portable_f64(&a, dout, q, k, v, probs, dq, dk, dv,
-                                           attn_threads(&a, n_threads));
-}
+/* The public entry points (declared in fastnet.h), written once for both
+ * dtypes: check the shapes and strides, then run the dtype's kernels. */
+#define DEFINE_ATTENTION_API(REAL, SUFFIX)                                                           \
+    fn_status fn_attention_forward_##SUFFIX(int64_t batch, int64_t tq, int64_t tk, int64_t heads,    \
+                                            int64_t dh, const REAL *q, int64_t q_sb, int64_t q_st,   \
+                                            const REAL *k, int64_t k_sb, int64_t k_st, const REAL *v, \
+                                            int64_t v_sb, int64_t v_st,                              \
+                                            const uint8_t *key_padding_mask, int causal, REAL *out,  \
+                                            REAL *probs, int n_threads) {                            \
+        attn_dims a;                                                                                 \
+        fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st, v_sb,    \
+                                      v_st, key_padding_mask, causal);                               \
+        if (st != FN_OK) return st;                                                                  \
+        return attention_forward_##SUFFIX(&a, q, k, v, out, probs, attn_threads(&a, n_threads));     \
+    }                                                                                                \
+    fn_status fn_attention_backward_##SUFFIX(                                                        \
+        int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh, const REAL *dout,          \
+        int64_t do_sb, int64_t do_st, const REAL *q, int64_t q_sb, int64_t q_st, const REAL *k,      \
+        int64_t k_sb, int64_t k_st, const REAL *v, int64_t v_sb, int64_t v_st, const REAL *probs,    \
+        REAL *dq, int64_t dq_sb, int64_t dq_st, REAL *dk, int64_t dk_sb, int64_t dk_st, REAL *dv,    \
+        int64_t dv_sb, int64_t dv_st, int n_threads) {                                               \
+        attn_dims a;                                                                                 \
+        fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st, v_sb,    \
+                                      v_st, NULL, 0);                                                \
+        if (st != FN_OK) return st;                                                                  \
+        attn_set_backward_strides(&a, do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st);       \
+        return attention_backward_##SUFFIX(&a, dout, q, k, v, probs, dq, dk, dv,                     \
+                                           attn_threads(&a, n_threads));                             \
+    }
+
+DEFINE_ATTENTION_API(float, f32)
+DEFINE_ATTENTION_API(double, f64)
