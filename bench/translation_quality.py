@@ -187,6 +187,7 @@ def _torch_model(torch, tr, dropout=0.1):
 def run_torch(langs, minutes, marks, data, seed, out):
     import torch
 
+    from fastnet.demo.translation import LANGUAGE_TEMPERATURE
     from fastnet.seq2seq.training import TrainingData
 
     torch.set_num_threads(1)
@@ -207,7 +208,7 @@ def run_torch(langs, minutes, marks, data, seed, out):
     copies, steps, start, updates = {}, 0, time.monotonic(), 0
     model.train()
     while (time.monotonic() - start) / 60.0 < budget:
-        for part, idx in pairs.batches(64, rng):
+        for part, idx in pairs.batches(64, rng, True, LANGUAGE_TEMPERATURE):  # train_on_pairs' language shares
             src, tgts = part.batch(tr, idx)
             (lang, tgt), = tgts.items()
             src_t, tgt_t = torch.from_numpy(src), torch.from_numpy(tgt)
@@ -346,6 +347,8 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--settings", nargs="*", default=["sv", "sv+es"])
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the saved runs of the other settings (rerun one setting alone)")
     parser.add_argument("--side", choices=("fastnet", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--langs", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -360,8 +363,14 @@ def main(argv=None):
     runs = []
     for setting in args.settings:
         runs.extend(_run_pair(setting.split("+"), args))
+    saved = os.path.join(args.out, "translation_quality.json")
+    if args.merge and os.path.exists(saved):
+        with open(saved, encoding="utf-8") as f:
+            rerun = {tuple(run["langs"]) for run in runs}
+            runs = [run for run in json.load(f)["runs"] if tuple(run["langs"]) not in rerun] + runs
+        runs.sort(key=lambda run: len(run["langs"]))
     report = {"runs": runs, "uptime": os.getloadavg(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    with open(os.path.join(args.out, "translation_quality.json"), "w", encoding="utf-8") as f:
+    with open(saved, "w", encoding="utf-8") as f:
         json.dump(report, f, ensure_ascii=False, indent=1, default=str)
     print(_summary(runs))
     print("plot:", _plot(runs, os.path.join(HERE, "translation_quality.png")))

@@ -6,6 +6,7 @@ types below (reuse them for new options), and files are checked before any
 work starts.
 """
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -40,6 +41,13 @@ def _positive(kind):
 
 def _non_negative(kind):
     return _number(kind, allow_low=True)
+
+
+def _temperature(text):
+    """An argparse type: a language temperature, a number >= 1 or inf."""
+    if text.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    return _number(float, 1, allow_low=True)(text)
 
 
 def writable_file(text):
@@ -167,7 +175,8 @@ def cmd_train_translator(args):
             return 0
     else:
         scores = train_on_pairs(pairs, args.out, minutes=args.minutes, seed=args.seed, tokenizer=args.tokenizer,
-                                vocab_size=args.vocab_size)
+                                vocab_size=args.vocab_size, **({} if args.language_temperature is None else
+                                                               {"language_temperature": args.language_temperature}))
     print(f"saved {args.out}")
     for lang, lang_scores in scores.get("languages", {"": scores}).items():
         print(f"  {lang}:" if lang else "  held-out:")
@@ -308,6 +317,9 @@ def build_parser():
                    help="subword (SentencePiece, default) or word")
     p.add_argument("--vocab-size", type=_positive(int), default=None,
                    help="subword pieces per language (default 4000)")
+    p.add_argument("--language-temperature", type=_temperature, default=None, metavar="T",
+                   help="with several languages, each gets batches in proportion to (its pairs) ** (1/T): "
+                        "1 in proportion, 5 the many-language recipe, inf (default) equal shares")
     p.set_defaults(func=cmd_train_translator)
 
     p = sub.add_parser("translate", help="translate text with a saved translator")

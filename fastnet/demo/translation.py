@@ -2,6 +2,7 @@
 and the demo's translation part."""
 import builtins
 import hashlib
+import math
 import os
 import time
 
@@ -112,12 +113,14 @@ def split_three_ways(src, tgt, seed, test_fraction=0.1, dev_fraction=0.02):
 DEV_SENTENCES = 300
 
 RECIPE = dict(d_model=128, n_heads=4, n_layers=2, d_ff=512, dropout=0.1, activation="relu")
+# Batches per language go as (its pairs) ** (1 / this): infinity gives every language an equal share.
+LANGUAGE_TEMPERATURE = math.inf
 
 
 def train_on_pairs(pairs, out, minutes=10, to=None, tokenizer="subword", vocab_size=None, min_freq=2,
                    max_words=12, batch_size=64, lr=2e-3, seed=0, verbose=1, print=builtins.print, ema=0.999,
-                   sample_alpha=None, validations=6, max_pairs=None, callbacks=None, language_temperature=5.0,
-                   **arch):
+                   sample_alpha=None, validations=6, max_pairs=None, callbacks=None,
+                   language_temperature=LANGUAGE_TEMPERATURE, **arch):
     """Train one translator on one or more pair files within `minutes`, save it to `out`, return scores.
 
     pairs: a path, a list of paths or 'LANG=PATH' strings, or {language: path}; one shared Encoder,
@@ -126,7 +129,10 @@ def train_on_pairs(pairs, out, minutes=10, to=None, tokenizer="subword", vocab_s
     reference of a held-out sentence kept out of training). The model is checked on the dev
     sentences `validations` times; the saved one is the EMA weights of the best dev chrF.
     Languages get batches in proportion to (their pairs) ** (1/language_temperature), so a small
-    language is not starved by a large one (5: the multilingual recipe; 1: in proportion).
+    language is not starved by a large one (inf, the default: equal shares; 5: the many-language
+    recipe; 1: in proportion). With Tatoeba's 22k Swedish and 101k Spanish pairs in 10 minutes,
+    equal shares kept Swedish within 1 chrF of a Swedish-only model and Spanish above 55; 5 gave
+    Swedish 42% of the batches and cost it 2 chrF.
     `arch` overrides the architecture (d_model, n_heads, n_layers, d_ff, dropout, max_len).
     max_pairs: use about this many pairs of each file (a random slice by English sentence), for quick runs.
     Returns {"languages": {name: scores, sizes and a dozen sample translations}, ...}; with one

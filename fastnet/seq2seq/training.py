@@ -117,9 +117,9 @@ class TrainingData:
         """[(part, index array)]: one pass; shuffled, the languages interleave.
 
         With temperature T > 1 the languages' shares of the batches go as (their batches) ** (1/T)
-        instead of in proportion (the multilingual translation recipe): a small language's batches
-        repeat (in a new order) and a large one's are cut short, so it is not starved. A pass keeps
-        the total number of batches."""
+        instead of in proportion (the multilingual translation recipe; T = inf: equal shares): a
+        small language's batches repeat (in a new order) and a large one's are cut short, so it is
+        not starved. A pass keeps the total number of batches."""
         per_part = [length_batches(part.lengths, batch_size, rng, shuffle) for part in self.parts]
         if temperature != 1.0 and len(per_part) > 1:
             counts = np.array([len(b) for b in per_part], dtype=np.float64)

@@ -344,7 +344,8 @@ class Translator:
         epoch with the best validation score. sample_alpha: subword sampling (e.g. 0.1, subword
         tokenizers) -- a new random segmentation of the training text every pass.
         language_temperature: with each language's own English, T > 1 gives the languages batches in
-        proportion to (their data) ** (1/T), so a small language is not starved (1: in proportion).
+        proportion to (their data) ** (1/T), so a small language is not starved (1: in proportion;
+        math.inf: equal shares).
         Returns a History.
         """
         if self.quantization:

@@ -1,5 +1,6 @@
 """The `fastnet` command against user mistakes: one line naming the problem,
 exit status 2, no traceback, and no work done before the mistake is found."""
+import math
 import os
 import threading
 
@@ -67,11 +68,22 @@ def test_translate_and_serve_on_a_network_file_name_the_problem(capsys, network_
     (["demo", "--minutes", "0"], "--minutes: must be a finite number > 0, got '0'"),
     (["train-translator", "p.tsv", "--out", "m.fn", "--minutes", "-1"], "--minutes: must be a finite number > 0"),
     (["train-translator", "p.tsv", "--out", "m.fn", "--minutes", "nan"], "--minutes: must be a finite number > 0"),
+    (["train-translator", "p.tsv", "--out", "m.fn", "--language-temperature", "0.5"],
+     "--language-temperature: must be a finite number >= 1, got '0.5'"),
+    (["train-translator", "p.tsv", "--out", "m.fn", "--language-temperature", "nan"],
+     "--language-temperature: must be a finite number >= 1"),
 ])
 def test_options_are_validated_at_parse_time(capsys, argv, needle):
     status, _, err = run(capsys, *argv)
     assert status == 2
     one_line_error(err, needle)
+
+
+@pytest.mark.parametrize("given, expected", [([], None), (["--language-temperature", "inf"], math.inf),
+                                             (["--language-temperature", "5"], 5.0)])
+def test_language_temperature_option(given, expected):
+    args = cli.build_parser().parse_args(["train-translator", "p.tsv", "--out", "m.fn", *given])
+    assert args.language_temperature == expected  # None: train_on_pairs' default, equal shares
 
 
 def test_translate_without_to_uses_the_models_first_language(capsys, two_language_model):

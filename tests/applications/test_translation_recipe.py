@@ -1,5 +1,6 @@
 """The recipe for real text: subword models inside the file, tied embeddings, EMA and best-chrF weights,
 several languages with their own English, beam n-best, the repetition guard, old files, bad input."""
+import math
 import os
 import subprocess
 import sys
@@ -419,6 +420,7 @@ def test_language_temperature_gives_a_small_language_more_batches(toy):
     assert shares(1.0) == (2, 18)
     sv, es = shares(5.0)  # 2 ** 0.2 : 18 ** 0.2 of 20 batches
     assert (sv, es) == (8, 12)
+    assert shares(math.inf) == (10, 10)  # train-translator's default: equal shares
     with pytest.raises(ValueError, match="language_temperature must be >= 1"):
         tr.fit({"sv": train.en[:64], "es": train.en[:64]}, {"sv": train.sv[:64], "es": train.es[:64]}, epochs=1,
                verbose=0, language_temperature=0.5)
