@@ -299,6 +299,7 @@ def _run_pair(langs, args):
             raise SystemExit(f"{path}: the run failed (exit {proc.returncode})")
         with open(path, encoding="utf-8") as f:
             results.append(json.load(f))
+        os.remove(path)  # one side's part of the report, which keeps it all
     return results
 
 
