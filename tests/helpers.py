@@ -139,14 +139,20 @@ def numerical_gradient_in_place(f, x, h=1e-6):
     grad = np.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + h
-        up = f()
-        flat[i] = saved - h
-        down = f()
-        flat[i] = saved
-        gflat[i] = (up - down) / (2 * h)
+        gflat[i] = central_difference(f, flat, i, h)
     return grad
+
+
+def central_difference(f, x, index, h=1e-6):
+    """(f() with x[index] + h, minus f() with x[index] - h) / 2h: one partial derivative of the
+    scalar f(), which reads x; x[index] is perturbed in place and restored."""
+    saved = x[index]
+    x[index] = saved + h
+    up = f()
+    x[index] = saved - h
+    down = f()
+    x[index] = saved
+    return (up - down) / (2 * h)
 
 
 def numerical_gradient(f, x, h=1e-6):

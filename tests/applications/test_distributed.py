@@ -129,17 +129,25 @@ def _train(tmp_path, name, ranks, optimizer="adam", die_at=-1, script_text=TRAIN
     script_args = [out, optimizer, str(die_at)]
     script = tmp_path / "train.py"
     script.write_text(script_text)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        filter(None, [ROOT, os.environ.get("PYTHONPATH")])) }
-    proc = subprocess.Popen([*launcher, sys.executable, str(script), *script_args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    returncode, output = _run_script([*launcher, sys.executable, str(script), *script_args],
+                                     "training (a rank hangs?)")
+    return returncode, output, out
+
+
+def _run_script(cmd, what):
+    """(exit status, combined output) of cmd (one thread per process, this tree importable); the
+    whole process group is killed and the test fails if it runs past TIMEOUT."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
         output, _ = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         output, _ = proc.communicate(timeout=10)
-        pytest.fail(f"training did not finish within {TIMEOUT} s (a rank hangs?):\n{output}")
-    return proc.returncode, output, out
+        pytest.fail(f"{what} did not finish within {TIMEOUT} s:\n{output}")
+    return proc.returncode, output
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -255,18 +263,10 @@ def test_train_on_pairs_runs_on_two_ranks_and_rank_0_saves(tmp_path):
     mpiexec = _mpiexec()
     if mpiexec is None:
         pytest.skip("no mpiexec found (the mpich wheel provides one)")
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
     model = tmp_path / "model.safetensors"
-    proc = subprocess.Popen([mpiexec, "-n", "2", sys.executable, str(script), str(pairs), str(model)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate(timeout=10)
-        pytest.fail(f"train_on_pairs did not finish within {TIMEOUT} s:\n{log}")
-    assert proc.returncode == 0, log
+    returncode, log = _run_script([mpiexec, "-n", "2", sys.executable, str(script), str(pairs), str(model)],
+                                  "train_on_pairs")
+    assert returncode == 0, log
     assert "rank 0 scores 2" in log and "rank 1 scores None" in log
     assert log.count("held-out sv") == 1 and log.count("epoch 2/2") == 1
     tr = fastnet.load(model)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastnet import ops
-from helpers import ACTIVATIONS, DIFFERENTIABLE, backward_needs_x, run_guarded
+from helpers import ACTIVATIONS, DIFFERENTIABLE, backward_needs_x, guarded_script, run_guarded
 
 f32, f64 = np.float32, np.float64
 
@@ -411,55 +411,45 @@ def test_error_messages_are_not_empty():
 
 # ---- memory safety: no kernel reads or writes outside its buffers -------------------
 
-_GUARDED_RUN = """
-import sys
-import numpy as np
-import fastnet
-from fastnet import ops
-from helpers import ACTIVATIONS, guarded_array, has_gradient
+_GUARDED_RUN = guarded_script("""
+from helpers import ACTIVATIONS, has_gradient
 
-rng = np.random.default_rng(0)
-for path in sys.argv[1:]:
-    fastnet._kernels.set_cpu_path(path)
-    for at_end in (True, False):
-        g = lambda v: guarded_array(v, at_end)
-        for dt in (np.float32, np.float64):
-            for m, n, k in [(1, 1, 1), (5, 7, 3), (7, 17, 9), (13, 33, 31), (6, 16, 16), (97, 95, 33), (17, 1, 17),
-                            (2, 300, 5)]:
-                for ta in (False, True):
-                    for tb in (False, True):
-                        a = g(rng.standard_normal((k, m) if ta else (m, k)).astype(dt))
-                        b = g(rng.standard_normal((n, k) if tb else (k, n)).astype(dt))
-                        out = g(np.ones((m, n), dt))
-                        ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out, beta=0.5)
-                        with fastnet.threads(2):
-                            ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out)
-                x = g(rng.standard_normal((m, k)).astype(dt))
-                w, bias = g(rng.standard_normal((k, n)).astype(dt)), g(rng.standard_normal(n).astype(dt))
-                for act in ACTIVATIONS:
-                    ops.dense(x, w, bias, activation=act, out=g(np.zeros((m, n), dt)))
-                    if has_gradient(act):
-                        y, pre = (g(v) for v in ops.dense(x, w, bias, activation=act, return_preactivation=True))
-                        ops.dense_backward(x, w, y, g(rng.standard_normal((m, n)).astype(dt)), activation=act, pre=pre,
-                                           dw=g(np.zeros((k, n), dt)), db=g(np.zeros(n, dt)), accumulate=True)
-            for size in [1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 1001]:
-                x, dy = g(rng.standard_normal(size).astype(dt)), g(rng.standard_normal(size).astype(dt))
-                for act in ACTIVATIONS:
-                    ops.activation(x, act, out=g(np.zeros(size, dt)))
-                    if has_gradient(act):
-                        ops.activation_backward(act, dy, x=x, y=g(ops.activation(x, act)))
-                z = g(rng.standard_normal((3, size)).astype(dt))
-                ops.softmax_backward(g(ops.softmax(z)), g(rng.standard_normal((3, size)).astype(dt)))
-                ops.softmax_cross_entropy(z, g(rng.integers(0, size, 3)), label_smoothing=0.1)
-                ops.mse(x, dy)
-                ops.bce_with_logits(x, g(rng.random(size).astype(dt)))
-                w, v, m2 = g(rng.standard_normal(size).astype(dt)), g(np.zeros(size, dt)), g(np.zeros(size, dt))
-                ops.sgd_step(w, dy, v, lr=0.1, momentum=0.9, nesterov=True)
-                ops.adam_step(w, dy, m2, v, step=1, weight_decay=0.1)
-                ops.sum_squares(dy)
-                ops.scale_(w, 0.5)
-print("ok")
-"""
+for dt in (np.float32, np.float64):
+    for m, n, k in [(1, 1, 1), (5, 7, 3), (7, 17, 9), (13, 33, 31), (6, 16, 16), (97, 95, 33), (17, 1, 17),
+                    (2, 300, 5)]:
+        for ta in (False, True):
+            for tb in (False, True):
+                a = g(rng.standard_normal((k, m) if ta else (m, k)).astype(dt))
+                b = g(rng.standard_normal((n, k) if tb else (k, n)).astype(dt))
+                out = g(np.ones((m, n), dt))
+                ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out, beta=0.5)
+                with fastnet.threads(2):
+                    ops.matmul(a, b, trans_a=ta, trans_b=tb, out=out)
+        x = g(rng.standard_normal((m, k)).astype(dt))
+        w, bias = g(rng.standard_normal((k, n)).astype(dt)), g(rng.standard_normal(n).astype(dt))
+        for act in ACTIVATIONS:
+            ops.dense(x, w, bias, activation=act, out=g(np.zeros((m, n), dt)))
+            if has_gradient(act):
+                y, pre = (g(v) for v in ops.dense(x, w, bias, activation=act, return_preactivation=True))
+                ops.dense_backward(x, w, y, g(rng.standard_normal((m, n)).astype(dt)), activation=act, pre=pre,
+                                   dw=g(np.zeros((k, n), dt)), db=g(np.zeros(n, dt)), accumulate=True)
+    for size in [1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 1001]:
+        x, dy = g(rng.standard_normal(size).astype(dt)), g(rng.standard_normal(size).astype(dt))
+        for act in ACTIVATIONS:
+            ops.activation(x, act, out=g(np.zeros(size, dt)))
+            if has_gradient(act):
+                ops.activation_backward(act, dy, x=x, y=g(ops.activation(x, act)))
+        z = g(rng.standard_normal((3, size)).astype(dt))
+        ops.softmax_backward(g(ops.softmax(z)), g(rng.standard_normal((3, size)).astype(dt)))
+        ops.softmax_cross_entropy(z, g(rng.integers(0, size, 3)), label_smoothing=0.1)
+        ops.mse(x, dy)
+        ops.bce_with_logits(x, g(rng.random(size).astype(dt)))
+        w, v, m2 = g(rng.standard_normal(size).astype(dt)), g(np.zeros(size, dt)), g(np.zeros(size, dt))
+        ops.sgd_step(w, dy, v, lr=0.1, momentum=0.9, nesterov=True)
+        ops.adam_step(w, dy, m2, v, step=1, weight_decay=0.1)
+        ops.sum_squares(dy)
+        ops.scale_(w, 0.5)
+""")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="guard pages via mprotect need Linux")

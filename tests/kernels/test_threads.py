@@ -141,6 +141,26 @@ def test_dense_backward_repeated_calls_are_bitwise_equal():
     _assert_bitwise_equal(_run_with(2, call), _run_with(2, call), "dense_backward")
 
 
+def _in_python_threads(work, n):
+    """[work(0), ..., work(n - 1)], each called in its own Python thread, all at once; an exception
+    in a thread fails the test here, in the main thread."""
+    results, errors = [None] * n, []
+
+    def run(i):
+        try:
+            results[i] = work(i)
+        except Exception as exc:  # reported in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return results
+
+
 def test_four_python_threads_calling_kernels_get_correct_results():
     rng = np.random.default_rng(12)
     jobs = []
@@ -148,25 +168,13 @@ def test_four_python_threads_calling_kernels_get_correct_results():
         m, n, k = 90 + 13 * i, 70 + 17 * i, 150 + 7 * i
         jobs.append((random_array(rng, (m, k), np.float32), random_array(rng, (k, n), np.float32),
                      random_array(rng, (n,), np.float32)))
-    results, errors = [None] * 4, []
     matmul, dense = ops.matmul, ops.dense
 
     def work(i):
         x, w, b = jobs[i]
-        try:
-            out = []
-            for _ in range(5):
-                out.append((matmul(x, w), dense(x, w, b, activation="relu")))
-            results[i] = out
-        except Exception as exc:  # reported in the main thread
-            errors.append(exc)
+        return [(matmul(x, w), dense(x, w, b, activation="relu")) for _ in range(5)]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    results = _in_python_threads(work, len(jobs))
     for (x, w, b), out in zip(jobs, results):
         x64, w64, b64 = (v.astype(np.float64) for v in (x, w, b))
         bound = gemm_error_bound(x, w, np.float32) + 2 * np.finfo(np.float32).eps * np.abs(b64)
@@ -190,20 +198,7 @@ def test_four_python_threads_calling_elementwise_kernels_get_sequential_results(
         return losses, w
 
     expected = [work(*job) for job in jobs]
-    results, errors = [None] * 4, []
-
-    def run(i):
-        try:
-            results[i] = work(*jobs[i])
-        except Exception as exc:  # reported in the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    results = _in_python_threads(lambda i: work(*jobs[i]), len(jobs))
     for i in range(4):
         (got_steps, got_w), (exp_steps, exp_w) = results[i], expected[i]
         assert got_w.tobytes() == exp_w.tobytes()

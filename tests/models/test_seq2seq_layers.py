@@ -16,19 +16,9 @@ from fastnet.seq2seq import (
     TransformerEncoderLayer,
 )
 from fastnet.seq2seq.layers import projection
-from helpers import DIFFERENTIABLE
+from helpers import DIFFERENTIABLE, central_difference
 
 F64 = np.float64
-
-
-def numeric_grad(f, array, index, eps=1e-6):
-    old = array[index]
-    array[index] = old + eps
-    up = f()
-    array[index] = old - eps
-    down = f()
-    array[index] = old
-    return (up - down) / (2 * eps)
 
 
 def sample_indices(shape, rng, n=6):
@@ -45,13 +35,13 @@ def check_param_grads(layer, loss, backward, rng, rtol=1e-5, atol=1e-7):
     for qname, owner, pname in layer.named_params():
         analytic = owner.grads[pname].copy()
         for idx in sample_indices(analytic.shape, rng):
-            numeric = numeric_grad(loss, owner.params[pname], idx)
+            numeric = central_difference(loss, owner.params[pname], idx)
             assert np.isclose(analytic[idx], numeric, rtol=rtol, atol=atol), (qname, idx, analytic[idx], numeric)
 
 
 def check_input_grad(x, analytic, loss, rng, rtol=1e-5, atol=1e-7):
     for idx in sample_indices(x.shape, rng, n=8):
-        numeric = numeric_grad(loss, x, idx)
+        numeric = central_difference(loss, x, idx)
         assert np.isclose(analytic[idx], numeric, rtol=rtol, atol=atol), (idx, analytic[idx], numeric)
 
 
