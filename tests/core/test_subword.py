@@ -33,6 +33,18 @@ def test_round_trip_is_exact_and_never_unknown(trained):
     assert tok.decode_batch(batch) == texts[:6] + UNSEEN
 
 
+@pytest.mark.parametrize("n", [1, 63, 64, 200])
+def test_short_and_long_lists_give_what_one_text_at_a_time_gives(trained, n):
+    """Short lists go to SentencePiece a text at a time, long ones in one call: the same ids and texts."""
+    tok, texts = trained
+    texts = [texts[i % len(texts)] + UNSEEN[i % len(UNSEEN)] for i in range(n)]
+    batch = tok.encode_batch(texts, add_eos=True)
+    singles = [tok.encode(text, add_eos=True) for text in texts]
+    assert [row[row != tok.pad_id].tolist() for row in batch] == [list(ids) for ids in singles]
+    assert tok.decode_batch(batch) == texts
+    assert [tok.decode(ids) for ids in singles] == texts
+
+
 def test_special_ids_match_every_fastnet_tokenizer(trained):
     tok, _ = trained
     assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id) == (0, 1, 2, 3)
