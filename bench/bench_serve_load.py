@@ -8,8 +8,10 @@
     python bench/bench_serve_load.py --count-check 10000  # /metrics counts vs the client's, RSS steadiness
     python -m pytest bench/bench_serve_load.py --benchmark-only   # one small round
 
-Each configuration (micro-batching off, on, and on with 2 worker processes;
-one kernel thread per process) serves the model from its own process;
+Each configuration (micro-batching off; on with the model on a thread of the
+HTTP process; on with the model in a process beside it, the default; and
+that with 2 worker processes; one kernel thread per process) runs as
+`fastnet serve`;
 locust (a third process) sends one sentence per request from 1, 8 and 32
 users, each run bounded by users, time and request count. Without --model
 the model is a toy one with the demo's architecture (d_model 64, word
@@ -49,7 +51,10 @@ from bench_serve import (  # noqa: E402  (found through the sys.path entries abo
     wait_ready,
 )
 
-CONFIGS = {"off": ["--no-batching"], "on": [], "2 workers": ["--workers", "2"]}
+# "on" runs the model in a process beside the HTTP process (the default); "on, thread" on a thread of it
+CONFIGS = {"off": ["--no-batching"], "on, thread": ["--model-thread"], "on": [], "2 workers": ["--workers", "2"]}
+PLOT_LABELS = {"off": "batching off", "on, thread": "batching on, model on a thread",
+               "on": "batching on, model process", "2 workers": "batching on, model process, 2 workers"}
 LOCUSTFILE = os.path.join(HERE, "locustfile.py")
 
 
@@ -181,7 +186,7 @@ def measure(model, users=(1, 8, 32), seconds=20, max_requests=20000, configs=tup
 
 
 def format_row(row, in_process_1):
-    return (f"| {row['config']:9} | {row['users']:5} | {row['sentences_per_s']:8.0f} | "
+    return (f"| {row['config']:10} | {row['users']:5} | {row['sentences_per_s']:8.0f} | "
             f"{row['sentences_per_s'] / in_process_1:5.2f}x | {row['p50_ms']:7.1f} | {row['p95_ms']:7.1f} | "
             f"{row['p99_ms']:7.1f} | {row['p99_ms'] / row['p50_ms']:5.1f} | {row['server_cpu_ms']:5.2f} | "
             f"{row['client_cpu_ms']:5.2f} | {row['ok']}/{row['requests']} | {row['load']:4} |")
@@ -214,8 +219,7 @@ def plot(all_results, path):
         for config in dict.fromkeys(row["config"] for row in results["rows"]):
             rows = [r for r in results["rows"] if r["config"] == config]
             users = [r["users"] for r in rows]
-            left.plot(users, [r["sentences_per_s"] for r in rows], marker="o", label=f"batching {config}"
-                      if config != "2 workers" else "batching on, 2 workers")
+            left.plot(users, [r["sentences_per_s"] for r in rows], marker="o", label=PLOT_LABELS.get(config, config))
             right.plot(users, [r["p99_ms"] for r in rows], marker="o", label=config)
             right.plot(users, [r["p50_ms"] for r in rows], marker=".", linestyle=":",
                        color=right.lines[-1].get_color())

@@ -170,12 +170,14 @@ def cmd_train_translator(args):
     if distributed.launched_by_mpi():  # `mpirun -n N fastnet train-translator ...`: data-parallel
         if len(pairs) != 1:
             raise ValueError("under mpirun train-translator takes one pair file")
-        scores = distributed.train_on_pairs(pairs[0], args.out, minutes=args.minutes, seed=args.seed)
+        scores = distributed.train_on_pairs(pairs[0], args.out, minutes=args.minutes, seed=args.seed,
+                                            precision=args.precision)
         if scores is None:  # only rank 0 reports
             return 0
     else:
         scores = train_on_pairs(pairs, args.out, minutes=args.minutes, seed=args.seed, tokenizer=args.tokenizer,
-                                vocab_size=args.vocab_size, **({} if args.language_temperature is None else
+                                vocab_size=args.vocab_size, precision=args.precision,
+                                **({} if args.language_temperature is None else
                                                                {"language_temperature": args.language_temperature}))
     print(f"saved {args.out}")
     for lang, lang_scores in scores.get("languages", {"": scores}).items():
@@ -230,7 +232,7 @@ def cmd_serve(args):
                    beam=args.beam, max_beam=args.max_beam, max_n_best=args.max_n_best, max_texts=args.max_texts,
                    max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, batching=batching,
                    connections=connections, keys_db=args.db, require_keys=args.require_keys,
-                   quantize="int8" if args.int8 else None)
+                   quantize="int8" if args.int8 else None, model_process=not args.model_thread)
     except KeyStoreError as err:
         print(f"fastnet serve: error: {err}", file=sys.stderr)
         return 2
@@ -320,6 +322,9 @@ def build_parser():
     p.add_argument("--language-temperature", type=_temperature, default=None, metavar="T",
                    help="with several languages, each gets batches in proportion to (its pairs) ** (1/T): "
                         "1 in proportion, 5 the many-language recipe, inf (default) equal shares")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="precision of the matrix products (bf16: bf16 inputs, float32 weights, sums and optimizer; "
+                        "faster where the CPU has AVX512-BF16 or AMX); the saved file is float32 either way")
     p.set_defaults(func=cmd_train_translator)
 
     p = sub.add_parser("translate", help="translate text with a saved translator")
@@ -347,6 +352,8 @@ def build_parser():
     p.add_argument("--int8", action="store_true", help="serve the model quantised to int8 (Translator.quantize)")
     p.add_argument("--threads", type=_positive(int), default=None,
                    help="kernel threads per process (default: fastnet's)")
+    p.add_argument("--model-thread", action="store_true", help="translate on a thread of the HTTP process instead "
+                   "of in a model process beside it (the default: the two never wait for one GIL)")
     p.add_argument("--beam", type=BEAM, default=1, help="default beam size, 1 to 64 (1 = greedy); requests may ask for "
                    "another up to --max-beam")
     p.add_argument("--max-beam", type=_positive(int), default=None, help="largest beam a request may ask for "

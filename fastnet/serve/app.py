@@ -3,7 +3,8 @@
 A request to /translate goes: body read (size cap) -> JSON decoded (depth and
 number-size guards) -> fields checked -> `admit` (API key, per-key limits)
 -> source tokens counted (too long: 422 before queueing) -> the batching
-queue (or, with batching off, one model call per request) -> reply. Every
+queue (or, with batching off, one model call per request) -> the model
+process (fastnet.serve.model_process) -> reply. Every
 error is `{"error": code, "message": text, ...}` with its status; every
 answer is counted in /metrics by endpoint and status.
 """
@@ -27,6 +28,7 @@ from fastnet.serve.batching import Batching, MicroBatcher
 from fastnet.serve.errors import RequestError
 from fastnet.serve.messages import answer, check_texts, error_response
 from fastnet.serve.metrics import CONTENT_TYPE, ServeMetrics
+from fastnet.serve.model_process import InProcessModel, ModelProcess, ModelProcessError
 from fastnet.serve.openapi import docs_page, openapi_schema
 from fastnet.serve.page import PAGE
 from fastnet.serve.protocol import Connections
@@ -80,7 +82,7 @@ class TranslationService:
     """A loaded Translator behind a lock, the checks on what clients send, keys, batching and metrics."""
 
     def __init__(self, translator, limits=None, beam=1, batching=None, keys=None, require_keys=False,
-                 connections=None):
+                 connections=None, model_process=True):
         self.translator = translator
         self._languages = None
         self.limits = limits or Limits()
@@ -99,6 +101,9 @@ class TranslationService:
         # Layers keep per-call state, so one model call runs at a time (every use of the
         # model takes this lock); the kernels release the GIL, so the event loop keeps serving.
         self._lock = threading.Lock()
+        # Translations run in a process of their own (see fastnet.serve.model_process); the
+        # translator here answers the checks (languages, token counts) and the story's pictures.
+        self._model = ModelProcess(translator) if model_process else InProcessModel(translator)
         self._batcher = MicroBatcher(self, self.batching) if self.batching.enabled else None
 
     @property
@@ -109,6 +114,12 @@ class TranslationService:
 
             self._languages = [name for name, dec in self.translator.decoders.items() if isinstance(dec, Decoder)]
         return self._languages
+
+    @property
+    def model_location(self):
+        """Where translations run, for people: "in process PID" or "on a thread"."""
+        pid = getattr(self._model, "pid", None)
+        return f"in process {pid}" if pid is not None else "on a thread"
 
     def health(self):
         return {"status": "ok", "languages": self.languages, "limits": self.limits.public(),
@@ -186,11 +197,11 @@ class TranslationService:
 
     def _call_model(self, texts, to, beam, n_best):
         try:
-            if n_best > 1:
-                return self.translator.translate(list(texts), to=to, beam=beam, n_best=n_best)
-            return self.translator.translate(list(texts), to=to, beam=beam)
+            return self._model.translate(texts, to, beam, n_best)
         except ValueError as exc:
             raise RequestError(422, "untranslatable", str(exc)) from None
+        except ModelProcessError as exc:
+            raise RequestError(500, "internal_error", str(exc)) from None
 
     def record_batch(self, texts, seconds):
         self.metrics.batch_size.observe(len(texts))
@@ -217,9 +228,14 @@ class TranslationService:
         tokens = self.source_tokens(job.texts)
         return await self._batcher.translate(request, job.texts, tokens, (job.to, job.beam, job.n_best))
 
+    async def start(self):
+        """Before the first request: the model is loaded where it runs."""
+        await run_in_threadpool(self._model.wait_ready)
+
     async def close(self):
         if self._batcher is not None:
             await self._batcher.stop()
+        self._model.close()
 
 
 def _api_key(request, payload):
@@ -293,16 +309,18 @@ class Accounting:
 
 
 def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, require_keys=False,
-               connections=None):
+               connections=None, model_process=True):
     """A Starlette app serving `translator` (a fastnet Translator).
 
     limits: Limits per request; beam: the default beam; batching: Batching
     (micro-batching settings, Batching(enabled=False) for one call per
     request); keys: a KeyStore (API keys and per-key limits) and
     require_keys: refuse requests without a valid key; connections:
-    Connections (timeouts, connection and in-flight caps).
+    Connections (timeouts, connection and in-flight caps); model_process: translate in a
+    process of its own (False: on a thread of this one).
     """
-    service = TranslationService(translator, limits, beam, batching, keys, require_keys, connections)
+    service = TranslationService(translator, limits, beam, batching, keys, require_keys, connections,
+                                 model_process)
 
     async def translate(request):
         async def respond(payload):
@@ -338,6 +356,7 @@ def create_app(translator, limits=None, beam=1, *, batching=None, keys=None, req
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        await service.start()
         yield
         await service.close()
 

@@ -4,8 +4,9 @@ Design
 - Requests that passed every check join one queue (whole requests, never
   split, so a reply is one job's result). The batching task runs on the
   server's event loop; only the model call itself runs on a worker thread,
-  under the service's model lock. All queue bookkeeping therefore happens on
-  one thread and needs no locks.
+  under the service's model lock (and that thread hands the batch to the
+  model process, fastnet.serve.model_process, and waits). All queue
+  bookkeeping therefore happens on one thread and needs no locks.
 - A batch is cut when the sentences waiting for the oldest request's target
   (language, beam, n_best) fill `max_sentences` or the token budget
   (`max_tokens`, counted as padded tokens: sentences x longest), when the

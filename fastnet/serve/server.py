@@ -59,7 +59,7 @@ def _server_class():
 def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024, max_texts=64, max_chars=500,
                 max_beam=None, max_n_best=4, beam=1, threads=None, log_level="warning", batching=None,
                 connections=None, keys_db=None, require_keys=False, graceful_timeout=30.0, quantize=None,
-                http="auto", loop="auto"):
+                http="auto", loop="auto", model_process=True):
     """A uvicorn.Server for `model` (a path to a saved Translator, or a Translator).
 
     Call `.run()` (blocks; pass `sockets=[sock]` to serve on an already bound
@@ -70,7 +70,8 @@ def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024,
     require_keys: refuse requests without a valid key. max_beam defaults to
     max(4, beam). quantize="int8" serves the model quantised (Translator.quantize).
     http: the HTTP parser, "httptools", "h11" or "auto" (httptools when installed); loop: uvicorn's
-    event loop, "uvloop", "asyncio" or "auto" (uvloop when installed).
+    event loop, "uvloop", "asyncio" or "auto" (uvloop when installed). model_process: translate in
+    a process of its own beside the HTTP process (False: on a thread of it; fastnet.serve.model_process).
     """
     import uvicorn
 
@@ -84,7 +85,7 @@ def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024,
     connections = _as(Connections, connections)
     keys = open_keys(keys_db, require_keys)
     app = create_app(translator, limits, beam=beam, batching=_as(Batching, batching), keys=keys,
-                     require_keys=require_keys, connections=connections)
+                     require_keys=require_keys, connections=connections, model_process=model_process)
     protocol, backlog = guarded_protocol(connections, http)
     config = uvicorn.Config(app, host=host, port=int(port), log_level=log_level, access_log=False,
                             http=protocol, loop=loop, backlog=backlog, timeout_keep_alive=connections.keep_alive,
@@ -92,7 +93,7 @@ def make_server(model, host="127.0.0.1", port=8000, *, max_body_bytes=64 * 1024,
     return _server_class()(config)
 
 
-# The event loop and the model thread share the GIL. A model call in Python code keeps it for up
+# With --model-thread the event loop and the model thread share the GIL. A model call in Python code keeps it for up
 # to the switch interval (5 ms by default) while requests wait to be parsed and answered; 0.5 ms
 # gave 8-13% more requests per second at 8 users in bench/bench_serve_load.py runs.
 SWITCH_INTERVAL = 0.0005
@@ -134,7 +135,8 @@ def run(model_path, host="127.0.0.1", port=8000, workers=1, **options):
     service = server.config.app.state.service
     print(f"fastnet: serving {model_path} on http://{host}:{server.config.port}/ "
           f"(languages: {', '.join(service.languages)}; batching "
-          f"{'on' if service.batching.enabled else 'off'}; keys {'required' if service.require_keys else 'optional'})",
+          f"{'on' if service.batching.enabled else 'off'}; keys {'required' if service.require_keys else 'optional'}; "
+          f"model {service.model_location})",
           flush=True)
     server.run()
     return 0

@@ -49,6 +49,22 @@ def trained_model(tmp_path_factory):
     return model
 
 
+def test_train_translator_in_bf16_saves_a_float32_file_that_translates_in_bf16(tmp_path):
+    data = toy_translations(200, seed=5, split="train")
+    pairs = tmp_path / "eng-spa.tsv"
+    pairs.write_text("".join(f"{en}\t{es}\n" for en, es in zip(data.en, data.es)), encoding="utf-8")
+    model = tmp_path / "bf16.safetensors"
+    result = run_fastnet("train-translator", str(pairs), "--out", str(model), "--minutes", "0.05",
+                         "--precision", "bf16")
+    assert result.returncode == 0, result.stderr
+    tr = fastnet.load(model)
+    assert tr.precision == "bf16" and tr.languages == ["es"]
+    assert {a.dtype.name for a in tr.state_arrays().values()} == {"float32"}
+    assert tr.translate("cats are cute", to="es").strip()
+    result = run_fastnet("train-translator", str(pairs), "--out", str(model), "--precision", "fp16")
+    assert result.returncode == 2 and "--precision: invalid choice: 'fp16'" in result.stderr
+
+
 def test_train_translator_then_translate(trained_model):
     result = run_fastnet("translate", str(trained_model), "cats are cute", "the dog is big")
     assert result.returncode == 0, result.stderr
@@ -83,7 +99,7 @@ def test_demo_tells_the_whole_story(tmp_path, capsys):
         return
     # The command it prints serves the whole story: both languages and the picture.
     command = next(line.split()[1:] for line in out.splitlines() if line.startswith("  fastnet serve "))
-    with serving(command) as (base, health):
+    with serving(command) as (base, health, _):
         assert health["languages"] == ["sv", "es"] and health["has_pictures"] is True
         kind, png = post_json(base + "/draw", {"text": "a big red circle"})
         assert kind == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -99,7 +115,8 @@ def _free_port():
 
 @contextlib.contextmanager
 def serving(command):
-    """`fastnet serve ...` (command: the arguments after `fastnet`) in its own process; yields (base URL, /health)."""
+    """`fastnet serve ...` (command: the arguments after `fastnet`) in its own process; yields (base URL, /health,
+    the server's pid)."""
     import json
     import time
     import urllib.request
@@ -119,7 +136,7 @@ def serving(command):
                 assert server.poll() is None, "the server exited"
                 assert time.monotonic() < deadline, "the server did not come up within 60 s"
                 time.sleep(0.2)
-        yield base, health
+        yield base, health, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -135,15 +152,26 @@ def post_json(url, payload):
         return reply.headers.get("Content-Type"), reply.read()
 
 
-def test_serve_answers_health_and_translate(trained_model):
+def _child_pids(pid):
+    path = f"/proc/{pid}/task/{pid}/children"
+    if not os.path.exists(path):
+        pytest.skip("needs Linux's /proc to see the server's child processes")
+    with open(path) as f:
+        return f.read().split()
+
+
+@pytest.mark.parametrize("options, model_processes", [([], 1), (["--model-thread"], 0)])
+def test_serve_answers_health_and_translate(trained_model, options, model_processes):
+    """By default the model runs in a child process of the server; --model-thread keeps it on a thread."""
     pytest.importorskip("uvicorn")
     import json
 
-    with serving(["serve", str(trained_model)]) as (base, health):
+    with serving(["serve", str(trained_model), *options]) as (base, health, pid):
         assert health["status"] == "ok"
         _, body = post_json(base + "/translate", {"texts": ["cats are cute"], "to": health["languages"][0]})
         reply = json.loads(body)
         assert len(reply["translations"]) == 1 and reply["translations"][0].strip()
+        assert len(_child_pids(pid)) == model_processes
 
 
 def test_mpirun_train_translator_is_data_parallel(tmp_path):
