@@ -4,8 +4,9 @@
 transformer's projections included: their "w") into int8 with one scale per output
 channel, packed once for the int8 kernels (fastnet.ops.dense_int8), which
 quantise each row of the activations on the fly; tables marked
-quantizable_rows (embeddings) get one scale per row and are kept int8 only
-in files. The float32 copy in the
+quantizable_rows (embeddings) get one scale per row, so a tied output
+projection (logits = x @ table.T) runs on the int8 kernels too: for a real
+vocabulary it is the largest product of a decoding step. The float32 copy in the
 ParameterStore is overwritten with the dequantised values, so anything that
 still reads it (an ONNX export, say) sees the weights the int8 model uses.
 Model files store the int8 matrices and their scales instead of the float32
@@ -47,14 +48,22 @@ class Int8Matrix:
 
 
 class Int8Rows:
-    """A table (rows, d) as int8 plus one scale per row: storage only (an embedding
-    looks rows up in the dequantised float32 copy)."""
+    """A table (rows, d) as int8 plus one scale per row. An embedding looks rows up in
+    the dequantised float32 copy; a tied output projection multiplies by the table's
+    transpose, whose columns are these rows: `transposed()` is that Int8Matrix."""
 
     def __init__(self, q, scale):
         self.q = np.ascontiguousarray(q, np.int8)
         self.scale = np.ascontiguousarray(scale, np.float32)
         if self.q.ndim != 2 or self.scale.shape != (self.q.shape[0],):
             raise ValueError(f"int8 table {self.q.shape} and scales {self.scale.shape} do not fit")
+        self._transposed = None
+
+    def transposed(self):
+        """The (d, rows) Int8Matrix of the same int8 values and scales, packed on first use."""
+        if self._transposed is None:
+            self._transposed = Int8Matrix(self.q.T, self.scale)
+        return self._transposed
 
     @classmethod
     def from_float(cls, table):

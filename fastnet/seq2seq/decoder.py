@@ -83,8 +83,11 @@ class TiedOutput(Layer):
     def forward(self, x, training=False):
         x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
         self._x = x2
-        y = ops.matmul(x2, self.embedding.params["table"], trans_b=True, precision=self.precision)
-        y += self.params["b"]
+        if self.embedding.quantized:  # int8 rows, one scale per row: one scale per logit
+            y = self.embedding.quantized["table"].transposed().dense(x2, self.params["b"])
+        else:
+            y = ops.matmul(x2, self.embedding.params["table"], trans_b=True, precision=self.precision)
+            y += self.params["b"]
         return y.reshape(*x.shape[:-1], self.d_out)
 
     def backward(self, dy):

@@ -192,11 +192,33 @@ def test_quantize_errors():
         fastnet.Network([fastnet.Dense(4, 3)]).quantize("int4")
 
 
-def test_quantized_translator_translates_saves_small_and_loads_bitwise(tmp_path):
+def test_a_tied_output_projection_runs_on_the_int8_kernels_with_the_tables_row_scales(lowp_path, rng):
+    """logits = x @ table.T + b: the table's int8 rows are the int8 columns of that product."""
+    from fastnet.datasets import toy_translations
+    from fastnet.seq2seq import Translator
+
+    train = toy_translations(100, seed=0, split="train")
+    tr = Translator.build(train.en, {"sv": train.sv}, seed=0, d_model=32, n_heads=2, n_layers=1, d_ff=64,
+                          tokenizer="word", tie_embeddings=True)
+    output = tr.decoders["sv"].out
+    output.params["b"][...] = rng.standard_normal(output.d_out)
+    x = rng.standard_normal((7, 32)).astype(np.float32)
+    exact = output.forward(x)
+    tr.quantize("int8")
+    rows = output.embedding.quantized["table"]
+    got = output.forward(x)
+    expected = ref.dense_int8(x, ops.pack_int8(np.ascontiguousarray(rows.q.T)), rows.scale, output.params["b"])
+    np.testing.assert_array_equal(got, expected, err_msg=lowp_path)
+    assert np.abs(got - exact).max() <= 0.03 * np.abs(exact).max()
+
+
+@pytest.mark.parametrize("tie_embeddings", [False, True])
+def test_quantized_translator_translates_saves_small_and_loads_bitwise(tmp_path, tie_embeddings):
     from fastnet.datasets import toy_translations
     from fastnet.seq2seq import Translator
     train = toy_translations(600, seed=0, split="train")
-    small = dict(d_model=128, n_heads=4, n_layers=1, d_ff=512, dropout=0.0, tokenizer="word")
+    small = dict(d_model=128, n_heads=4, n_layers=1, d_ff=512, dropout=0.0, tokenizer="word",
+                 tie_embeddings=tie_embeddings)
     with fastnet.threads(1):
         tr = Translator.build(train.en, {"sv": train.sv}, seed=0, **small)
         tr.fit(train.en, {"sv": train.sv}, epochs=10, batch_size=32, lr=3e-3, verbose=0)
