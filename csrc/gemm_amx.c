@@ -124,7 +124,7 @@ const fn_sgemm_arch fn_bf16_arch_amx = {
 /* ---- int8: C (int32) += A (s8, kpad bytes a row) B (packed s8) ---------- */
 
 static FN_TARGET_AMX void amx_s8_kernel(int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_t *b,
-                                        int32_t *tile) {
+                                        const int32_t *init, int32_t *tile) {
     (void)mr; /* the driver hands over MR rows, zero past m */
     const char *a0 = (const char *)a, *a1 = a0 + 16 * lda, *bp = (const char *)b;
     _tile_zero(0);
@@ -145,6 +145,9 @@ static FN_TARGET_AMX void amx_s8_kernel(int mr, int64_t kpad, const uint8_t *a, 
     _tile_stored(1, tile + 16, 128);
     _tile_stored(2, tile + 16 * 32, 128);
     _tile_stored(3, tile + 16 * 32 + 16, 128);
+    if (init) /* not used: A is signed on AMX (a_offset 0), so the driver passes NULL */
+        for (int i = 0; i < 32; ++i)
+            for (int j = 0; j < FN_S8_NR; ++j) tile[i * FN_S8_NR + j] += init[j];
 }
 
 const fn_s8_arch fn_s8_arch_amx = {"amx", 32, 0, amx_s8_kernel, amx_begin, amx_end, NULL, NULL};

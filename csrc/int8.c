@@ -15,7 +15,7 @@
  * (one AMX tile row). VPDPBUSD and TDPBSSD/TDPBUSD read that directly. With
  * the panels come the column sums of the int8 weights, which the VNNI path
  * needs: VPDPBUSD multiplies unsigned by signed bytes, so it is fed
- * q + 128 and subtracts 128 * colsum[j] afterwards (exact in int32).
+ * q + 128 and starts each column's sums at -128 * colsum[j] (exact in int32).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -117,9 +117,10 @@ fn_status fn_pack_s8(const int8_t *q, int64_t k, int64_t n, int8_t *packed, int3
 /* ---- portable kernel ------------------------------------------------------------ */
 
 static void generic_s8_kernel(int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_t *b,
-                              int32_t *tile) {
+                              const int32_t *init, int32_t *tile) {
     int32_t acc[FN_S8_MR_MAX][FN_S8_NR];
-    memset(acc, 0, sizeof acc);
+    for (int i = 0; i < mr; ++i)
+        for (int j = 0; j < FN_S8_NR; ++j) acc[i][j] = init ? init[j] : 0;
     for (int64_t u = 0; u < kpad / 4; ++u) {
         const int8_t *bu = b + u * 4 * FN_S8_NR;
         for (int i = 0; i < mr; ++i) {
@@ -155,7 +156,7 @@ typedef struct {
     int64_t m, n, kpad;
     const uint8_t *a;
     const int8_t *b;
-    const int32_t *colsum;
+    const int32_t *init;  /* -128 x column sums (round_up(n, 32) of them) or NULL */
     const fn_s8_arch *arch;
     fn_s8_finish finish;
     void *ctx;
@@ -171,10 +172,8 @@ static void s8_tiles(const s8_job *job, int64_t t0, int64_t t1) {
         int64_t q = t / row_blocks, i0 = (t % row_blocks) * MR, j0 = q * FN_S8_NR;
         int mr = job->m - i0 < MR ? (int)(job->m - i0) : MR;
         int nr = job->n - j0 < FN_S8_NR ? (int)(job->n - j0) : FN_S8_NR;
-        arch->kernel(mr, job->kpad, job->a + i0 * job->kpad, job->kpad, job->b + q * job->kpad * FN_S8_NR, tile);
-        if (arch->a_offset)
-            for (int i = 0; i < mr; ++i)
-                for (int j = 0; j < nr; ++j) tile[i * FN_S8_NR + j] -= 128 * job->colsum[j0 + j];
+        arch->kernel(mr, job->kpad, job->a + i0 * job->kpad, job->kpad, job->b + q * job->kpad * FN_S8_NR,
+                     job->init ? job->init + j0 : NULL, tile);
         job->finish(tile, mr, nr, i0, j0, job->ctx);
     }
     if (arch->thread_end) arch->thread_end();
@@ -186,7 +185,14 @@ static void s8_tiles(const s8_job *job, int64_t t0, int64_t t1) {
 fn_status fn_s8_run(const fn_s8_arch *arch, int64_t m, int64_t n, int64_t kpad, const uint8_t *a,
                     const int8_t *b, const int32_t *colsum, fn_s8_finish finish, void *ctx, int n_threads) {
     if (m == 0 || n == 0) return FN_OK;
-    s8_job job = {m, n, kpad, a, b, colsum, arch, finish, ctx};
+    int32_t *init = NULL;
+    if (arch->a_offset) { /* A came as q + 128: every sum holds 128 x its column's sum too much */
+        int64_t n_pad = round_up(n, FN_S8_NR);
+        init = malloc((size_t)n_pad * sizeof(int32_t));
+        if (!init) return FN_ERR_NOMEM;
+        for (int64_t j = 0; j < n_pad; ++j) init[j] = j < n ? -128 * colsum[j] : 0;
+    }
+    s8_job job = {m, n, kpad, a, b, init, arch, finish, ctx};
     int64_t tiles = ((m + arch->mr - 1) / arch->mr) * ((n + FN_S8_NR - 1) / FN_S8_NR);
     int nth = fn_threads_for(m * n * kpad, S8_MIN_WORK_PER_THREAD, n_threads);
     if (nth > tiles) nth = (int)tiles;
@@ -199,6 +205,7 @@ fn_status fn_s8_run(const fn_s8_arch *arch, int64_t m, int64_t n, int64_t kpad, 
             s8_tiles(&job, t0, t1);
         }
     }
+    free(init);
     return FN_OK;
 }
 

@@ -11,9 +11,12 @@
 
 /* Sums of a tile of mr (<= MR) rows of A (kpad bytes each, lda apart; u8 =
  * q + 128 when the arch says a_offset, else s8) times a packed 32-column B
- * panel, into tile[i * 32 + j] (all 32 columns; padding columns give 0). */
+ * panel, into tile[i * 32 + j] (all 32 columns; padding columns give 0).
+ * Every row's sums start from init[0..32) (NULL: from 0): the driver passes
+ * -128 x the column sums of B when the arch says a_offset, so the offset is
+ * taken out inside the kernel's registers, not in a pass over the tile. */
 typedef void (*fn_s8_kernel)(int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_t *b,
-                             int32_t *tile);
+                             const int32_t *init, int32_t *tile);
 
 typedef struct {
     const char *name;

@@ -5,7 +5,8 @@
  * 64-byte row of a panel holds, for 16 columns, 4 consecutive k (int8.c); A
  * is fed as q + 128 (unsigned), and the driver subtracts 128 * column sum.
  * Register tile as in the float32 kernel: 24 accumulators, 2 B vectors, the
- * 4 A bytes of a row broadcast into the instruction.
+ * 4 A bytes of a row broadcast into the instruction. The accumulators start
+ * from `init` (-128 x the column sums), which takes the offset back out.
  */
 #include <math.h>
 #include <string.h>
@@ -18,9 +19,12 @@
 #define MR 12
 
 static FN_ALWAYS_INLINE FN_TARGET_VNNI void
-vnni_tile(const int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_t *b, int32_t *tile) {
+vnni_tile(const int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_t *b, const int32_t *init,
+          int32_t *tile) {
     __m512i acc[MR][2];
-    for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+    const __m512i init0 = init ? _mm512_loadu_si512(init) : _mm512_setzero_si512();
+    const __m512i init1 = init ? _mm512_loadu_si512(init + 16) : _mm512_setzero_si512();
+    for (int i = 0; i < MR; ++i) acc[i][0] = init0, acc[i][1] = init1;
 #pragma GCC unroll 2
     for (int64_t u = 0; u < kpad / 4; ++u) {
         __m512i b0 = _mm512_loadu_si512(b + u * 128);
@@ -40,20 +44,20 @@ vnni_tile(const int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_
 }
 
 static FN_TARGET_VNNI void vnni_kernel(int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_t *b,
-                                       int32_t *tile) {
+                                       const int32_t *init, int32_t *tile) {
     switch (mr) {
-    case 12: vnni_tile(12, kpad, a, lda, b, tile); break;
-    case 11: vnni_tile(11, kpad, a, lda, b, tile); break;
-    case 10: vnni_tile(10, kpad, a, lda, b, tile); break;
-    case 9: vnni_tile(9, kpad, a, lda, b, tile); break;
-    case 8: vnni_tile(8, kpad, a, lda, b, tile); break;
-    case 7: vnni_tile(7, kpad, a, lda, b, tile); break;
-    case 6: vnni_tile(6, kpad, a, lda, b, tile); break;
-    case 5: vnni_tile(5, kpad, a, lda, b, tile); break;
-    case 4: vnni_tile(4, kpad, a, lda, b, tile); break;
-    case 3: vnni_tile(3, kpad, a, lda, b, tile); break;
-    case 2: vnni_tile(2, kpad, a, lda, b, tile); break;
-    default: vnni_tile(1, kpad, a, lda, b, tile); break;
+    case 12: vnni_tile(12, kpad, a, lda, b, init, tile); break;
+    case 11: vnni_tile(11, kpad, a, lda, b, init, tile); break;
+    case 10: vnni_tile(10, kpad, a, lda, b, init, tile); break;
+    case 9: vnni_tile(9, kpad, a, lda, b, init, tile); break;
+    case 8: vnni_tile(8, kpad, a, lda, b, init, tile); break;
+    case 7: vnni_tile(7, kpad, a, lda, b, init, tile); break;
+    case 6: vnni_tile(6, kpad, a, lda, b, init, tile); break;
+    case 5: vnni_tile(5, kpad, a, lda, b, init, tile); break;
+    case 4: vnni_tile(4, kpad, a, lda, b, init, tile); break;
+    case 3: vnni_tile(3, kpad, a, lda, b, init, tile); break;
+    case 2: vnni_tile(2, kpad, a, lda, b, init, tile); break;
+    default: vnni_tile(1, kpad, a, lda, b, init, tile); break;
     }
 }
 
