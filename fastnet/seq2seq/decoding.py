@@ -90,7 +90,7 @@ def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules):
     rows = np.arange(B)
     ids = np.full(B, bos_id, dtype=np.int64)
     for t in range(int(caps.max())):
-        logits = decoder.step(state, ids).astype(np.float64)
+        logits = decoder.step(state, ids)  # a fresh array; float32 picks the same argmax as float64
         nxt = rules.apply(logits, [histories[r] for r in rows]).argmax(axis=1)
         nxt[t + 1 >= caps[rows]] = eos_id  # this sentence's cap: end it here
         alive = nxt != eos_id
