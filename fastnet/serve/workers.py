@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+from fastnet.serve.model_process import child_environment
+
 OPTIONS_ENV = "FASTNET_SERVE_OPTIONS"
 POLL_SECONDS = 0.2
 QUICK_DEATH_SECONDS = 5.0  # a worker dying sooner than this after its start counts as a failed start
@@ -62,10 +64,8 @@ class Supervisor:
         self.quick_deaths = 0
 
     def _spawn(self):
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
-               OPTIONS_ENV: json.dumps({"model": str(self.model_path), "options": self.options})}
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        env = child_environment(PROMETHEUS_MULTIPROC_DIR=self.metrics_dir,
+                                **{OPTIONS_ENV: json.dumps({"model": str(self.model_path), "options": self.options})})
         proc = subprocess.Popen([sys.executable, "-m", "fastnet.serve.workers", str(self.sock.fileno())],
                                 pass_fds=(self.sock.fileno(),), env=env)
         self.workers[proc.pid] = (proc, time.monotonic())
