@@ -160,6 +160,15 @@ def _child_pids(pid):
         return f.read().split()
 
 
+def _running(pid):
+    """Process `pid` exists and has not exited (an exited orphan may wait, a zombie, for its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.parametrize("options, model_processes", [([], 1), (["--model-thread"], 0)])
 def test_serve_answers_health_and_translate(trained_model, options, model_processes):
     """By default the model runs in a child process of the server; --model-thread keeps it on a thread."""
@@ -172,6 +181,21 @@ def test_serve_answers_health_and_translate(trained_model, options, model_proces
         reply = json.loads(body)
         assert len(reply["translations"]) == 1 and reply["translations"][0].strip()
         assert len(_child_pids(pid)) == model_processes
+
+
+def test_a_model_process_does_not_outlive_its_killed_server(trained_model):
+    """SIGKILL gives the server no chance to stop its child: the child sees its connection close and exits."""
+    pytest.importorskip("uvicorn")
+    import signal
+    import time
+
+    with serving(["serve", str(trained_model)]) as (_, _, pid):
+        (child,) = _child_pids(pid)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(child), "the model process outlived its server"
 
 
 def test_mpirun_train_translator_is_data_parallel(tmp_path):
