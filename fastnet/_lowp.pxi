@@ -78,7 +78,7 @@ def quantize_rows(x):
     cdef int64_t m = x.shape[0], k = x.shape[1]
     q = np.empty((m, k), _I8)
     scale = np.empty(m, _F32)
-    cdef float[:, ::1] xv = x
+    cdef const float[:, ::1] xv = x
     cdef int8_t[:, ::1] qv = q
     cdef float[::1] sv = scale
     cdef fn_status status
@@ -96,7 +96,7 @@ def quantize_columns(w):
     cdef int64_t k = w.shape[0], n = w.shape[1]
     q = np.empty((k, n), _I8)
     scale = np.empty(n, _F32)
-    cdef float[:, ::1] wv = w
+    cdef const float[:, ::1] wv = w
     cdef int8_t[:, ::1] qv = q
     cdef float[::1] sv = scale
     cdef fn_status status
@@ -127,7 +127,7 @@ def pack_int8(q):
     cdef int64_t k = q.shape[0], n = q.shape[1]
     packed = np.empty(_packed_bytes(k, n, "pack_int8"), _I8)
     colsum = np.empty(n, _I32)
-    cdef int8_t[:, ::1] qv = q
+    cdef const int8_t[:, ::1] qv = q
     cdef int8_t[::1] pv = packed
     cdef int32_t[::1] cv = colsum
     cdef fn_status status
@@ -159,9 +159,9 @@ def matmul_int8(a, w):
     cdef int64_t m = a.shape[0], k = a.shape[1], n
     packed, colsum, n = _unpacked(w, k, "matmul_int8")
     out = np.zeros((m, n), _I32)
-    cdef int8_t[:, ::1] av = a
-    cdef int8_t[::1] pv = packed
-    cdef int32_t[::1] cv = colsum
+    cdef const int8_t[:, ::1] av = a
+    cdef const int8_t[::1] pv = packed
+    cdef const int32_t[::1] cv = colsum
     cdef int32_t[:, ::1] ov = out
     cdef int nth = _n_threads
     cdef fn_status status
@@ -184,17 +184,17 @@ def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
     cdef int act = activation_code(activation)
     cdef float slope = alpha
     cdef bint has_b = b is not None
-    cdef float[::1] bv
+    cdef const float[::1] bv
     if has_b:
         b = typed_c_array(b, _F32, "dense_int8", "b")
         if b.shape != (n,):
             raise ValueError(f"dense_int8: b must have shape ({n},), got {b.shape}")
         bv = b
     out = np.empty((m, n), _F32)
-    cdef float[:, ::1] xv = x
-    cdef int8_t[::1] pv = packed
-    cdef int32_t[::1] cv = colsum
-    cdef float[::1] sv = w_scale
+    cdef const float[:, ::1] xv = x
+    cdef const int8_t[::1] pv = packed
+    cdef const int32_t[::1] cv = colsum
+    cdef const float[::1] sv = w_scale
     cdef float[:, ::1] ov = out
     cdef int nth = _n_threads
     cdef fn_status status

@@ -33,8 +33,10 @@ def from_buffer(a):
 
 
 def misaligned(a):
-    """The same values one byte off their natural alignment."""
+    """The same values one byte off their natural alignment (bytes, int8, have none to miss)."""
     a = np.ascontiguousarray(a)
+    if a.dtype.itemsize == 1:
+        return a
     buf = np.zeros(a.nbytes + 1, np.uint8)
     m = np.ndarray(a.shape, a.dtype, buffer=buf, offset=1)
     m[...] = a
@@ -105,6 +107,8 @@ def _kernel_calls():
     _, mean, rstd = ops.layer_norm(x, gamma, beta)
     g, flat = f32(10), f32(10)
     zeros = np.zeros(10, np.float32)
+    q8, w_scale = ops.quantize_columns(w)
+    packed = ops.pack_int8(q8)
     return {
         "matmul": (ops.matmul, (x, w)),
         "dense": (lambda *a: ops.dense(*a, activation="relu"), (x, w, b)),
@@ -132,6 +136,11 @@ def _kernel_calls():
         "to_bf16": (ops.to_bf16, (x,)),
         "from_bf16": (ops.from_bf16, (ops.to_bf16(x),)),
         "round_bf16": (ops.round_bf16, (x,)),
+        "quantize_rows": (ops.quantize_rows, (x,)),
+        "quantize_columns": (ops.quantize_columns, (w,)),
+        "pack_int8": (lambda q: (ops.pack_int8(q).data, ops.pack_int8(q).colsum), (q8,)),
+        "matmul_int8": (lambda a: ops.matmul_int8(a, packed), (ops.quantize_rows(x)[0],)),
+        "dense_int8": (lambda a, s, bias: ops.dense_int8(a, packed, s, bias), (x, w_scale, b)),
     }
 
 
