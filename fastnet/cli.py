@@ -175,10 +175,9 @@ def cmd_train_translator(args):
         if scores is None:  # only rank 0 reports
             return 0
     else:
+        options = {} if args.language_temperature is None else {"language_temperature": args.language_temperature}
         scores = train_on_pairs(pairs, args.out, minutes=args.minutes, seed=args.seed, tokenizer=args.tokenizer,
-                                vocab_size=args.vocab_size, precision=args.precision,
-                                **({} if args.language_temperature is None else
-                                                               {"language_temperature": args.language_temperature}))
+                                vocab_size=args.vocab_size, precision=args.precision, **options)
     print(f"saved {args.out}")
     for lang, lang_scores in scores.get("languages", {"": scores}).items():
         print(f"  {lang}:" if lang else "  held-out:")

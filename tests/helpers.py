@@ -232,3 +232,29 @@ def config_in_subprocess(**env):
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out)
+
+
+def process_ended(pid, timeout=20.0):
+    """True once process `pid` has exited, within `timeout` seconds: reaped here (our child),
+    gone, or a zombie waiting for whoever reaps orphans; False if it still runs then."""
+    import os
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:  # gone, or no /proc here: ask the kernel
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)

@@ -12,8 +12,8 @@ Design
   blocks its caller (the service's model thread, holding the model lock, so
   calls never overlap) and raises ValueError for a sentence the model cannot
   translate, as Translator.translate does.
-- The child is a fresh interpreter (`python -m fastnet.serve.model_process`,
-  as the workers are): no fork, so OpenMP and thread state never cross one,
+- The child is a fresh interpreter (`python -c`, started like the workers):
+  no fork, so OpenMP and thread state never cross one,
   and a user's script is never imported again the way multiprocessing's
   spawn would import it. It talks over one socket pair with
   multiprocessing's Connection (pickled tuples: lists of strings each way).
@@ -68,7 +68,7 @@ class InProcessModel:
 
 
 def child_environment(**extra):
-    """os.environ for a `python -m fastnet...` child that imports this very fastnet."""
+    """os.environ for a child interpreter that imports this very fastnet."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, **extra}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))

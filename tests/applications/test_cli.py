@@ -157,16 +157,7 @@ def _child_pids(pid):
     if not os.path.exists(path):
         pytest.skip("needs Linux's /proc to see the server's child processes")
     with open(path) as f:
-        return f.read().split()
-
-
-def _running(pid):
-    """Process `pid` exists and has not exited (an exited orphan may wait, a zombie, for its reaper)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+        return [int(pid) for pid in f.read().split()]
 
 
 @pytest.mark.parametrize("options, model_processes", [([], 1), (["--model-thread"], 0)])
@@ -187,15 +178,13 @@ def test_a_model_process_does_not_outlive_its_killed_server(trained_model):
     """SIGKILL gives the server no chance to stop its child: the child sees its connection close and exits."""
     pytest.importorskip("uvicorn")
     import signal
-    import time
+
+    from helpers import process_ended
 
     with serving(["serve", str(trained_model)]) as (_, _, pid):
         (child,) = _child_pids(pid)
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while _running(child) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _running(child), "the model process outlived its server"
+        assert process_ended(child, 30.0), "the model process outlived its server"
 
 
 def test_mpirun_train_translator_is_data_parallel(tmp_path):

@@ -2,7 +2,6 @@
 is replaced, a child that cannot load is a clear error, and no child outlives its server."""
 import os
 import signal
-import time
 
 import pytest
 
@@ -13,24 +12,8 @@ pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installe
 httpx = pytest.importorskip("httpx", reason="httpx (the test client) is not installed")
 
 from fastnet.serve.model_process import InProcessModel, ModelProcess, ModelProcessError  # noqa: E402
+from helpers import process_ended  # noqa: E402
 from test_serve import SENTENCES, TIMEOUT, expected, post, serving  # noqa: E402
-
-
-def gone(pid):
-    """True once process `pid` has exited (and been reaped, or is not our child)."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            pass
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +36,7 @@ def test_the_model_process_translates_as_the_translator_does(model_path, quantiz
         pid = model.pid
     finally:
         model.close()
-    assert gone(pid) and model.pid is None
+    assert process_ended(pid, TIMEOUT) and model.pid is None
 
 
 def test_an_untranslatable_call_is_a_value_error_and_the_process_goes_on(model_path):
@@ -97,7 +80,7 @@ def test_a_killed_model_process_is_replaced_and_the_server_keeps_translating(mod
         model = server.config.app.state.service._model
         first = model.pid
         os.kill(first, signal.SIGKILL)
-        assert gone(first)
+        assert process_ended(first, TIMEOUT)
         reply = post(url, {"texts": ["cats are cute"], "to": "sv"})  # found dead between calls: replaced first
         assert reply.status_code == 200
         assert reply.json()["translations"] == expected(reference, ["cats are cute"], "sv")
@@ -127,7 +110,7 @@ def test_the_model_process_ignores_sigterm_until_its_server_has_stopped(model_pa
         reply = post(url, {"texts": ["dogs are big"], "to": "es"})
         assert reply.status_code == 200 and server.config.app.state.service._model.pid == pid
         assert reply.json()["translations"] == expected(reference, ["dogs are big"], "es")
-    assert gone(pid)
+    assert process_ended(pid, TIMEOUT)
 
 
 def test_with_model_thread_the_server_runs_no_model_process(model_path, reference):
