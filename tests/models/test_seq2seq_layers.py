@@ -235,6 +235,23 @@ def test_incremental_steps_match_teacher_forcing(rng):
         np.testing.assert_allclose(dec.step(state, tokens[:, t]), full[:, t], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("index", [[2, 0], [1, 1, 0], [0, 1, 2], [2]], ids=["drop", "repeat", "same", "one"])
+def test_reordered_steps_match_teacher_forcing_of_the_kept_rows(rng, index):
+    """Dropping, repeating or keeping rows mid-decoding (greedy and beam search do) leaves each
+    kept row's cache as its own: later steps equal a full pass over that row's tokens."""
+    dec = small_decoder()
+    memory = rng.standard_normal((3, 4, 8))
+    tokens = np.array([[1, 3, 4, 5, 6], [1, 6, 7, 8, 2], [1, 2, 3, 2, 4]])
+    state = dec.start(memory, None, capacity=8)
+    for t in range(2):
+        dec.step(state, tokens[:, t])
+    state.reorder(np.array(index))
+    kept = tokens[index]
+    full = dec.forward(kept, memory[index], None)
+    for t in range(2, tokens.shape[1]):
+        np.testing.assert_allclose(dec.step(state, kept[:, t]), full[:, t], rtol=1e-10, atol=1e-12)
+
+
 def test_encoder_represent_is_mean_over_real_tokens(rng):
     enc = small_encoder()
     ids = np.array([[3, 4, 0], [5, 6, 7]])
