@@ -266,23 +266,29 @@ fn_status fn_gemm_s8s32(int64_t m, int64_t n, int64_t k, const int8_t *a, int64_
 typedef struct {
     float *y;
     int64_t ldy;
-    const float *x_scale, *w_scale;
-    const fn_epilogue_f32 *epi;
+    const float *x_scale, *w_scale, *bias;
+    const fn_epilogue_f32 *epi; /* what is left after the bias: the activation; NULL if none */
     fn_sgemm_epilogue epilogue;
     const fn_s8_arch *arch;
 } dense_ctx;
 
 static void dequantize_portable(const int32_t *tile, int mr, int nr, const float *x_scale, const float *w_scale,
-                                float *y, int64_t ldy) {
+                                const float *bias, float *y, int64_t ldy) {
     for (int i = 0; i < mr; ++i)
-        for (int j = 0; j < nr; ++j) y[i * ldy + j] = (float)tile[i * FN_S8_NR + j] * (x_scale[i] * w_scale[j]);
+        for (int j = 0; j < nr; ++j) {
+            float v = (float)tile[i * FN_S8_NR + j] * (x_scale[i] * w_scale[j]);
+            y[i * ldy + j] = bias ? v + bias[j] : v;
+        }
 }
 
+/* Dequantise and add the bias in one pass over the tile (a separate bias pass cost
+ * as much as the dequantisation: ~4% of an int8 translation); then the activation. */
 static void dequantize_tile(const int32_t *tile, int mr, int nr, int64_t i0, int64_t j0, void *ctx_) {
     const dense_ctx *ctx = ctx_;
     (ctx->arch->dequantize ? ctx->arch->dequantize : dequantize_portable)(
-        tile, mr, nr, ctx->x_scale + i0, ctx->w_scale + j0, ctx->y + i0 * ctx->ldy + j0, ctx->ldy);
-    ctx->epilogue(ctx->y + i0 * ctx->ldy + j0, ctx->ldy, mr, nr, i0, j0, ctx->epi);
+        tile, mr, nr, ctx->x_scale + i0, ctx->w_scale + j0, ctx->bias ? ctx->bias + j0 : NULL,
+        ctx->y + i0 * ctx->ldy + j0, ctx->ldy);
+    if (ctx->epi) ctx->epilogue(ctx->y + i0 * ctx->ldy + j0, ctx->ldy, mr, nr, i0, j0, ctx->epi);
 }
 
 fn_status fn_dense_forward_s8(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
@@ -301,8 +307,9 @@ fn_status fn_dense_forward_s8(int64_t m, int64_t n, int64_t k, const float *x, i
         free(x_scale);
         return FN_ERR_NOMEM;
     }
-    fn_epilogue_f32 epi = {bias, act, act_param, NULL, n};
-    dense_ctx ctx = {y, ldy, x_scale, w_scale, &epi, fn_sgemm_arch_current()->epilogue, arch};
+    fn_epilogue_f32 activation = {NULL, act, act_param, NULL, n};
+    dense_ctx ctx = {y, ldy, x_scale, w_scale, bias, act == FN_ACT_IDENTITY ? NULL : &activation,
+                     fn_sgemm_arch_current()->epilogue, arch};
     fn_status status = fn_s8_run(arch, m, n, kpad, abuf, packed_w, colsum, dequantize_tile, &ctx, n_threads);
     free(abuf);
     free(x_scale);

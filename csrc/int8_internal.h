@@ -26,10 +26,12 @@ typedef struct {
     void (*thread_begin)(void);
     void (*thread_end)(void);
     /* Vector forms of fn_s8_quantize_row and of the dequantisation of a
-     * tile (same results bit for bit); NULL: the portable ones. */
+     * tile, y = (float)acc * (x_scale * w_scale) (+ bias, when not NULL: in
+     * the same pass, so the tile is stored once); same results bit for bit.
+     * NULL: the portable ones. */
     float (*quantize_row)(const float *x, int64_t k, int64_t kpad, uint8_t offset, uint8_t *dst);
     void (*dequantize)(const int32_t *tile, int mr, int nr, const float *x_scale, const float *w_scale,
-                       float *y, int64_t ldy);
+                       const float *bias, float *y, int64_t ldy);
 } fn_s8_arch;
 
 /* What to do with a finished tile (rows i0.., columns j0.. of C). */

@@ -96,16 +96,23 @@ static FN_TARGET_VNNI float vnni_quantize_row(const float *x, int64_t k, int64_t
 }
 
 static FN_TARGET_VNNI void vnni_dequantize(const int32_t *tile, int mr, int nr, const float *x_scale,
-                                           const float *w_scale, float *y, int64_t ldy) {
+                                           const float *w_scale, const float *bias, float *y, int64_t ldy) {
     __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
     __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
     __m512 w0 = _mm512_maskz_loadu_ps(m0, w_scale), w1 = _mm512_maskz_loadu_ps(m1, w_scale + 16);
+    /* a multiply, then an add (never one FMA): the portable path's rounding */
+    __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
     for (int i = 0; i < mr; ++i) {
         __m512 sx = _mm512_set1_ps(x_scale[i]);
-        __m512 a0 = _mm512_cvtepi32_ps(_mm512_loadu_si512(tile + i * 32));
-        __m512 a1 = _mm512_cvtepi32_ps(_mm512_loadu_si512(tile + i * 32 + 16));
-        _mm512_mask_storeu_ps(y + i * ldy, m0, _mm512_mul_ps(a0, _mm512_mul_ps(sx, w0)));
-        _mm512_mask_storeu_ps(y + i * ldy + 16, m1, _mm512_mul_ps(a1, _mm512_mul_ps(sx, w1)));
+        __m512 y0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(tile + i * 32)), _mm512_mul_ps(sx, w0));
+        __m512 y1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(tile + i * 32 + 16)), _mm512_mul_ps(sx, w1));
+        if (bias) {
+            y0 = _mm512_add_ps(y0, b0);
+            y1 = _mm512_add_ps(y1, b1);
+        }
+        _mm512_mask_storeu_ps(y + i * ldy, m0, y0);
+        _mm512_mask_storeu_ps(y + i * ldy + 16, m1, y1);
     }
 }
 

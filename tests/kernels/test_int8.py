@@ -80,12 +80,13 @@ def test_dense_int8_equals_the_reference_formula(lowp_path, rng, act):
         b = rng.standard_normal(n).astype(np.float32)
         q, w_scale = ops.quantize_columns(w)
         packed = ops.pack_int8(q)
-        got = ops.dense_int8(x, packed, w_scale, b, activation=act)
-        expected = ref.dense_int8(x, packed, w_scale, b, activation=act)
-        if act in ("identity", "relu"):
-            np.testing.assert_array_equal(got, expected, err_msg=f"{lowp_path} {m}x{n}x{k}")
-        else:
-            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        for bias in (b, None):  # the bias is added in the dequantising pass: with and without one
+            got = ops.dense_int8(x, packed, w_scale, bias, activation=act)
+            expected = ref.dense_int8(x, packed, w_scale, bias, activation=act)
+            if act in ("identity", "relu"):
+                np.testing.assert_array_equal(got, expected, err_msg=f"{lowp_path} {m}x{n}x{k}")
+            else:
+                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
         # and the int8 pre-activation is close to the float32 one for such data
         approx = ops.dense_int8(x, packed, w_scale, b)
         exact = ops.dense(x, w, b)
