@@ -148,9 +148,17 @@ const fn_s8_arch *fn_s8_arch_current(void) {
 }
 
 /* ---- the driver --------------------------------------------------------------------
- * Tiles of MR rows x 32 columns, numbered panel by panel (a thread's run of
- * tiles shares few B panels); threads take contiguous runs. Each tile's
- * int32 sums go through `finish`, which stores them or dequantises them. */
+ * Tiles of MR rows x 32 columns, numbered in groups of S8_GROUP_PANELS panels
+ * (32-column strips of B): within a group, row block by row block, and in a
+ * row block panel by panel. So a thread's run of tiles shares few B panels
+ * (a group's panels stay in L2), and consecutive tiles fill one row block's
+ * rows S8_GROUP_PANELS x 32 floats at a time: numbered panel by panel, each
+ * tile wrote 128 bytes per row, a full row stride apart (16 KB for 4000
+ * logits), and the stores of a big output missed the cache. Threads take
+ * contiguous runs. Each tile's int32 sums go through `finish`, which stores
+ * them or dequantises them. */
+
+#define S8_GROUP_PANELS 8
 
 typedef struct {
     int64_t m, n, kpad;
@@ -165,11 +173,14 @@ typedef struct {
 static void s8_tiles(const s8_job *job, int64_t t0, int64_t t1) {
     const fn_s8_arch *arch = job->arch;
     const int MR = arch->mr;
-    int64_t row_blocks = (job->m + MR - 1) / MR;
+    int64_t row_blocks = (job->m + MR - 1) / MR, panels = (job->n + FN_S8_NR - 1) / FN_S8_NR;
+    int64_t group_tiles = row_blocks * S8_GROUP_PANELS;
     int32_t tile[FN_S8_MR_MAX * FN_S8_NR];
     if (arch->thread_begin) arch->thread_begin();
     for (int64_t t = t0; t < t1; ++t) {
-        int64_t q = t / row_blocks, i0 = (t % row_blocks) * MR, j0 = q * FN_S8_NR;
+        int64_t first = t / group_tiles * S8_GROUP_PANELS, r = t % group_tiles;
+        int64_t width = panels - first < S8_GROUP_PANELS ? panels - first : S8_GROUP_PANELS;
+        int64_t q = first + r % width, i0 = r / width * MR, j0 = q * FN_S8_NR;
         int mr = job->m - i0 < MR ? (int)(job->m - i0) : MR;
         int nr = job->n - j0 < FN_S8_NR ? (int)(job->n - j0) : FN_S8_NR;
         arch->kernel(mr, job->kpad, job->a + i0 * job->kpad, job->kpad, job->b + q * job->kpad * FN_S8_NR,
