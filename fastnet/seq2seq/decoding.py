@@ -77,14 +77,15 @@ def _log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules):
+def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, project=None):
     """Most likely allowed next token at every step, with a key/value cache.
 
     Rows that have produced eos (or reached their cap) leave the batch, so the
-    cost follows the sentences still being written.
+    cost follows the sentences still being written. project: the logits
+    projection from decoder.prepare_decoding() (made here when None).
     """
     B = memory.shape[0]
-    state = decoder.start(memory, memory_mask, capacity=max_len)
+    state = decoder.start(memory, memory_mask, capacity=max_len, project=project)
     caps = rules.cap(np.arange(B), max_len)
     histories = [[] for _ in range(B)]
     rows = np.arange(B)
@@ -131,7 +132,8 @@ def length_normalizer(lengths, alpha):
     return ((5.0 + np.asarray(lengths, dtype=np.float64)) / 6.0) ** alpha
 
 
-def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, beam, length_penalty=1.0):
+def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, beam, length_penalty=1.0,
+                project=None):
     """Keep the `beam` best unfinished translations per sentence.
 
     Every step scores the 2*beam best extensions: those among the best `beam`
@@ -139,13 +141,13 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
     with eos); the best `beam` others go on. A sentence stops once it has
     `beam` finished hypotheses or reaches its length cap. Returns, per
     sentence, up to 2*beam finished (tokens, score) pairs, best first, all
-    different token sequences.
+    different token sequences. project: as for greedy.
     """
     B, K = memory.shape[0], int(beam)
     caps = rules.cap(np.arange(B), max_len)
     mem = np.repeat(memory, K, axis=0)
     mask = None if memory_mask is None else np.repeat(memory_mask, K, axis=0)
-    state = decoder.start(mem, mask, capacity=max_len)
+    state = decoder.start(mem, mask, capacity=max_len, project=project)
     scores = np.full((B, K), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at step 0
     hyps = [[[] for _ in range(K)] for _ in range(B)]

@@ -458,6 +458,7 @@ class Translator:
         caps = np.ceil(max_length_ratio * src_lengths).astype(np.int64) + LENGTH_EXTRA
         out = [None] * len(texts)
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths batch together
+        project = dec.prepare_decoding()  # once for every batch: no weight changes during this call
         for s in self._batches(len(texts), batch_size):
             idx = order[s]
             ids = src[idx]
@@ -467,11 +468,11 @@ class Translator:
                                    max_run=MAX_RUN if no_repeat_ngram else 0)
             args = (dec, memory, mask, tok.bos_id, tok.eos_id, limit, rules)
             if beam > 1:
-                found = decoding.beam_search(*args, beam=beam, length_penalty=length_penalty)
+                found = decoding.beam_search(*args, beam=beam, length_penalty=length_penalty, project=project)
                 for i, hyps in zip(idx, found):
                     out[i] = _best_texts(tok, hyps, n_best)
                 continue
-            rows = decoding.greedy(*args) if cache else decoding.greedy_uncached(*args)
+            rows = decoding.greedy(*args, project=project) if cache else decoding.greedy_uncached(*args)
             for i, text_ in zip(idx, tok.decode_batch(rows)):
                 out[i] = [text_] if n_best > 1 else text_
         if beam > 1 and n_best == 1:

@@ -12,7 +12,7 @@ import pytest
 import fastnet as fn
 from fastnet.datasets import toy_translations
 from fastnet.demo.translation import pair_files, split_three_ways, train_on_pairs
-from fastnet.layers.base import ParameterStore
+from fastnet.layers.base import ParameterStore, set_precision
 from fastnet.seq2seq import Decoder, Translator, decoding
 from fastnet.text import SubwordTokenizer
 
@@ -104,6 +104,26 @@ def test_tied_embedding_is_one_tensor_with_the_sum_of_both_gradients():
     np.testing.assert_allclose(analytic[checked], numeric[checked], rtol=1e-5, atol=1e-8)
     # the embedding's gradient alone (untied path) would miss the output projection's part
     assert checked.sum() >= 12
+
+
+@pytest.mark.parametrize("dtype, precision", [(np.float32, "float32"), (np.float32, "bf16"),
+                                              (np.float64, "float32")])
+def test_tied_logits_while_decoding_are_forwards_bit_for_bit(dtype, precision):
+    """Decoding multiplies by a copy of the table made at its start (not the table transposed),
+    with the bias in the epilogue: the same logits as forward, so greedy and beam search pick as
+    before. A copy made once also means the table must be read afresh by the next run."""
+    dec = Decoder(300, d_model=32, n_heads=2, n_layers=1, d_ff=64, max_len=8, dropout=0.0, seed=3,
+                  dtype=dtype, tie_embeddings=True)
+    set_precision([dec], precision)
+    rng = np.random.default_rng(0)
+    dec.out.params["b"][:] = rng.normal(size=300)
+    for rows in (1, 7, 64):
+        hidden = rng.normal(size=(rows, 1, 32)).astype(dtype)
+        project = dec.start(rng.normal(size=(rows, 3, 32)).astype(dtype)).project
+        np.testing.assert_array_equal(project(hidden), dec.out.forward(hidden))
+    dec.embed.params["table"][5] += 1.0  # training moves the table: the next run sees it
+    hidden = rng.normal(size=(4, 1, 32)).astype(dtype)
+    np.testing.assert_array_equal(dec.start(np.zeros((4, 3, 32), dtype)).project(hidden), dec.out.forward(hidden))
 
 
 def test_tied_translator_saves_one_table_per_decoder(subword):
