@@ -167,10 +167,7 @@ def measure(model, users=(1, 8, 32), seconds=20, max_requests=20000, configs=tup
         with open(sentences_file, "w", encoding="utf-8") as f:
             f.write("\n".join(sentences))
         batches = [sentences[i:i + 32] for i in range(0, 1024, 32)]
-        for threads in (1, 2):
-            wall, cpu = in_process(model, batches, to, threads, with_cpu=True)
-            results["in_process"][threads] = len(batches) * 32 / wall
-            results["in_process_cpu_ms"] = results.get("in_process_cpu_ms") or cpu * 1e3 / (len(batches) * 32)
+        _in_process_rates(results, model, batches, to)
         for config in configs:
             with open(os.path.join(tmp, "server.log"), "ab") as log, Server(model, CONFIGS[config], log) as server:
                 run_locust(server.url, sentences_file, 8, 3, 300, tmp)  # warm-up
@@ -181,8 +178,23 @@ def measure(model, users=(1, 8, 32), seconds=20, max_requests=20000, configs=tup
                     row["server_cpu_ms"] = (server.cpu_seconds() - cpu) * 1e3 / max(1, row["requests"])
                     results["rows"].append(row)
                     print(format_row(row, results["in_process"][1]), flush=True)
+        _in_process_rates(results, model, batches, to)
     results["load_after"] = load_average()
     return results
+
+
+def _in_process_rates(results, model, batches, to):
+    """In-process sentences/s on batches of 32, at 1 and 2 threads; measured before and after the
+    server rows, and the faster of the two is the baseline: the shared host's speed moves by up
+    to 1.7x within minutes, and a baseline caught in a slow spell would flatter the service."""
+    for threads in (1, 2):
+        wall, cpu = in_process(model, batches, to, threads, with_cpu=True)
+        runs = results.setdefault("in_process_runs", {}).setdefault(threads, [])
+        runs.append(len(batches) * 32 / wall)
+        results["in_process"][threads] = max(runs)
+        if threads == 1:
+            results["in_process_cpu_ms"] = min(results.get("in_process_cpu_ms", float("inf")),
+                                               cpu * 1e3 / (len(batches) * 32))
 
 
 def format_row(row, in_process_1):
@@ -201,9 +213,11 @@ def table(results):
     lines.append(f"Model: {results['label']}. {m['cpu']}, {m['cores']} cores, fastnet path {m['cpu_path']}, server "
                  f"{m['http']} + {m['loop']}; load average {results['load_before']} before, "
                  f"{results['load_after']} after.")
-    lines.append(f"In-process Translator.translate on batches of 32: {results['in_process'][1]:.0f} sentences/s "
-                 f"(1 thread), {results['in_process'][2]:.0f} (2 threads); {results['in_process_cpu_ms']:.2f} CPU ms "
-                 f"per sentence (1 thread).")
+    runs = results.get("in_process_runs", {})
+    lines.append(f"In-process Translator.translate on batches of 32 (the faster of the runs before and after the "
+                 f"server rows: {', '.join(f'{r:.0f}' for r in runs.get(1, []))} at 1 thread): "
+                 f"{results['in_process'][1]:.0f} sentences/s (1 thread), {results['in_process'][2]:.0f} (2 threads); "
+                 f"{results['in_process_cpu_ms']:.2f} CPU ms per sentence (1 thread).")
     return "\n".join(lines)
 
 
