@@ -3,7 +3,9 @@
 Each function takes a text Decoder, the encoder memory (B, S, D) with its
 padding mask, the special token ids and a `Rules` object saying what a
 translation may contain; greedy returns a list of B token-id lists (eos cut
-off), beam search a list of B lists of (tokens, score), best first.
+off), beam search a list of B lists of (tokens, score), best first. What
+they ask of the decoder: start(memory, mask, capacity=, project=) -> a state
+with reorder(index), and step(state, ids) -> logits (B, V).
 
 The rules every search obeys (so a person can trust the output):
 * banned ids (unk, pad, bos) are never produced -- `translate` never writes `<unk>`;
