@@ -120,24 +120,31 @@ static FN_TARGET_BF16 void pack_a_pairs(const float *a, int64_t lda, int trans_a
                                         int64_t pc, int64_t kc, int64_t units, int mr_tile, void *dst_) {
     uint32_t *dst = dst_;
     const __m512i index = pair_interleave_index();
-    for (int64_t s = 0; s * mr_tile < mc; ++s) {
-        int64_t i0 = ic + s * mr_tile;
-        int64_t mr = mc - s * mr_tile < mr_tile ? mc - s * mr_tile : mr_tile;
-        uint32_t *d = dst + s * mr_tile * units;
-        if (!trans_a) {
-            const float *runs[16];
-            for (int64_t i = 0; i < mr; ++i) runs[i] = a + (i0 + i) * lda + pc;
-            pair_runs_transposed(runs, (int)mr, kc, units, d, mr_tile);
-        } else {
-            uint32_t words[16];
-            for (int64_t u = 0; u < units; ++u) {
-                int64_t p = 2 * u;
+    int64_t slivers = (mc + mr_tile - 1) / mr_tile;
+    if (trans_a) {
+        /* k pair by k pair over every sliver, so each pair of rows of A^T is read as one run
+         * of mc floats (sliver by sliver, the reads were 48 bytes a row stride apart), as
+         * pack_b_pairs reads B */
+        uint32_t words[16];
+        for (int64_t u = 0; u < units; ++u) {
+            int64_t p = 2 * u;
+            for (int64_t s = 0; s < slivers; ++s) {
+                int64_t i0 = ic + s * mr_tile;
+                int64_t mr = mc - s * mr_tile < mr_tile ? mc - s * mr_tile : mr_tile;
                 const float *r0 = p < kc ? a + (pc + p) * lda + i0 : NULL;
                 const float *r1 = p + 1 < kc ? r0 + lda : NULL;
                 _mm512_storeu_si512(words, pair_rows(r0, r1, mr, index));
-                memcpy(d + u * mr_tile, words, (size_t)mr_tile * sizeof(uint32_t));
+                memcpy(dst + s * mr_tile * units + u * mr_tile, words, (size_t)mr_tile * sizeof(uint32_t));
             }
         }
+        return;
+    }
+    for (int64_t s = 0; s < slivers; ++s) {
+        int64_t i0 = ic + s * mr_tile;
+        int64_t mr = mc - s * mr_tile < mr_tile ? mc - s * mr_tile : mr_tile;
+        const float *runs[16];
+        for (int64_t i = 0; i < mr; ++i) runs[i] = a + (i0 + i) * lda + pc;
+        pair_runs_transposed(runs, (int)mr, kc, units, dst + s * mr_tile * units, mr_tile);
     }
 }
 
