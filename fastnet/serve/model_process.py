@@ -12,9 +12,10 @@ Design
   blocks its caller (the service's model thread, holding the model lock, so
   calls never overlap) and raises ValueError for a sentence the model cannot
   translate, as Translator.translate does.
-- The child is a fresh interpreter (`python -c`, started like the workers):
-  no fork, so OpenMP and thread state never cross one,
-  and a user's script is never imported again the way multiprocessing's
+- The child is a fresh interpreter (`python -c`, started like the workers,
+  by `child_command`, which makes it import this very fastnet whatever its
+  working directory holds): no fork, so OpenMP and thread state never cross
+  one, and a user's script is never imported again the way multiprocessing's
   spawn would import it. It talks over one socket pair with
   multiprocessing's Connection (pickled tuples: lists of strings each way).
 - The parent saves its translator as it is (quantised or not) to a private
@@ -67,12 +68,23 @@ class InProcessModel:
         pass
 
 
+# the folder this fastnet package was imported from (site-packages, or a source checkout)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def child_environment(**extra):
     """os.environ for a child interpreter that imports this very fastnet."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
     return env
+
+
+def child_command(code, *args):
+    """The command line of a child interpreter that runs `code` (sys.argv[1:] = args) with this very
+    fastnet. `python -c` and `python -m` put the working directory first on sys.path, before
+    PYTHONPATH: started from a source checkout with fastnet installed by pip, the child imported
+    the unbuilt source tree (no fastnet._kernels). So the child puts this fastnet's folder first."""
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {_ROOT!r}); {code}", *map(str, args)]
 
 
 class ModelProcess:
@@ -100,9 +112,8 @@ class ModelProcess:
             path = self._translator.save(os.path.join(folder, "model.safetensors"))
             ours, theirs = socket.socketpair()
             with theirs:
-                self._proc = subprocess.Popen(
-                    [sys.executable, "-c", _CHILD_MAIN, str(theirs.fileno()), path, str(self._threads)],
-                    pass_fds=(theirs.fileno(),), env=child_environment())
+                self._proc = subprocess.Popen(child_command(_CHILD_MAIN, theirs.fileno(), path, self._threads),
+                                              pass_fds=(theirs.fileno(),), env=child_environment())
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -213,5 +224,4 @@ def _serve(fd, path, threads):
 
 
 # not `-m fastnet.serve.model_process`: the package imports this module first, which runpy warns about
-_CHILD_MAIN = "import sys; from fastnet.serve.model_process import _serve; _serve(int(sys.argv[1]), sys.argv[2], " \
-              "int(sys.argv[3]))"
+_CHILD_MAIN = "from fastnet.serve.model_process import _serve; _serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))"

@@ -3,8 +3,9 @@
 Design
 - The supervisor checks what it can first (the model loads and is a
   Translator, the key database opens) so a mistake is one clear error, not N
-  crashing workers. It then binds the port once and starts each worker as
-  `python -m fastnet.serve.workers FD` with the listening socket inherited:
+  crashing workers. It then binds the port once and starts each worker as a
+  fresh interpreter running `_worker(FD)` (model_process.child_command: the
+  same fastnet as the supervisor's) with the listening socket inherited:
   the kernel spreads connections over the workers' accept calls, and
   connections that arrive while a worker starts wait in the backlog.
 - Each worker loads the model once and runs uvicorn on the shared socket.
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from fastnet.serve.model_process import child_environment
+from fastnet.serve.model_process import child_command, child_environment
 
 OPTIONS_ENV = "FASTNET_SERVE_OPTIONS"
 POLL_SECONDS = 0.2
@@ -66,8 +67,8 @@ class Supervisor:
     def _spawn(self):
         env = child_environment(PROMETHEUS_MULTIPROC_DIR=self.metrics_dir,
                                 **{OPTIONS_ENV: json.dumps({"model": str(self.model_path), "options": self.options})})
-        proc = subprocess.Popen([sys.executable, "-m", "fastnet.serve.workers", str(self.sock.fileno())],
-                                pass_fds=(self.sock.fileno(),), env=env)
+        proc = subprocess.Popen(child_command(_WORKER_MAIN, self.sock.fileno()), pass_fds=(self.sock.fileno(),),
+                                env=env)
         self.workers[proc.pid] = (proc, time.monotonic())
         return proc
 
@@ -148,6 +149,8 @@ def _worker(fd):
     loaded()
     server.run(sockets=[sock])
 
+
+_WORKER_MAIN = "from fastnet.serve.workers import _worker; _worker(int(sys.argv[1]))"
 
 if __name__ == "__main__":
     _worker(int(sys.argv[1]))

@@ -65,6 +65,28 @@ def test_a_model_process_that_cannot_load_is_a_clear_error(tmp_path):
         model.translate(["cats are cute"], "sv")
 
 
+def decoy_fastnet(folder):
+    """A `fastnet` package in `folder` that cannot be imported, like a source checkout whose
+    extension was never built (pip installed fastnet elsewhere); returns the folder."""
+    (folder / "fastnet").mkdir(parents=True)
+    (folder / "fastnet" / "__init__.py").write_text('raise ImportError("the fastnet of the working directory")\n')
+    return folder
+
+
+def test_the_model_process_imports_this_fastnet_whatever_its_working_directory_holds(model_path, monkeypatch,
+                                                                                     tmp_path):
+    """`python -c` puts the working directory first on sys.path: `fastnet serve` run from inside a
+    source checkout started a child that imported the unbuilt checkout instead."""
+    translator = fastnet.load(model_path)
+    monkeypatch.chdir(decoy_fastnet(tmp_path))
+    model = ModelProcess(translator, threads=1)
+    try:
+        with fastnet.threads(1):
+            assert model.translate(SENTENCES, "sv") == InProcessModel(translator).translate(SENTENCES, "sv")
+    finally:
+        model.close()
+
+
 def test_the_model_file_handed_to_the_child_is_deleted_once_loaded(model_path, monkeypatch, tmp_path):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     model = ModelProcess(fastnet.load(model_path), threads=1)

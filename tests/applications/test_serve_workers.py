@@ -17,24 +17,24 @@ pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installe
 httpx = pytest.importorskip("httpx", reason="httpx (the test client) is not installed")
 psutil = pytest.importorskip("psutil", reason="psutil (to find the worker processes) is not installed")
 
-import fastnet  # noqa: E402
+from fastnet.serve.model_process import child_command, child_environment  # noqa: E402
 from test_serve import SENTENCES, TIMEOUT, _free_port, expected, metric, post, scrape, serving, wait_until_healthy  # noqa: E402
 from test_serve_batching import wait_for  # noqa: E402
 
 
 class ServeProcess:
-    """`python -m fastnet.cli serve MODEL --port P ...` with its output in a file."""
+    """`fastnet serve MODEL --port P ...` (this fastnet, as its console script runs it: the working
+    directory is not on sys.path) with its output in a file; cwd: where it runs."""
 
-    def __init__(self, model_path, log_path, *options):
+    def __init__(self, model_path, log_path, *options, cwd=None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        root = os.path.dirname(os.path.dirname(os.path.abspath(fastnet.__file__)))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         self.log_path = log_path
+        command = child_command("from fastnet.cli import main; sys.exit(main(sys.argv[1:]))", "serve", model_path,
+                                "--port", self.port, "--threads", 1, *options)
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "fastnet.cli", "serve", str(model_path), "--port",
-                                          str(self.port), "--threads", "1", *options],
-                                         env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(command, env=child_environment(), cwd=cwd, stdout=log,
+                                         stderr=subprocess.STDOUT)
 
     def __enter__(self):
         wait_until_healthy(self.url, time.monotonic() + 3 * TIMEOUT, lambda: self.proc.poll() is None)
@@ -126,6 +126,18 @@ def test_two_workers_share_the_port_and_report_one_set_of_metrics(model_path, re
     assert counts == {200: 32}
     assert metric(samples, "fastnet_requests_total", endpoint="/translate", status="200") == 32
     assert metric(samples, "fastnet_sentences_translated_total") == 32
+
+
+def test_workers_import_this_fastnet_from_a_folder_holding_another(model_path, reference, tmp_path):
+    """Run from inside a source checkout (pip installed fastnet elsewhere), the workers and their model
+    processes imported the checkout's unbuilt package, and none of them could start."""
+    from test_serve_model_process import decoy_fastnet
+
+    folder = decoy_fastnet(tmp_path / "checkout")
+    with ServeProcess(model_path, tmp_path / "serve.log", "--workers", "2", cwd=folder) as server:
+        reply = post(server.url, {"texts": SENTENCES[:4], "to": "sv"})
+        assert reply.status_code == 200 and reply.json()["translations"] == expected(reference, SENTENCES[:4], "sv")
+    assert "the fastnet of the working directory" not in server.log()
 
 
 def _running(pid):
