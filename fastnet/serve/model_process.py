@@ -72,13 +72,6 @@ class InProcessModel:
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def child_environment(**extra):
-    """os.environ for a child interpreter that imports this very fastnet."""
-    env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-    return env
-
-
 def child_command(code, *args):
     """The command line of a child interpreter that runs `code` (sys.argv[1:] = args) with this very
     fastnet. `python -c` and `python -m` put the working directory first on sys.path, before
@@ -113,7 +106,7 @@ class ModelProcess:
             ours, theirs = socket.socketpair()
             with theirs:
                 self._proc = subprocess.Popen(child_command(_CHILD_MAIN, theirs.fileno(), path, self._threads),
-                                              pass_fds=(theirs.fileno(),), env=child_environment())
+                                              pass_fds=(theirs.fileno(),))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 
-from fastnet.serve.model_process import child_command, child_environment
+from fastnet.serve.model_process import child_command
 
 OPTIONS_ENV = "FASTNET_SERVE_OPTIONS"
 POLL_SECONDS = 0.2
@@ -65,8 +65,8 @@ class Supervisor:
         self.quick_deaths = 0
 
     def _spawn(self):
-        env = child_environment(PROMETHEUS_MULTIPROC_DIR=self.metrics_dir,
-                                **{OPTIONS_ENV: json.dumps({"model": str(self.model_path), "options": self.options})})
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
+               OPTIONS_ENV: json.dumps({"model": str(self.model_path), "options": self.options})}
         proc = subprocess.Popen(child_command(_WORKER_MAIN, self.sock.fileno()), pass_fds=(self.sock.fileno(),),
                                 env=env)
         self.workers[proc.pid] = (proc, time.monotonic())
@@ -151,6 +151,3 @@ def _worker(fd):
 
 
 _WORKER_MAIN = "from fastnet.serve.workers import _worker; _worker(int(sys.argv[1]))"
-
-if __name__ == "__main__":
-    _worker(int(sys.argv[1]))

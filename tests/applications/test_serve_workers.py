@@ -17,7 +17,7 @@ pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installe
 httpx = pytest.importorskip("httpx", reason="httpx (the test client) is not installed")
 psutil = pytest.importorskip("psutil", reason="psutil (to find the worker processes) is not installed")
 
-from fastnet.serve.model_process import child_command, child_environment  # noqa: E402
+from fastnet.serve.model_process import child_command  # noqa: E402
 from test_serve import SENTENCES, TIMEOUT, _free_port, expected, metric, post, scrape, serving, wait_until_healthy  # noqa: E402
 from test_serve_batching import wait_for  # noqa: E402
 
@@ -33,8 +33,7 @@ class ServeProcess:
         command = child_command("from fastnet.cli import main; sys.exit(main(sys.argv[1:]))", "serve", model_path,
                                 "--port", self.port, "--threads", 1, *options)
         with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(command, env=child_environment(), cwd=cwd, stdout=log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
     def __enter__(self):
         wait_until_healthy(self.url, time.monotonic() + 3 * TIMEOUT, lambda: self.proc.poll() is None)
