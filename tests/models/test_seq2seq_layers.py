@@ -235,7 +235,8 @@ def test_incremental_steps_match_teacher_forcing(rng):
         np.testing.assert_allclose(dec.step(state, tokens[:, t]), full[:, t], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("index", [[2, 0], [1, 1, 0], [0, 1, 2], [2]], ids=["drop", "repeat", "same", "one"])
+@pytest.mark.parametrize("index", [[2, 0], [1, 1, 0], [0, 1, 2], [2], [2, 0, 0, 1]],
+                         ids=["drop", "repeat", "same", "one", "grow"])
 def test_reordered_steps_match_teacher_forcing_of_the_kept_rows(rng, index):
     """Dropping, repeating or keeping rows mid-decoding (greedy and beam search do) leaves each
     kept row's cache as its own: later steps equal a full pass over that row's tokens."""
