@@ -122,7 +122,9 @@ class SubwordTokenizer(_Tokenizer):
         """The pieces of one text as strings (for showing how a sentence is split)."""
         return self._sp.encode(text, out_type=str)
 
-    def _render_rows(self, arr, skip_special):
+    def _render_rows(self, arr, skip_special, widths=None):
+        if widths is not None:
+            arr = [row[:w] for row, w in zip(arr, widths)]
         if not skip_special:
             return [" ".join(self._sp.id_to_piece(int(i)) for i in row) for row in arr]
         rows = []

@@ -161,14 +161,27 @@ class _Tokenizer:
         return self._render_rows(arr[None, :], skip_special)[0]
 
     def decode_batch(self, array, skip_special=True):
-        """Decode every row of a (B, T) array (or a list of id lists)."""
+        """Decode every row of a (B, T) array, or of a list of id lists (rows may differ in length)."""
+        widths = None
         if not isinstance(array, np.ndarray):
-            rows = list(array)
-            lengths = {len(row) for row in rows}
-            if len(lengths) > 1:    # ragged rows: one at a time
-                return [self.decode(row, skip_special) for row in rows]
-            array = np.asarray(rows).reshape(len(rows), lengths.pop() if lengths else 0)
-        return self._render_rows(self._check_ids(array, ndim=2), skip_special)
+            array, widths = self._padded_rows(list(array))
+        return self._render_rows(self._check_ids(array, ndim=2), skip_special, widths)
+
+    def _padded_rows(self, rows):
+        """(B, T) array of id lists padded with pad_id, and each row's own length (None if all alike).
+
+        Ragged rows are decoded in one pass too: decoding them one at a time cost a
+        quarter of a translation of short sentences.
+        """
+        widths = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+        if widths.size == 0 or (widths == widths[0]).all():
+            return np.asarray(rows).reshape(len(rows), int(widths[0]) if widths.size else 0), None
+        flat = np.asarray([i for row in rows for i in row])
+        if flat.ndim != 1:
+            raise ValueError(f"expected a list of token id lists, got rows of shape {flat.shape[1:]}")
+        out = np.full((len(rows), int(widths.max())), self.pad_id, dtype=flat.dtype)
+        out[np.arange(out.shape[1])[None, :] < widths[:, None]] = flat
+        return out, widths
 
     def _check_ids(self, ids, ndim):
         arr = np.asarray(ids)
@@ -189,17 +202,18 @@ class _Tokenizer:
                 f"(size {self.vocab_size})")
         return arr
 
-    def _render_rows(self, arr, skip_special):
+    def _render_rows(self, arr, skip_special, widths=None):
         """Decode a validated (B, T) array in one pass: the pieces of all rows
-        are joined into one string, which is then cut at the row ends."""
+        are joined into one string, which is then cut at the row ends. widths:
+        each row's own length, when rows were padded only to share an array."""
         n, width = arr.shape
         if width == 0:
             return [""] * n
-        keep = np.ones(arr.shape, dtype=bool)
+        keep = np.ones(arr.shape, dtype=bool) if widths is None else np.arange(width)[None, :] < widths[:, None]
         if skip_special:
-            is_eos = arr == self.eos_id
+            is_eos = (arr == self.eos_id) & keep
             end = np.where(is_eos.any(axis=1), is_eos.argmax(axis=1), width)
-            keep = (np.arange(width)[None, :] < end[:, None]) & (arr != self.pad_id) \
+            keep &= (np.arange(width)[None, :] < end[:, None]) & (arr != self.pad_id) \
                 & (arr != self.bos_id)
         flat = arr[keep]
         lengths = keep.sum(axis=1)

@@ -241,6 +241,14 @@ def test_decode_batch_accepts_lists_and_ragged_rows(tok):
     assert raw[0].replace(" ", "") == "<bos>" + expected[0].replace(" ", "") + "<eos>"
     with pytest.raises(ValueError, match=r"token id -3 at position \(1, 0\)"):
         tok.decode_batch(np.array([[tok.pad_id], [-3]]))
+    # Ragged rows are decoded in one pass: each row stops at its own end, also without skip_special.
+    assert tok.decode_batch(ragged, skip_special=False) == [tok.decode(row, skip_special=False) for row in ragged]
+    long_rows = [b + [tok.eos_id] + a, a, [tok.eos_id] + a + a]
+    assert tok.decode_batch(long_rows) == [tok.decode(row) for row in long_rows]
+    with pytest.raises(ValueError, match=rf"token id {tok.vocab_size} at position \(1, 1\)"):
+        tok.decode_batch([a, [a[0], tok.vocab_size], []])
+    with pytest.raises(TypeError, match="integers"):
+        tok.decode_batch([a, [1.5]])
 
 
 @given(st.lists(word_text, min_size=1, max_size=6))
