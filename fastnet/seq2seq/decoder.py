@@ -57,7 +57,7 @@ class DecoderState:
         """Keep batch rows `index` (beam search) in every cache."""
         for cache in self.caches:
             cache.reorder(index)
-        self.memory_kv = [(k[index], v[index]) for k, v in self.memory_kv]
+        self.memory_kv = [kv[index] for kv in self.memory_kv]  # keys and values of a row: one run
         if self.memory_mask is not None:
             self.memory_mask = self.memory_mask[index]
 

@@ -219,10 +219,12 @@ class MultiHeadAttention(Layer):
         x = x.reshape(B, T, n, self.n_heads, self.d_head)
         return [x[:, :, i] for i in range(n)]
 
-    def project_memory(self, memory: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Keys and values of the encoder memory (cross-attention), each (B, S, H, dh)."""
-        k, v = self._heads(self.kv_proj.forward(memory), 2)
-        return k, v
+    def project_memory(self, memory: np.ndarray) -> np.ndarray:
+        """Keys and values of the encoder memory (cross-attention) as one (B, S, 2, H, dh) array:
+        [:, :, 0] the keys, [:, :, 1] the values. Kept together so that decoding, which drops
+        finished rows, gathers each row's keys and values in one contiguous copy."""
+        B, S = memory.shape[:2]
+        return self.kv_proj.forward(memory).reshape(B, S, 2, self.n_heads, self.d_head)
 
     def forward(self, x: np.ndarray, memory: Optional[np.ndarray] = None,
                 key_padding_mask: Optional[np.ndarray] = None, training: bool = False) -> np.ndarray:
@@ -232,7 +234,8 @@ class MultiHeadAttention(Layer):
                 raise ValueError("cross-attention needs the encoder memory")
             _check_last_dim(memory, self.d_model, "MultiHeadAttention memory")
             (q,) = self._heads(self.q_proj.forward(x), 1)
-            k, v = self.project_memory(memory)
+            kv = self.project_memory(memory)
+            k, v = kv[:, :, 0], kv[:, :, 1]
         else:
             q, k, v = self._heads(self.qkv_proj.forward(x), 3)
         ctx, probs = ops.attention(q, k, v, key_padding_mask=key_padding_mask, causal=self.causal)
@@ -262,17 +265,17 @@ class MultiHeadAttention(Layer):
         return KVCache(batch, capacity, self.n_heads, self.d_head, self.qkv_proj.params["w"].dtype)
 
     def step(self, x: np.ndarray, cache: Optional[KVCache] = None,
-             memory_kv: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+             memory_kv: Optional[np.ndarray] = None,
              key_padding_mask: Optional[np.ndarray] = None) -> np.ndarray:
         """Attend from the new positions x (B, t, D) using cached keys/values.
 
         Self-attention appends this step's keys and values to `cache`;
-        cross-attention uses `memory_kv` from `project_memory`.
+        cross-attention uses `memory_kv` (B, S, 2, H, dh) from `project_memory`.
         """
         B, T = x.shape[:2]
         if self.cross:
             (q,) = self._heads(self.q_proj.forward(x), 1)
-            k, v = memory_kv
+            k, v = memory_kv[:, :, 0], memory_kv[:, :, 1]
             ctx, _ = ops.attention(q, k, v, key_padding_mask=key_padding_mask)
         else:
             q, k_new, v_new = self._heads(self.qkv_proj.forward(x), 3)
@@ -374,7 +377,7 @@ class TransformerDecoderLayer(Layer):
         dx = dx + self.norm1.backward(self.self_attn.backward(self.drop1.backward(dx)))
         return dx, dmemory
 
-    def step(self, x: np.ndarray, cache: KVCache, memory_kv: Tuple[np.ndarray, np.ndarray],
+    def step(self, x: np.ndarray, cache: KVCache, memory_kv: np.ndarray,
              memory_mask: Optional[np.ndarray] = None) -> np.ndarray:
         """Incremental forward of new positions x (B, t, D) with cached keys/values (inference)."""
         x = x + self.self_attn.step(self.norm1.forward(x), cache=cache)
