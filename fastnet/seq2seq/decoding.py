@@ -79,6 +79,13 @@ def _log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def _capacity(caps):
+    """Positions the key/value caches need: the longest cap of the batch, not the decoder's max_len.
+    A cache of max_len positions for 256 rows is tens of MB per layer, which the allocator maps
+    fresh and the kernel zeroes page by page as the steps reach them."""
+    return int(caps.max()) if caps.size else 1
+
+
 def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, project=None):
     """Most likely allowed next token at every step, with a key/value cache.
 
@@ -87,8 +94,8 @@ def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, project
     projection from decoder.prepare_decoding() (made here when None).
     """
     B = memory.shape[0]
-    state = decoder.start(memory, memory_mask, capacity=max_len, project=project)
     caps = rules.cap(np.arange(B), max_len)
+    state = decoder.start(memory, memory_mask, capacity=_capacity(caps), project=project)
     histories = [[] for _ in range(B)]
     rows = np.arange(B)
     ids = np.full(B, bos_id, dtype=np.int64)
@@ -149,7 +156,7 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
     caps = rules.cap(np.arange(B), max_len)
     mem = np.repeat(memory, K, axis=0)
     mask = None if memory_mask is None else np.repeat(memory_mask, K, axis=0)
-    state = decoder.start(mem, mask, capacity=max_len, project=project)
+    state = decoder.start(mem, mask, capacity=_capacity(caps), project=project)
     scores = np.full((B, K), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at step 0
     hyps = [[[] for _ in range(K)] for _ in range(B)]
