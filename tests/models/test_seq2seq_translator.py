@@ -52,6 +52,23 @@ def test_beam_of_one_equals_greedy(trained, toy):
     assert [hyps[0][0] for hyps in decoding.beam_search(*args, beam=1)] == decoding.greedy(*args)
 
 
+def test_caches_hold_the_longest_cap_of_the_batch(trained, toy, monkeypatch):
+    """The key/value caches are sized by the batch's length caps, which every step fills exactly."""
+    _, test = toy
+    tok, dec = trained.tokenizers["sv"], trained.decoders["sv"]
+    memory, mask = trained._memory(trained.encode_source(test.en[:6]))
+    capacities, start = [], dec.start
+    monkeypatch.setattr(dec, "start", lambda *a, capacity=None, **k: capacities.append(capacity) or start(
+        *a, capacity=capacity, **k))
+    caps = [3, 5, 2, 4, 5, 1]
+    args = (dec, memory, mask, tok.bos_id, tok.eos_id, dec.max_len, decoding.Rules(max_lengths=caps))
+    rows = decoding.greedy(*args)
+    found = decoding.beam_search(*args, beam=2)
+    assert capacities == [5, 5] and dec.max_len > 5
+    assert all(len(r) < cap for r, cap in zip(rows, caps))  # the cap's last step is the forced end
+    assert all(len(tokens) < cap for hyps, cap in zip(found, caps) for tokens, _ in hyps)
+
+
 def sequence_logprob(tr, to, src, tokens):
     tok, dec = tr.tokenizers[to], tr.decoders[to]
     memory, mask = tr._memory(tr.encode_source([src]))
