@@ -41,37 +41,46 @@ class Rules:
             return np.full(len(rows), default, dtype=np.int64)
         return np.minimum(self.max_lengths[rows], default)
 
-    def apply(self, logp, histories):
+    def apply(self, logp, history):
         """Set to -inf the scores of banned tokens and of tokens that would repeat an n-gram.
 
-        logp (N, V) is changed in place; histories[i] lists the tokens row i has produced."""
+        logp (N, V) is changed in place; history (N, t) holds the t tokens each row has produced
+        (every search keeps its live rows in step, so they all have produced the same number).
+        Whole-array operations: a Python loop over the rows cost 0.66 ms a step for 250 rows,
+        a tenth of an int8 translation of short sentences."""
+        history = np.asarray(history, dtype=np.int64).reshape(logp.shape[0], -1)
+        t = history.shape[1]
         if self.banned.size:
             logp[:, self.banned] = -np.inf
-        if self.eos_id is not None and self.min_length > 0:
-            short = [i for i, history in enumerate(histories) if len(history) < self.min_length]
-            logp[short, self.eos_id] = -np.inf
+        if self.eos_id is not None and t < self.min_length:
+            logp[:, self.eos_id] = -np.inf
         run = self.max_run
-        if run > 0:
-            for i, history in enumerate(histories):
-                if len(history) >= run and len(set(history[-run:])) == 1:
-                    logp[i, history[-1]] = -np.inf
-        n = self.no_repeat_ngram
-        if n < 1:
-            return logp
-        for i, history in enumerate(histories):
-            for token in repeated_ngram_ends(history, n):
-                logp[i, token] = -np.inf
+        if 0 < run <= t:
+            last = history[:, -1]
+            same = (history[:, t - run:] == last[:, None]).all(axis=1)
+            logp[same, last[same]] = -np.inf
+        if self.no_repeat_ngram >= 1:
+            rows, tokens = repeated_ngram_ends(history, self.no_repeat_ngram)
+            logp[rows, tokens] = -np.inf
         return logp
 
 
 def repeated_ngram_ends(history, n):
-    """Tokens that, appended to `history`, would complete an n-gram that already occurs in it."""
-    if len(history) < n - 1 or n < 1:
-        return ()
+    """(rows, tokens): the tokens that, appended to row `rows[i]` of history (N, t), would complete
+    an n-gram that already occurs in that row."""
+    history = np.asarray(history, dtype=np.int64)
+    N, t = history.shape
+    if n < 1 or t < n - 1:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if n == 1:
-        return set(history)
-    prefix = tuple(history[len(history) - n + 1:])
-    return {history[i + n - 1] for i in range(len(history) - n + 1) if tuple(history[i:i + n - 1]) == prefix}
+        return np.repeat(np.arange(N), t), history.reshape(-1)
+    prefix = history[:, t - n + 1:]  # the last n - 1 tokens of each row
+    starts = t - n + 1  # where an earlier (n - 1)-gram can start with a token after it
+    match = np.ones((N, starts), dtype=bool)
+    for j in range(n - 1):  # token j of every window at once (3x faster than comparing window views)
+        match &= history[:, j:j + starts] == prefix[:, j:j + 1]
+    rows, start = np.nonzero(match)
+    return rows, history[rows, start + n - 1]
 
 
 def _log_softmax(logits):
@@ -96,16 +105,17 @@ def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, project
     B = memory.shape[0]
     caps = rules.cap(np.arange(B), max_len)
     state = decoder.start(memory, memory_mask, capacity=_capacity(caps), project=project)
-    histories = [[] for _ in range(B)]
+    tokens = np.zeros((B, _capacity(caps)), dtype=np.int64)  # at step t the live rows hold t each
+    lengths = np.zeros(B, dtype=np.int64)
     rows = np.arange(B)
     ids = np.full(B, bos_id, dtype=np.int64)
     for t in range(int(caps.max())):
         logits = decoder.step(state, ids)  # a fresh array; float32 picks the same argmax as float64
-        nxt = rules.apply(logits, [histories[r] for r in rows]).argmax(axis=1)
+        nxt = rules.apply(logits, tokens[rows, :t]).argmax(axis=1)
         nxt[t + 1 >= caps[rows]] = eos_id  # this sentence's cap: end it here
         alive = nxt != eos_id
-        for r, token in zip(rows[alive], nxt[alive]):
-            histories[r].append(int(token))
+        tokens[rows[alive], t] = nxt[alive]
+        lengths[rows[alive]] = t + 1
         if not alive.all():
             if not alive.any():
                 break
@@ -113,7 +123,7 @@ def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, project
             state.reorder(keep)
             rows, nxt = rows[keep], nxt[keep]
         ids = nxt
-    return histories
+    return [row[:n].tolist() for row, n in zip(tokens, lengths)]
 
 
 def greedy_uncached(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules):
@@ -125,7 +135,7 @@ def greedy_uncached(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules
     done = np.zeros(B, dtype=bool)
     for t in range(int(caps.max())):
         logits = decoder.forward(prefix, memory, memory_mask)[:, -1].astype(np.float64)
-        nxt = rules.apply(logits, histories).argmax(axis=1)
+        nxt = rules.apply(logits, prefix[:, 1:]).argmax(axis=1)  # a finished row's tail is never read
         nxt[t + 1 >= caps] = eos_id
         done |= nxt == eos_id
         for r in np.flatnonzero(~done):
@@ -163,9 +173,10 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
     finished = [[] for _ in range(B)]
     open_rows = np.ones(B, dtype=bool)
     ids = np.full(B * K, bos_id, dtype=np.int64)
+    sequences = np.zeros((B * K, 0), dtype=np.int64)  # the tokens of each beam slot (of closed rows: unread)
     for t in range(int(caps.max())):
         logp = _log_softmax(decoder.step(state, ids).astype(np.float64))
-        rules.apply(logp, [h for sentence in hyps for h in sentence])
+        rules.apply(logp, sequences)
         ending = t + 1 >= caps  # at the cap only eos may follow
         for b in np.flatnonzero(ending):
             eos_scores = logp[b * K:(b + 1) * K, eos_id].copy()
@@ -201,4 +212,5 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
             break
         state.reorder(source)
         scores, hyps = new_scores, new_hyps
+        sequences = np.concatenate([sequences[source], ids[:, None]], axis=1)
     return [sorted(f, key=lambda pair: -pair[1]) for f in finished]

@@ -288,11 +288,42 @@ def test_repetition_guard_holds_on_a_model_forced_to_repeat():
         assert len(bigrams) == len(set(bigrams)), row
     free = decoding.greedy(Repeater(), memory, None, 1, 2, 60, decoding.Rules(banned={3}, max_lengths=[40, 12]))
     assert free[0][:6] == [5, 6, 7, 5, 6, 7] and len(free[0]) == 39
-    assert decoding.repeated_ngram_ends([1, 2, 3, 1, 2], 3) == {3}
+    rows, ends = decoding.repeated_ngram_ends(np.array([[1, 2, 3, 1, 2], [1, 2, 1, 2, 1]]), 3)
+    assert sorted(zip(rows.tolist(), ends.tolist())) == [(0, 3), (1, 2)]  # 2 1 was followed by 2
+    assert decoding.repeated_ngram_ends(np.array([[4, 4, 5]]), 1)[1].tolist() == [4, 4, 5]
+    assert decoding.repeated_ngram_ends(np.array([[7]]), 3)[0].size == 0
     runs = decoding.greedy(Stutter(), memory, None, 1, 2, 12, decoding.Rules(banned={3}, max_run=2))
     for row in runs:
         assert all(len(set(row[i:i + 3])) > 1 for i in range(len(row) - 2)), row
     assert decoding.greedy(Stutter(), memory, None, 1, 2, 12, decoding.Rules(banned={3}))[0][:4] == [6] * 4
+
+
+def _rules_one_row_at_a_time(rules, logp, history):
+    """The decoding rules written plainly, a row at a time: what Rules.apply must agree with."""
+    for i, row in enumerate(history.tolist()):
+        logp[i, rules.banned] = -np.inf
+        if rules.eos_id is not None and len(row) < rules.min_length:
+            logp[i, rules.eos_id] = -np.inf
+        run = rules.max_run
+        if 0 < run <= len(row) and len(set(row[-run:])) == 1:
+            logp[i, row[-1]] = -np.inf
+        n = rules.no_repeat_ngram
+        for start in range(len(row) - n + 1 if n >= 1 and len(row) >= n - 1 else 0):
+            if row[start:start + n - 1] == row[len(row) - n + 1:]:
+                logp[i, row[start + n - 1]] = -np.inf
+    return logp
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_rules_on_whole_arrays_equal_the_rules_row_by_row(seed):
+    rng = np.random.default_rng(seed)
+    rows, t, vocab = int(rng.integers(1, 6)), int(rng.integers(0, 9)), int(rng.integers(6, 9))
+    history = rng.integers(3, 3 + int(rng.integers(1, 4)), size=(rows, t))  # few distinct tokens: many repeats
+    rules = decoding.Rules(banned=rng.integers(0, vocab, 2), no_repeat_ngram=int(rng.integers(0, 5)), eos_id=2,
+                           min_length=int(rng.integers(0, 3)), max_run=int(rng.integers(0, 4)))
+    logp = rng.standard_normal((rows, vocab))
+    expected = _rules_one_row_at_a_time(rules, logp.copy(), history)
+    np.testing.assert_array_equal(rules.apply(logp, history), expected)
 
 
 class Stutter(Repeater):
