@@ -32,10 +32,17 @@ typedef struct {
     int64_t batch, tq, tk, heads, dh;
     int64_t q_sb, q_st, k_sb, k_st, v_sb, v_st;
     int64_t do_sb, do_st, dq_sb, dq_st, dk_sb, dk_st, dv_sb, dv_st; /* backward only */
-    const uint8_t *pad; /* batch x tk, 1 = padding, or NULL */
+    const uint8_t *pad; /* kv_batch x tk, 1 = padding, or NULL */
+    const int64_t *kv_rows; /* forward: the row of k, v and pad that query row b reads, or NULL (row b) */
     int causal;
     double scale;
 } attn_dims;
+
+/* The row of k, v and the padding mask that query row b attends to. Decoding
+ * keeps the encoder memory's keys and values where they are and says which
+ * row each sentence (or beam hypothesis) reads, instead of copying them every
+ * time sentences finish or hypotheses are reordered. */
+static inline int64_t attn_kv_row(const attn_dims *a, int64_t b) { return a->kv_rows ? a->kv_rows[b] : b; }
 
 /* Keys [0, n) are visible to query i before padding is considered. */
 static inline int64_t attn_visible_keys(const attn_dims *a, int64_t i) {
@@ -76,7 +83,7 @@ static fn_status attn_fill_dims(attn_dims *a, int64_t batch, int64_t tq, int64_t
     a->q_sb = q_sb; a->q_st = q_st; a->k_sb = k_sb; a->k_st = k_st;
     a->v_sb = v_sb; a->v_st = v_st;
     attn_set_backward_strides(a, 0, 0, 0, 0, 0, 0, 0, 0);
-    a->pad = pad; a->causal = causal != 0;
+    a->pad = pad; a->kv_rows = NULL; a->causal = causal != 0;
     a->scale = 1.0 / sqrt((double)dh);
     return FN_OK;
 }
@@ -250,12 +257,13 @@ static fn_status attention_backward_f64(const attn_dims *a, const double *dout, 
                                             int64_t dh, const REAL *q, int64_t q_sb, int64_t q_st,   \
                                             const REAL *k, int64_t k_sb, int64_t k_st, const REAL *v, \
                                             int64_t v_sb, int64_t v_st,                              \
-                                            const uint8_t *key_padding_mask, int causal, REAL *out,  \
-                                            REAL *probs, int n_threads) {                            \
+                                            const uint8_t *key_padding_mask, const int64_t *kv_rows, \
+                                            int causal, REAL *out, REAL *probs, int n_threads) {     \
         attn_dims a;                                                                                 \
         fn_status st = attn_fill_dims(&a, batch, tq, tk, heads, dh, q_sb, q_st, k_sb, k_st, v_sb,    \
                                       v_st, key_padding_mask, causal);                               \
         if (st != FN_OK) return st;                                                                  \
+        a.kv_rows = kv_rows;                                                                         \
         return attention_forward_##SUFFIX(&a, q, k, v, out, probs, attn_threads(&a, n_threads));     \
     }                                                                                                \
     fn_status fn_attention_backward_##SUFFIX(                                                        \

@@ -58,10 +58,11 @@ static int GEN(softmax_row)(const REAL *qi, const REAL *k, int64_t k_st, int64_t
 static void GEN(head_forward)(const attn_dims *a, int64_t b, int64_t h,
                               const REAL *q, const REAL *k, const REAL *v,
                               REAL *out, REAL *probs) {
+    int64_t kb = attn_kv_row(a, b);
     const REAL *qh = q + b * a->q_sb + h * a->dh;
-    const REAL *kh = k + b * a->k_sb + h * a->dh;
-    const REAL *vh = v + b * a->v_sb + h * a->dh;
-    const uint8_t *pad = a->pad ? a->pad + b * a->tk : NULL;
+    const REAL *kh = k + kb * a->k_sb + h * a->dh;
+    const REAL *vh = v + kb * a->v_sb + h * a->dh;
+    const uint8_t *pad = a->pad ? a->pad + kb * a->tk : NULL;
     int64_t out_st = a->heads * a->dh;
     REAL *oh = out + b * a->tq * out_st + h * a->dh;
     REAL *ph = probs + (b * a->heads + h) * a->tq * a->tk;

@@ -148,13 +148,14 @@ TARGET static void SIMD(head_forward)(const attn_dims *a, int64_t b, int64_t h, 
     int64_t dh = a->dh, tk = a->tk, out_st = a->heads * dh;
     float *kT = scratch, *kill = kT + dh * tkp, *s = kill + tkp;
     int32_t *live_keys = (int32_t *)(s + 2 * tkp + 2 * tkp * a->tq);
+    int64_t kb = attn_kv_row(a, b);
     const float *qh = q + b * a->q_sb + h * dh;
-    const float *vh = v + b * a->v_sb + h * dh;
-    const uint8_t *pad = a->pad ? a->pad + b * tk : NULL;
+    const float *vh = v + kb * a->v_sb + h * dh;
+    const uint8_t *pad = a->pad ? a->pad + kb * tk : NULL;
     float *oh = out + b * a->tq * out_st + h * dh;
     float *ph = probs + (b * a->heads + h) * a->tq * tk;
 
-    const float *kh = k + b * a->k_sb + h * dh;
+    const float *kh = k + kb * a->k_sb + h * dh;
     int direct = a->tq <= DIRECT_MAX_QUERIES;
     if (!direct) SIMD(pack_transposed)(kh, a->k_st, tk, dh, tkp, kT);
     for (int64_t j = 0; j < tkp; j++) kill[j] = (j >= tk || (pad && pad[j])) ? 1.0f : 0.0f;

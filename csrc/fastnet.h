@@ -318,18 +318,22 @@ fn_status fn_layer_norm_backward_f64(const double *dy, const double *x, const do
  * contiguous batch x heads x tq x tk (kept for the backward).
  * key_padding_mask (batch x tk, 1 = padding, or NULL) and causal (query i
  * sees key j only when j <= i + tk - tq) remove keys; a row with no key left
- * gives probs and out of zeros. Scores are scaled by 1/sqrt(dh). */
+ * gives probs and out of zeros. Scores are scaled by 1/sqrt(dh).
+ * kv_rows (batch entries, or NULL for row b itself): query row b attends to
+ * row kv_rows[b] of k, v and the mask, which may then have any number of
+ * rows (the caller checks the indices); decoding uses it to read the encoder
+ * memory in place as sentences finish or beams reorder. */
 fn_status fn_attention_forward_f32(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
                                    const float *q, int64_t q_sb, int64_t q_st,
                                    const float *k, int64_t k_sb, int64_t k_st,
                                    const float *v, int64_t v_sb, int64_t v_st,
-                                   const uint8_t *key_padding_mask, int causal,
+                                   const uint8_t *key_padding_mask, const int64_t *kv_rows, int causal,
                                    float *out, float *probs, int n_threads);
 fn_status fn_attention_forward_f64(int64_t batch, int64_t tq, int64_t tk, int64_t heads, int64_t dh,
                                    const double *q, int64_t q_sb, int64_t q_st,
                                    const double *k, int64_t k_sb, int64_t k_st,
                                    const double *v, int64_t v_sb, int64_t v_st,
-                                   const uint8_t *key_padding_mask, int causal,
+                                   const uint8_t *key_padding_mask, const int64_t *kv_rows, int causal,
                                    double *out, double *probs, int n_threads);
 /* Backward of the attention given dout (strided like q, with do_sb, do_st)
  * and the forward's probs. dq (batch x tq x heads x dh), dk and dv

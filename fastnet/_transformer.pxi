@@ -250,8 +250,8 @@ def layer_norm_backward(dy, x, gamma, mean, rstd):
 # q, k, v and dout are strided over batch and time; (heads, dh) is contiguous
 # (checked by _tf_heads_contiguous), which is all the C code assumes.
 cdef fn_status _attention_forward_impl(const real[:, :, :, :] q, const real[:, :, :, :] k,
-                                       const real[:, :, :, :] v, const uint8_t *pad, int causal,
-                                       real[:, :, :, ::1] out, real[:, :, :, ::1] probs) noexcept:
+                                       const real[:, :, :, :] v, const uint8_t *pad, const int64_t *kv_rows,
+                                       int causal, real[:, :, :, ::1] out, real[:, :, :, ::1] probs) noexcept:
     cdef int64_t es = sizeof(real)
     with nogil:
         if real is float:
@@ -259,13 +259,15 @@ cdef fn_status _attention_forward_impl(const real[:, :, :, :] q, const real[:, :
                                             &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
                                             &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
                                             &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
-                                            pad, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0], _n_threads)
+                                            pad, kv_rows, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0],
+                                            _n_threads)
         else:
             return fn_attention_forward_f64(q.shape[0], q.shape[1], k.shape[1], q.shape[2], q.shape[3],
                                             &q[0, 0, 0, 0], q.strides[0] // es, q.strides[1] // es,
                                             &k[0, 0, 0, 0], k.strides[0] // es, k.strides[1] // es,
                                             &v[0, 0, 0, 0], v.strides[0] // es, v.strides[1] // es,
-                                            pad, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0], _n_threads)
+                                            pad, kv_rows, causal, &out[0, 0, 0, 0], &probs[0, 0, 0, 0],
+                                            _n_threads)
 
 
 cdef fn_status _attention_backward_impl(const real[:, :, :, :] dout, const real[:, :, :, :] q,
@@ -322,8 +324,9 @@ cdef object _tf_grad_out(out, like, inputs, str what, str name):
     return out
 
 
-cdef tuple _tf_qkv(q, k, v, str what):
-    """Checked q (B, Tq, H, dh), k and v (B, Tk, H, dh) of one float dtype."""
+cdef tuple _tf_qkv(q, k, v, str what, bint same_batch=True):
+    """Checked q (B, Tq, H, dh), k and v (B, Tk, H, dh) of one float dtype (same_batch=False: k and v
+    may have another number of rows, which the caller's row index picks from)."""
     q = float_array(q, what, "q")
     k = float_array(k, what, "k")
     v = float_array(v, what, "v")
@@ -334,7 +337,7 @@ cdef tuple _tf_qkv(q, k, v, str what):
             raise ValueError(f"{what}: {name} must be 4-D (batch, time, heads, head_dim), got shape {a.shape}")
     if k.shape != v.shape:
         raise ValueError(f"{what}: k has shape {k.shape} but v has shape {v.shape}; they must match")
-    if (q.shape[0], q.shape[2], q.shape[3]) != (k.shape[0], k.shape[2], k.shape[3]):
+    if (q.shape[2], q.shape[3]) != (k.shape[2], k.shape[3]) or (same_batch and q.shape[0] != k.shape[0]):
         raise ValueError(f"{what}: q of shape {q.shape} and k of shape {k.shape} must agree in "
                          f"batch, heads and head_dim (axes 0, 2, 3)")
     if q.shape[2] == 0 or q.shape[3] == 0:
@@ -342,26 +345,48 @@ cdef tuple _tf_qkv(q, k, v, str what):
     return _tf_heads_contiguous(q), _tf_heads_contiguous(k), _tf_heads_contiguous(v)
 
 
-def attention(q, k, v, key_padding_mask=None, causal=False):
+cdef object _tf_kv_rows(kv_rows, int64_t batch, int64_t kv_batch, str what):
+    """kv_rows checked: (batch,) integers, each a row of k and v."""
+    rows = np.asarray(kv_rows)
+    if rows.dtype.kind not in "iu":
+        raise TypeError(f"{what}: kv_rows must be integers, got dtype {rows.dtype}")
+    if rows.shape != (batch,):
+        raise ValueError(f"{what}: kv_rows must have shape (batch,) = ({batch},), got {rows.shape}")
+    if batch and (rows.min() < 0 or rows.max() >= kv_batch):
+        raise ValueError(f"{what}: kv_rows must lie in [0, {kv_batch}) (the rows of k), "
+                         f"got values in [{rows.min()}, {rows.max()}]")
+    return np.ascontiguousarray(rows, dtype=np.int64)
+
+
+def attention(q, k, v, key_padding_mask=None, causal=False, kv_rows=None):
     """Multi-head scaled dot-product attention.
 
     q is (B, Tq, H, dh), k and v are (B, Tk, H, dh): a (B, T, D) projection
     reshaped to (B, T, H, D/H). key_padding_mask (B, Tk) bool marks padding
     keys with True; causal lets query i see key j only when j <= i + Tk - Tq.
+    kv_rows (B,) integers: query row b attends to row kv_rows[b] of k, v and
+    key_padding_mask, which may then have any number of rows (decoding reads
+    the encoder memory in place as sentences finish and beams reorder).
     Returns out (B, Tq, H, dh) and probs (B, H, Tq, Tk); a query that sees
     no key gets zeros.
     """
     what = "attention"
     cdef fn_status st
-    q, k, v = _tf_qkv(q, k, v, what)
+    q, k, v = _tf_qkv(q, k, v, what, kv_rows is None)
     batch, tq, heads, dh = q.shape
-    tk = k.shape[1]
+    kv_batch, tk = k.shape[0], k.shape[1]
     cdef const uint8_t[::1] pad_view
     cdef const uint8_t *pad = NULL
+    cdef const int64_t[::1] rows_view
+    cdef const int64_t *rows = NULL
+    if kv_rows is not None:
+        rows_view = _tf_kv_rows(kv_rows, batch, kv_batch, what)
+        if batch:
+            rows = &rows_view[0]
     if key_padding_mask is not None:
         mask = np.asarray(key_padding_mask)
-        if mask.shape != (batch, tk):
-            raise ValueError(f"{what}: key_padding_mask must have shape (batch, Tk) = {(batch, tk)} "
+        if mask.shape != (kv_batch, tk):
+            raise ValueError(f"{what}: key_padding_mask must have shape (batch, Tk) = {(kv_batch, tk)} "
                              f"for k of shape {k.shape}, got {mask.shape}")
         if mask.dtype != np.bool_:
             if mask.dtype.kind not in "iu" or (mask.size and not np.isin(mask, (0, 1)).all()):
@@ -378,9 +403,9 @@ def attention(q, k, v, key_padding_mask=None, causal=False):
         out.fill(0)
         return out, probs
     if is_f32(q):
-        st = _attention_forward_impl[float](q, k, v, pad, bool(causal), out, probs)
+        st = _attention_forward_impl[float](q, k, v, pad, rows, bool(causal), out, probs)
     else:
-        st = _attention_forward_impl[double](q, k, v, pad, bool(causal), out, probs)
+        st = _attention_forward_impl[double](q, k, v, pad, rows, bool(causal), out, probs)
     if st != FN_OK:
         check_status(st, f"{what}(q {q.shape}, k {k.shape})")
     return out, probs

@@ -88,13 +88,17 @@ def _weighted_keys(weights, rows):
     return np.swapaxes(terms.sum(axis=3), 1, 2)
 
 
-def attention(q, k, v, key_padding_mask=None, causal=False):
+def attention(q, k, v, key_padding_mask=None, causal=False, kv_rows=None):
     """Scaled dot-product attention: (out (B, Tq, H, dh), probs (B, H, Tq, Tk)).
 
     A query row with a NaN score (NaN in q or in a visible key, or Inf that
     turns into NaN) comes out all NaN, probabilities and output alike; a
-    query with no visible key comes out all zeros.
+    query with no visible key comes out all zeros. kv_rows: query row b
+    attends to row kv_rows[b] of k, v and the mask.
     """
+    if kv_rows is not None:
+        k, v = k[kv_rows], v[kv_rows]
+        key_padding_mask = None if key_padding_mask is None else np.asarray(key_padding_mask)[kv_rows]
     batch, tq, _, dh = q.shape
     tk = k.shape[1]
     scale = 1.0 / np.sqrt(dh)

@@ -44,22 +44,25 @@ from fastnet.seq2seq.layers import (
 
 
 class DecoderState:
-    """What incremental decoding carries between steps: per-layer caches and the memory's keys/values."""
+    """What incremental decoding carries between steps: per-layer caches, the memory's keys/values
+    and, for each decoding row, the memory row it reads."""
 
-    def __init__(self, caches, memory_kv, memory_mask, project):
+    def __init__(self, caches, memory_kv, memory_mask, memory_rows, project):
         self.caches = caches
         self.memory_kv = memory_kv
         self.memory_mask = memory_mask
+        # The memory's keys and values stay where start() put them: rows that finish or beams that
+        # reorder change only which memory row each decoding row reads (ops.attention's kv_rows),
+        # where gathering the keys and values at every reorder copied them all.
+        self.memory_rows = memory_rows
         self.project = project  # hidden states -> logits, for this run (see TiedOutput.decoding_projection)
         self.position = 0
 
     def reorder(self, index):
-        """Keep batch rows `index` (beam search) in every cache."""
+        """Keep batch rows `index` (greedy drops finished rows; beam search picks hypotheses)."""
         for cache in self.caches:
             cache.reorder(index)
-        self.memory_kv = [kv[index] for kv in self.memory_kv]  # keys and values of a row: one run
-        if self.memory_mask is not None:
-            self.memory_mask = self.memory_mask[index]
+        self.memory_rows = self.memory_rows[index]
 
 
 class TiedOutput(Layer):
@@ -204,22 +207,23 @@ class Decoder(Layer):
         return self.out.decoding_projection() if self.tie_embeddings else self.out.forward
 
     def start(self, memory: np.ndarray, memory_mask: Optional[np.ndarray] = None,
-              capacity: Optional[int] = None, project=None) -> DecoderState:
+              capacity: Optional[int] = None, project=None, rows=None) -> DecoderState:
         """Begin decoding: precompute the memory's keys/values in every layer, allocate caches.
-        project: from prepare_decoding() (made here when None)."""
+        project: from prepare_decoding() (made here when None). rows: the memory row each decoding
+        row reads (beam search: each sentence's row once per hypothesis); all of them in order when None."""
         capacity = self.max_len if capacity is None else min(int(capacity), self.max_len)
-        B = memory.shape[0]
-        caches = [layer.self_attn.new_cache(B, capacity) for layer in self.layers]
+        rows = np.arange(memory.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+        caches = [layer.self_attn.new_cache(len(rows), capacity) for layer in self.layers]
         memory_kv = [layer.cross_attn.project_memory(memory) for layer in self.layers]
         mask = None if memory_mask is None else np.ascontiguousarray(memory_mask, dtype=bool)
-        return DecoderState(caches, memory_kv, mask, project or self.prepare_decoding())
+        return DecoderState(caches, memory_kv, mask, rows, project or self.prepare_decoding())
 
     def step(self, state: DecoderState, ids: np.ndarray) -> np.ndarray:
         """Feed one token per row (B,) at the next position; returns logits (B, V) for the token after it."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1, 1)
         x = self.pos.forward(self.embed.forward(ids), offset=state.position)
         for layer, cache, kv in zip(self.layers, state.caches, state.memory_kv):
-            x = layer.step(x, cache, kv, state.memory_mask)
+            x = layer.step(x, cache, kv, state.memory_mask, state.memory_rows)
         state.position += 1
         return state.project(self.norm.forward(x))[:, 0]
 

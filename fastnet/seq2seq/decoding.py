@@ -4,8 +4,9 @@ Each function takes a text Decoder, the encoder memory (B, S, D) with its
 padding mask, the special token ids and a `Rules` object saying what a
 translation may contain; greedy returns a list of B token-id lists (eos cut
 off), beam search a list of B lists of (tokens, score), best first. What
-they ask of the decoder: start(memory, mask, capacity=, project=) -> a state
-with reorder(index), and step(state, ids) -> logits (B, V).
+they ask of the decoder: start(memory, mask, capacity=, project=, rows=) -> a
+state with reorder(index), and step(state, ids) -> logits (B, V); rows (beam
+search) gives the memory row of each decoding row.
 
 The rules every search obeys (so a person can trust the output):
 * banned ids (unk, pad, bos) are never produced -- `translate` never writes `<unk>`;
@@ -164,9 +165,8 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
     """
     B, K = memory.shape[0], int(beam)
     caps = rules.cap(np.arange(B), max_len)
-    mem = np.repeat(memory, K, axis=0)
-    mask = None if memory_mask is None else np.repeat(memory_mask, K, axis=0)
-    state = decoder.start(mem, mask, capacity=_capacity(caps), project=project)
+    state = decoder.start(memory, memory_mask, capacity=_capacity(caps), project=project,
+                          rows=np.repeat(np.arange(B), K))  # K hypotheses read each sentence's memory
     scores = np.full((B, K), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at step 0
     hyps = [[[] for _ in range(K)] for _ in range(B)]

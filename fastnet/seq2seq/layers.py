@@ -266,17 +266,18 @@ class MultiHeadAttention(Layer):
 
     def step(self, x: np.ndarray, cache: Optional[KVCache] = None,
              memory_kv: Optional[np.ndarray] = None,
-             key_padding_mask: Optional[np.ndarray] = None) -> np.ndarray:
+             key_padding_mask: Optional[np.ndarray] = None, memory_rows: Optional[np.ndarray] = None) -> np.ndarray:
         """Attend from the new positions x (B, t, D) using cached keys/values.
 
         Self-attention appends this step's keys and values to `cache`;
-        cross-attention uses `memory_kv` (B, S, 2, H, dh) from `project_memory`.
+        cross-attention uses `memory_kv` (M, S, 2, H, dh) from `project_memory`, row
+        memory_rows[b] for row b of x (row b itself when None).
         """
         B, T = x.shape[:2]
         if self.cross:
             (q,) = self._heads(self.q_proj.forward(x), 1)
             k, v = memory_kv[:, :, 0], memory_kv[:, :, 1]
-            ctx, _ = ops.attention(q, k, v, key_padding_mask=key_padding_mask)
+            ctx, _ = ops.attention(q, k, v, key_padding_mask=key_padding_mask, kv_rows=memory_rows)
         else:
             q, k_new, v_new = self._heads(self.qkv_proj.forward(x), 3)
             k, v = cache.append(k_new, v_new)
@@ -378,10 +379,11 @@ class TransformerDecoderLayer(Layer):
         return dx, dmemory
 
     def step(self, x: np.ndarray, cache: KVCache, memory_kv: np.ndarray,
-             memory_mask: Optional[np.ndarray] = None) -> np.ndarray:
+             memory_mask: Optional[np.ndarray] = None, memory_rows: Optional[np.ndarray] = None) -> np.ndarray:
         """Incremental forward of new positions x (B, t, D) with cached keys/values (inference)."""
         x = x + self.self_attn.step(self.norm1.forward(x), cache=cache)
-        x = x + self.cross_attn.step(self.norm2.forward(x), memory_kv=memory_kv, key_padding_mask=memory_mask)
+        x = x + self.cross_attn.step(self.norm2.forward(x), memory_kv=memory_kv, key_padding_mask=memory_mask,
+                                     memory_rows=memory_rows)
         return x + self.ffn.forward(self.norm3.forward(x))
 
 

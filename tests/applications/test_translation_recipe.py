@@ -261,7 +261,7 @@ class Repeater:
     def __init__(self, vocab=12):
         self.vocab = vocab
 
-    def start(self, memory, mask, capacity=None, project=None):
+    def start(self, memory, mask, capacity=None, project=None, rows=None):
         class State:
             position = 0
 

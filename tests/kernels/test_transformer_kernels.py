@@ -194,6 +194,42 @@ def test_attention_threads_bitwise_identical(cpu_path, dtype):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tq,causal", [(1, False), (1, True), (6, False), (6, True)])
+def test_attention_kv_rows_read_in_place_what_a_gather_would_copy(cpu_path, dtype, tq, causal):
+    """Row b of q attends to row kv_rows[b] of k, v and the mask: bitwise the attention over the
+    gathered rows, with rows repeated, dropped and out of order, and k having more or fewer rows."""
+    _, k, v, mask = make_qkv(4, 1, 7, 3, 17, dtype, seed=40, padded=True)
+    for rows in ([2, 0, 0, 3, 1, 2], [3], [1, 1]):
+        rows = np.array(rows)
+        q = np.random.default_rng(41).standard_normal((len(rows), tq, 3, 17)).astype(dtype)
+        out, probs = ops.attention(q, k, v, key_padding_mask=mask, causal=causal, kv_rows=rows)
+        want, want_probs = ops.attention(q, k[rows], v[rows], key_padding_mask=mask[rows], causal=causal)
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(probs, want_probs)
+        rout, _ = ref.attention(q, k, v, key_padding_mask=mask, causal=causal, kv_rows=rows)
+        np.testing.assert_allclose(out, rout, **tol(dtype, 2))
+    empty, _ = ops.attention(q[:0], k, v, kv_rows=np.zeros(0, np.int64))
+    assert empty.shape == (0, tq, 3, 17)
+
+
+def test_attention_kv_rows_errors_name_what_is_wrong():
+    q = np.zeros((3, 1, 2, 4), np.float32)
+    k = np.zeros((2, 5, 2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"agree in batch"):
+        ops.attention(q, k, k)  # without kv_rows, q and k must have the same rows
+    with pytest.raises(ValueError, match=r"kv_rows must lie in \[0, 2\).*\[0, 2\]"):
+        ops.attention(q, k, k, kv_rows=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"kv_rows must lie in \[0, 2\).*\[-1, 1\]"):
+        ops.attention(q, k, k, kv_rows=[0, 1, -1])
+    with pytest.raises(ValueError, match=r"kv_rows must have shape \(batch,\) = \(3,\), got \(2,\)"):
+        ops.attention(q, k, k, kv_rows=[0, 1])
+    with pytest.raises(TypeError, match="kv_rows must be integers"):
+        ops.attention(q, k, k, kv_rows=[0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape.*\(2, 5\)"):
+        ops.attention(q, k, k, kv_rows=[0, 1, 1], key_padding_mask=np.zeros((3, 5), bool))
+
+
 def test_attention_errors_name_shapes():
     q = np.zeros((2, 3, 2, 4), np.float32)
     k = np.zeros((2, 5, 2, 4), np.float32)
