@@ -58,12 +58,19 @@ class Rules:
         run = self.max_run
         if 0 < run <= t:
             last = history[:, -1]
-            same = (history[:, t - run:] == last[:, None]).all(axis=1)
-            logp[same, last[same]] = -np.inf
+            same = history[:, t - run] == last
+            for j in range(t - run + 1, t - 1):
+                same &= history[:, j] == last
+            if same.any():
+                _ban(logp, np.flatnonzero(same), last[same])
         if self.no_repeat_ngram >= 1:
-            rows, tokens = repeated_ngram_ends(history, self.no_repeat_ngram)
-            logp[rows, tokens] = -np.inf
+            _ban(logp, *repeated_ngram_ends(history, self.no_repeat_ngram))
         return logp
+
+
+def _ban(logp, rows, tokens):
+    if rows.size:  # most steps ban nothing: skip the indexing
+        logp[rows, tokens] = -np.inf
 
 
 def repeated_ngram_ends(history, n):
@@ -75,13 +82,12 @@ def repeated_ngram_ends(history, n):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if n == 1:
         return np.repeat(np.arange(N), t), history.reshape(-1)
-    prefix = history[:, t - n + 1:]  # the last n - 1 tokens of each row
     starts = t - n + 1  # where an earlier (n - 1)-gram can start with a token after it
-    match = np.ones((N, starts), dtype=bool)
-    for j in range(n - 1):  # token j of every window at once (3x faster than comparing window views)
-        match &= history[:, j:j + starts] == prefix[:, j:j + 1]
+    match = history[:, :starts] == history[:, starts:starts + 1]
+    for j in range(1, n - 1):  # token j of every window at once (3x faster than comparing window views)
+        match &= history[:, j:j + starts] == history[:, starts + j:starts + j + 1]
     rows, start = np.nonzero(match)
-    return rows, history[rows, start + n - 1]
+    return rows, (history[rows, start + n - 1] if rows.size else start)
 
 
 def _log_softmax(logits):
