@@ -221,8 +221,7 @@ class MultiHeadAttention(Layer):
 
     def project_memory(self, memory: np.ndarray) -> np.ndarray:
         """Keys and values of the encoder memory (cross-attention) as one (B, S, 2, H, dh) array:
-        [:, :, 0] the keys, [:, :, 1] the values. Kept together so that decoding, which drops
-        finished rows, gathers each row's keys and values in one contiguous copy."""
+        [:, :, 0] the keys, [:, :, 1] the values, views of the fused projection (no copy)."""
         B, S = memory.shape[:2]
         return self.kv_proj.forward(memory).reshape(B, S, 2, self.n_heads, self.d_head)
 
