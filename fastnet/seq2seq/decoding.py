@@ -95,6 +95,27 @@ def _log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def _best_first(values, n):
+    """Column indices of the n smallest values of each row, in the order a stable argsort gives
+    (equal values: the lower index first), without sorting whole rows: beam search ranks 2 x beam
+    of beam x vocabulary candidates, and sorting all of them was half of its time.
+
+    argpartition picks n per row in linear time but breaks ties at the n-th value arbitrarily, so
+    a row where that value also occurs outside the pick is redone by a stable sort. Past the
+    first value that is not finite the order does not matter (the search stops there), so a
+    row with fewer than n finite values needs no redoing."""
+    if n >= values.shape[1]:
+        return np.argsort(values, axis=1, kind="stable")[:, :n]
+    pick = np.argpartition(values, n - 1, axis=1)[:, :n]
+    picked = np.take_along_axis(values, pick, axis=1)
+    nth = picked.max(axis=1)
+    unsure = np.isfinite(nth) & ((values == nth[:, None]).sum(axis=1) > (picked == nth[:, None]).sum(axis=1))
+    for row in np.flatnonzero(unsure):
+        pick[row] = np.argsort(values[row], kind="stable")[:n]
+        picked[row] = values[row, pick[row]]
+    return np.take_along_axis(pick, np.lexsort((pick, picked), axis=1), axis=1)
+
+
 def _capacity(caps):
     """Positions the key/value caches need: the longest cap of the batch, not the decoder's max_len
     (the caches are rows x capacity x d_model per layer: sized by max_len, they follow the longest
@@ -190,7 +211,7 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
             logp[b * K:(b + 1) * K, eos_id] = eos_scores
         V = logp.shape[1]
         cand = (scores.reshape(-1, 1) + logp).reshape(B, K * V)
-        top = np.argsort(-cand, axis=1, kind="stable")[:, :2 * K]
+        top = _best_first(-cand, 2 * K)
         source = np.arange(B * K)  # which hypothesis each new beam slot continues
         ids = np.full(B * K, eos_id, dtype=np.int64)
         new_scores = np.full((B, K), -np.inf)

@@ -326,6 +326,25 @@ def test_rules_on_whole_arrays_equal_the_rules_row_by_row(seed):
     np.testing.assert_array_equal(rules.apply(logp, history), expected)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_beam_candidates_are_ranked_as_a_stable_sort_ranks_them(seed):
+    """Beam search takes its 2 x beam best candidates without sorting all of them: the same
+    candidates in the same order as a stable argsort, ties included, up to the first score that
+    is not finite (where the search stops)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        rows, width = int(rng.integers(1, 5)), int(rng.integers(1, 40))
+        n = int(rng.integers(1, width + 3))
+        values = rng.integers(0, int(rng.integers(1, 6)), (rows, width)).astype(np.float64)  # many ties
+        values[rng.random((rows, width)) < rng.choice([0.0, 0.3])] = np.inf
+        values[rng.random((rows, width)) < rng.choice([0.0, 0.1])] = np.nan
+        want, got = np.argsort(values, axis=1, kind="stable")[:, :n], decoding._best_first(values, n)
+        for w, g, row in zip(want, got, values):
+            finite = np.isfinite(row[w])
+            upto = len(w) if finite.all() else int(np.argmin(finite))
+            np.testing.assert_array_equal(g[:upto], w[:upto])
+
+
 class Stutter(Repeater):
     """Scores token 6 best at every step."""
 
