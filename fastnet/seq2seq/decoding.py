@@ -211,7 +211,8 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
             logp[b * K:(b + 1) * K, eos_id] = eos_scores
         V = logp.shape[1]
         cand = (scores.reshape(-1, 1) + logp).reshape(B, K * V)
-        top = _best_first(-cand, 2 * K)
+        top = np.zeros((B, 2 * K), dtype=np.int64)
+        top[open_rows] = _best_first(-cand[open_rows], 2 * K)  # finished sentences take no candidates
         source = np.arange(B * K)  # which hypothesis each new beam slot continues
         ids = np.full(B * K, eos_id, dtype=np.int64)
         new_scores = np.full((B, K), -np.inf)
