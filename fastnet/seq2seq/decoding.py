@@ -194,51 +194,57 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
     caps = rules.cap(np.arange(B), max_len)
     state = decoder.start(memory, memory_mask, capacity=_capacity(caps), project=project,
                           rows=np.repeat(np.arange(B), K))  # K hypotheses read each sentence's memory
+    # The sentences still open; open sentence a holds rows a * K .. a * K + K - 1 of the state.
+    # A sentence that closes leaves the state, as a finished sentence leaves greedy's batch.
+    sent = np.arange(B)
     scores = np.full((B, K), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at step 0
     hyps = [[[] for _ in range(K)] for _ in range(B)]
     finished = [[] for _ in range(B)]
-    open_rows = np.ones(B, dtype=bool)
     ids = np.full(B * K, bos_id, dtype=np.int64)
-    sequences = np.zeros((B * K, 0), dtype=np.int64)  # the tokens of each beam slot (of closed rows: unread)
+    sequences = np.zeros((B * K, 0), dtype=np.int64)  # the tokens of each hypothesis, as an array
     for t in range(int(caps.max())):
+        A = len(sent)
         logp = _log_softmax(decoder.step(state, ids).astype(np.float64))
         rules.apply(logp, sequences)
-        ending = t + 1 >= caps  # at the cap only eos may follow
-        for b in np.flatnonzero(ending):
-            eos_scores = logp[b * K:(b + 1) * K, eos_id].copy()
-            logp[b * K:(b + 1) * K] = -np.inf
-            logp[b * K:(b + 1) * K, eos_id] = eos_scores
+        ending = t + 1 >= caps[sent]  # at the cap only eos may follow
+        for a in np.flatnonzero(ending):
+            eos_scores = logp[a * K:(a + 1) * K, eos_id].copy()
+            logp[a * K:(a + 1) * K] = -np.inf
+            logp[a * K:(a + 1) * K, eos_id] = eos_scores
         V = logp.shape[1]
-        cand = (scores.reshape(-1, 1) + logp).reshape(B, K * V)
-        top = np.zeros((B, 2 * K), dtype=np.int64)
-        top[open_rows] = _best_first(-cand[open_rows], 2 * K)  # finished sentences take no candidates
-        source = np.arange(B * K)  # which hypothesis each new beam slot continues
-        ids = np.full(B * K, eos_id, dtype=np.int64)
-        new_scores = np.full((B, K), -np.inf)
-        new_hyps = [[[] for _ in range(K)] for _ in range(B)]
-        for b in np.flatnonzero(open_rows):
+        cand = (scores.reshape(-1, 1) + logp).reshape(A, K * V)
+        top = _best_first(-cand, 2 * K)
+        source = np.arange(A * K)  # which hypothesis each new beam slot continues
+        ids = np.full(A * K, eos_id, dtype=np.int64)
+        new_scores = np.full((A, K), -np.inf)
+        new_hyps = [[[] for _ in range(K)] for _ in range(A)]
+        still_open = np.ones(A, dtype=bool)
+        for a, b in enumerate(sent):
             slot = 0
-            for rank, c in enumerate(top[b]):
-                score = cand[b, c]
+            for rank, c in enumerate(top[a]):
+                score = cand[a, c]
                 if not np.isfinite(score):
                     break
                 k, token = divmod(int(c), V)
                 if token == eos_id:
                     if rank < K:  # an ending counts only among the beam's best (so beam 1 is greedy)
-                        tokens = hyps[b][k]
+                        tokens = hyps[a][k]
                         finished[b].append((tokens, score / length_normalizer(len(tokens) + 1, length_penalty)))
                 elif slot < K:
-                    new_hyps[b][slot] = hyps[b][k] + [token]
-                    new_scores[b, slot] = score
-                    source[b * K + slot] = b * K + k
-                    ids[b * K + slot] = token
+                    new_hyps[a][slot] = hyps[a][k] + [token]
+                    new_scores[a, slot] = score
+                    source[a * K + slot] = a * K + k
+                    ids[a * K + slot] = token
                     slot += 1
-            if len(finished[b]) >= K or slot == 0 or ending[b]:
-                open_rows[b] = False
-        if not open_rows.any():
+            if len(finished[b]) >= K or slot == 0 or ending[a]:
+                still_open[a] = False
+        keep = np.flatnonzero(still_open)
+        if not keep.size:
             break
-        state.reorder(source)
-        scores, hyps = new_scores, new_hyps
-        sequences = np.concatenate([sequences[source], ids[:, None]], axis=1)
+        rows = (keep[:, None] * K + np.arange(K)).reshape(-1)  # the slots of the sentences that go on
+        state.reorder(source[rows])
+        sequences = np.concatenate([sequences[source], ids[:, None]], axis=1)[rows]
+        ids, scores, sent = ids[rows], new_scores[keep], sent[keep]
+        hyps = [new_hyps[a] for a in keep]
     return [sorted(f, key=lambda pair: -pair[1]) for f in finished]
