@@ -69,6 +69,15 @@ def test_caches_hold_the_longest_cap_of_the_batch(trained, toy, monkeypatch):
     assert all(len(tokens) < cap for hyps, cap in zip(found, caps) for tokens, _ in hyps)
 
 
+def test_beam_search_of_a_batch_equals_it_sentence_by_sentence(trained, toy):
+    """Sentences close at different steps and leave the batch's state: what is left decodes as alone."""
+    _, test = toy
+    src = test.en[:24]
+    whole = trained.translate(src, to="sv", beam=3, n_best=3)
+    assert whole == trained.translate(src, to="sv", beam=3, n_best=3, batch_size=1)
+    assert whole == trained.translate(src, to="sv", beam=3, n_best=3, batch_size=5)
+
+
 def sequence_logprob(tr, to, src, tokens):
     tok, dec = tr.tokenizers[to], tr.decoders[to]
     memory, mask = tr._memory(tr.encode_source([src]))
