@@ -132,8 +132,9 @@ def greedy(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, project
     """
     B = memory.shape[0]
     caps = rules.cap(np.arange(B), max_len)
-    state = decoder.start(memory, memory_mask, capacity=_capacity(caps), project=project)
-    tokens = np.zeros((B, int(caps.max()) if B else 0), dtype=np.int64)  # at step t the live rows hold t each
+    capacity = _capacity(caps)
+    state = decoder.start(memory, memory_mask, capacity=capacity, project=project)
+    tokens = np.zeros((B, capacity), dtype=np.int64)  # at step t the live rows hold t each
     lengths = np.zeros(B, dtype=np.int64)
     rows = np.arange(B)
     ids = np.full(B, bos_id, dtype=np.int64)
@@ -199,10 +200,9 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
     sent = np.arange(B)
     scores = np.full((B, K), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at step 0
-    hyps = [[[] for _ in range(K)] for _ in range(B)]
     finished = [[] for _ in range(B)]
     ids = np.full(B * K, bos_id, dtype=np.int64)
-    sequences = np.zeros((B * K, 0), dtype=np.int64)  # the tokens of each hypothesis, as an array
+    sequences = np.zeros((B * K, 0), dtype=np.int64)  # the tokens of each hypothesis (row a * K + k)
     for t in range(int(caps.max())):
         A = len(sent)
         logp = _log_softmax(decoder.step(state, ids).astype(np.float64))
@@ -218,7 +218,6 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
         source = np.arange(A * K)  # which hypothesis each new beam slot continues
         ids = np.full(A * K, eos_id, dtype=np.int64)
         new_scores = np.full((A, K), -np.inf)
-        new_hyps = [[[] for _ in range(K)] for _ in range(A)]
         still_open = np.ones(A, dtype=bool)
         for a, b in enumerate(sent):
             slot = 0
@@ -229,10 +228,9 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
                 k, token = divmod(int(c), V)
                 if token == eos_id:
                     if rank < K:  # an ending counts only among the beam's best (so beam 1 is greedy)
-                        tokens = hyps[a][k]
+                        tokens = sequences[a * K + k].tolist()
                         finished[b].append((tokens, score / length_normalizer(len(tokens) + 1, length_penalty)))
                 elif slot < K:
-                    new_hyps[a][slot] = hyps[a][k] + [token]
                     new_scores[a, slot] = score
                     source[a * K + slot] = a * K + k
                     ids[a * K + slot] = token
@@ -246,5 +244,4 @@ def beam_search(decoder, memory, memory_mask, bos_id, eos_id, max_len, rules, be
         state.reorder(source[rows])
         sequences = np.concatenate([sequences[source], ids[:, None]], axis=1)[rows]
         ids, scores, sent = ids[rows], new_scores[keep], sent[keep]
-        hyps = [new_hyps[a] for a in keep]
     return [sorted(f, key=lambda pair: -pair[1]) for f in finished]
