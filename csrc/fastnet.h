@@ -381,6 +381,68 @@ fn_status fn_dropout_backward_f64(const double *dy, const uint8_t *mask, double 
 fn_status fn_add_f32(const float *a, const float *b, float *out, int64_t n, int n_threads);
 fn_status fn_add_f64(const double *a, const double *b, double *out, int64_t n, int n_threads);
 
+/* ---- one decoder layer's incremental step (decoder_step.c) ---------------
+ * The inference step of a pre-norm transformer decoder layer (causal
+ * self-attention over a key/value cache, cross-attention to the encoder
+ * memory, feed-forward, each around a residual), one new position per row,
+ * in one call: the kernels above in the order the layer-by-layer path calls
+ * them, so the same bits for the same inputs, without the per-kernel cost of
+ * the caller's language.
+ *
+ * A dense layer is float32 weights w (n_in x n_out, multiplied in bf16 when
+ * bf16 is set), or int8 ones (packed_w, colsum and w_scale as fn_pack_s8 and
+ * fn_quantize_columns_s8 make them, w unused). */
+typedef struct {
+    int64_t n_in, n_out;
+    const float *w;
+    int bf16;
+    const int8_t *packed_w;
+    const int32_t *colsum;
+    const float *w_scale;
+    const float *bias; /* n_out, or NULL */
+    fn_activation act;
+    float act_param;
+} fn_dense_params;
+
+typedef struct {
+    const float *gamma, *beta; /* d_model each */
+    float eps;
+} fn_norm_params;
+
+typedef struct {
+    int64_t d_model, heads, d_ff;
+    fn_norm_params norm1, norm2, norm3;
+    fn_dense_params qkv, self_out;       /* D -> 3D (queries, keys, values), D -> D */
+    fn_dense_params cross_q, cross_out;  /* D -> D, D -> D */
+    fn_dense_params ff_up, ff_down;      /* D -> d_ff (with the activation), d_ff -> D */
+} fn_decoder_layer_params;
+
+/* One step's data. x (batch x d_model, contiguous) is the input and becomes
+ * the output. The cache holds `length` positions per row; the step writes
+ * position `length` (< capacity): row b, position t of the keys at
+ * cache_k + b * cache_sb + t * d_model (the same for values). memory_kv is
+ * the encoder memory's keys and values, (rows, src_len, 2, d_model)
+ * contiguous; query row b reads memory row memory_rows[b] (b when NULL) and
+ * its mask row (batch x src_len, 1 = padding, or NULL). The caller checks
+ * that memory_rows lie within the memory. scratch holds
+ * fn_decoder_step_scratch(batch, d_model, heads, d_ff, max(length + 1, src_len))
+ * floats. */
+typedef struct {
+    int64_t batch;
+    float *x;
+    float *cache_k, *cache_v;
+    int64_t cache_sb, length, capacity;
+    const float *memory_kv;
+    int64_t src_len;
+    const uint8_t *memory_mask;
+    const int64_t *memory_rows;
+    float *scratch;
+} fn_decoder_step_args;
+
+int64_t fn_decoder_step_scratch(int64_t batch, int64_t d_model, int64_t heads, int64_t d_ff, int64_t max_keys);
+fn_status fn_decoder_layer_step_f32(const fn_decoder_layer_params *p, const fn_decoder_step_args *a,
+                                    int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

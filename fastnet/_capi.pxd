@@ -161,6 +161,39 @@ cdef extern from "fastnet.h" nogil:
     fn_status fn_add_f32(const float *a, const float *b, float *out, int64_t n, int n_threads) noexcept
     fn_status fn_add_f64(const double *a, const double *b, double *out, int64_t n, int n_threads) noexcept
 
+    # ---- one decoder layer's incremental step (decoder_step.c)
+    ctypedef struct fn_dense_params:
+        int64_t n_in, n_out
+        const float *w
+        int bf16
+        const int8_t *packed_w
+        const int32_t *colsum
+        const float *w_scale
+        const float *bias
+        fn_activation act
+        float act_param
+    ctypedef struct fn_norm_params:
+        const float *gamma
+        const float *beta
+        float eps
+    ctypedef struct fn_decoder_layer_params:
+        int64_t d_model, heads, d_ff
+        fn_norm_params norm1, norm2, norm3
+        fn_dense_params qkv, self_out, cross_q, cross_out, ff_up, ff_down
+    ctypedef struct fn_decoder_step_args:
+        int64_t batch
+        float *x
+        float *cache_k
+        float *cache_v
+        int64_t cache_sb, length, capacity
+        const float *memory_kv
+        int64_t src_len
+        const uint8_t *memory_mask
+        const int64_t *memory_rows
+        float *scratch
+    int64_t fn_decoder_step_scratch(int64_t batch, int64_t d_model, int64_t heads, int64_t d_ff, int64_t max_keys) noexcept
+    fn_status fn_decoder_layer_step_f32(const fn_decoder_layer_params *p, const fn_decoder_step_args *a, int n_threads) noexcept
+
     # ---- low precision (bf16.c, int8.c)
     fn_status fn_f32_to_bf16(const float *x, uint16_t *out, int64_t n) noexcept
     fn_status fn_bf16_to_f32(const uint16_t *x, float *out, int64_t n) noexcept
