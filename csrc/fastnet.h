@@ -87,6 +87,11 @@ fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                       float alpha, const float *a, int64_t lda,
                       const float *b, int64_t ldb,
                       float beta, float *c, int64_t ldc, int n_threads);
+/* dst (cols x rows, leading dimension ldd) = src (rows x cols, leading
+ * dimension lds) transposed: a plain copy, through the current path's
+ * registers (the float32 GEMM's transposing packing). */
+fn_status fn_transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd,
+                           int n_threads);
 fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                       double alpha, const double *a, int64_t lda,
                       const double *b, int64_t ldb,

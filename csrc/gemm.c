@@ -398,6 +398,42 @@ static int gemm_args_ok(int64_t m, int64_t n, int64_t k, int trans_a, int trans_
     return 1;
 }
 
+/* Square blocks of the portable transposing copy: 32 x 32 floats (4 KiB) read
+ * and written while both stay in L1. */
+#define TRANSPOSE_BLOCK 32
+
+static void transpose_portable(const float *src, int64_t rows, int64_t cols, int64_t lds, float *dst,
+                               int64_t ldd) {
+    for (int64_t i0 = 0; i0 < rows; i0 += TRANSPOSE_BLOCK)
+        for (int64_t j0 = 0; j0 < cols; j0 += TRANSPOSE_BLOCK) {
+            int64_t i1 = i0 + TRANSPOSE_BLOCK < rows ? i0 + TRANSPOSE_BLOCK : rows;
+            int64_t j1 = j0 + TRANSPOSE_BLOCK < cols ? j0 + TRANSPOSE_BLOCK : cols;
+            for (int64_t j = j0; j < j1; ++j)
+                for (int64_t i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j];
+        }
+}
+
+fn_status fn_transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd,
+                           int n_threads) {
+    if (rows < 0 || cols < 0 || lds < (cols > 1 ? cols : 1) || ldd < (rows > 1 ? rows : 1)) return FN_ERR_ARG;
+    if (rows == 0 || cols == 0) return FN_OK;
+    if (!src || !dst) return FN_ERR_ARG;
+    const fn_sgemm_arch *arch = fn_sgemm_arch_current();
+    void (*run)(const float *, int64_t, int64_t, int64_t, float *, int64_t) =
+        arch->transpose ? arch->transpose : transpose_portable;
+    /* threads take whole blocks of 64 source rows: a copy is worth a second
+     * thread only past ~100 us of work, as for the other copies */
+    int nth = fn_threads_for(rows * cols, 1 << 19, n_threads);
+    (void)nth;
+    FN_PARALLEL(nth) {
+        int64_t b0, b1;
+        fn_split((rows + 63) / 64, fn_thread_id(), fn_thread_count(), &b0, &b1);
+        int64_t r0 = b0 * 64, r1 = b1 * 64 < rows ? b1 * 64 : rows;
+        if (r1 > r0) run(src + r0 * lds, r1 - r0, cols, lds, dst + r0, ldd);
+    }
+    return FN_OK;
+}
+
 /* fn_gemm_f32 and fn_gemm_bf16 differ only in the kernel set. */
 #define DEFINE_GEMM_ENTRY(NAME, ARCH)                                                               \
     fn_status NAME(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,         \

@@ -91,9 +91,20 @@ static FN_TARGET_AVX512 void avx512_pack_b(const float *b, int64_t ldb, int tran
     }
 }
 
+/* A transposing copy, 16 x 16 blocks through registers (edges masked). */
+static FN_TARGET_AVX512 void avx512_transpose(const float *src, int64_t rows, int64_t cols, int64_t lds,
+                                              float *dst, int64_t ldd) {
+    for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+        const float *runs[16];
+        int n = rows - i0 < 16 ? (int)(rows - i0) : 16;
+        for (int i = 0; i < n; ++i) runs[i] = src + (i0 + i) * lds;
+        transpose_runs(runs, n, cols, dst + i0, ldd, n);
+    }
+}
+
 const fn_sgemm_arch fn_sgemm_arch_avx512 = {
     "avx512", MR, NR, 192, 512, 4096, kernel_avx512, fn_sgemm_epilogue_avx512,
-    0, 0, avx512_pack_a, avx512_pack_b,
+    0, 0, avx512_pack_a, avx512_pack_b, NULL, NULL, avx512_transpose,
 };
 
 /* The portable bf16 path on this CPU: the same kernel on rounded operands. */

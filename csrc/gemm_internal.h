@@ -87,6 +87,9 @@ typedef struct {
     fn_pack_b pack_b;
     void (*thread_begin)(void);
     void (*thread_end)(void);
+    /* dst (cols x rows, leading dimension ldd) = src (rows x cols, lds)
+     * transposed, or NULL for gemm.c's portable copy (fn_transpose_f32). */
+    void (*transpose)(const float *src, int64_t rows, int64_t cols, int64_t lds, float *dst, int64_t ldd);
 } fn_sgemm_arch;
 
 /* 4-byte words a packed k range of kc elements takes per row or column. */

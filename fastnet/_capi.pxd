@@ -77,6 +77,7 @@ cdef extern from "fastnet.h" nogil:
                                      const float *y, const float *pre, const float *dy,
                                      fn_activation act, float act_param, float *dz, float *dx,
                                      float *dw, float *db, int accumulate, int n_threads) noexcept
+    fn_status fn_transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd, int n_threads) noexcept
     fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                           double alpha, const double *a, int64_t lda, const double *b, int64_t ldb,
                           double beta, double *c, int64_t ldc, int n_threads) noexcept

@@ -66,9 +66,9 @@ def activation_info(name: Optional[str]) -> ActivationInfo:
 
 
 # ---- dense algebra: matmul and the fused dense layer (_gemm.pxi) ----------
-from fastnet._kernels import dense, dense_backward, matmul  # noqa: E402
+from fastnet._kernels import dense, dense_backward, matmul, transpose  # noqa: E402
 
-__all__ += ["matmul", "dense", "dense_backward"]
+__all__ += ["matmul", "dense", "dense_backward", "transpose"]
 
 # ---- bfloat16 conversions and int8 inference (_lowp.pxi) -------------------
 from fastnet._kernels import (  # noqa: E402

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 
 __all__ = [
-    "matmul", "matmul_backward",
+    "matmul", "matmul_backward", "transpose",
     "dense", "dense_backward",
     "activation", "activation_backward", "activation_derivative",
     "softmax", "softmax_backward", "log_softmax",
@@ -160,6 +160,16 @@ def _operand(x, precision):
 
 
 # ---- GEMM ------------------------------------------------------------------
+
+def transpose(x):
+    """x.T as a new C-contiguous array of x's dtype."""
+    x = np.asarray(x)
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"transpose: x must be float32 or float64, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"transpose: x must be 2-D, got shape {x.shape}")
+    return np.ascontiguousarray(x.T)
+
 
 def matmul(a, b, trans_a=False, trans_b=False, out=None, alpha=1.0, beta=0.0, precision="float32"):
     """C = alpha * op(A) @ op(B) + beta * C, computed in float64 (on the

@@ -283,3 +283,28 @@ def test_every_public_op_has_a_reference_twin_with_its_signature(name):
     params = lambda f: [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
     assert hasattr(ref, name), f"fastnet.reference has no {name}: every op needs its NumPy twin"
     assert params(getattr(ref, name)) == params(compiled)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (1, 1), (1, 40), (40, 1), (15, 17), (16, 16), (33, 47),
+                                   (130, 70), (4000, 128)])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_transpose_is_exact_on_every_path(cpu_path, shape, layout, threads, rng):
+    """ops.transpose is a copy: bitwise x.T, NaN and infinities included, C-contiguous, for any input layout."""
+    for dtype in FLOAT_DTYPES:
+        x = with_layout(random_array(rng, shape, dtype), layout)
+        specials = [np.nan, np.inf, -0.0, -np.inf, 1e-40]
+        at = np.unravel_index(rng.choice(x.size, min(x.size, 5), replace=False), shape)
+        x[at] = specials[: min(x.size, 5)]
+        with fastnet.threads(threads):
+            out = ops.transpose(x)
+        assert out.dtype == dtype and out.flags.c_contiguous and out.shape == shape[::-1]
+        expected = ref.transpose(x)
+        np.testing.assert_array_equal(out.view(np.uint8), expected.view(np.uint8))
+
+
+def test_transpose_rejects_what_it_cannot_transpose():
+    with pytest.raises(ValueError, match="transpose: x must be 2-D, got shape"):
+        ops.transpose(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(TypeError, match="transpose: x must be float32 or float64"):
+        ops.transpose(np.zeros((2, 3), np.int32))
