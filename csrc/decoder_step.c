@@ -1,6 +1,9 @@
 /* decoder_step.c - one incremental step of a pre-norm transformer decoder
  * layer, for inference, as one call.
  *
+ * fn_decoder_step_f32 runs a whole decoder step the same way: the token
+ * embedding (scaled) plus the position's signal, every layer, the final norm.
+ *
  * Why: a greedy or beam step runs every layer on one new position per row.
  * Written layer by layer in Python it is thirteen kernel calls per layer
  * (three norms, six dense products, two attentions, the cache append, three
@@ -105,4 +108,30 @@ fn_status fn_decoder_layer_step_f32(const fn_decoder_layer_params *p, const fn_d
     TRY(dense(&p->ff_down, B, ff, y, NULL, n_threads));
     TRY(fn_add_f32(x, y, x, B * D, n_threads));
     return FN_OK;
+}
+
+fn_status fn_decoder_step_f32(const fn_decoder_params *p, const fn_decoder_stack_args *a, int64_t *bad_id,
+                              int n_threads) {
+    if (bad_id) *bad_id = -1;
+    if (p->n_layers < 0 || (p->n_layers && (!p->layers || !a->layers)) || a->batch < 0 || a->position < 0 ||
+        a->position >= p->max_len || p->vocab < 0)
+        return FN_ERR_ARG;
+    const int64_t B = a->batch, D = p->d_model;
+    for (int64_t l = 0; l < p->n_layers; ++l)
+        if (!p->layers[l] || p->layers[l]->d_model != D) return FN_ERR_ARG;
+    if (B == 0) return FN_OK;
+    if (!a->ids || !a->out || !a->stream || !p->table || !p->positions) return FN_ERR_ARG;
+    /* the stream: embedding x sqrt(D) + the position's signal, as three passes like the layer-by-layer path */
+    TRY(fn_embedding_forward_f32(a->ids, B, p->table, p->vocab, D, a->stream, bad_id, n_threads));
+    TRY(fn_scale_f32(a->stream, B * D, p->scale, n_threads));
+    const float *signal = p->positions + a->position * D;
+    for (int64_t b = 0; b < B; ++b) TRY(fn_add_f32(a->stream + b * D, signal, a->stream + b * D, D, 1));
+    for (int64_t l = 0; l < p->n_layers; ++l) {
+        fn_decoder_step_args layer = a->layers[l];
+        layer.batch = B, layer.x = a->stream, layer.scratch = a->scratch;
+        TRY(fn_decoder_layer_step_f32(p->layers[l], &layer, n_threads));
+    }
+    /* the final norm's statistics go to the scratch, which the layers are done with */
+    return fn_layer_norm_forward_f32(a->stream, p->final_norm.gamma, p->final_norm.beta, B, D, p->final_norm.eps,
+                                     a->out, a->scratch, a->scratch + B, n_threads);
 }

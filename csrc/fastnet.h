@@ -448,6 +448,32 @@ int64_t fn_decoder_step_scratch(int64_t batch, int64_t d_model, int64_t heads, i
 fn_status fn_decoder_layer_step_f32(const fn_decoder_layer_params *p, const fn_decoder_step_args *a,
                                     int n_threads);
 
+/* A whole decoder step: x = table[ids] * scale + positions[position], each
+ * layer in turn (its fn_decoder_step_args give its cache and memory; batch, x
+ * and scratch are set here), then out = final_norm(x). stream (batch x
+ * d_model) holds x; scratch is the largest fn_decoder_step_scratch of the
+ * layers (at least 2 x batch). An id outside [0, vocab) gives FN_ERR_LABEL
+ * with its index in *bad_id (or -1), before anything else is written. */
+typedef struct {
+    int64_t n_layers, d_model, vocab, max_len;
+    const fn_decoder_layer_params *const *layers;
+    const float *table; /* vocab x d_model */
+    float scale;
+    const float *positions; /* max_len x d_model */
+    fn_norm_params final_norm;
+} fn_decoder_params;
+
+typedef struct {
+    int64_t batch;
+    const int64_t *ids;
+    int64_t position;
+    const fn_decoder_step_args *layers; /* n_layers */
+    float *stream, *out, *scratch;
+} fn_decoder_stack_args;
+
+fn_status fn_decoder_step_f32(const fn_decoder_params *p, const fn_decoder_stack_args *a, int64_t *bad_id,
+                              int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

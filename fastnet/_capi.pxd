@@ -194,6 +194,22 @@ cdef extern from "fastnet.h" nogil:
         float *scratch
     int64_t fn_decoder_step_scratch(int64_t batch, int64_t d_model, int64_t heads, int64_t d_ff, int64_t max_keys) noexcept
     fn_status fn_decoder_layer_step_f32(const fn_decoder_layer_params *p, const fn_decoder_step_args *a, int n_threads) noexcept
+    ctypedef struct fn_decoder_params:
+        int64_t n_layers, d_model, vocab, max_len
+        const fn_decoder_layer_params **layers
+        const float *table
+        float scale
+        const float *positions
+        fn_norm_params final_norm
+    ctypedef struct fn_decoder_stack_args:
+        int64_t batch
+        const int64_t *ids
+        int64_t position
+        const fn_decoder_step_args *layers
+        float *stream
+        float *out
+        float *scratch
+    fn_status fn_decoder_step_f32(const fn_decoder_params *p, const fn_decoder_stack_args *a, int64_t *bad_id, int n_threads) noexcept
 
     # ---- low precision (bf16.c, int8.c)
     fn_status fn_f32_to_bf16(const float *x, uint16_t *out, int64_t n) noexcept

@@ -1,7 +1,11 @@
-# ---- one decoder layer's incremental step (csrc/decoder_step.c) ----------------------
-# DecoderLayerStep holds one layer's weights as C pointers, read once per
-# decoding run, and runs the layer's inference step in one call: the same
-# kernels as TransformerDecoderLayer.step, without their per-call checks.
+# ---- a decoder's incremental step in one call (csrc/decoder_step.c) ------------------
+# DecoderLayerStep holds one layer's weights as C pointers, DecoderStep the
+# stack (embedding, positions, layers, final norm); both are built once per
+# decoding run, and DecoderStep.step checks its arguments once and runs the
+# same kernels as the layer-by-layer Decoder.step, without ~45 calls from
+# Python per step.
+
+from libc.stdlib cimport malloc, free
 
 _DENSE_NAMES = ("qkv", "self_out", "cross_q", "cross_out", "ff_up", "ff_down")
 
@@ -66,26 +70,18 @@ cdef int _set_norm(fn_norm_params *n, object spec, int64_t d_model, list keep, s
 
 
 cdef class DecoderLayerStep:
-    """The inference step of a pre-norm transformer decoder layer (TransformerDecoderLayer.step)
-    as one C call, on float32 activations.
+    """One pre-norm transformer decoder layer's weights as the one-call decoder step reads them
+    (DecoderStep); built per decoding run, since the weights are referenced, not copied.
 
     DecoderLayerStep(d_model, heads, d_ff, norms, denses): norms are three (gamma, beta, eps),
     denses six (kind, weights, bias, activation, alpha) for the fused query/key/value
     projection (d_model -> 3 d_model), the self-attention output, the cross-attention query,
     its output (each d_model -> d_model), and the feed-forward's two layers (d_model -> d_ff
     with the activation, d_ff -> d_model). kind is 'float32', 'bf16' (float32 weights
-    multiplied in bf16) or 'int8' (weights = (pack_int8(q), per-column scales)). The
-    weights are referenced, not copied: made for one decoding run.
-
-    step(x, cache_k, cache_v, length, memory_kv, memory_mask=None, memory_rows=None) runs the
-    layer on x (B, d_model) float32, C-contiguous, in place; it writes this position's keys
-    and values at position `length` of the caches (B, capacity, heads, head_dim), attends over
-    positions 0..length, and over row memory_rows[b] of memory_kv (rows, S, 2, heads,
-    head_dim: MultiHeadAttention.project_memory) with mask memory_mask (rows, S) bool.
+    multiplied in bf16) or 'int8' (weights = (pack_int8(q), per-column scales)).
     """
     cdef fn_decoder_layer_params p
     cdef list _keep
-    cdef object _scratch
     cdef readonly int64_t d_model, heads, d_ff
 
     def __init__(self, d_model, heads, d_ff, norms, denses):
@@ -108,65 +104,169 @@ cdef class DecoderLayerStep:
         _set_dense(&self.p.cross_out, denses[3], D, D, self._keep, _DENSE_NAMES[3])
         _set_dense(&self.p.ff_up, denses[4], D, F, self._keep, _DENSE_NAMES[4])
         _set_dense(&self.p.ff_down, denses[5], F, D, self._keep, _DENSE_NAMES[5])
-        self._scratch = np.empty(0, _F32)
 
-    def step(self, x, cache_k, cache_v, int64_t length, memory_kv, memory_mask=None, memory_rows=None):
-        what = "DecoderLayerStep.step"
-        cdef int64_t D = self.d_model, H = self.heads, dh = D // H
-        if type(x) is not np.ndarray or x.dtype is not _F32 or x.ndim != 2 or x.shape[1] != D:
-            raise TypeError(f"{what}: x must be a float32 ndarray (batch, {D}), got {_describe(x)}")
-        check_writable_out(x, f"{what}: x")
-        cdef int64_t B = x.shape[0]
-        cdef fn_decoder_step_args a
-        a.batch, a.length = B, length
-        _cache_pointer(cache_k, B, D, H, dh, &a.cache_k, &a.cache_sb, &a.capacity, what, "cache_k")
-        cdef int64_t sb_v, cap_v
-        _cache_pointer(cache_v, B, D, H, dh, &a.cache_v, &sb_v, &cap_v, what, "cache_v")
-        if (sb_v, cap_v) != (a.cache_sb, a.capacity):
-            raise ValueError(f"{what}: cache_k and cache_v must have the same shape and strides")
-        if length < 0 or length >= a.capacity:
-            raise ValueError(f"{what}: key/value cache is full ({a.capacity} positions)" if length >= 0
-                             else f"{what}: length must be >= 0, got {length}")
-        memory_kv = typed_c_array(memory_kv, _F32, what, "memory_kv")
-        if memory_kv.ndim != 5 or memory_kv.shape[2:] != (2, H, dh):
-            raise ValueError(f"{what}: memory_kv must have shape (rows, S, 2, {H}, {dh}), got {memory_kv.shape}")
-        cdef int64_t M = memory_kv.shape[0]
-        a.src_len = memory_kv.shape[1]
-        cdef const float[::1] mv = memory_kv.reshape(-1)
-        a.memory_kv = &mv[0] if memory_kv.size else NULL
-        cdef const uint8_t[::1] pad_view
-        a.memory_mask = NULL
-        if memory_mask is not None:
-            mask = np.asarray(memory_mask)
-            if mask.dtype != np.bool_ or mask.shape != (M, a.src_len):
-                raise ValueError(f"{what}: memory_mask must be bool of shape {(M, a.src_len)}, got "
-                                 f"{mask.dtype} {mask.shape}")
-            if mask.size:
-                pad_view = np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
-                a.memory_mask = &pad_view[0]
+
+cdef class DecoderStep:
+    """A pre-norm transformer decoder's incremental step (Decoder.step) as one C call, on float32
+    activations: the token embedding times `scale` plus the position's signal, every layer, the
+    final norm; the same kernels in the same order as the layer-by-layer path, so the same bits.
+
+    DecoderStep(layers, table, scale, positions, final_norm): layers are DecoderLayerStep,
+    table (vocab, d_model) and positions (max_len, d_model) float32, final_norm (gamma, beta, eps).
+
+    step(ids, position, caches, memory_kv, memory_mask=None, memory_rows=None) -> (B, d_model):
+    ids (B,) integers fed at `position`; caches one per layer, each with k and v
+    (B, capacity, heads, head_dim) float32 and `length`, the positions already in it: the step
+    writes position `length` and adds one to it; memory_kv one per layer, (rows, S, 2, heads,
+    head_dim) float32 (MultiHeadAttention.project_memory); row b reads memory row
+    memory_rows[b] (b when None) and mask row (memory_mask (rows, S) bool, True = padding).
+    """
+    cdef fn_decoder_params p
+    cdef const fn_decoder_layer_params **_layer_params
+    cdef list _layers
+    cdef list _keep
+    cdef object _scratch, _stream
+    cdef readonly int64_t d_model, vocab, max_len
+
+    def __cinit__(self):
+        self._layer_params = NULL
+
+    def __dealloc__(self):
+        free(<void *>self._layer_params)
+
+    def __init__(self, layers, table, scale, positions, final_norm):
+        what = "DecoderStep"
+        self._layers = list(layers)
+        for layer in self._layers:
+            if not isinstance(layer, DecoderLayerStep):
+                raise TypeError(f"{what}: layers must be DecoderLayerStep, got {type(layer).__name__}")
+        table = typed_c_array(table, _F32, what, "table")
+        positions = typed_c_array(positions, _F32, what, "positions")
+        if table.ndim != 2 or positions.ndim != 2 or positions.shape[1] != table.shape[1] or table.shape[1] < 1:
+            raise ValueError(f"{what}: table (vocab, d_model) and positions (max_len, d_model) must agree, "
+                             f"got {table.shape} and {positions.shape}")
+        self.d_model, self.vocab, self.max_len = table.shape[1], table.shape[0], positions.shape[0]
+        cdef int64_t n = len(self._layers), i
+        cdef DecoderLayerStep layer_step
+        for layer_step in self._layers:
+            if layer_step.d_model != self.d_model:
+                raise ValueError(f"{what}: a layer has d_model={layer_step.d_model}, the table {self.d_model}")
+        self._layer_params = <const fn_decoder_layer_params **>malloc(max(n, 1) * sizeof(void *))
+        if self._layer_params == NULL:
+            raise MemoryError(what)
+        for i in range(n):
+            layer_step = self._layers[i]
+            self._layer_params[i] = &layer_step.p
+        self._keep = [table, positions]
+        cdef const float[:, ::1] tv = table
+        cdef const float[:, ::1] pv = positions
+        self.p.n_layers, self.p.d_model, self.p.vocab, self.p.max_len = n, self.d_model, self.vocab, self.max_len
+        self.p.layers = self._layer_params
+        self.p.table = &tv[0, 0] if table.size else NULL
+        self.p.positions = &pv[0, 0] if positions.size else NULL
+        self.p.scale = _finite(scale, f"{what}: scale")
+        _set_norm(&self.p.final_norm, final_norm, self.d_model, self._keep, "final_norm")
+        self._scratch = np.empty(0, _F32)
+        self._stream = np.empty(0, _F32)
+
+    def step(self, ids, int64_t position, caches, memory_kv, memory_mask=None, memory_rows=None):
+        what = "DecoderStep.step"
+        ids = _tf_ids(np.asarray(ids), what).reshape(-1)
+        cdef int64_t B = ids.shape[0], D = self.d_model, n = self.p.n_layers, l
+        caches, memory_kv = list(caches), list(memory_kv)
+        if len(caches) != n or len(memory_kv) != n:
+            raise ValueError(f"{what}: needs one cache and one memory_kv per layer ({n}), "
+                             f"got {len(caches)} and {len(memory_kv)}")
+        if position < 0 or position >= self.max_len:
+            raise ValueError(f"sequence of length {position + 1} is longer than max_len={self.max_len}; "
+                             f"build the model with a larger max_len or shorten the input")
+        cdef fn_decoder_step_args *args = <fn_decoder_step_args *>malloc(max(n, 1) * sizeof(fn_decoder_step_args))
+        if args == NULL:
+            raise MemoryError(what)
+        cdef int64_t need = 2 * B, M = 0, S = 0
+        cdef DecoderLayerStep layer_step
         cdef const int64_t[::1] rows_view
-        a.memory_rows = NULL
-        if memory_rows is None:
-            if M != B:
-                raise ValueError(f"{what}: without memory_rows the memory must have {B} rows, got {M}")
-        else:
-            rows_view = _memory_rows(memory_rows, B, M, what)
-            if B:
-                a.memory_rows = &rows_view[0]
-        cdef int64_t keys = max(length + 1, a.src_len)
-        cdef int64_t need = fn_decoder_step_scratch(B, D, H, self.d_ff, keys)
-        if self._scratch.shape[0] < need:
-            self._scratch = np.empty(need, _F32)
-        cdef float[::1] sv = self._scratch
-        cdef float[:, ::1] xv = x
-        a.scratch = &sv[0] if need else NULL
-        a.x = &xv[0, 0] if B else NULL
+        cdef const uint8_t[::1] pad_view
+        cdef const int64_t[::1] ids_view = ids
+        cdef float[::1] scratch_view
+        cdef float[::1] stream_view
+        cdef fn_decoder_stack_args a
+        cdef int64_t bad = -1
         cdef fn_status st
         cdef int nth = _n_threads
-        with nogil:
-            st = fn_decoder_layer_step_f32(&self.p, &a, nth)
-        check_status(st, what)
-        return x
+        try:
+            memories = []
+            for l in range(n):
+                layer_step = self._layers[l]
+                _layer_args(&args[l], layer_step, B, caches[l], memory_kv[l], memories, what, l)
+                if l == 0:
+                    M, S = memory_kv[0].shape[0], memory_kv[0].shape[1]
+                elif (memories[l].shape[0], memories[l].shape[1]) != (M, S):
+                    raise ValueError(f"{what}: every layer's memory_kv must have the same rows and length, "
+                                     f"got {memories[l].shape} after {memories[0].shape}")
+                need = max(need, fn_decoder_step_scratch(B, D, layer_step.heads, layer_step.d_ff,
+                                                         max(args[l].length + 1, S)))
+            for l in range(n):
+                args[l].memory_mask, args[l].memory_rows = NULL, NULL
+            if memory_mask is not None:
+                mask = np.asarray(memory_mask)
+                if mask.dtype != np.bool_ or mask.shape != (M, S):
+                    raise ValueError(f"{what}: memory_mask must be bool of shape {(M, S)}, got {mask.dtype} {mask.shape}")
+                if mask.size:
+                    pad_view = np.ascontiguousarray(mask).reshape(-1).view(np.uint8)
+                    for l in range(n):
+                        args[l].memory_mask = &pad_view[0]
+            if memory_rows is None:
+                if n and M != B:
+                    raise ValueError(f"{what}: without memory_rows the memory must have {B} rows, got {M}")
+            else:
+                rows_view = _memory_rows(memory_rows, B, M, what)
+                if B:
+                    for l in range(n):
+                        args[l].memory_rows = &rows_view[0]
+            if self._scratch.shape[0] < need:
+                self._scratch = np.empty(need, _F32)
+            if self._stream.shape[0] < B * D:
+                self._stream = np.empty(B * D, _F32)
+            out = np.empty((B, D), _F32)
+            if B:
+                scratch_view, stream_view = self._scratch, self._stream
+                a.batch, a.ids, a.position, a.layers = B, &ids_view[0], position, args
+                a.stream, a.scratch = &stream_view[0], &scratch_view[0]
+                a.out = <float *>data_pointer(out)
+                with nogil:
+                    st = fn_decoder_step_f32(&self.p, &a, &bad, nth)
+                if st == FN_ERR_LABEL:
+                    raise ValueError(f"{what}: token ids must lie in [0, {self.vocab}), got {ids[bad]} at {bad}")
+                check_status(st, what)
+        finally:
+            free(args)
+        for cache in caches:  # each layer wrote this position
+            cache.length += 1
+        return out
+
+
+
+cdef int _layer_args(fn_decoder_step_args *a, DecoderLayerStep layer, int64_t B, object cache, object memory_kv,
+                     list memories, str what, int64_t index) except -1:
+    """a's cache and memory for one layer, checked (batch, x, scratch, mask and rows are set by the caller)."""
+    cdef int64_t D = layer.d_model, H = layer.heads, dh = D // H, sb_v, cap_v
+    name = f"layer {index}"
+    _cache_pointer(cache.k, B, D, H, dh, &a.cache_k, &a.cache_sb, &a.capacity, what, f"{name} cache k")
+    _cache_pointer(cache.v, B, D, H, dh, &a.cache_v, &sb_v, &cap_v, what, f"{name} cache v")
+    if (sb_v, cap_v) != (a.cache_sb, a.capacity):
+        raise ValueError(f"{what}: {name}: the cache's k and v must have the same shape and strides")
+    a.length = cache.length
+    if a.length < 0 or a.length >= a.capacity:
+        raise ValueError(f"{what}: {name}: key/value cache is full ({a.capacity} positions)" if a.length >= 0
+                         else f"{what}: {name}: cache length must be >= 0, got {a.length}")
+    memory_kv = typed_c_array(memory_kv, _F32, what, f"{name} memory_kv")
+    if memory_kv.ndim != 5 or memory_kv.shape[2:] != (2, H, dh):
+        raise ValueError(f"{what}: {name}: memory_kv must have shape (rows, S, 2, {H}, {dh}), got {memory_kv.shape}")
+    memories.append(memory_kv)  # kept alive by the caller while C reads it
+    a.src_len = memory_kv.shape[1]
+    a.memory_kv = <const float *>data_pointer(memory_kv) if memory_kv.size else NULL
+    return 0
 
 
 cdef object _memory_rows(object rows, int64_t B, int64_t M, str what):

@@ -156,6 +156,6 @@ __all__ += [
 
 
 # ---- a decoder layer's inference step in one call (_decoding.pxi) -----------
-from fastnet._kernels import DecoderLayerStep  # noqa: E402
+from fastnet._kernels import DecoderLayerStep, DecoderStep  # noqa: E402
 
-__all__ += ["DecoderLayerStep"]
+__all__ += ["DecoderLayerStep", "DecoderStep"]

@@ -47,7 +47,7 @@ class DecoderState:
     """What incremental decoding carries between steps: per-layer caches, the memory's keys/values
     and, for each decoding row, the memory row it reads."""
 
-    def __init__(self, caches, memory_kv, memory_mask, memory_rows, project, layer_steps=None):
+    def __init__(self, caches, memory_kv, memory_mask, memory_rows, project, one_call=None):
         self.caches = caches
         self.memory_kv = memory_kv
         self.memory_mask = memory_mask
@@ -56,8 +56,8 @@ class DecoderState:
         # where gathering the keys and values at every reorder copied them all.
         self.memory_rows = memory_rows
         self.project = project  # hidden states -> logits, for this run (see TiedOutput.decoding_projection)
-        # each layer's step as one C call (TransformerDecoderLayer.one_call_step), or None: layer.step
-        self.layer_steps = layer_steps
+        # the whole step as one C call (ops.DecoderStep), or None: layer by layer
+        self.one_call = one_call
         self.position = 0
 
     def reorder(self, index):
@@ -220,18 +220,28 @@ class Decoder(Layer):
         caches = [layer.self_attn.new_cache(len(rows), capacity) for layer in self.layers]
         memory_kv = [layer.cross_attn.project_memory(memory) for layer in self.layers]
         mask = None if memory_mask is None else np.ascontiguousarray(memory_mask, dtype=bool)
-        steps = [layer.one_call_step() for layer in self.layers]
-        return DecoderState(caches, memory_kv, mask, rows, project or self.prepare_decoding(),
-                            None if None in steps else steps)
+        return DecoderState(caches, memory_kv, mask, rows, project or self.prepare_decoding(), self._one_call_step())
+
+    def _one_call_step(self):
+        """ops.DecoderStep over this decoder's weights as they are now (float32), or None (float64)."""
+        layers = [layer.one_call_step() for layer in self.layers]
+        if None in layers:
+            return None
+        norm = self.norm
+        return ops.DecoderStep(layers, self.embed.params["table"], self.embed.scale, self.pos.table,
+                               (norm.params["gamma"], norm.params["beta"], norm.eps))
 
     def step(self, state: DecoderState, ids: np.ndarray) -> np.ndarray:
         """Feed one token per row (B,) at the next position; returns logits (B, V) for the token after it."""
+        if state.one_call is not None:  # float32: the same bits as below, without ~45 calls from Python
+            x = state.one_call.step(ids, state.position, state.caches, state.memory_kv, state.memory_mask,
+                                    state.memory_rows)
+            state.position += 1
+            return state.project(x)
         ids = np.asarray(ids, dtype=np.int64).reshape(-1, 1)
         x = self.pos.forward(self.embed.forward(ids), offset=state.position)
-        # float32: one C call per layer, the same bits as layer.step without its ~13 calls from Python
-        steps = state.layer_steps or [layer.step for layer in self.layers]
-        for step, cache, kv in zip(steps, state.caches, state.memory_kv):
-            x = step(x, cache, kv, state.memory_mask, state.memory_rows)
+        for layer, cache, kv in zip(self.layers, state.caches, state.memory_kv):
+            x = layer.step(x, cache, kv, state.memory_mask, state.memory_rows)
         state.position += 1
         return state.project(self.norm.forward(x))[:, 0]
 

@@ -380,21 +380,22 @@ class TransformerDecoderLayer(Layer):
     def step(self, x: np.ndarray, cache: KVCache, memory_kv: np.ndarray,
              memory_mask: Optional[np.ndarray] = None, memory_rows: Optional[np.ndarray] = None) -> np.ndarray:
         """Incremental forward of new positions x (B, t, D) with cached keys/values (inference).
-        For float32 weights, one_call_step() runs the same step (one position) in one C call."""
+        For float32 weights Decoder.step runs the same step (one position) in one C call
+        (ops.DecoderStep, with one_call_step's weights)."""
         x = x + self.self_attn.step(self.norm1.forward(x), cache=cache)
         x = x + self.cross_attn.step(self.norm2.forward(x), memory_kv=memory_kv, key_padding_mask=memory_mask,
                                      memory_rows=memory_rows)
         return x + self.ffn.forward(self.norm3.forward(x))
 
-    def one_call_step(self) -> Optional["DecoderLayerStepper"]:
-        """This layer's step for one position as one C call (ops.DecoderLayerStep), reading the
-        weights as they are now: made per decoding run. None for float64 weights, which take step()."""
+    def one_call_step(self) -> Optional["ops.DecoderLayerStep"]:
+        """This layer's weights as Decoder's one-call step reads them (ops.DecoderLayerStep), as they
+        are now: made per decoding run. None for float64 weights, which take step()."""
         if self.norm1.params["gamma"].dtype != np.float32:
             return None
         norms = [(n.params["gamma"], n.params["beta"], n.eps) for n in (self.norm1, self.norm2, self.norm3)]
         sa, ca, ffn = self.self_attn, self.cross_attn, self.ffn
         denses = [_step_weights(d) for d in (sa.qkv_proj, sa.out_proj, ca.q_proj, ca.out_proj, ffn.up, ffn.down)]
-        return DecoderLayerStepper(ops.DecoderLayerStep(sa.d_model, sa.n_heads, ffn.d_ff, norms, denses))
+        return ops.DecoderLayerStep(sa.d_model, sa.n_heads, ffn.d_ff, norms, denses)
 
 
 def _step_weights(dense):
@@ -404,23 +405,6 @@ def _step_weights(dense):
         matrix = dense.quantized["w"]
         return "int8", (matrix.packed, matrix.scale), bias, dense.activation, dense.alpha
     return dense.precision, dense.params["w"], bias, dense.activation, dense.alpha
-
-
-class DecoderLayerStepper:
-    """TransformerDecoderLayer.step for one position per row in one C call: x (B, 1, D) float32,
-    updated in place and returned; the cache gains the position as KVCache.append would add it."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-
-    def __call__(self, x, cache, memory_kv, memory_mask=None, memory_rows=None):
-        if x.ndim != 3 or x.shape[1] != 1:
-            raise ValueError(f"the one-call decoder step takes one position per row (B, 1, D), got {x.shape}")
-        x = np.ascontiguousarray(x, dtype=np.float32)  # so that the (B, D) view below is x itself
-        self.kernel.step(x.reshape(x.shape[0], x.shape[2]), cache.k, cache.v, cache.length, memory_kv, memory_mask,
-                         memory_rows)
-        cache.length += 1
-        return x
 
 
 def store_stack_hyperparameters(stack, kind, vocab_size, d_model, n_heads, n_layers, d_ff, max_len,
