@@ -6,6 +6,7 @@
     python bench/bench_serve_load.py --plot demo.json real.json --png serve_load.png   # one plot of both
     python bench/bench_serve_load.py --users 1 8 --seconds 10 --configs on
     python bench/bench_serve_load.py --count-check 10000  # /metrics counts vs the client's, RSS steadiness
+    python bench/bench_serve_load.py --interleaved 4 --seconds 10   # the 32-user ratio, side by side
     python -m pytest bench/bench_serve_load.py --benchmark-only   # one small round
 
 Each configuration (micro-batching off; on with the model on a thread of the
@@ -183,6 +184,33 @@ def measure(model, users=(1, 8, 32), seconds=20, max_requests=20000, configs=tup
     return results
 
 
+def interleaved_ratio(model, rounds=4, seconds=10, users=32, config="on", to="sv", sentences=None):
+    """The service against in-process translate, side by side: `rounds` times an in-process run on
+    batches of 32 (1 kernel thread, as the server's model) and then a locust run at `users`, with
+    one more in-process run at the end. The host's speed moves by up to 2x within seconds, so a
+    single 20 s server run against the best of two short in-process runs says more about the host
+    than the service: here each server run is set against the mean of the in-process runs on either
+    side of it (the median over rounds), and the best server run against the best in-process one."""
+    sentences = sentences or held_out_sentences(2000)
+    batches = [sentences[i:i + 32] for i in range(0, 1024, 32)]
+    bars, served = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        sentences_file = os.path.join(tmp, "sentences.txt")
+        with open(sentences_file, "w", encoding="utf-8") as f:
+            f.write("\n".join(sentences))
+        with open(os.path.join(tmp, "server.log"), "ab") as log, Server(model, CONFIGS[config], log) as server:
+            run_locust(server.url, sentences_file, 8, 3, 300, tmp)  # warm-up
+            for _ in range(rounds):
+                bars.append(len(batches) * 32 / in_process(model, batches, to, 1))
+                served.append(summarize(run_locust(server.url, sentences_file, users, seconds, 10 ** 6,
+                                                   tmp))["sentences_per_s"])
+                print(f"in-process {bars[-1]:.0f}, served {served[-1]:.0f} sentences/s", flush=True)
+            bars.append(len(batches) * 32 / in_process(model, batches, to, 1))
+    ratios = [s / ((a + b) / 2) for s, a, b in zip(served, bars, bars[1:])]
+    return {"config": config, "users": users, "seconds": seconds, "in_process": bars, "served": served,
+            "ratios": ratios, "median_ratio": float(np.median(ratios)), "best_ratio": max(served) / max(bars)}
+
+
 def _in_process_rates(results, model, batches, to):
     """In-process sentences/s on batches of 32, at 1 and 2 threads; measured before and after the
     server rows, and the faster of the two is the baseline: the shared host's speed moves by up
@@ -316,6 +344,9 @@ def main(argv=None):
     parser.add_argument("--png", default=os.path.join(ROOT, "serve_load.png"))
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--plot", nargs="+", metavar="JSON", help="instead: plot these saved results into --png")
+    parser.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
+                        help="instead: ROUNDS in-process runs alternating with --seconds runs of the service "
+                             "(batching on, 32 users), each served rate against its neighbours")
     parser.add_argument("--count-check", type=int, default=0, metavar="N",
                         help="instead: N requests, compare /metrics with the client's counts and RSS")
     args = parser.parse_args(argv)
@@ -330,6 +361,14 @@ def main(argv=None):
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or train_model(os.path.join(tmp, "translator.safetensors"))
+        if args.interleaved:
+            report = interleaved_ratio(model, args.interleaved, args.seconds, to=args.to,
+                                       sentences=pair_file_sentences(args.pairs) if args.pairs else None)
+            print(json.dumps(report, indent=1))
+            if args.json:
+                with open(args.json, "w", encoding="utf-8") as f:
+                    json.dump(report, f, indent=1)
+            return 0
         if args.count_check:
             report = count_check(model, args.count_check)
             print(json.dumps(report, indent=1))
