@@ -16,8 +16,10 @@
  * (fn_layer_norm_forward_f32, fn_dense_forward_f32 / _bf16 / _s8,
  * fn_attention_forward_f32, fn_add_f32), with the same shapes, strides and
  * thread count, in the same order, so the step gives the same bits as
- * TransformerDecoderLayer.step (tests/test_decoder_step.py checks it for
- * every kind of weights).
+ * TransformerDecoderLayer.step (tests/models/test_decoder_step.py checks it
+ * for every kind of weights). The layer-by-layer path also writes the
+ * activation's input beside a GELU output (for a backward that decoding never
+ * runs); the output is the same without it.
  *
  *   h   = norm1(x);  q, k, v = h @ Wqkv + b;  cache[length] = k, v
  *   x  += attention(q, cache[0..length]) @ Wo + b
@@ -42,16 +44,15 @@ static int dense_ok(const fn_dense_params *d, int64_t n_in, int64_t n_out) {
 }
 
 /* y (m x n_out, contiguous) = act(x @ W + b) through the kernel the weights ask for. */
-static fn_status dense(const fn_dense_params *d, int64_t m, const float *x, float *y, float *pre,
-                       int n_threads) {
+static fn_status dense(const fn_dense_params *d, int64_t m, const float *x, float *y, int n_threads) {
     if (d->packed_w)
         return fn_dense_forward_s8(m, d->n_out, d->n_in, x, d->n_in, d->packed_w, d->colsum, d->w_scale,
                                    d->bias, d->act, d->act_param, y, d->n_out, n_threads);
     if (d->bf16)
         return fn_dense_forward_bf16(m, d->n_out, d->n_in, x, d->n_in, d->w, d->n_out, d->bias, d->act,
-                                     d->act_param, y, d->n_out, pre, n_threads);
+                                     d->act_param, y, d->n_out, NULL, n_threads);
     return fn_dense_forward_f32(m, d->n_out, d->n_in, x, d->n_in, d->w, d->n_out, d->bias, d->act,
-                                d->act_param, y, d->n_out, pre, n_threads);
+                                d->act_param, y, d->n_out, NULL, n_threads);
 }
 
 #define TRY(call)                            \
@@ -82,30 +83,30 @@ fn_status fn_decoder_layer_step_f32(const fn_decoder_layer_params *p, const fn_d
 
     /* self-attention over the cache, this position appended */
     TRY(fn_layer_norm_forward_f32(x, p->norm1.gamma, p->norm1.beta, B, D, p->norm1.eps, h, mean, rstd, n_threads));
-    TRY(dense(&p->qkv, B, h, qkv, NULL, n_threads));
+    TRY(dense(&p->qkv, B, h, qkv, n_threads));
     for (int64_t b = 0; b < B; ++b) {
         memcpy(a->cache_k + b * a->cache_sb + a->length * D, qkv + b * 3 * D + D, (size_t)D * sizeof(float));
         memcpy(a->cache_v + b * a->cache_sb + a->length * D, qkv + b * 3 * D + 2 * D, (size_t)D * sizeof(float));
     }
     TRY(fn_attention_forward_f32(B, 1, keys, H, dh, qkv, 3 * D, 3 * D, a->cache_k, a->cache_sb, D, a->cache_v,
                                  a->cache_sb, D, NULL, NULL, 1, ctx, probs, n_threads));
-    TRY(dense(&p->self_out, B, ctx, y, NULL, n_threads));
+    TRY(dense(&p->self_out, B, ctx, y, n_threads));
     TRY(fn_add_f32(x, y, x, B * D, n_threads));
 
     /* cross-attention over the encoder memory, read in place through memory_rows */
     TRY(fn_layer_norm_forward_f32(x, p->norm2.gamma, p->norm2.beta, B, D, p->norm2.eps, h, mean, rstd, n_threads));
-    TRY(dense(&p->cross_q, B, h, qkv, NULL, n_threads));
+    TRY(dense(&p->cross_q, B, h, qkv, n_threads));
     const int64_t mem_sb = a->src_len * 2 * D;
     TRY(fn_attention_forward_f32(B, 1, a->src_len, H, dh, qkv, D, D, a->memory_kv, mem_sb, 2 * D,
                                  a->memory_kv + D, mem_sb, 2 * D, a->memory_mask, a->memory_rows, 0, ctx, probs,
                                  n_threads));
-    TRY(dense(&p->cross_out, B, ctx, y, NULL, n_threads));
+    TRY(dense(&p->cross_out, B, ctx, y, n_threads));
     TRY(fn_add_f32(x, y, x, B * D, n_threads));
 
     /* feed-forward */
     TRY(fn_layer_norm_forward_f32(x, p->norm3.gamma, p->norm3.beta, B, D, p->norm3.eps, h, mean, rstd, n_threads));
-    TRY(dense(&p->ff_up, B, h, ff, NULL, n_threads));
-    TRY(dense(&p->ff_down, B, ff, y, NULL, n_threads));
+    TRY(dense(&p->ff_up, B, h, ff, n_threads));
+    TRY(dense(&p->ff_down, B, ff, y, n_threads));
     TRY(fn_add_f32(x, y, x, B * D, n_threads));
     return FN_OK;
 }

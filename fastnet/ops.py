@@ -155,7 +155,7 @@ __all__ += [
 
 
 
-# ---- a decoder layer's inference step in one call (_decoding.pxi) -----------
+# ---- a decoder's inference step in one call (_decoding.pxi) -----------------
 from fastnet._kernels import DecoderLayerStep, DecoderStep  # noqa: E402
 
 __all__ += ["DecoderLayerStep", "DecoderStep"]
