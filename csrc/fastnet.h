@@ -474,6 +474,15 @@ typedef struct {
 fn_status fn_decoder_step_f32(const fn_decoder_params *p, const fn_decoder_stack_args *a, int64_t *bad_id,
                               int n_threads);
 
+/* ---- beam search's candidates (beam.c) ------------------------------------
+ * For each of `sentences`, the n best of beam x vocab candidates, candidate
+ * (k, v) scoring scores[a * beam + k] + logp[(a * beam + k) * vocab + v]:
+ * values (sentences x n) best first, equal values by the lower index
+ * k * vocab + v, which goes to indices. Candidates that are not finite rank
+ * after every finite one and are left out: their slots get -inf and -1. */
+fn_status fn_beam_candidates_f64(const double *scores, const double *logp, int64_t sentences, int64_t beam,
+                                 int64_t vocab, int64_t n, double *values, int64_t *indices, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -211,6 +211,9 @@ cdef extern from "fastnet.h" nogil:
         float *scratch
     fn_status fn_decoder_step_f32(const fn_decoder_params *p, const fn_decoder_stack_args *a, int64_t *bad_id, int n_threads) noexcept
 
+    # ---- beam search's candidates (beam.c)
+    fn_status fn_beam_candidates_f64(const double *scores, const double *logp, int64_t sentences, int64_t beam, int64_t vocab, int64_t n, double *values, int64_t *indices, int n_threads) noexcept
+
     # ---- low precision (bf16.c, int8.c)
     fn_status fn_f32_to_bf16(const float *x, uint16_t *out, int64_t n) noexcept
     fn_status fn_bf16_to_f32(const uint16_t *x, float *out, int64_t n) noexcept

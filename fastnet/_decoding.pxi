@@ -313,3 +313,42 @@ cdef int _cache_pointer(object cache, int64_t B, int64_t D, int64_t H, int64_t d
     cdef float[:, :, :, :] view = cache
     data[0] = &view[0, 0, 0, 0]
     return 0
+
+
+def beam_candidates(scores, logp, n):
+    """The n best extensions of each sentence in a beam search: scores (sentences, beam) float64,
+    the hypotheses' scores so far; logp (sentences * beam, vocab) float64, each hypothesis's
+    next-token log-probabilities (hypothesis k of sentence a is row a * beam + k). Candidate
+    (k, v) of sentence a scores scores[a, k] + logp[a * beam + k, v]. Returns values
+    (sentences, n) best first (equal values by the lower index) and indices k * vocab + v
+    (int64); candidates that are not finite are left out: their slots hold -inf and -1."""
+    what = "beam_candidates"
+    scores = typed_c_array(scores, _F64, what, "scores")
+    logp = typed_c_array(logp, _F64, what, "logp")
+    if scores.ndim != 2 or scores.shape[1] < 1:
+        raise ValueError(f"{what}: scores must be 2-D (sentences, beam) with beam >= 1, got shape {scores.shape}")
+    cdef int64_t A = scores.shape[0], K = scores.shape[1]
+    if logp.ndim != 2 or logp.shape[0] != A * K:
+        raise ValueError(f"{what}: logp must be 2-D (sentences * beam, vocab) = ({A * K}, vocab), got shape {logp.shape}")
+    cdef int64_t V = logp.shape[1]
+    cdef int64_t count = positive_count(n, what)
+    values = np.empty((A, count), _F64)
+    indices = np.empty((A, count), np.int64)
+    if A == 0:
+        return values, indices
+    cdef const double[:, ::1] sv = scores
+    cdef const double *lp = <const double *>data_pointer(logp) if logp.size else NULL
+    cdef double[:, ::1] vv = values
+    cdef int64_t[:, ::1] iv = indices
+    cdef fn_status st
+    cdef int nth = _n_threads
+    with nogil:
+        st = fn_beam_candidates_f64(&sv[0, 0], lp, A, K, V, count, &vv[0, 0], &iv[0, 0], nth)
+    check_status(st, what)
+    return values, indices
+
+
+cdef int64_t positive_count(object n, str what) except -1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{what}: n must be an integer >= 1, got {n!r}")
+    return n

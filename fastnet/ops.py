@@ -156,6 +156,6 @@ __all__ += [
 
 
 # ---- a decoder's inference step in one call (_decoding.pxi) -----------------
-from fastnet._kernels import DecoderLayerStep, DecoderStep  # noqa: E402
+from fastnet._kernels import DecoderLayerStep, DecoderStep, beam_candidates  # noqa: E402
 
-__all__ += ["DecoderLayerStep", "DecoderStep"]
+__all__ += ["DecoderLayerStep", "DecoderStep", "beam_candidates"]

@@ -13,6 +13,7 @@ __all__ = [
     "attention", "attention_backward",
     "dropout", "dropout_backward", "dropout_mask",
     "add", "add_",
+    "beam_candidates",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -199,3 +200,19 @@ def add(a, b):
 def add_(a, b):
     a += b
     return a
+
+
+def beam_candidates(scores, logp, n):
+    """The n best of each sentence's beam x vocab candidates (scores[a, k] + logp[a * beam + k, v]),
+    best first, ties by the lower index k * vocab + v; slots past the finite ones hold -inf, -1."""
+    scores, logp = np.asarray(scores, np.float64), np.asarray(logp, np.float64)
+    A, K = scores.shape
+    if n < 1 or logp.shape[0] != A * K:
+        raise ValueError(f"beam_candidates: n must be >= 1 and logp must have {A * K} rows")
+    cand = (scores.reshape(-1, 1) + logp).reshape(A, K * logp.shape[1])
+    values, indices = np.full((A, n), -np.inf), np.full((A, n), -1, np.int64)
+    for a, row in enumerate(cand):
+        index = np.flatnonzero(np.isfinite(row))
+        best = index[np.lexsort((index, -row[index]))][:n]  # by score, then by index
+        values[a, :len(best)], indices[a, :len(best)] = row[best], best
+    return values, indices

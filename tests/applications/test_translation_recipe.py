@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastnet as fn
+from fastnet import ops, reference
 from fastnet.datasets import toy_translations
 from fastnet.demo.translation import pair_files, split_three_ways, train_on_pairs
 from fastnet.layers.base import ParameterStore, set_precision
@@ -327,22 +328,42 @@ def test_rules_on_whole_arrays_equal_the_rules_row_by_row(seed):
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_beam_candidates_are_ranked_as_a_stable_sort_ranks_them(seed):
-    """Beam search takes its 2 x beam best candidates without sorting all of them: the same
-    candidates in the same order as a stable argsort, ties included, up to the first score that
-    is not finite (where the search stops)."""
+def test_beam_candidates_are_ranked_as_a_stable_sort_ranks_them(cpu_path, seed):
+    """Beam search takes its 2 x beam best candidates in one pass (ops.beam_candidates): the same
+    candidates in the same order as a stable argsort of all scores + logp, ties included, the
+    ones that are not finite left out."""
     rng = np.random.default_rng(seed)
     for _ in range(50):
-        rows, width = int(rng.integers(1, 5)), int(rng.integers(1, 40))
-        n = int(rng.integers(1, width + 3))
-        values = rng.integers(0, int(rng.integers(1, 6)), (rows, width)).astype(np.float64)  # many ties
-        values[rng.random((rows, width)) < rng.choice([0.0, 0.3])] = np.inf
-        values[rng.random((rows, width)) < rng.choice([0.0, 0.1])] = np.nan
-        want, got = np.argsort(values, axis=1, kind="stable")[:, :n], decoding._best_first(values, n)
-        for w, g, row in zip(want, got, values):
-            finite = np.isfinite(row[w])
-            upto = len(w) if finite.all() else int(np.argmin(finite))
-            np.testing.assert_array_equal(g[:upto], w[:upto])
+        sentences, beam, vocab = int(rng.integers(0, 5)), int(rng.integers(1, 5)), int(rng.integers(0, 12))
+        n = int(rng.integers(1, beam * vocab + 3))
+        scores = -rng.integers(0, 3, (sentences, beam)).astype(np.float64)  # many ties
+        scores[rng.random(scores.shape) < 0.2] = -np.inf  # empty beam slots
+        logp = -rng.integers(0, int(rng.integers(1, 6)), (sentences * beam, vocab)).astype(np.float64)
+        logp[rng.random(logp.shape) < rng.choice([0.0, 0.3])] = -np.inf  # banned tokens
+        logp[rng.random(logp.shape) < rng.choice([0.0, 0.1])] = np.nan
+        with fn.threads(int(rng.integers(1, 3))):
+            values, indices = ops.beam_candidates(scores, logp, n)
+        cand = (scores.reshape(-1, 1) + logp).reshape(sentences, beam * vocab)
+        order = np.argsort(-cand, axis=1, kind="stable")
+        for a in range(sentences):
+            want = [i for i in order[a] if np.isfinite(cand[a, i])][:n]
+            assert indices[a, :len(want)].tolist() == want
+            np.testing.assert_array_equal(values[a, :len(want)], cand[a, want])
+            assert (indices[a, len(want):] == -1).all() and (values[a, len(want):] == -np.inf).all()
+        ref_values, ref_indices = reference.beam_candidates(scores, logp, n)
+        np.testing.assert_array_equal(indices, ref_indices)
+        np.testing.assert_array_equal(values, ref_values)
+
+
+def test_beam_candidates_name_bad_arguments():
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        ops.beam_candidates(np.zeros((1, 2)), np.zeros((2, 3)), 0)
+    with pytest.raises(ValueError, match=r"logp must be 2-D \(sentences \* beam, vocab\) = \(2, vocab\)"):
+        ops.beam_candidates(np.zeros((1, 2)), np.zeros((3, 3)), 2)
+    with pytest.raises(ValueError, match="scores must be 2-D"):
+        ops.beam_candidates(np.zeros(2), np.zeros((2, 3)), 2)
+    with pytest.raises(TypeError, match="scores must be float64"):
+        ops.beam_candidates(np.zeros((1, 2), np.float32), np.zeros((2, 3)), 2)
 
 
 class Stutter(Repeater):
