@@ -200,7 +200,7 @@ cdef class DecoderStep:
                 layer_step = self._layers[l]
                 _layer_args(&args[l], layer_step, B, caches[l], memory_kv[l], memories, what, l)
                 if l == 0:
-                    M, S = memory_kv[0].shape[0], memory_kv[0].shape[1]
+                    M, S = memories[0].shape[0], memories[0].shape[1]
                 elif (memories[l].shape[0], memories[l].shape[1]) != (M, S):
                     raise ValueError(f"{what}: every layer's memory_kv must have the same rows and length, "
                                      f"got {memories[l].shape} after {memories[0].shape}")
