@@ -43,6 +43,15 @@ static int forward_args_ok(int64_t m, int64_t n, int64_t k, const void *x, int64
 DEFINE_DENSE_FORWARD(fn_dense_forward_f32, fn_sgemm_arch_current)
 DEFINE_DENSE_FORWARD(fn_dense_forward_bf16, fn_bf16_arch_current)
 
+fn_status fn_dense_forward_packed_f32(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                                      const float *packed_w, int nr, const float *bias, fn_activation act,
+                                      float act_param, float *y, int64_t ldy, float *pre, int n_threads) {
+    const fn_sgemm_arch *arch = fn_sgemm_arch_current();
+    if (!forward_args_ok(m, n, k, x, ldx, packed_w, n, y, ldy, act) || nr != arch->nr) return FN_ERR_ARG;
+    fn_epilogue_f32 epi = {bias, act, act_param, pre, n};
+    return fn_sgemm_run_packed_b(arch, 0, m, n, k, 1.0f, x, ldx, packed_w, 0.0f, y, ldy, &epi, n_threads);
+}
+
 fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
                                const double *x, int64_t ldx,
                                const double *w, int64_t ldw,

@@ -92,6 +92,13 @@ fn_status fn_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
  * registers (the float32 GEMM's transposing packing). */
 fn_status fn_transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd,
                            int n_threads);
+/* A float32 B (k x n, or n x k when trans_b) packed once for the current
+ * path's kernels, so that products sharing it (a decoding run's weights) skip
+ * packing it at every call: fn_sgemm_packed_b_floats gives the floats of the
+ * packed form and the panel width it is laid out for (*nr); fn_sgemm_pack_b
+ * fills it and refuses another nr (FN_ERR_ARG: the path changed since). */
+int64_t fn_sgemm_packed_b_floats(int64_t k, int64_t n, int *nr);
+fn_status fn_sgemm_pack_b(int trans_b, int64_t k, int64_t n, const float *b, int64_t ldb, float *dst, int nr);
 fn_status fn_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                       double alpha, const double *a, int64_t lda,
                       const double *b, int64_t ldb,
@@ -148,6 +155,14 @@ fn_status fn_dense_forward_f32(int64_t m, int64_t n, int64_t k,
                                const float *w, int64_t ldw,
                                const float *bias, fn_activation act, float act_param,
                                float *y, int64_t ldy, float *pre, int n_threads);
+/* fn_dense_forward_f32 with w packed by fn_sgemm_pack_b for panels of nr
+ * columns: bitwise the same y and pre. FN_ERR_ARG if the current path's
+ * kernels read another nr. */
+fn_status fn_dense_forward_packed_f32(int64_t m, int64_t n, int64_t k,
+                                      const float *x, int64_t ldx,
+                                      const float *packed_w, int nr,
+                                      const float *bias, fn_activation act, float act_param,
+                                      float *y, int64_t ldy, float *pre, int n_threads);
 fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k,
                                const double *x, int64_t ldx,
                                const double *w, int64_t ldw,

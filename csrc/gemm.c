@@ -26,6 +26,12 @@
  * narrow last B panel is copied, zero-padded, by each thread for itself.
  * The kernel's arithmetic is the same
  * either way, so this choice does not change any result bit.
+ *
+ * A B that many products share (a decoding run's weights) can be packed once
+ * (fn_sgemm_pack_b): every panel of op(B) whole, so the driver reads each KC
+ * block of a panel in place and packs no B at all. In place, a small B's
+ * panels are NR floats a row apart: for the 128 x 4000 logits projection of a
+ * decoding step, one page per row of a panel.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +177,7 @@ typedef struct {
     int direct_b;    /* 1: full-width B panels are read in place (only the last,
                         narrower panel is packed, zero-padded) */
     int split_rows;  /* 1: threads share the rows of C; 0: the NR panels */
+    const float *b_whole; /* B packed once by fn_sgemm_pack_b (every panel, k rows each), or NULL */
     float *b_packed; /* packed B panels, one region per thread (b_stride apart) */
     int64_t b_stride;
     float *a_packed; /* one MC x KC block per thread, a_stride apart */
@@ -205,7 +212,9 @@ static void run_block(const sgemm_job *job, int tid, int64_t r0, int64_t r1, int
             int nr = nc - j < NR ? (int)(nc - j) : NR;
             const float *b_panel = b_buf + (q - q_base) * NR * ku;
             int64_t rsb = NR;
-            if (job->direct_b && nr == NR)
+            if (job->b_whole)
+                b_panel = job->b_whole + (jc + j) * job->k + pc * NR;
+            else if (job->direct_b && nr == NR)
                 b_panel = job->b + pc * job->ldb + jc + j, rsb = job->ldb;
             for (int64_t ir = 0; ir < mc; ir += MR) {
                 int mr = mc - ir < MR ? (int)(mc - ir) : MR;
@@ -238,7 +247,9 @@ static void sgemm_thread(const sgemm_job *job, int tid, int nth) {
             int64_t kc = job->k - pc < arch->kc ? job->k - pc : arch->kc;
             int64_t ku = fn_k_units(arch, kc);
             float *b_buf = job->b_packed + tid * job->b_stride;
-            if (!job->direct_b) {
+            if (job->b_whole) {
+                /* packed before the call */
+            } else if (!job->direct_b) {
                 /* panel q lands at q * NR * units: the region holds every panel */
                 job->pack_b_fn(job->b, job->ldb, job->trans_b, pc, kc, ku, jc, nc, NR, q0, q1, b_buf);
             } else if (q1 == panels && nc % NR) { /* only the narrow last panel */
@@ -327,11 +338,12 @@ static void scale_matrix(float *c, int64_t ldc, int64_t m, int64_t n, float beta
     }
 }
 
-fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
-                       int64_t m, int64_t n, int64_t k, float alpha,
-                       const float *a, int64_t lda, const float *b, int64_t ldb,
-                       float beta, float *c, int64_t ldc,
-                       const fn_epilogue_f32 *epi, int n_threads) {
+/* fn_sgemm_run, or with b_whole from fn_sgemm_pack_b in place of b (then trans_b and ldb are unused). */
+static fn_status sgemm_drive(const fn_sgemm_arch *arch, int trans_a, int trans_b,
+                             int64_t m, int64_t n, int64_t k, float alpha,
+                             const float *a, int64_t lda, const float *b, int64_t ldb, const float *b_whole,
+                             float beta, float *c, int64_t ldc,
+                             const fn_epilogue_f32 *epi, int n_threads) {
     if (m == 0 || n == 0) return FN_OK;
     if (k == 0) {
         scale_matrix(c, ldc, m, n, beta);
@@ -354,7 +366,8 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
      * always pack: packing is where float32 becomes bf16. */
     int small = m * k + k * n + m * n <= SGEMM_DIRECT_FLOATS && !arch->k_per_word;
     job.pack_a = !small;
-    job.direct_b = small && !trans_b;
+    job.direct_b = small && !trans_b && !b_whole;
+    job.b_whole = b_whole;
     /* Split whichever of rows (MR slivers) and NR panels divides more evenly,
      * panels on a tie (then B is packed once in all): 64 rows of 12-row
      * slivers on 2 threads is 36 + 28 rows (89% busy), 8 panels is 4 + 4. */
@@ -362,7 +375,7 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
 
     int64_t kc_max = fn_k_units(arch, k < arch->kc ? k : arch->kc);
     int64_t nc_max = round_up(n < arch->nc ? n : arch->nc, NR);
-    int64_t b_floats = round_up(kc_max * (job.direct_b ? NR : nc_max), 16);
+    int64_t b_floats = b_whole ? 0 : round_up(kc_max * (job.direct_b ? NR : nc_max), 16);
     job.b_stride = b_floats;
     int64_t mc_max = job.split_rows ? round_up((slivers + nth - 1) / nth * MR, MR) : round_up(m, MR);
     if (mc_max > arch->mc) mc_max = arch->mc;
@@ -384,6 +397,44 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
         FN_PARALLEL(nth) { sgemm_thread(&job, fn_thread_id(), fn_thread_count()); }
     }
     if (scratch != stack_buf) scratch_done();
+    return FN_OK;
+}
+
+fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
+                       int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb,
+                       float beta, float *c, int64_t ldc,
+                       const fn_epilogue_f32 *epi, int n_threads) {
+    return sgemm_drive(arch, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc, epi,
+                       n_threads);
+}
+
+fn_status fn_sgemm_run_packed_b(const fn_sgemm_arch *arch, int trans_a, int64_t m, int64_t n, int64_t k,
+                                float alpha, const float *a, int64_t lda, const float *b_whole,
+                                float beta, float *c, int64_t ldc, const fn_epilogue_f32 *epi,
+                                int n_threads) {
+    return sgemm_drive(arch, trans_a, 0, m, n, k, alpha, a, lda, NULL, 0, b_whole, beta, c, ldc, epi,
+                       n_threads);
+}
+
+/* ---- B packed once --------------------------------------------------------- */
+
+int64_t fn_sgemm_packed_b_floats(int64_t k, int64_t n, int *nr) {
+    const fn_sgemm_arch *arch = fn_sgemm_arch_current();
+    if (nr) *nr = arch->nr;
+    if (k < 0 || n < 0) return -1;
+    return (n + arch->nr - 1) / arch->nr * arch->nr * k;
+}
+
+fn_status fn_sgemm_pack_b(int trans_b, int64_t k, int64_t n, const float *b, int64_t ldb, float *dst, int nr) {
+    const fn_sgemm_arch *arch = fn_sgemm_arch_current();
+    int64_t b_cols = trans_b ? k : n;
+    if (k < 0 || n < 0 || nr != arch->nr || arch->k_per_word || ldb < (b_cols > 1 ? b_cols : 1)) return FN_ERR_ARG;
+    if (k == 0 || n == 0) return FN_OK;
+    if (!b || !dst) return FN_ERR_ARG;
+    fn_pack_b pack = arch->pack_b ? arch->pack_b : fn_pack_b_f32;
+    /* one block of all k rows and all n columns: panel q lands at q * NR * k */
+    pack(b, ldb, trans_b != 0, 0, k, k, 0, n, arch->nr, 0, (n + arch->nr - 1) / arch->nr, dst);
     return FN_OK;
 }
 

@@ -169,6 +169,11 @@ fn_status fn_sgemm_run(const fn_sgemm_arch *arch, int trans_a, int trans_b,
                        const float *a, int64_t lda, const float *b, int64_t ldb,
                        float beta, float *c, int64_t ldc,
                        const fn_epilogue_f32 *epi, int n_threads);
+/* The same with B packed once by fn_sgemm_pack_b for this arch (b_whole, k x n). */
+fn_status fn_sgemm_run_packed_b(const fn_sgemm_arch *arch, int trans_a, int64_t m, int64_t n, int64_t k,
+                                float alpha, const float *a, int64_t lda, const float *b_whole,
+                                float beta, float *c, int64_t ldc, const fn_epilogue_f32 *epi,
+                                int n_threads);
 
 
 #ifdef FN_HAVE_OPENMP

@@ -85,6 +85,13 @@ cdef extern from "fastnet.h" nogil:
                                    const float *w, int64_t ldw, const float *bias,
                                    fn_activation act, float act_param,
                                    float *y, int64_t ldy, float *pre, int n_threads) noexcept
+    int64_t fn_sgemm_packed_b_floats(int64_t k, int64_t n, int *nr) noexcept
+    fn_status fn_sgemm_pack_b(int trans_b, int64_t k, int64_t n, const float *b, int64_t ldb, float *dst,
+                              int nr) noexcept
+    fn_status fn_dense_forward_packed_f32(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                                          const float *packed_w, int nr, const float *bias,
+                                          fn_activation act, float act_param,
+                                          float *y, int64_t ldy, float *pre, int n_threads) noexcept
     fn_status fn_dense_forward_f64(int64_t m, int64_t n, int64_t k, const double *x, int64_t ldx,
                                    const double *w, int64_t ldw, const double *bias,
                                    fn_activation act, double act_param,

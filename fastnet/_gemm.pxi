@@ -237,6 +237,83 @@ def transpose(x):
     return out
 
 
+class PackedWeights:
+    """float32 weights w (k, n) packed once for the current CPU path's GEMM (pack_weights)."""
+    __slots__ = ("data", "k", "n", "nr")
+
+    def __init__(self, data, k, n, nr):
+        self.data, self.k, self.n, self.nr = data, int(k), int(n), int(nr)
+
+    def __repr__(self):
+        return f"PackedWeights(k={self.k}, n={self.n}, nr={self.nr})"
+
+
+def pack_weights(w, trans=False):
+    """float32 weights w (k, n) - or, with trans=True, given as their transpose (n, k), as a tied
+    embedding table is - laid out as the current CPU path's GEMM reads them: panels of nr columns,
+    each k rows deep. dense_packed multiplies by them without packing them again, for a decoding
+    run's many small products with the same weights. Packing again is needed after set_cpu_path
+    changes the kernels' panel width (dense_packed says so)."""
+    w = typed_c_array(w, _F32, "pack_weights", "w")
+    if w.ndim != 2:
+        raise ValueError(f"pack_weights: w must be 2-D, got shape {w.shape}")
+    cdef bint t = bool(trans)
+    cdef int64_t k = w.shape[1] if t else w.shape[0], n = w.shape[0] if t else w.shape[1]
+    cdef int64_t ldw = w.shape[1]
+    cdef int nr = 0
+    cdef int64_t floats = fn_sgemm_packed_b_floats(k, n, &nr)
+    data = np.empty(max(floats, 1), _F32)
+    cdef const float[:, ::1] wv = w
+    cdef float[::1] dv = data
+    cdef fn_status st
+    if k * n:
+        with nogil:
+            st = fn_sgemm_pack_b(t, k, n, &wv[0, 0], ldw, &dv[0], nr)
+        check_status(st, "pack_weights")
+    return PackedWeights(data, k, n, nr)
+
+
+def dense_packed(x, packed, b=None, activation="identity", alpha=0.01):
+    """dense(x, w, b, activation, alpha) for weights packed by pack_weights: the same bits."""
+    if not isinstance(packed, PackedWeights):
+        raise TypeError(f"dense_packed: packed must come from pack_weights, got {type(packed).__name__}")
+    x = typed_c_array(x, _F32, "dense_packed", "x")
+    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1, k = packed.k, n = packed.n
+    if x.ndim != 2 or x.shape[1] != k:
+        raise ValueError(f"dense_packed: x must have shape (m, {k}), got {x.shape}")
+    cdef int nr = 0
+    fn_sgemm_packed_b_floats(k, n, &nr)
+    if nr != packed.nr:
+        raise ValueError(f"dense_packed: the weights were packed for panels of {packed.nr} columns and the "
+                         f"current CPU path ({get_cpu_path()}) reads {nr}: pack them again")
+    cdef const float *bias = NULL
+    cdef const float[::1] bv
+    if b is not None:
+        b = typed_c_array(b, _F32, "dense_packed", "b")
+        if b.shape != (n,):
+            raise ValueError(f"dense_packed: b must have shape ({n},), got {b.shape}")
+        if n:
+            bv = b
+            bias = &bv[0]
+    cdef int act = activation_code(activation)
+    cdef float slope = <float>_finite(alpha, "alpha")
+    out = np.empty((m, n), _F32)
+    if m * n == 0:
+        return out
+    if k == 0:
+        return dense(x, np.zeros((0, n), _F32), b, activation, alpha)
+    cdef const float[:, ::1] xv = x
+    cdef float[:, ::1] ov = out
+    cdef const float[::1] pv = packed.data
+    cdef fn_status st
+    cdef int nth = _n_threads
+    with nogil:
+        st = fn_dense_forward_packed_f32(m, n, k, &xv[0, 0], k, &pv[0], nr, bias, <fn_activation>act, slope,
+                                         &ov[0, 0], n, NULL, nth)
+    check_status(st, "dense_packed")
+    return out
+
+
 cdef str _op_shape(object arr, bint trans):
     return f"{arr.shape}{'.T' if trans else ''}"
 

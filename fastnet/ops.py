@@ -66,9 +66,17 @@ def activation_info(name: Optional[str]) -> ActivationInfo:
 
 
 # ---- dense algebra: matmul and the fused dense layer (_gemm.pxi) ----------
-from fastnet._kernels import dense, dense_backward, matmul, transpose  # noqa: E402
+from fastnet._kernels import (  # noqa: E402
+    PackedWeights,
+    dense,
+    dense_backward,
+    dense_packed,
+    matmul,
+    pack_weights,
+    transpose,
+)
 
-__all__ += ["matmul", "dense", "dense_backward", "transpose"]
+__all__ += ["matmul", "dense", "dense_backward", "transpose", "pack_weights", "PackedWeights", "dense_packed"]
 
 # ---- bfloat16 conversions and int8 inference (_lowp.pxi) -------------------
 from fastnet._kernels import (  # noqa: E402

@@ -21,6 +21,7 @@ __all__ = [
     "sgd_step", "adam_step", "adamw_step", "sum_squares", "scale_",
     "to_bf16", "from_bf16", "round_bf16",
     "quantize_rows", "quantize_columns", "pack_int8", "matmul_int8", "dense_int8",
+    "pack_weights", "dense_packed",
 ]
 
 _FLOATS = (np.float32, np.float64)
@@ -336,6 +337,23 @@ def dense(x, w, b=None, activation="identity", alpha=0.01, out=None, return_prea
     if return_preactivation:
         return y, pre.astype(dtype)
     return y
+
+
+def pack_weights(w, trans=False):
+    """The weights (k, n) to multiply by (w.T when trans); the compiled op's panel layout is the
+    GEMM's business, so this twin keeps them as a plain float32 matrix."""
+    w = np.asarray(w)
+    if w.dtype != np.float32:
+        raise TypeError(f"pack_weights: w must be float32, got dtype {w.dtype}")
+    if w.ndim != 2:
+        raise ValueError(f"pack_weights: w must be 2-D, got shape {w.shape}")
+    w = np.ascontiguousarray(w.T if trans else w)
+    return SimpleNamespace(data=w, k=w.shape[0], n=w.shape[1], nr=None)
+
+
+def dense_packed(x, packed, b=None, activation="identity", alpha=0.01):
+    """dense(x, w, b, activation, alpha) with w from pack_weights."""
+    return dense(x, packed.data, b, activation, alpha)
 
 
 def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, need_dx=True,

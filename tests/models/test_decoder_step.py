@@ -207,3 +207,22 @@ def test_bad_weights_name_the_part():
         ops.DecoderStep([], table, 1.0, np.zeros((12, D + 1), np.float32), final)
     with pytest.raises(ValueError, match="scale must be finite"):
         ops.DecoderStep([], table, float("nan"), positions, final)
+
+
+@pytest.mark.parametrize("kind", ["float32", "bf16", "float64"])
+@pytest.mark.parametrize("rows", [1, 7, 40])
+def test_the_decoding_projection_gives_the_tied_outputs_forward_logits_bit_for_bit(cpu_path, kind, rows):
+    """Decoding multiplies by the table packed once (float32) or a transposed copy (bf16, float64):
+    forward's logits, bit for bit, NaN rows included."""
+    dtype = np.float64 if kind == "float64" else np.float32
+    dec = Decoder(vocab_size=300, d_model=D, n_heads=H, n_layers=1, d_ff=F, max_len=12, dropout=0.0, seed=5,
+                  dtype=dtype, tie_embeddings=True)
+    dec.out.params["b"][:] = np.random.default_rng(1).standard_normal(300)
+    if kind == "bf16":
+        set_precision([dec], "bf16")
+    x = np.random.default_rng(2).standard_normal((rows, 1, D)).astype(dtype)
+    x[0, 0, 3] = np.nan
+    project = dec.prepare_decoding()
+    got, expected = project(x), dec.out.forward(x)
+    assert got.shape == (rows, 1, 300) and np.isnan(got[0]).all()
+    assert got.tobytes() == expected.tobytes()
