@@ -29,14 +29,17 @@ fail() { printf 'sanitize.sh: %s\n' "$*" >&2; exit 1; }
 # misaligned, big-endian, overlapping), each on every CPU path. test_gemm.py's
 # large property sweep is left to the normal suite: its smoke tests cover every
 # GEMM code path at a fraction of the cost under ASan; its transposing-copy
-# tests run here, and so do the decoder step's (csrc/decoder_step.c strings the
-# kernels together with its own pointer arithmetic over caches and scratch) and
-# beam search's candidate pick (csrc/beam.c).
+# tests run here, and so do the packed-weights products' (the driver reads a B
+# packed once, panel offsets of its own), the decoder step's
+# (csrc/decoder_step.c strings the kernels together with its own pointer
+# arithmetic over caches and scratch) and beam search's candidate pick
+# (csrc/beam.c).
 KERNEL_TESTS=(tests/kernels/test_hardening_kernels.py tests/kernels/test_transformer_kernels.py tests/kernels/test_activations.py
               tests/kernels/test_losses.py tests/kernels/test_optim.py tests/kernels/test_dense.py tests/kernels/test_gemm_smoke.py
               tests/kernels/test_elementwise_smoke.py tests/kernels/test_kernel_errors.py tests/kernels/test_bf16.py tests/kernels/test_threads.py
               tests/kernels/test_gemm.py::test_transpose_is_exact_on_every_path
               tests/kernels/test_gemm.py::test_transpose_rejects_what_it_cannot_transpose
+              tests/kernels/test_packed_weights.py
               tests/models/test_decoder_step.py
               tests/applications/test_translation_recipe.py::test_beam_candidates_are_ranked_as_a_stable_sort_ranks_them)
 # Layer tests: forward/backward of every layer, run once per CPU path.
