@@ -220,7 +220,7 @@ cdef class DecoderStep:
                 if n and M != B:
                     raise ValueError(f"{what}: without memory_rows the memory must have {B} rows, got {M}")
             else:
-                rows_view = _memory_rows(memory_rows, B, M, what)
+                rows_view = _tf_kv_rows(memory_rows, B, M, what, "memory_rows", "the memory's rows")
                 if B:
                     for l in range(n):
                         args[l].memory_rows = &rows_view[0]
@@ -267,22 +267,6 @@ cdef int _layer_args(fn_decoder_step_args *a, DecoderLayerStep layer, int64_t B,
     a.src_len = memory_kv.shape[1]
     a.memory_kv = <const float *>data_pointer(memory_kv) if memory_kv.size else NULL
     return 0
-
-
-cdef object _memory_rows(object rows, int64_t B, int64_t M, str what):
-    """memory_rows checked like attention's kv_rows, in one C loop when they are already int64
-    (the decoding loop's own index: numpy's min and max would cost more than the check)."""
-    if type(rows) is not np.ndarray or rows.dtype != np.int64 or rows.ndim != 1 or not rows.flags.c_contiguous:
-        return _tf_kv_rows(rows, B, M, what)
-    if rows.shape[0] != B:
-        raise ValueError(f"{what}: memory_rows must have shape ({B},), got {rows.shape}")
-    cdef const int64_t[::1] view = rows
-    cdef int64_t i
-    for i in range(B):
-        if view[i] < 0 or view[i] >= M:
-            raise ValueError(f"{what}: memory_rows must lie in [0, {M}) (the memory's rows), "
-                             f"got {view[i]} at {i}")
-    return rows
 
 
 cdef str _describe(x):

@@ -345,17 +345,29 @@ cdef tuple _tf_qkv(q, k, v, str what, bint same_batch=True):
     return _tf_heads_contiguous(q), _tf_heads_contiguous(k), _tf_heads_contiguous(v)
 
 
-cdef object _tf_kv_rows(kv_rows, int64_t batch, int64_t kv_batch, str what):
-    """kv_rows checked: (batch,) integers, each a row of k and v."""
+cdef object _tf_kv_rows(kv_rows, int64_t batch, int64_t kv_batch, str what, str name="kv_rows",
+                        str rows_of="the rows of k"):
+    """kv_rows checked: (batch,) integers, each one of kv_batch rows; a contiguous int64 array.
+    An array that is one already (a decoding loop's own index) is checked in one C loop:
+    numpy's min and max would cost more than the check."""
+    cdef const int64_t[::1] view
+    cdef int64_t i
+    cdef bint in_range = True
     rows = np.asarray(kv_rows)
     if rows.dtype.kind not in "iu":
-        raise TypeError(f"{what}: kv_rows must be integers, got dtype {rows.dtype}")
+        raise TypeError(f"{what}: {name} must be integers, got dtype {rows.dtype}")
     if rows.shape != (batch,):
-        raise ValueError(f"{what}: kv_rows must have shape (batch,) = ({batch},), got {rows.shape}")
-    if batch and (rows.min() < 0 or rows.max() >= kv_batch):
-        raise ValueError(f"{what}: kv_rows must lie in [0, {kv_batch}) (the rows of k), "
+        raise ValueError(f"{what}: {name} must have shape (batch,) = ({batch},), got {rows.shape}")
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    view = rows
+    for i in range(batch):
+        if view[i] < 0 or view[i] >= kv_batch:
+            in_range = False
+            break
+    if not in_range:
+        raise ValueError(f"{what}: {name} must lie in [0, {kv_batch}) ({rows_of}), "
                          f"got values in [{rows.min()}, {rows.max()}]")
-    return np.ascontiguousarray(rows, dtype=np.int64)
+    return rows
 
 
 def attention(q, k, v, key_padding_mask=None, causal=False, kv_rows=None):

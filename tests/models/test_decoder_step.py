@@ -148,8 +148,8 @@ def caches_like(shape_k, shape_v=None, *, dtype=np.float32, length=0):
     (dict(memory_kv=[np.zeros((2, 4, 2, H, D // H), np.float32)]), ValueError, "one cache and one memory_kv per layer"),
     (dict(memory_rows=np.array([0, 2])), ValueError, r"memory_rows must lie in \[0, 2\)"),
     (dict(memory_rows=np.array([0, -1])), ValueError, r"memory_rows must lie in \[0, 2\)"),
-    (dict(memory_rows=np.array([0])), ValueError, r"memory_rows must have shape \(2,\)"),
-    (dict(memory_rows=np.array([0.0, 1.0])), TypeError, "must be integers"),
+    (dict(memory_rows=np.array([0])), ValueError, r"memory_rows must have shape \(batch,\) = \(2,\)"),
+    (dict(memory_rows=np.array([0.0, 1.0])), TypeError, "memory_rows must be integers"),
     (dict(memory_mask=np.zeros((2, 5), bool)), ValueError, "memory_mask must be bool of shape"),
     (dict(memory_mask=np.zeros((2, 4), np.int8)), ValueError, "memory_mask must be bool of shape"),
 ])
