@@ -242,6 +242,18 @@ class MultiHeadAttention(Layer):
         B, T = x.shape[:2]
         return self.out_proj.forward(ctx.reshape(B, T, self.d_model))
 
+    def forward_rows(self, x: np.ndarray, rows: np.ndarray, key_padding_mask: np.ndarray) -> np.ndarray:
+        """Self-attention for inference on some positions only: x (n, D) holds the flat positions
+        `rows` of a (B, T) batch whose other positions are padding (key_padding_mask True). The
+        projections run on those rows; attention reads the (B, T) layout with zeros at the padding,
+        which the mask keeps out. forward's outputs at `rows`, bit for bit."""
+        B, T = key_padding_mask.shape
+        qkv = np.zeros((B * T, 3 * self.d_model), x.dtype)
+        qkv[rows] = self.qkv_proj.forward(x)
+        q, k, v = self._heads(qkv.reshape(B, T, 3 * self.d_model), 3)
+        ctx, _ = ops.attention(q, k, v, key_padding_mask=key_padding_mask, causal=self.causal)
+        return self.out_proj.forward(ctx.reshape(B * T, self.d_model)[rows])
+
     def backward(self, dy: np.ndarray) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """Returns dx for self-attention, (dx, dmemory) for cross-attention."""
         q, k, v, probs = self._cache
@@ -335,6 +347,13 @@ class TransformerEncoderLayer(Layer):
         x = x + self.drop1.forward(a, training)
         f = self.ffn.forward(self.norm2.forward(x), training)
         return x + self.drop2.forward(f, training)
+
+    def forward_rows(self, x: np.ndarray, rows: np.ndarray, pad_mask: np.ndarray) -> np.ndarray:
+        """forward for inference on the real positions only: x (n, D) holds the flat positions `rows`
+        of the (B, T) batch, the ones pad_mask leaves out. Norms, projections and feed-forward are
+        row by row, so skipping the padding changes no bit of the rest (Encoder.encode)."""
+        x = x + self.attn.forward_rows(self.norm1.forward(x), rows, pad_mask)
+        return x + self.ffn.forward(self.norm2.forward(x))
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         dx = dy + self.norm2.backward(self.ffn.backward(self.drop2.backward(dy)))

@@ -322,7 +322,9 @@ class Translator:
 
     def _memory(self, src_ids, training=False):
         mask = src_ids == self.encoder.pad_id
-        return self.encoder.forward(src_ids, mask, training=training), mask
+        if training:
+            return self.encoder.forward(src_ids, mask, training=True), mask
+        return self.encoder.encode(src_ids, mask), mask
 
     # ---- training ----
     def fit(self, src: Union[Sequence[str], Dict[str, Sequence[str]]], targets: Dict[str, Any], epochs: int = 10,
