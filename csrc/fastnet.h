@@ -488,6 +488,9 @@ typedef struct {
 
 fn_status fn_decoder_step_f32(const fn_decoder_params *p, const fn_decoder_stack_args *a, int64_t *bad_id,
                               int n_threads);
+/* How many threads fn_decoder_step_f32 splits a batch's rows over (1: the
+ * kernels use the n_threads themselves). */
+int fn_decoder_step_threads(const fn_decoder_params *p, int64_t batch, int n_threads);
 
 /* ---- beam search's candidates (beam.c) ------------------------------------
  * For each of `sentences`, the n best of beam x vocab candidates, candidate

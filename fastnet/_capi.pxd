@@ -217,6 +217,7 @@ cdef extern from "fastnet.h" nogil:
         float *out
         float *scratch
     fn_status fn_decoder_step_f32(const fn_decoder_params *p, const fn_decoder_stack_args *a, int64_t *bad_id, int n_threads) noexcept
+    int fn_decoder_step_threads(const fn_decoder_params *p, int64_t batch, int n_threads) noexcept
 
     # ---- beam search's candidates (beam.c)
     fn_status fn_beam_candidates_f64(const double *scores, const double *logp, int64_t sentences, int64_t beam, int64_t vocab, int64_t n, double *values, int64_t *indices, int n_threads) noexcept

@@ -169,6 +169,11 @@ cdef class DecoderStep:
         self._scratch = np.empty(0, _F32)
         self._stream = np.empty(0, _F32)
 
+    def threads_for(self, int64_t batch):
+        """How many threads step splits a batch of `batch` rows over at the current thread count
+        (1: the kernels thread themselves)."""
+        return fn_decoder_step_threads(&self.p, batch, _n_threads)
+
     def step(self, ids, int64_t position, caches, memory_kv, memory_mask=None, memory_rows=None):
         what = "DecoderStep.step"
         ids = _tf_ids(np.asarray(ids), what).reshape(-1)

@@ -226,3 +226,72 @@ def test_the_decoding_projection_gives_the_tied_outputs_forward_logits_bit_for_b
     got, expected = project(x), dec.out.forward(x)
     assert got.shape == (rows, 1, 300) and np.isnan(got[0]).all()
     assert got.tobytes() == expected.tobytes()
+
+
+# ---- two threads split a big step's rows ---------------------------------------------------
+
+BIG_D, BIG_V, BIG_B, BIG_S = 128, 300, 40, 9
+
+
+def big_decoder(kind="float32"):
+    """The real model's layer sizes: a batch of 40 rows is enough work for two threads."""
+    rng = np.random.default_rng(8)
+    dec = Decoder(vocab_size=BIG_V, d_model=BIG_D, n_heads=4, n_layers=2, d_ff=512, max_len=12, dropout=0.0,
+                  seed=9, dtype=np.float32, tie_embeddings=True)
+    for _, owner, name in dec.named_params():
+        if name in ("gamma", "beta", "b"):
+            owner.params[name][:] = 0.2 * rng.standard_normal(owner.params[name].shape)
+    if kind == "bf16":
+        set_precision([dec], "bf16")
+    if kind == "int8":
+        quantize_params(dec.named_params(), np.float32)
+    return dec
+
+
+def big_inputs():
+    rng = np.random.default_rng(3)
+    memory = rng.standard_normal((BIG_B, BIG_S, BIG_D)).astype(np.float32)
+    mask = np.zeros((BIG_B, BIG_S), bool)
+    mask[::3, 5:] = True
+    return memory, mask, rng.integers(0, BIG_V, size=(BIG_B, 5))
+
+
+needs_openmp = pytest.mark.skipif(not fastnet.config()["openmp"], reason="built without OpenMP: one thread")
+
+
+@needs_openmp
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_threads_split_the_rows_of_a_big_step_with_the_same_bits(lowp_path, kind, monkeypatch):
+    dec = big_decoder(kind)
+    memory, mask, tokens = big_inputs()
+    with fastnet.threads(2):
+        one_call = dec.start(memory, mask).one_call
+        assert one_call.threads_for(BIG_B) == 2 and one_call.threads_for(1) == 1
+        assert_paths_agree(dec, memory, mask, tokens, monkeypatch, reorder=np.r_[np.arange(39, 0, -2), 0, 0])
+
+
+@needs_openmp
+def test_split_rows_without_memory_rows_read_their_own_memory_rows():
+    """memory_rows=None: row b reads memory row b, in whichever thread's share it is."""
+    dec = big_decoder()
+    memory, mask, tokens = big_inputs()
+    results = []
+    for threads in (1, 2):
+        state = dec.start(memory, mask, capacity=3)
+        with fastnet.threads(threads):
+            x = state.one_call.step(tokens[:, 0], 0, state.caches, state.memory_kv, mask, None)
+        results.append((x, state.caches[1].k[:, :1].copy(), state.caches[1].v[:, :1].copy()))
+    for one, two in zip(*results):
+        assert one.tobytes() == two.tobytes()
+
+
+@needs_openmp
+def test_a_bad_id_in_the_second_threads_rows_writes_nothing():
+    dec = big_decoder()
+    memory, mask, tokens = big_inputs()
+    state = dec.start(memory, mask, capacity=3)
+    ids = tokens[:, 0].copy()
+    ids[BIG_B - 1] = BIG_V
+    with fastnet.threads(2), pytest.raises(ValueError, match=rf"got {BIG_V} at {BIG_B - 1}"):
+        state.one_call.step(ids, 0, state.caches, state.memory_kv, mask, state.memory_rows)
+    assert not state.caches[0].k.any() and state.caches[0].length == 0
