@@ -161,6 +161,23 @@ def numerical_gradient(f, x, h=1e-6):
     return numerical_gradient_in_place(lambda: f(x), x, h)
 
 
+def weights_of_kind(model, kind, seed, scale):
+    """model with random norms and biases (zeros and ones would hide a swapped or skipped one), its
+    products then made bf16 or int8 for kind "bf16" / "int8" (float32 and float64 stay as they are)."""
+    from fastnet.layers.base import set_precision
+    from fastnet.layers.quantized import quantize_params
+
+    rng = np.random.default_rng(seed)
+    for _, owner, name in model.named_params():
+        if name in ("gamma", "beta", "b"):
+            owner.params[name][:] = scale * rng.standard_normal(owner.params[name].shape)
+    if kind == "bf16":
+        set_precision([model], "bf16")
+    if kind == "int8":
+        quantize_params(model.named_params(), np.float32)
+    return model
+
+
 def guarded_array(values, at_end=True):
     """A copy of values placed flush against an inaccessible page (after its
     last byte, or before its first with at_end=False): reading or writing

@@ -11,6 +11,7 @@ from fastnet import ops
 from fastnet.layers.base import set_precision
 from fastnet.layers.quantized import quantize_params
 from fastnet.seq2seq import Decoder, TransformerDecoderLayer
+from helpers import weights_of_kind
 
 D, H, F, V = 32, 4, 48, 40
 KINDS = ["float32", "bf16", "int8"]
@@ -235,17 +236,9 @@ BIG_D, BIG_V, BIG_B, BIG_S = 128, 300, 40, 9
 
 def big_decoder(kind="float32"):
     """The real model's layer sizes: a batch of 40 rows is enough work for two threads."""
-    rng = np.random.default_rng(8)
     dec = Decoder(vocab_size=BIG_V, d_model=BIG_D, n_heads=4, n_layers=2, d_ff=512, max_len=12, dropout=0.0,
                   seed=9, dtype=np.float32, tie_embeddings=True)
-    for _, owner, name in dec.named_params():
-        if name in ("gamma", "beta", "b"):
-            owner.params[name][:] = 0.2 * rng.standard_normal(owner.params[name].shape)
-    if kind == "bf16":
-        set_precision([dec], "bf16")
-    if kind == "int8":
-        quantize_params(dec.named_params(), np.float32)
-    return dec
+    return weights_of_kind(dec, kind, seed=8, scale=0.2)
 
 
 def big_inputs():

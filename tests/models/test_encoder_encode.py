@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 import fastnet
-from fastnet.layers.base import set_precision
-from fastnet.layers.quantized import quantize_params
 from fastnet.seq2seq import Encoder
+from helpers import weights_of_kind
 
 V, PAD = 50, 0
 
@@ -16,15 +15,7 @@ def encoder(kind, activation="gelu"):
     dtype = np.float64 if kind == "float64" else np.float32
     enc = Encoder(vocab_size=V, d_model=32, n_heads=4, n_layers=2, d_ff=48, max_len=20, dropout=0.1,
                   activation=activation, pad_id=PAD, seed=4, dtype=dtype)
-    rng = np.random.default_rng(5)
-    for _, owner, name in enc.named_params():
-        if name in ("gamma", "beta", "b"):  # random, so that a swapped or skipped one shows
-            owner.params[name][:] = 0.3 * rng.standard_normal(owner.params[name].shape)
-    if kind == "bf16":
-        set_precision([enc], "bf16")
-    if kind == "int8":
-        quantize_params(enc.named_params(), np.float32)
-    return enc
+    return weights_of_kind(enc, kind, seed=5, scale=0.3)
 
 
 def ragged_ids(rng, lengths, width):
