@@ -277,15 +277,21 @@ def dense_packed(x, packed, b=None, activation="identity", alpha=0.01):
     """dense(x, w, b, activation, alpha) for weights packed by pack_weights: the same bits."""
     if not isinstance(packed, PackedWeights):
         raise TypeError(f"dense_packed: packed must come from pack_weights, got {type(packed).__name__}")
-    x = typed_c_array(x, _F32, "dense_packed", "x")
-    cdef int64_t m = x.shape[0] if x.ndim == 2 else -1, k = packed.k, n = packed.n
-    if x.ndim != 2 or x.shape[1] != k:
-        raise ValueError(f"dense_packed: x must have shape (m, {k}), got {x.shape}")
+    cdef int64_t k = packed.k, n = packed.n
     cdef int nr = 0
-    fn_sgemm_packed_b_floats(k, n, &nr)
+    cdef int64_t floats = fn_sgemm_packed_b_floats(k, n, &nr)
     if nr != packed.nr:
         raise ValueError(f"dense_packed: the weights were packed for panels of {packed.nr} columns and the "
                          f"current CPU path ({get_cpu_path()}) reads {nr}: pack them again")
+    data = packed.data  # C reads `floats` of them: a PackedWeights put together by hand is checked
+    if floats < 0 or type(data) is not _ndarray or data.dtype != _F32 or data.ndim != 1 \
+            or not data.flags.c_contiguous or data.shape[0] < floats:
+        raise ValueError(f"dense_packed: packed.data must be the {max(floats, 0)} float32 values pack_weights "
+                         f"made for k={k}, n={n}, got {_describe(data)}")
+    x = typed_c_array(x, _F32, "dense_packed", "x")
+    if x.ndim != 2 or x.shape[1] != k:
+        raise ValueError(f"dense_packed: x must have shape (m, {k}), got {x.shape}")
+    cdef int64_t m = x.shape[0]
     cdef const float *bias = NULL
     cdef const float[::1] bv
     if b is not None:
@@ -304,7 +310,7 @@ def dense_packed(x, packed, b=None, activation="identity", alpha=0.01):
         return dense(x, np.zeros((0, n), _F32), b, activation, alpha)
     cdef const float[:, ::1] xv = x
     cdef float[:, ::1] ov = out
-    cdef const float[::1] pv = packed.data
+    cdef const float[::1] pv = data
     cdef fn_status st
     cdef int nth = _n_threads
     with nogil:

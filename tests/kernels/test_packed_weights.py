@@ -107,6 +107,16 @@ def test_weights_packed_for_another_paths_panels_are_refused(rng):
     pytest.skip("every CPU path here reads panels of the same width")
 
 
+def test_a_packed_form_put_together_by_hand_is_checked_before_c_reads_it():
+    good = ops.pack_weights(np.ones((3, 40), np.float32))
+    x = np.ones((2, 3), np.float32)
+    for data, k, n in ((good.data[:5], 3, 40), (good.data.astype(np.float64), 3, 40), (good.data, 3, 4000),
+                       (good.data, -1, 40), (good.data.reshape(1, -1), 3, 40), ([1.0] * good.data.size, 3, 40)):
+        with pytest.raises(ValueError, match="packed.data must be the"):
+            ops.dense_packed(x if k == 3 else np.ones((2, max(k, 0)), np.float32),
+                             ops.PackedWeights(data, k, n, good.nr))
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda: ops.pack_weights(np.ones((3, 4))), TypeError, "pack_weights: w must be float32"),
     (lambda: ops.pack_weights(np.ones(4, np.float32)), ValueError, "pack_weights: w must be 2-D"),
