@@ -178,11 +178,11 @@ fn_status fn_decoder_step_f32(const fn_decoder_params *p, const fn_decoder_stack
         if (!p->layers[l] || p->layers[l]->d_model != D) return FN_ERR_ARG;
     if (B == 0) return FN_OK;
     if (!a->ids || !a->out || !a->stream || !p->table || !p->positions) return FN_ERR_ARG;
-    for (int64_t b = 0; b < B; ++b) /* every id before anything is written, whichever thread has its row */
-        if (a->ids[b] < 0 || a->ids[b] >= p->vocab) {
-            if (bad_id) *bad_id = b;
-            return FN_ERR_LABEL;
-        }
+    const int64_t bad = fn_first_bad_id(a->ids, B, p->vocab); /* before anything is written, by any thread */
+    if (bad >= 0) {
+        if (bad_id) *bad_id = bad;
+        return FN_ERR_LABEL;
+    }
     int nth = fn_decoder_step_threads(p, B, n_threads);
     if (nth <= 1) return step_rows(p, a, 0, B, a->scratch, n_threads);
     /* the scratch is per row (fn_decoder_step_scratch is linear in the batch): a thread's rows take

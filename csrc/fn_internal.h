@@ -34,6 +34,13 @@ static inline void fn_split(int64_t n, int tid, int nth, int64_t *begin, int64_t
     *end = *begin + base + (tid < extra ? 1 : 0);
 }
 
+/* Index of the first id outside [0, vocab), or -1 when every id is inside. */
+static inline int64_t fn_first_bad_id(const int64_t *ids, int64_t n, int64_t vocab) {
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab) return i;
+    return -1;
+}
+
 /* Threads worth using for `work` units when each thread needs at least
  * `min_per_thread` units to pay for waking it (about 5-20 us of work). */
 static inline int fn_threads_for(int64_t work, int64_t min_per_thread, int n_threads) {

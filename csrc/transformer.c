@@ -25,16 +25,10 @@ struct fn_transformer_kernels {
 
 /* ---- embedding --------------------------------------------------------- */
 
-static int64_t first_bad_id(const int64_t *ids, int64_t n, int64_t vocab) {
-    for (int64_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= vocab) return i;
-    return -1;
-}
-
 static fn_status check_embedding_args(const int64_t *ids, int64_t n, int64_t vocab,
                                       int64_t dim, int64_t *bad_pos) {
     if (n < 0 || vocab < 0 || dim < 0) return FN_ERR_ARG;
-    int64_t bad = first_bad_id(ids, n, vocab);
+    int64_t bad = fn_first_bad_id(ids, n, vocab);
     if (bad_pos) *bad_pos = bad;
     return bad >= 0 ? FN_ERR_LABEL : FN_OK;
 }
