@@ -306,15 +306,14 @@ def dense_packed(x, packed, b=None, activation="identity", alpha=0.01):
     out = np.empty((m, n), _F32)
     if m * n == 0:
         return out
-    if k == 0:
-        return dense(x, np.zeros((0, n), _F32), b, activation, alpha)
     cdef const float[:, ::1] xv = x
     cdef float[:, ::1] ov = out
     cdef const float[::1] pv = data
     cdef fn_status st
     cdef int nth = _n_threads
     with nogil:
-        st = fn_dense_forward_packed_f32(m, n, k, &xv[0, 0], k, &pv[0], nr, bias, <fn_activation>act, slope,
+        st = fn_dense_forward_packed_f32(m, n, k, &xv[0, 0] if k else NULL, max(k, 1), &pv[0], nr, bias,
+                                         <fn_activation>act, slope,
                                          &ov[0, 0], n, NULL, nth)
     check_status(st, "dense_packed")
     return out
