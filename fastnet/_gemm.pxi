@@ -273,8 +273,9 @@ def pack_weights(w, trans=False):
     return PackedWeights(data, k, n, nr)
 
 
-def dense_packed(x, packed, b=None, activation="identity", alpha=0.01):
-    """dense(x, w, b, activation, alpha) for weights packed by pack_weights: the same bits."""
+def dense_packed(x, packed, b=None, activation="identity", alpha=0.01, out=None):
+    """dense(x, w, b, activation, alpha) for weights packed by pack_weights: the same bits.
+    out: a float32 (m, n) array to write into, e.g. a decoding loop's one logits buffer."""
     if not isinstance(packed, PackedWeights):
         raise TypeError(f"dense_packed: packed must come from pack_weights, got {type(packed).__name__}")
     cdef int64_t k = packed.k, n = packed.n
@@ -303,7 +304,7 @@ def dense_packed(x, packed, b=None, activation="identity", alpha=0.01):
             bias = &bv[0]
     cdef int act = activation_code(activation)
     cdef float slope = <float>_finite(alpha, "alpha")
-    out = np.empty((m, n), _F32)
+    out = given_output(out, _F32, (m, n), "dense_packed", (x, data, b))
     if m * n == 0:
         return out
     cdef const float[:, ::1] xv = x

@@ -172,9 +172,10 @@ def matmul_int8(a, w):
     return out
 
 
-def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
+def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01, out=None):
     """y = act((float)(q(x) @ q(w)) * (x_scale * w_scale) + b): x float32 (m, k) is quantised
-    per row on the fly, w is given packed (pack_int8) with its per-column scales."""
+    per row on the fly, w is given packed (pack_int8) with its per-column scales. out: a float32
+    (m, n) array to write into."""
     x = _matrix2d(x, _F32, "dense_int8", "x")
     w_scale = typed_c_array(w_scale, _F32, "dense_int8", "w_scale")
     cdef int64_t m = x.shape[0], k = x.shape[1], n
@@ -190,7 +191,7 @@ def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
         if b.shape != (n,):
             raise ValueError(f"dense_int8: b must have shape ({n},), got {b.shape}")
         bv = b
-    out = np.empty((m, n), _F32)
+    out = given_output(out, _F32, (m, n), "dense_int8", (x, packed, colsum, w_scale, b))
     cdef const float[:, ::1] xv = x
     cdef const int8_t[::1] pv = packed
     cdef const int32_t[::1] cv = colsum

@@ -88,11 +88,11 @@ class Dense(Layer):
                 raise ValueError(f"Dense: expected an input of shape (..., {self.n_in}), got {x.shape}")
             rows = np.ascontiguousarray(x.reshape(-1, self.n_in))
             return self.forward(rows, training).reshape(*x.shape[:-1], self.n_out)
-        w = self.params["w"]
-        bias = self.params["b"] if self.use_bias else None
         if self.quantized:
             self._x = None  # nothing to go back through
-            return self.quantized["w"].dense(x, bias, self.activation, self.alpha)
+            return self.infer(x)
+        w = self.params["w"]
+        bias = self.params["b"] if self.use_bias else None
         out = self._buffers.get(x.shape[0], self.n_out, w.dtype) if training else None
         if ops.activation_info(self.activation).needs_input(self.alpha):  # keep the pre-activation
             y, self._pre = ops.dense(x, w, bias, activation=self.activation, alpha=self.alpha, out=out,
@@ -102,6 +102,15 @@ class Dense(Layer):
                           precision=self.precision)
         self._x, self._y = x, y
         return y
+
+    def infer(self, x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """activation(x @ w + b) for rows x (m, n_in), keeping nothing for a backward (a decoder's
+        logits, say); out: an (m, n_out) array of the result's dtype to write into."""
+        bias = self.params["b"] if self.use_bias else None
+        if self.quantized:
+            return self.quantized["w"].dense(x, bias, self.activation, self.alpha, out=out)
+        return ops.dense(x, self.params["w"], bias, activation=self.activation, alpha=self.alpha, out=out,
+                         precision=self.precision)
 
     def backward(self, dy: np.ndarray) -> Optional[np.ndarray]:
         """Adds dL/dw and dL/db into grads; returns dL/dx (None when need_input_grad is off)."""

@@ -42,9 +42,9 @@ class Int8Matrix:
     def dequantized(self):
         return self.q.astype(np.float32) * self.scale
 
-    def dense(self, x, bias=None, activation="identity", alpha=0.01):
-        """act(x @ w + bias) with x quantised per row; x is (m, k) float32."""
-        return ops.dense_int8(x, self.packed, self.scale, bias, activation=activation, alpha=alpha)
+    def dense(self, x, bias=None, activation="identity", alpha=0.01, out=None):
+        """act(x @ w + bias) with x quantised per row; x is (m, k) float32; out: (m, n) to write into."""
+        return ops.dense_int8(x, self.packed, self.scale, bias, activation=activation, alpha=alpha, out=out)
 
 
 class Int8Rows:

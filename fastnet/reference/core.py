@@ -138,7 +138,7 @@ def matmul_int8(a, w):
     return (a.astype(np.int64) @ _unpack_int8(w).astype(np.int64)).astype(np.int32)
 
 
-def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
+def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01, out=None):
     """act((float32)acc * (x_scale * w_scale) + b) with x quantised per row."""
     act = activation
     q, x_scale = quantize_rows(x)
@@ -146,7 +146,7 @@ def dense_int8(x, w, w_scale, b=None, activation="identity", alpha=0.01):
     y = acc * (x_scale[:, None] * np.asarray(w_scale, np.float32)[None, :])
     if b is not None:
         y = y + np.asarray(b, np.float32)
-    return _store(_ACTIVATIONS[_canonical(act)][0](_f64(y.astype(np.float32)), alpha), np.float32)
+    return _store(_ACTIVATIONS[_canonical(act)][0](_f64(y.astype(np.float32)), alpha), np.float32, out)
 
 
 def _operand(x, precision):
@@ -351,9 +351,9 @@ def pack_weights(w, trans=False):
     return SimpleNamespace(data=w, k=w.shape[0], n=w.shape[1], nr=None)
 
 
-def dense_packed(x, packed, b=None, activation="identity", alpha=0.01):
+def dense_packed(x, packed, b=None, activation="identity", alpha=0.01, out=None):
     """dense(x, w, b, activation, alpha) with w from pack_weights."""
-    return dense(x, packed.data, b, activation, alpha)
+    return dense(x, packed.data, b, activation, alpha, out=out)
 
 
 def dense_backward(x, w, y, dy, activation="identity", alpha=0.01, pre=None, need_dx=True,

@@ -67,6 +67,30 @@ class DecoderState:
         self.memory_rows = self.memory_rows[index]
 
 
+def rows_projection(d_in, d_out, product, reuse_logits=False):
+    """project(x): logits (..., d_out) of hidden states x (..., d_in), from product(rows, out), which
+    multiplies the rows of x (m, d_in) into out (m, d_out), or into a new array when out is None.
+    reuse_logits: every call writes into one buffer, made by the first call and again by a call with
+    more rows than it has, so each call's logits are overwritten by the next call's. For a decoding
+    loop, which is done with a step's logits before the next step: at a batch of 256 sentences and
+    4000 subwords each step's 4 MB of fresh logits were page-faulted in anew (about 5% of an int8
+    translation's time)."""
+    buffer = None
+
+    def project(x):
+        nonlocal buffer
+        rows = np.ascontiguousarray(x.reshape(-1, d_in))
+        if reuse_logits and buffer is not None and len(rows) <= len(buffer):
+            logits = product(rows, buffer[:len(rows)])
+        else:
+            logits = product(rows, None)
+            if reuse_logits:
+                buffer = logits
+        return logits.reshape(*x.shape[:-1], d_out)
+
+    return project
+
+
 class TiedOutput(Layer):
     """The output projection that shares its weights with the input embedding (Press & Wolf 2017):
     logits = x @ table.T + b. It owns only the bias; the table stays the Embedding's one tensor,
@@ -96,32 +120,28 @@ class TiedOutput(Layer):
             y += self.params["b"]
         return y.reshape(*x.shape[:-1], self.d_out)
 
-    def decoding_projection(self):
+    def decoding_projection(self, reuse_logits=False):
         """forward for one decoding run, during which the table cannot change: the logits from the
         table packed once as the GEMM reads it (ops.pack_weights), with the bias added in the
         product's epilogue. forward multiplies by the table transposed, which packs the whole table
         (4000 x 128 for a real vocabulary) at every step: half of the logits' time for a batch of 8,
         a fifth for 64. A plain (d_model, vocab) copy read in place still took 1.1-1.5x the packed
         one's time (its panels' rows are 16 KB apart). The same sums in the same order: bitwise
-        forward's logits. bf16 and float64 tables multiply a transposed copy (ops.transpose)."""
+        forward's logits. bf16 and float64 tables multiply a transposed copy (ops.transpose); int8
+        ones their int8 transpose. reuse_logits: see rows_projection."""
+        bias = self.params["b"]
         if self.embedding.quantized:
-            return self.forward
-        table, bias, precision = self.embedding.params["table"], self.params["b"], self.precision
+            matrix = self.embedding.quantized["table"].transposed()
+            return rows_projection(self.d_in, self.d_out, lambda x, out: matrix.dense(x, bias, out=out),
+                                   reuse_logits)
+        table, precision = self.embedding.params["table"], self.precision
         if table.dtype == np.float32 and precision == "float32":
             packed = ops.pack_weights(table, trans=True)
-
-            def project_packed(x):
-                x2 = x.reshape(-1, self.d_in)
-                return ops.dense_packed(x2, packed, bias).reshape(*x.shape[:-1], self.d_out)
-
-            return project_packed
+            return rows_projection(self.d_in, self.d_out, lambda x, out: ops.dense_packed(x, packed, bias, out=out),
+                                   reuse_logits)
         weight = ops.transpose(table)
-
-        def project(x):
-            x2 = np.ascontiguousarray(x.reshape(-1, self.d_in))
-            return ops.dense(x2, weight, bias, precision=precision).reshape(*x.shape[:-1], self.d_out)
-
-        return project
+        return rows_projection(self.d_in, self.d_out,
+                               lambda x, out: ops.dense(x, weight, bias, precision=precision, out=out), reuse_logits)
 
     def backward(self, dy):
         dy2 = np.ascontiguousarray(dy.reshape(-1, self.d_out))
@@ -212,11 +232,14 @@ class Decoder(Layer):
         return self.backward(dlogits)
 
     # ---- incremental decoding ----
-    def prepare_decoding(self):
+    def prepare_decoding(self, reuse_logits=False):
         """The logits projection for decoding while the weights stay as they are (one translate
         call, however many batches): tied, it holds a copy of the table (see
-        TiedOutput.decoding_projection), which costs about a millisecond to make."""
-        return self.out.decoding_projection() if self.tie_embeddings else self.out.forward
+        TiedOutput.decoding_projection), which costs about a millisecond to make. reuse_logits:
+        each call's logits overwrite the previous call's (rows_projection)."""
+        if self.tie_embeddings:
+            return self.out.decoding_projection(reuse_logits)
+        return rows_projection(self.d_model, self.vocab_size, self.out.infer, reuse_logits)
 
     def start(self, memory: np.ndarray, memory_mask: Optional[np.ndarray] = None,
               capacity: Optional[int] = None, project=None, rows=None) -> DecoderState:

@@ -460,7 +460,9 @@ class Translator:
         caps = np.ceil(max_length_ratio * src_lengths).astype(np.int64) + LENGTH_EXTRA
         out = [None] * len(texts)
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths batch together
-        project = dec.prepare_decoding()  # once for every batch: no weight changes during this call
+        # once for every batch: no weight changes during this call; greedy and beam search are done
+        # with a step's logits before the next step, so one buffer holds them all
+        project = dec.prepare_decoding(reuse_logits=True)
         for s in self._batches(len(texts), batch_size):
             idx = order[s]
             ids = src[idx]

@@ -16,6 +16,7 @@ from fastnet.demo.translation import pair_files, split_three_ways, train_on_pair
 from fastnet.layers.base import ParameterStore, set_precision
 from fastnet.seq2seq import Decoder, Translator, decoding
 from fastnet.text import SubwordTokenizer
+from helpers import weights_of_kind
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fn.__file__)))  # where this fastnet is imported from
@@ -125,6 +126,34 @@ def test_tied_logits_while_decoding_are_forwards_bit_for_bit(dtype, precision):
     dec.embed.params["table"][5] += 1.0  # training moves the table: the next run sees it
     hidden = rng.normal(size=(4, 1, 32)).astype(dtype)
     np.testing.assert_array_equal(dec.start(np.zeros((4, 3, 32), dtype)).project(hidden), dec.out.forward(hidden))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("kind", ["float32", "bf16", "float64", "int8"])
+def test_decoding_logits_in_one_reused_buffer_are_fresh_logits_bit_for_bit(tied, kind):
+    """translate's projection writes each step's logits into one buffer (reuse_logits): a prefix of
+    it for fewer rows, a bigger one for more, each call overwriting the previous call's; the bits
+    are those of fresh arrays, and greedy and beam search find the same sentences."""
+    dtype = np.float64 if kind == "float64" else np.float32
+    dec = weights_of_kind(Decoder(300, d_model=32, n_heads=2, n_layers=1, d_ff=64, max_len=8, dropout=0.0,
+                                  seed=3, dtype=dtype, tie_embeddings=tied), kind, seed=4, scale=0.5)
+    rng = np.random.default_rng(0)
+    fresh, reused = dec.prepare_decoding(), dec.prepare_decoding(reuse_logits=True)
+    previous = None
+    for rows in (7, 3, 7, 64, 1, 0):
+        hidden = rng.normal(size=(rows, 1, 32)).astype(dtype)
+        logits = reused(hidden)
+        assert logits.shape == (rows, 1, 300) and logits.tobytes() == fresh(hidden).tobytes()
+        assert logits.tobytes() == dec.out.forward(hidden).tobytes()
+        if previous is not None and 0 < rows <= len(previous):
+            assert np.shares_memory(logits, previous)  # the same buffer, overwritten
+        previous = logits if previous is None or rows > len(previous) else previous
+    hidden = rng.normal(size=(5, 32)).astype(dtype)
+    assert not np.shares_memory(fresh(hidden), fresh(hidden))
+    memory = rng.normal(size=(6, 4, 32)).astype(dtype)
+    args = (dec, memory, None, 1, 2, 8, decoding.Rules({0}))
+    assert decoding.greedy(*args, project=reused) == decoding.greedy(*args, project=fresh)
+    assert decoding.beam_search(*args, beam=3, project=reused) == decoding.beam_search(*args, beam=3, project=fresh)
 
 
 def test_tied_translator_saves_one_table_per_decoder(subword):

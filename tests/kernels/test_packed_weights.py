@@ -134,3 +134,53 @@ def test_a_packed_form_put_together_by_hand_is_checked_before_c_reads_it():
 def test_bad_arguments_are_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def _decoding_products(rng, k, n):
+    """The two products a decoding loop writes its logits with (packed float32 and int8), each as
+    (name, run(x, out=None), run's reference twin) over the same weights and bias."""
+    w = random_array(rng, (k, n), np.float32)
+    b = random_array(rng, (n,), np.float32)
+    packed = ops.pack_weights(w)
+    q, scale = ops.quantize_columns(w)
+    int8 = ops.pack_int8(q)
+    return [("dense_packed", lambda x, out=None: ops.dense_packed(x, packed, b, out=out),
+             lambda x, out=None: ref.dense_packed(x, ref.pack_weights(w), b, out=out)),
+            ("dense_int8", lambda x, out=None: ops.dense_int8(x, int8, scale, b, out=out),
+             lambda x, out=None: ref.dense_int8(x, int8, scale, b, out=out))]
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 128, 4000), (13, 37, 70), (0, 5, 9), (3, 8, 0)])
+def test_decoding_products_write_into_a_given_out_the_same_bits(cpu_path, rng, m, k, n):
+    x = random_array(rng, (m, k), np.float32)
+    for name, run, twin in _decoding_products(rng, k, n):
+        out = np.full((m, n), np.nan, np.float32)  # whatever it held is overwritten
+        assert run(x, out=out) is out, name
+        assert out.tobytes() == run(x).tobytes(), name
+        buffer = np.full((m + 5, n), np.nan, np.float32)  # a decoding loop's buffer: its first m rows
+        run(x, out=buffer[:m])
+        assert buffer[:m].tobytes() == out.tobytes() and np.isnan(buffer[m:]).all(), name
+        expected = np.full((m, n), np.nan, np.float32)
+        assert twin(x, out=expected) is expected, name
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 if name == "dense_packed" else 0.05,
+                                   err_msg=name)
+
+
+def test_a_bad_out_for_the_decoding_products_is_named(rng):
+    x = random_array(rng, (4, 6), np.float32)
+    read_only = np.zeros((4, 5), np.float32)
+    read_only.flags.writeable = False
+    for name, run, _ in _decoding_products(rng, 6, 5):
+        with pytest.raises(TypeError, match=f"{name}: out must be float32, got dtype float64"):
+            run(x, out=np.zeros((4, 5)))
+        with pytest.raises(ValueError, match=rf"{name}: out must have shape \(4, 5\), got \(5, 4\)"):
+            run(x, out=np.zeros((5, 4), np.float32))
+        with pytest.raises(ValueError, match=f"{name}: out must be C-contiguous"):
+            run(x, out=np.zeros((5, 4), np.float32).T)
+        with pytest.raises(ValueError, match=f"{name}: out is read-only"):
+            run(x, out=read_only)
+        with pytest.raises(TypeError, match=f"{name}: out must be a numpy array, got list"):
+            run(x, out=[[0.0] * 5] * 4)
+        both = np.zeros(44, np.float32)  # x in values 0-23, out in 20-39: four shared
+        with pytest.raises(ValueError, match=f"{name}: out shares memory with an input"):
+            run(both[:24].reshape(4, 6), out=both[20:40].reshape(4, 5))
