@@ -246,22 +246,22 @@ cdef int check_writable_out(object out, str what) except -1:
     return 0
 
 
-cdef object given_output(object out, object dtype, tuple shape, str what, tuple inputs):
+cdef object given_output(object out, object dtype, tuple shape, str what, tuple inputs, str name="out"):
     """A new C-contiguous array of `shape` and `dtype` when out is None; otherwise out, checked:
     a numpy array of that dtype and shape that the kernel can write directly, sharing no memory
-    with `inputs` (None entries skipped)."""
+    with `inputs` (None entries skipped). name: the argument's name in the messages."""
     if out is None:
         return np.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{what}: out must be a numpy array, got {type(out).__name__}")
+        raise TypeError(f"{what}: {name} must be a numpy array, got {type(out).__name__}")
     if out.dtype != dtype:
-        raise TypeError(f"{what}: out must be {np.dtype(dtype)}, got dtype {out.dtype}")
+        raise TypeError(f"{what}: {name} must be {np.dtype(dtype)}, got dtype {out.dtype}")
     if out.shape != shape:
-        raise ValueError(f"{what}: out must have shape {shape}, got {out.shape}")
-    check_writable_out(out, f"{what}: out")
+        raise ValueError(f"{what}: {name} must have shape {shape}, got {out.shape}")
+    check_writable_out(out, f"{what}: {name}")
     for arr in inputs:
         if arr is not None and np.may_share_memory(out, arr):
-            raise ValueError(f"{what}: out shares memory with an input")
+            raise ValueError(f"{what}: {name} shares memory with an input")
     return out
 
 

@@ -123,17 +123,9 @@ cdef object _vector(object arr, Py_buffer *view, _Matrix *mat, int64_t length, s
 
 cdef object _output(object out, object dtype, tuple shape, Py_buffer *view, _Matrix *mat,
                     str what, str name):
-    """A writable C-contiguous array of `shape` and `dtype`: `out`, checked, or a new one."""
-    if out is None:
-        out = np.empty(shape, dtype)
-    else:
-        if not isinstance(out, _ndarray):
-            raise TypeError(f"{what}: {name} must be a numpy array, got {type(out).__name__}")
-        if out.dtype != dtype:
-            raise TypeError(f"{what}: {name} must be {dtype}, got dtype {out.dtype}")
-        if out.shape != shape:
-            raise ValueError(f"{what}: {name} must have shape {shape}, got {out.shape}")
-        check_writable_out(out, f"{what}: {name}")
+    """A writable C-contiguous array of `shape` and `dtype`: `out`, checked, or a new one (the
+    callers check overlap with their inputs on the buffers' extents: _overlaps)."""
+    out = given_output(out, dtype, shape, what, (), name)
     PyObject_GetBuffer(out, view, PyBUF_STRIDES | PyBUF_WRITABLE)
     mat.data = <char *>view.buf
     mat.rows = shape[0]
