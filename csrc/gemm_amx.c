@@ -37,13 +37,17 @@ typedef struct {
     uint8_t rows[16];
 } tile_config;
 
-static FN_TARGET_AMX void amx_begin(void) {
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-    _tile_loadconfig(&cfg);
-}
+/* Palette 1, tiles 0-7 at their largest: 16 rows of 64 bytes. A constant
+ * object, not a local filled in before the load: GCC's _tile_loadconfig tells
+ * the compiler it reads 8 bytes, so the stores filling the rest of a local
+ * were dropped as dead and LDTILECFG faulted on the stack's leftovers. */
+static const tile_config amx_tiles = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+static FN_TARGET_AMX void amx_begin(void) { _tile_loadconfig(&amx_tiles); }
 
 static FN_TARGET_AMX void amx_end(void) { _tile_release(); }
 
