@@ -5,10 +5,11 @@
  * 32 consecutive k) and a 16 x 16 tile B of bf16 pairs (row r holds, for 16
  * columns, the pair k = 2r, 2r+1) - the pair layout the AVX512-BF16 kernel
  * packs B in, so the B packing is shared (fn_pack_b_bf16_pairs); A is packed
- * row-major in bf16 instead, each row of the sliver k-padded to 32.
+ * in bf16 in tile order instead (pack_a_tiles: per 32 k, the sliver's rows).
  * Micro-tile 32 x 32: C in tiles 0-3, A in 4-5, B in 6-7; per 32 k, 2 + 2
- * tile loads feed 4 TDPBF16PS (16 x 16 x 32 multiply-adds each). C is stored
- * through a 32 x 32 buffer, where alpha, beta and the edges are applied.
+ * tile loads feed 4 TDPBF16PS (16 x 16 x 32 multiply-adds each). A whole
+ * tile with alpha 1 and beta 0 or 1 is loaded from and stored to C directly;
+ * edges and scaled products go through a 32 x 32 buffer.
  * The int8 kernel (TDPBSSD, signed x signed bytes) has the same shape: A
  * tiles of 16 rows x 64 k, B tiles of 16 groups of 4 k x 16 columns, in the
  * packed layout of int8.c.
@@ -22,6 +23,9 @@
 
 #ifdef FN_HAVE_AMX_INTRIN
 #include <immintrin.h>
+
+#include "simd.h"
+#include "transpose_avx512.h"
 
 #define MR 32
 #define NR 32
@@ -51,32 +55,52 @@ static FN_TARGET_AMX void amx_begin(void) { _tile_loadconfig(&amx_tiles); }
 
 static FN_TARGET_AMX void amx_end(void) { _tile_release(); }
 
-/* A sliver: MR rows of `units` words (2 * units bf16, zero past kc); rows
- * past mc are zero too, so every tile row the kernel loads is defined. */
-static FN_TARGET_AMX void pack_a_rows(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
-                                      int64_t pc, int64_t kc, int64_t units, int mr_tile, void *dst_) {
+/* A sliver in tile order: for each step of 32 k, its MR rows of 32 bf16 (one
+ * 64-byte tile row each), zero past kc and past mc. The kernel's two A tiles
+ * of a step are then 2 KiB in a row, loaded with a 64-byte stride. (Rows of
+ * the whole sliver, a row 1 KiB from the next, ran the kernel at half the
+ * speed: 32 rows at that stride fall in 4 of the L1's 64 sets, and every
+ * step touched 32 separate streams.) */
+static FN_TARGET_AMX void pack_a_tiles(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
+                                       int64_t pc, int64_t kc, int64_t units, int mr_tile, void *dst_) {
     uint16_t *dst = dst_;
-    int64_t width = 2 * units;
+    const int64_t width = 2 * units;
     for (int64_t s = 0; s * mr_tile < mc; ++s) {
-        int64_t i0 = ic + s * mr_tile;
-        int64_t mr = mc - s * mr_tile < mr_tile ? mc - s * mr_tile : mr_tile;
-        uint16_t *d = dst + s * mr_tile * width;
-        for (int64_t i = 0; i < mr; ++i) {
-            uint16_t *row = d + i * width;
+        const int64_t i0 = ic + s * mr_tile;
+        const int mr = mc - s * mr_tile < mr_tile ? (int)(mc - s * mr_tile) : mr_tile;
+        for (int64_t p0 = 0; p0 < width; p0 += K_ALIGN) {
+            uint16_t *step = dst + s * mr_tile * width + p0 * mr_tile;
+            const int64_t left = kc - p0; /* k values of this step that exist */
             if (!trans_a) {
-                const float *src = a + (i0 + i) * lda + pc;
-                int64_t p = 0;
-                for (; p + 32 <= kc; p += 32) {
-                    __m512bh w = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + p + 16), _mm512_loadu_ps(src + p));
-                    _mm512_storeu_si512(row + p, (__m512i)w);
+                for (int i = 0; i < mr; ++i) {
+                    const float *src = a + (i0 + i) * lda + pc + p0;
+                    __m512 lo = _mm512_maskz_loadu_ps(fn_avx512_tail(left), src);
+                    __m512 hi = _mm512_maskz_loadu_ps(fn_avx512_tail(left - 16), src + 16);
+                    _mm512_storeu_si512(step + i * K_ALIGN, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
                 }
-                for (; p < kc; ++p) row[p] = fn_bf16_from_f32(src[p]);
             } else {
-                for (int64_t p = 0; p < kc; ++p) row[p] = fn_bf16_from_f32(a[(pc + p) * lda + i0 + i]);
+                /* op(A) row i is column i0 + i of a: 16 rows x 16 k at a time,
+                 * read along a's rows and transposed in registers */
+                for (int h = 0; h < mr; h += 16) {
+                    const __mmask16 cols = fn_avx512_tail(mr - h);
+                    __m512i lo[16], hi[16];
+                    for (int t = 0; t < 16; ++t) {
+                        const float *src = a + (pc + p0 + t) * lda + i0 + h;
+                        lo[t] = t < left ? _mm512_castps_si512(_mm512_maskz_loadu_ps(cols, src))
+                                         : _mm512_setzero_si512();
+                        hi[t] = t + 16 < left ? _mm512_castps_si512(_mm512_maskz_loadu_ps(cols, src + 16 * lda))
+                                              : _mm512_setzero_si512();
+                    }
+                    fn_transpose16_epi32(lo);
+                    fn_transpose16_epi32(hi);
+                    for (int i = 0; i < 16 && h + i < mr; ++i)
+                        _mm512_storeu_si512(step + (h + i) * K_ALIGN,
+                                            (__m512i)_mm512_cvtne2ps_pbh(_mm512_castsi512_ps(hi[i]),
+                                                                         _mm512_castsi512_ps(lo[i])));
+                }
             }
-            memset(row + kc, 0, (size_t)(width - kc) * sizeof(uint16_t));
+            if (mr < mr_tile) memset(step + mr * K_ALIGN, 0, (size_t)(mr_tile - mr) * K_ALIGN * sizeof(uint16_t));
         }
-        if (mr < mr_tile) memset(d + mr * width, 0, (size_t)((mr_tile - mr) * width) * sizeof(uint16_t));
     }
 }
 
@@ -84,24 +108,42 @@ static FN_TARGET_AMX void amx_kernel(int mr, int nr, int64_t kc, const float *a,
                                      const float *b, int64_t rsb, float *c, int64_t ldc, float alpha,
                                      float beta) {
     (void)rsa, (void)csa, (void)rsb;
-    const int64_t width = (kc + K_ALIGN - 1) / K_ALIGN * K_ALIGN; /* bf16 per A row */
-    const char *a0 = (const char *)a, *a1 = a0 + 16 * width * 2;
-    const char *bp = (const char *)b;
-    const int64_t a_stride = width * 2, b_stride = NR * 4;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    const int64_t width = (kc + K_ALIGN - 1) / K_ALIGN * K_ALIGN; /* k, padded */
+    const char *ap = (const char *)a, *bp = (const char *)b;
+    const int64_t a_stride = K_ALIGN * 2, b_stride = NR * 4;
+    /* A whole tile with alpha 1 and beta 0 or 1 (every product but the
+     * scaled ones): the accumulators start from C and go back to C, with no
+     * pass through a buffer. */
+    const int in_place = mr == MR && nr == NR && alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
+    const int64_t c_stride = ldc * 4;
+    if (in_place && beta == 1.0f) {
+        _tile_loadd(0, c, c_stride);
+        _tile_loadd(1, c + 16, c_stride);
+        _tile_loadd(2, c + 16 * ldc, c_stride);
+        _tile_loadd(3, c + 16 * ldc + 16, c_stride);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
     for (int64_t p = 0; p < width; p += K_ALIGN) {
-        /* k = p .. p+31: A bytes 2p.., B pair rows p/2 .. p/2+15 */
-        _tile_loadd(4, a0 + 2 * p, a_stride);
-        _tile_loadd(5, a1 + 2 * p, a_stride);
+        /* k = p .. p+31: A step p / 32 (MR rows of 64 bytes), B pair rows p/2 .. p/2+15 */
+        _tile_loadd(4, ap + p * MR * 2, a_stride);
+        _tile_loadd(5, ap + p * MR * 2 + 16 * a_stride, a_stride);
         _tile_loadd(6, bp + (p / 2) * b_stride, b_stride);
         _tile_loadd(7, bp + (p / 2) * b_stride + 64, b_stride);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
+    }
+    if (in_place) {
+        _tile_stored(0, c, c_stride);
+        _tile_stored(1, c + 16, c_stride);
+        _tile_stored(2, c + 16 * ldc, c_stride);
+        _tile_stored(3, c + 16 * ldc + 16, c_stride);
+        return;
     }
     float out[MR * NR];
     _tile_stored(0, out, NR * 4);
@@ -118,11 +160,14 @@ static FN_TARGET_AMX void amx_kernel(int mr, int nr, int64_t kc, const float *a,
     }
 }
 
-/* Blocking: A block MC x KC = 256 x 512 bf16 (256 KiB) in the 2 MiB L2 of a
- * Sapphire Rapids core; KC = 512 keeps the B micro-panel at 32 KiB (L1). */
+/* Blocking: an A block of MC x KC = 256 x 1024 bf16 (512 KiB) in the 2 MiB
+ * L2 of a Sapphire Rapids core, a B micro-panel of 1024 x 32 (64 KiB). KC
+ * 1024 sums k up to 1024 in the tiles in one pass over C; with KC 512 a
+ * second pass loaded and stored every C tile again: 1024^3 ran at 680-710
+ * GFLOP/s against 770-850 (MC 64 or 128 ran no better). */
 const fn_sgemm_arch fn_bf16_arch_amx = {
-    "amx", MR, NR, 256, 512, 4096, amx_kernel, fn_sgemm_epilogue_avx512,
-    2, K_ALIGN, pack_a_rows, fn_pack_b_bf16_pairs, amx_begin, amx_end,
+    "amx", MR, NR, 256, 1024, 4096, amx_kernel, fn_sgemm_epilogue_avx512,
+    2, K_ALIGN, pack_a_tiles, fn_pack_b_bf16_pairs, amx_begin, amx_end,
 };
 
 /* ---- int8: C (int32) += A (s8, kpad bytes a row) B (packed s8) ---------- */

@@ -120,6 +120,25 @@ def test_bf16_matmul_large_and_threaded(lowp_path, rng):
             assert_gemm_close(got, expected, bound, f"{lowp_path} {m}x{n}x{k} {threads} threads")
 
 
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_bf16_matmul_whole_tiles_with_beta_one_and_zero(lowp_path, rng, trans_a, trans_b):
+    # Whole 32 x 32 tiles and k past two KC blocks: the AMX kernel then starts
+    # its tiles from C (beta 1, and every KC block after the first) or from
+    # zero (beta 0: a NaN already in out must not come through).
+    m, n, k = 64, 96, 2100
+    a, b = _operands(rng, m, n, k, trans_a, trans_b)
+    c0 = rng.uniform(-1, 1, (m, n)).astype(F32)
+    out = c0.copy()
+    ops.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=out, beta=1.0, precision="bf16")
+    expected, bound = _reference(a, b, trans_a, trans_b, 1.0, 1.0, c0)
+    assert_gemm_close(out, expected, bound, f"{lowp_path} beta=1 ta={trans_a} tb={trans_b}")
+    out = np.full((m, n), np.nan, F32)
+    ops.matmul(a, b, trans_a=trans_a, trans_b=trans_b, out=out, beta=0.0, precision="bf16")
+    expected, bound = _reference(a, b, trans_a, trans_b)
+    assert_gemm_close(out, expected, bound, f"{lowp_path} beta=0 over NaN ta={trans_a} tb={trans_b}")
+
+
 def test_bf16_matmul_alpha_beta_and_zero_sizes(lowp_path, rng):
     a, b = _operands(rng, 20, 30, 40, False, False)
     c0 = rng.uniform(-1, 1, (20, 30)).astype(F32)
