@@ -199,6 +199,7 @@ static FN_TARGET_AMX void amx_s8_kernel(int mr, int64_t kpad, const uint8_t *a, 
             for (int j = 0; j < FN_S8_NR; ++j) tile[i * FN_S8_NR + j] += init[j];
 }
 
-const fn_s8_arch fn_s8_arch_amx = {"amx", 32, 0, amx_s8_kernel, amx_begin, amx_end, NULL, NULL};
+const fn_s8_arch fn_s8_arch_amx = {"amx", 32, 0, amx_s8_kernel, amx_begin, amx_end,
+                                   fn_s8_quantize_row_avx512, fn_s8_dequantize_avx512};
 
 #endif /* FN_HAVE_AMX_INTRIN */

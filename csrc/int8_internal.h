@@ -40,6 +40,10 @@ typedef void (*fn_s8_finish)(const int32_t *tile, int mr, int nr, int64_t i0, in
 extern const fn_s8_arch fn_s8_arch_generic;
 #ifdef FN_HAVE_VNNI_INTRIN
 extern const fn_s8_arch fn_s8_arch_vnni;
+/* The VNNI path's vector quantisation and dequantisation (int8_vnni.c). */
+float fn_s8_quantize_row_avx512(const float *x, int64_t k, int64_t kpad, uint8_t offset, uint8_t *dst);
+void fn_s8_dequantize_avx512(const int32_t *tile, int mr, int nr, const float *x_scale, const float *w_scale,
+                             const float *bias, float *y, int64_t ldy);
 #endif
 #ifdef FN_HAVE_AMX_INTRIN
 extern const fn_s8_arch fn_s8_arch_amx;

@@ -64,9 +64,10 @@ static FN_TARGET_VNNI void vnni_kernel(int mr, int64_t kpad, const uint8_t *a, i
 /* ---- quantising a row and dequantising a tile, 16 lanes at a time --------
  * The same operations as the portable code in int8.c, in the same order (one
  * multiply by 127/max, round to nearest even, clamp; (float)acc times
- * (scale_x * scale_w)), so the bytes and floats are identical. */
+ * (scale_x * scale_w)), so the bytes and floats are identical. The AMX path
+ * uses them too (offset 0): every CPU with AMX has AVX512-VNNI. */
 
-static FN_TARGET_VNNI float vnni_quantize_row(const float *x, int64_t k, int64_t kpad, uint8_t offset,
+FN_TARGET_VNNI float fn_s8_quantize_row_avx512(const float *x, int64_t k, int64_t kpad, uint8_t offset,
                                               uint8_t *dst) {
     __m512 amax = _mm512_setzero_ps();
     __mmask16 bad = 0;
@@ -95,7 +96,7 @@ static FN_TARGET_VNNI float vnni_quantize_row(const float *x, int64_t k, int64_t
     return scale;
 }
 
-static FN_TARGET_VNNI void vnni_dequantize(const int32_t *tile, int mr, int nr, const float *x_scale,
+FN_TARGET_VNNI void fn_s8_dequantize_avx512(const int32_t *tile, int mr, int nr, const float *x_scale,
                                            const float *w_scale, const float *bias, float *y, int64_t ldy) {
     __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
     __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
@@ -116,6 +117,7 @@ static FN_TARGET_VNNI void vnni_dequantize(const int32_t *tile, int mr, int nr, 
     }
 }
 
-const fn_s8_arch fn_s8_arch_vnni = {"avx512_vnni", MR, 1, vnni_kernel, NULL, NULL, vnni_quantize_row, vnni_dequantize};
+const fn_s8_arch fn_s8_arch_vnni = {"avx512_vnni", MR, 1, vnni_kernel, NULL, NULL,
+                                  fn_s8_quantize_row_avx512, fn_s8_dequantize_avx512};
 
 #endif /* FN_HAVE_VNNI_INTRIN */
