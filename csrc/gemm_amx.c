@@ -57,10 +57,12 @@ static FN_TARGET_AMX void amx_end(void) { _tile_release(); }
 
 /* A sliver in tile order: for each step of 32 k, its MR rows of 32 bf16 (one
  * 64-byte tile row each), zero past kc and past mc. The kernel's two A tiles
- * of a step are then 2 KiB in a row, loaded with a 64-byte stride. (Rows of
- * the whole sliver, a row 1 KiB from the next, ran the kernel at half the
- * speed: 32 rows at that stride fall in 4 of the L1's 64 sets, and every
- * step touched 32 separate streams.) */
+ * of a step are then 2 KiB in a row, loaded with a 64-byte stride, where rows
+ * of the whole sliver lay 2 KC bytes apart (32 rows at a 1 KiB stride share 4
+ * of the L1's 64 sets); the gain on its own was within the host's noise. A
+ * transposed A is read 16 x 16 at a time along a's rows and transposed in
+ * registers (element by element before: TN and TT products ran 1.3-1.5x
+ * slower). */
 static FN_TARGET_AMX void pack_a_tiles(const float *a, int64_t lda, int trans_a, int64_t ic, int64_t mc,
                                        int64_t pc, int64_t kc, int64_t units, int mr_tile, void *dst_) {
     uint16_t *dst = dst_;
@@ -79,8 +81,7 @@ static FN_TARGET_AMX void pack_a_tiles(const float *a, int64_t lda, int trans_a,
                     _mm512_storeu_si512(step + i * K_ALIGN, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
                 }
             } else {
-                /* op(A) row i is column i0 + i of a: 16 rows x 16 k at a time,
-                 * read along a's rows and transposed in registers */
+                /* op(A) row i is column i0 + i of a */
                 for (int h = 0; h < mr; h += 16) {
                     const __mmask16 cols = fn_avx512_tail(mr - h);
                     __m512i lo[16], hi[16];

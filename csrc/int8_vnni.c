@@ -68,7 +68,7 @@ static FN_TARGET_VNNI void vnni_kernel(int mr, int64_t kpad, const uint8_t *a, i
  * uses them too (offset 0): every CPU with AMX has AVX512-VNNI. */
 
 FN_TARGET_VNNI float fn_s8_quantize_row_avx512(const float *x, int64_t k, int64_t kpad, uint8_t offset,
-                                              uint8_t *dst) {
+                                               uint8_t *dst) {
     __m512 amax = _mm512_setzero_ps();
     __mmask16 bad = 0;
     const __m512 inf = _mm512_set1_ps(INFINITY);
@@ -97,7 +97,7 @@ FN_TARGET_VNNI float fn_s8_quantize_row_avx512(const float *x, int64_t k, int64_
 }
 
 FN_TARGET_VNNI void fn_s8_dequantize_avx512(const int32_t *tile, int mr, int nr, const float *x_scale,
-                                           const float *w_scale, const float *bias, float *y, int64_t ldy) {
+                                            const float *w_scale, const float *bias, float *y, int64_t ldy) {
     __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
     __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
     __m512 w0 = _mm512_maskz_loadu_ps(m0, w_scale), w1 = _mm512_maskz_loadu_ps(m1, w_scale + 16);
