@@ -11,8 +11,17 @@ sentences greedily, in batches of 250, on the same thread count; the
 float32 outputs are checked equal first, so the work is the same.
 fastnet-int8 is tr.quantize("int8"); ctranslate2-int8 is compute_type="int8".
 ctranslate2 is a bench-only dependency: the module skips without it.
+
+With FASTNET_BENCH_MODEL naming a model saved by `fastnet train-translator
+tatoeba-eng-swe.tsv` (subwords, tied embeddings), the same four run on it too,
+on 1000 of its held-out Tatoeba sentences (tatoeba-eng-swe.tsv in
+$FASTNET_DATA, default ../shared/data) in batches of 64; there the outputs are
+checked equal with the repetition guards off (fastnet's rule against a piece
+three times in a row has no CTranslate2 option) and timed with them on.
 """
 import copy
+import os
+import pathlib
 
 import pytest
 
@@ -43,13 +52,35 @@ def models(tmp_path_factory):
     return tr, int8, folder, sentences
 
 
-@pytest.mark.parametrize("impl", ["fastnet", "fastnet-int8", "ctranslate2", "ctranslate2-int8"])
-@pytest.mark.parametrize("threads", [1, 2])
-def test_greedy_translation(benchmark, models, impl, threads):
+@pytest.fixture(scope="module")
+def real_models(tmp_path_factory):
+    from fastnet.demo.translation import _load_split
+    from fastnet.export.ctranslate2 import ctranslate2_translate, translator_to_ctranslate2
+
+    path = os.environ.get("FASTNET_BENCH_MODEL")
+    data = os.environ.get("FASTNET_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data")
+    pairs = os.path.join(data, "tatoeba-eng-swe.tsv")
+    if not path or not os.path.exists(pairs):
+        pytest.skip("set FASTNET_BENCH_MODEL to a saved Tatoeba translator (and have its pair file)")
+    tr = fn.load(path)
+    sentences = _load_split(pairs, 12, 0)[4][:N_SENTENCES]  # train_on_pairs' held-out split (seed 0)
+    folder = tmp_path_factory.mktemp("ct2-real") / "model"
+    translator_to_ctranslate2(tr, folder, to="sv")
+    ours = tr.translate(sentences, to="sv", batch_size=REAL_BATCH, max_length_ratio=100.0, no_repeat_ngram=0)
+    theirs = ctranslate2_translate(tr, folder, sentences, to="sv", batch_size=REAL_BATCH, no_repeat_ngram=0)
+    assert ours == theirs, "the export must translate alike"
+    return tr, copy.deepcopy(tr).quantize("int8"), folder, sentences
+
+
+IMPLS = ["fastnet", "fastnet-int8", "ctranslate2", "ctranslate2-int8"]
+REAL_BATCH = 64
+
+
+def greedy_benchmark(benchmark, models, impl, threads, batch, what):
     from fastnet.export.ctranslate2 import ctranslate2_translate
 
     tr, int8, folder, sentences = models
-    benchmark.group = f"greedy translation of {N_SENTENCES} sentences, batch {BATCH}, {threads}t"
+    benchmark.group = f"greedy translation of {len(sentences)} {what} sentences, batch {batch}, {threads}t"
     benchmark.extra_info["impl"] = impl
     benchmark.extra_info["path"] = fn.config()["mma_path"]
     if impl.startswith("fastnet"):
@@ -57,13 +88,25 @@ def test_greedy_translation(benchmark, models, impl, threads):
 
         def run():
             with fn.threads(threads):
-                return model.translate(sentences, to="sv", batch_size=BATCH, max_length_ratio=100.0)
+                return model.translate(sentences, to="sv", batch_size=batch, max_length_ratio=100.0)
     else:
         compute = "int8" if impl.endswith("int8") else "float32"
         engine = ctranslate2.Translator(str(folder), device="cpu", compute_type=compute, intra_threads=threads,
                                         inter_threads=1)
 
         def run():
-            return ctranslate2_translate(tr, folder, sentences, to="sv", batch_size=BATCH, translator=engine)
+            return ctranslate2_translate(tr, folder, sentences, to="sv", batch_size=batch, translator=engine)
     out = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
-    assert len(out) == N_SENTENCES
+    assert len(out) == len(sentences)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_greedy_translation(benchmark, models, impl, threads):
+    greedy_benchmark(benchmark, models, impl, threads, BATCH, "toy")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_greedy_translation_real(benchmark, real_models, impl, threads):
+    greedy_benchmark(benchmark, real_models, impl, threads, REAL_BATCH, "held-out Tatoeba")

@@ -11,7 +11,8 @@ sqrt(d_model) embedding scale and the sinusoid table itself (fastnet
 interleaves sin and cos channels, so the table is copied rather than
 regenerated). Weights are copied in, transposed from fastnet's (in, out) to
 CTranslate2's (out, in); the fused q|k|v and k|v projections keep their
-order. Token ids become the strings "<blank>", "<s>", "</s>", "<unk>" (ids
+order; a tied output layer is written as its embedding table (a copy beside
+the embedding's). Token ids become the strings "<blank>", "<s>", "</s>", "<unk>" (ids
 0-3, fastnet's pad, bos, eos, unk) and "t<id>" for the rest, so text goes
 through fastnet's tokenizers on both sides.
 
@@ -45,6 +46,18 @@ def _ffn(spec, norm, ffn):
     _linear(spec.linear_1, ffn.down)
 
 
+def _projection(spec, out):
+    """The decoder's output layer; a tied one (TiedOutput: logits = x @ table.T + b) is written as
+    its table, which is already CTranslate2's (out, in) layout, copied beside the embedding."""
+    from fastnet.seq2seq.decoder import TiedOutput
+
+    if isinstance(out, TiedOutput):
+        spec.weight = np.ascontiguousarray(out.embedding.params["table"], np.float32)
+        spec.bias = np.ascontiguousarray(out.params["b"], np.float32)
+    else:
+        _linear(spec, out)
+
+
 def _embeddings(spec_embeddings, spec_positions, module):
     spec_embeddings.weight = np.asarray(module.embed.params["table"], np.float32)
     spec_positions.encodings = np.asarray(module.pos.table, np.float32)
@@ -58,8 +71,6 @@ def _check_exportable(tr, to):
         raise ValueError(f"to={to!r} must name a text decoder of the translator (have: {tr.languages})")
     if tr.quantization:
         raise ValueError("export the float32 translator (quantize with CTranslate2's compute_type instead)")
-    if getattr(dec, "tie_embeddings", False):
-        raise ValueError("tied output embeddings are not exported (build the translator untied)")
     if tr.encoder.activation not in ("gelu", "relu"):
         raise ValueError(f"activation {tr.encoder.activation!r} has no CTranslate2 equivalent here")
     return dec
@@ -94,7 +105,7 @@ def translator_to_ctranslate2(tr, output_dir, to=None):
         _linear(layer_spec.attention.linear[2], layer.cross_attn.out_proj)
         _ffn(layer_spec.ffn, layer.norm3, layer.ffn)
     _norm(spec.decoder.layer_norm, dec.norm)
-    _linear(spec.decoder.projection, dec.out)
+    _projection(spec.decoder.projection, dec.out)
     spec.register_source_vocabulary(_vocabulary(enc.vocab_size))
     spec.register_target_vocabulary(_vocabulary(dec.vocab_size))
     spec.config.unk_token, spec.config.bos_token, spec.config.eos_token = SPECIALS[3], SPECIALS[1], SPECIALS[2]
@@ -125,13 +136,14 @@ def decoding_options(tr, to, beam=1, no_repeat_ngram=None):
     length cap: compare with max_length_ratio large enough not to bind)."""
     from fastnet.seq2seq.translator import NO_REPEAT_NGRAM
 
-    return dict(beam_size=beam, max_decoding_length=tr.decoders[to].max_len, disable_unk=True,
+    # fastnet's cap counts the eos it forces at max_len (at most max_len - 1 pieces); CTranslate2's does not
+    return dict(beam_size=beam, max_decoding_length=tr.decoders[to].max_len - 1, disable_unk=True,
                 suppress_sequences=[[SPECIALS[0]], [SPECIALS[1]]],
                 no_repeat_ngram_size=NO_REPEAT_NGRAM if no_repeat_ngram is None else no_repeat_ngram)
 
 
 def ctranslate2_translate(tr, model_dir, texts, to=None, beam=1, compute_type="float32", threads=1,
-                          batch_size=256, translator=None):
+                          batch_size=256, translator=None, no_repeat_ngram=None):
     """Translate with the exported model (a ctranslate2.Translator is made unless given)."""
     import ctranslate2
 
@@ -140,5 +152,5 @@ def ctranslate2_translate(tr, model_dir, texts, to=None, beam=1, compute_type="f
         translator = ctranslate2.Translator(str(model_dir), device="cpu", compute_type=compute_type,
                                             intra_threads=threads, inter_threads=1)
     results = translator.translate_batch(source_tokens(tr, texts), max_batch_size=batch_size,
-                                         **decoding_options(tr, to, beam))
+                                         **decoding_options(tr, to, beam, no_repeat_ngram))
     return decode_tokens(tr, to, [r.hypotheses[0] for r in results])
