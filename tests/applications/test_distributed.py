@@ -288,7 +288,9 @@ def test_launched_by_mpi_reads_the_launchers_environment(monkeypatch):
 
 def test_a_dying_rank_ends_the_run_with_an_error_instead_of_a_hang(tmp_path):
     code, log, _ = _train(tmp_path, "dies", 2, die_at=2)
-    assert code == 7, log  # the launcher ends the surviving rank and passes on the dead rank's status
+    # The launcher ends the surviving rank and exits with the status of the first rank it reaps:
+    # the dead one's 7, or (a race seen in CI) 9 for the survivor it has just killed with SIGKILL.
+    assert code in (7, 9), log
     assert "losses" not in log
 
 
