@@ -10,9 +10,13 @@ the bests.
 
     python bench/alternating.py gemm --threads 1 --rounds 5
     python bench/alternating.py mlp --threads 2 --rounds 6
+    python bench/alternating.py sgemm --threads 2 --rounds 5
 
 gemm: bf16 products (fastnet takes float32 arrays and rounds while packing;
 PyTorch is handed bfloat16 tensors made beforehand), GFLOP/s.
+sgemm: float32 products at T threads, fastnet beside NumPy's BLAS (OpenBLAS;
+its threads set with threadpoolctl) and PyTorch, and fastnet on one thread in
+the same rounds, so its T-thread scaling is measured side by side too, GFLOP/s.
 mlp: the 784-1024-1024-10 SGD step at batch 256 of bench_training.py, float32
 and bf16 (PyTorch autocast), ms.
 """
@@ -29,6 +33,8 @@ from fastnet import ops
 
 GEMM_SHAPES = [(1024, 1024, 1024, "NN"), (2048, 2048, 2048, "NN"), (256, 1024, 1024, "NN"),
                (256, 1024, 1024, "NT"), (256, 1024, 1024, "TN"), (256, 1024, 1024, "TT")]
+SGEMM_SHAPES = [(256, 256, 256, "NN"), (1024, 1024, 1024, "NN"), (2048, 2048, 2048, "NN"),
+                (64, 256, 784, "NN"), (256, 1024, 1024, "NT")]
 MLP_WIDTHS = (784, 1024, 1024, 10)
 
 
@@ -74,6 +80,38 @@ def gemm(torch, rounds, threads):
               f"{ratio_line(times, 'torch', 'fastnet')}", flush=True)
 
 
+def sgemm(torch, rounds, threads):
+    from threadpoolctl import threadpool_limits
+
+    def fastnet_at(n_threads, a, b, tb):
+        def run():
+            fn.set_num_threads(n_threads)
+            try:
+                ops.matmul(a, b, trans_b=tb)
+            finally:
+                fn.set_num_threads(threads)
+        return run
+
+    rng = np.random.default_rng(0)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for m, n, k, trans in SGEMM_SHAPES:
+            tb = trans[1] == "T"
+            a = rng.standard_normal((m, k)).astype(np.float32)
+            b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+            b_np = b.T if tb else b
+            ta_torch, tb_torch = torch.from_numpy(a), torch.from_numpy(b)
+            tb_torch = tb_torch.t() if tb else tb_torch
+            times = alternate({"fastnet": fastnet_at(threads, a, b, tb), "fastnet-1t": fastnet_at(1, a, b, tb),
+                               "openblas": lambda: a @ b_np, "torch": lambda: torch.mm(ta_torch, tb_torch)},
+                              rounds, 0.6)
+            gflop = 2 * m * n * k / 1e9
+            print(f"{m}x{n}x{k} {trans}, {threads}t, GFLOP/s: "
+                  + ", ".join(f"{name} {gflop / min(t):.0f}" for name, t in times.items()), flush=True)
+            print(f"  fastnet / OpenBLAS {ratio_line(times, 'openblas', 'fastnet')}, "
+                  f"/ PyTorch {ratio_line(times, 'torch', 'fastnet')}, "
+                  f"/ own one thread {ratio_line(times, 'fastnet-1t', 'fastnet')}", flush=True)
+
+
 def mlp(torch, rounds, threads):
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_training import batch, fastnet_step, torch_step
@@ -94,7 +132,7 @@ def mlp(torch, rounds, threads):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["gemm", "mlp"])
+    parser.add_argument("what", choices=["gemm", "sgemm", "mlp"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
@@ -103,7 +141,7 @@ def main():
     fn.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     print(f"paths: float32 {fn.config()['cpu_path']}, bf16/int8 {fn.config()['mma_path']}; torch {torch.__version__}")
-    (gemm if args.what == "gemm" else mlp)(torch, args.rounds, args.threads)
+    {"gemm": gemm, "sgemm": sgemm, "mlp": mlp}[args.what](torch, args.rounds, args.threads)
 
 
 if __name__ == "__main__":
