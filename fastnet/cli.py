@@ -186,7 +186,17 @@ def cmd_train_translator(args):
                 print(f"    {name}: {value:.4g}")
             elif isinstance(value, (int, str)):
                 print(f"    {name}: {value}")
+        _print_samples(lang_scores.get("samples", ()))
     return 0
+
+
+def _print_samples(samples):
+    """A few held-out sentences, what the saved model made of them and the reference: the scores'
+    meaning at a glance."""
+    if samples:
+        print("    held-out samples (English -> translation  [reference]):")
+    for source, translation, reference in samples:
+        print(f"      {source} -> {translation}  [{reference}]")
 
 
 def cmd_translate(args):

@@ -46,6 +46,9 @@ def trained_model(tmp_path_factory):
     result = run_fastnet("train-translator", str(pairs), "--out", str(model), "--minutes", "0.15")
     assert result.returncode == 0, result.stderr
     assert f"saved {model}" in result.stdout
+    samples = result.stdout.split("held-out samples (English -> translation  [reference]):\n")[1].splitlines()
+    assert len(samples) >= 3 and all(" -> " in line and line.endswith("]") for line in samples)
+    assert {line.strip().split(" -> ")[0] for line in samples} <= set(data.en)  # held-out English, as given
     return model
 
 
