@@ -85,11 +85,8 @@ def sgemm(torch, rounds, threads):
 
     def fastnet_at(n_threads, a, b, tb):
         def run():
-            fn.set_num_threads(n_threads)
-            try:
+            with fn.threads(n_threads):
                 ops.matmul(a, b, trans_b=tb)
-            finally:
-                fn.set_num_threads(threads)
         return run
 
     rng = np.random.default_rng(0)
@@ -99,10 +96,10 @@ def sgemm(torch, rounds, threads):
             a = rng.standard_normal((m, k)).astype(np.float32)
             b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
             b_np = b.T if tb else b
-            ta_torch, tb_torch = torch.from_numpy(a), torch.from_numpy(b)
-            tb_torch = tb_torch.t() if tb else tb_torch
+            a_torch, b_torch = torch.from_numpy(a), torch.from_numpy(b)
+            b_torch = b_torch.t() if tb else b_torch
             times = alternate({"fastnet": fastnet_at(threads, a, b, tb), "fastnet-1t": fastnet_at(1, a, b, tb),
-                               "openblas": lambda: a @ b_np, "torch": lambda: torch.mm(ta_torch, tb_torch)},
+                               "openblas": lambda: a @ b_np, "torch": lambda: torch.mm(a_torch, b_torch)},
                               rounds, 0.6)
             gflop = 2 * m * n * k / 1e9
             print(f"{m}x{n}x{k} {trans}, {threads}t, GFLOP/s: "
