@@ -7,6 +7,13 @@
  * Register tile as in the float32 kernel: 24 accumulators, 2 B vectors, the
  * 4 A bytes of a row broadcast into the instruction. The accumulators start
  * from `init` (-128 x the column sums), which takes the offset back out.
+ *
+ * The row loops are unrolled by mr (a constant at each call site) and the k
+ * loop is not: unrolling k by 2, as before, made GCC 12 rotate the 24
+ * accumulators through register copies and stack spills every step, and the
+ * kernel ran at 190-220 GOP/s; written this way it keeps them in registers
+ * and runs at 290-390 GOP/s on the decoder's shapes (m 256, k 128-512, n
+ * 128-4000, one Zen 4 core, whose VPDPBUSD peak is 4x its float32 FMA's).
  */
 #include <math.h>
 #include <string.h>
@@ -24,11 +31,12 @@ vnni_tile(const int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_
     __m512i acc[MR][2];
     const __m512i init0 = init ? _mm512_loadu_si512(init) : _mm512_setzero_si512();
     const __m512i init1 = init ? _mm512_loadu_si512(init + 16) : _mm512_setzero_si512();
-    for (int i = 0; i < MR; ++i) acc[i][0] = init0, acc[i][1] = init1;
-#pragma GCC unroll 2
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; ++i) acc[i][0] = init0, acc[i][1] = init1;
     for (int64_t u = 0; u < kpad / 4; ++u) {
         __m512i b0 = _mm512_loadu_si512(b + u * 128);
         __m512i b1 = _mm512_loadu_si512(b + u * 128 + 64);
+#pragma GCC unroll 12
         for (int i = 0; i < mr; ++i) {
             int32_t word;
             memcpy(&word, a + i * lda + 4 * u, 4);
@@ -37,6 +45,7 @@ vnni_tile(const int mr, int64_t kpad, const uint8_t *a, int64_t lda, const int8_
             acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], ai, b1);
         }
     }
+#pragma GCC unroll 12
     for (int i = 0; i < mr; ++i) {
         _mm512_storeu_si512(tile + i * 32, acc[i][0]);
         _mm512_storeu_si512(tile + i * 32 + 16, acc[i][1]);
