@@ -67,6 +67,8 @@ fn_mma_path fn_mma_best_path(void);           /* asks for AMX permission once */
 fn_status fn_mma_set_path(fn_mma_path path);  /* FN_ERR_CPU if unsupported */
 fn_mma_path fn_mma_get_path(void);
 const char *fn_mma_path_name(fn_mma_path path);
+/* The int8 kernels the current paths run: amx, avx512_vnni, avx2 or generic. */
+const char *fn_int8_kernel_name(void);
 fn_amx_permission fn_amx_permission_status(void);
 /* Test hook: behave as if the OS refused AMX (from the next detection on). */
 void fn_amx_simulate_refusal(int refuse);

@@ -144,8 +144,13 @@ const fn_s8_arch *fn_s8_arch_current(void) {
 #ifdef FN_HAVE_VNNI_INTRIN
     if (path >= FN_MMA_AVX512_VNNI) return &fn_s8_arch_vnni;
 #endif
+#ifdef FN_SIMD_X86
+    if (fn_cpu_get_path() >= FN_CPU_AVX2) return &fn_s8_arch_avx2; /* no int8 unit: AVX2's 16-bit products */
+#endif
     return &fn_s8_arch_generic;
 }
+
+const char *fn_int8_kernel_name(void) { return fn_s8_arch_current()->name; }
 
 /* ---- the driver --------------------------------------------------------------------
  * Tiles of MR rows x 32 columns, numbered in groups of S8_GROUP_PANELS panels

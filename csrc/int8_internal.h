@@ -1,5 +1,5 @@
 /* int8_internal.h - what the int8 driver (int8.c) shares with its kernels
- * (int8_vnni.c, gemm_amx.c). Not part of the public API. */
+ * (int8_avx2.c, int8_vnni.c, gemm_amx.c). Not part of the public API. */
 #ifndef FN_INT8_INTERNAL_H
 #define FN_INT8_INTERNAL_H
 
@@ -38,6 +38,9 @@ typedef struct {
 typedef void (*fn_s8_finish)(const int32_t *tile, int mr, int nr, int64_t i0, int64_t j0, void *ctx);
 
 extern const fn_s8_arch fn_s8_arch_generic;
+#ifdef FN_SIMD_X86
+extern const fn_s8_arch fn_s8_arch_avx2; /* int8_avx2.c: exact 16-bit products, no VNNI needed */
+#endif
 #ifdef FN_HAVE_VNNI_INTRIN
 extern const fn_s8_arch fn_s8_arch_vnni;
 /* The VNNI path's vector quantisation and dequantisation (int8_vnni.c). */

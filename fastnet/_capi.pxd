@@ -55,6 +55,7 @@ cdef extern from "fastnet.h" nogil:
     fn_status fn_mma_set_path(fn_mma_path path) noexcept
     fn_mma_path fn_mma_get_path() noexcept
     const char *fn_mma_path_name(fn_mma_path path) noexcept
+    const char *fn_int8_kernel_name() noexcept
     fn_amx_permission fn_amx_permission_status() noexcept
     void fn_amx_simulate_refusal(int refuse) noexcept
     fn_mma_path fn_mma_path_for(int avx512, int avx512_vnni, int avx512_bf16, int amx,

@@ -152,6 +152,12 @@ def get_mma_path():
     return fn_mma_path_name(fn_mma_get_path()).decode()
 
 
+def get_int8_path():
+    """The int8 kernels that run now: 'amx', 'avx512_vnni', 'avx2' (no int8 unit: exact 16-bit
+    products) or 'generic'."""
+    return fn_int8_kernel_name().decode()
+
+
 def amx_permission():
     """'granted', 'refused' (by the OS, or simulated) or 'unsupported' (no AMX)."""
     return _AMX_PERMISSION[fn_amx_permission_status()]

@@ -8,6 +8,7 @@ from fastnet._kernels import (
     best_cpu_path,
     best_mma_path,
     get_cpu_path,
+    get_int8_path,
     get_local_threads,
     get_mma_path,
     openmp_enabled,
@@ -78,6 +79,7 @@ def config():
         "cpu_path": get_cpu_path(),
         "best_cpu_path": best_cpu_path(),
         "mma_path": get_mma_path(),
+        "int8_path": get_int8_path(),
         "best_mma_path": best_mma_path(),
         "amx_permission": amx_permission(),
         "openmp": openmp_enabled(),
@@ -92,5 +94,6 @@ def show_config():
     print(f"  cpu path : {c['cpu_path']} (best on this machine: {c['best_cpu_path']})")
     print(f"  bf16/int8: {c['mma_path']} (best on this machine: {c['best_mma_path']}; "
           f"AMX permission: {c['amx_permission']})")
+    print(f"  int8     : {c['int8_path']} kernels")
     print(f"  openmp   : {'on' if c['openmp'] else 'off (single-threaded build)'}")
     print(f"  threads  : {c['threads']}")

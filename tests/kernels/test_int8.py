@@ -38,6 +38,26 @@ def test_int8_matmul_extremes_do_not_overflow(lowp_path):
     assert got[0, 0] == 127 * 127 * 4096 and got[0, 1] == -127 * 127 * 4096
 
 
+def test_int8_matmul_is_exact_over_the_whole_int8_range(lowp_path, rng):
+    # -128 too: quantisation never makes it, but matmul_int8 and pack_int8 take any int8, and the
+    # AVX2 kernel's 16-bit products and the VNNI path's +128 shift must both stay exact with it
+    for m, n, k in [(13, 40, 200), (2, 33, 1000)]:
+        a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        w = rng.integers(-128, 128, (k, n)).astype(np.int8)
+        a[0], w[:, 0] = -128, -128
+        got = ops.matmul_int8(a, ops.pack_int8(w))
+        np.testing.assert_array_equal(got, a.astype(np.int64) @ w.astype(np.int64), err_msg=lowp_path)
+    assert got[0, 0] == 128 * 128 * 1000
+
+
+def test_each_path_runs_the_int8_kernels_it_should(lowp_path):
+    # AVX2 without an int8 unit gets its own kernels (the portable ones ran 10x slower than float32)
+    expected = {"generic": "generic", "avx2": "avx2", "avx512": "avx2", "avx512_vnni": "avx512_vnni",
+                "avx512_bf16": "avx512_vnni", "amx": "amx"}[lowp_path]
+    assert fastnet._kernels.get_int8_path() == expected
+    assert fastnet.config()["int8_path"] == expected
+
+
 def test_packing_matches_the_reference_layout(rng):
     for k, n in [(1, 1), (70, 33), (64, 32), (5, 100)]:
         w = _ints(rng, (k, n))
