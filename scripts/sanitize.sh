@@ -36,7 +36,8 @@ fail() { printf 'sanitize.sh: %s\n' "$*" >&2; exit 1; }
 # (csrc/beam.c).
 KERNEL_TESTS=(tests/kernels/test_hardening_kernels.py tests/kernels/test_transformer_kernels.py tests/kernels/test_activations.py
               tests/kernels/test_losses.py tests/kernels/test_optim.py tests/kernels/test_dense.py tests/kernels/test_gemm_smoke.py
-              tests/kernels/test_elementwise_smoke.py tests/kernels/test_kernel_errors.py tests/kernels/test_bf16.py tests/kernels/test_threads.py
+              tests/kernels/test_elementwise_smoke.py tests/kernels/test_kernel_errors.py tests/kernels/test_bf16.py tests/kernels/test_int8.py
+              tests/kernels/test_threads.py
               tests/kernels/test_gemm.py::test_transpose_is_exact_on_every_path
               tests/kernels/test_gemm.py::test_transpose_rejects_what_it_cannot_transpose
               tests/kernels/test_packed_weights.py
