@@ -11,6 +11,7 @@ the bests.
     python bench/alternating.py gemm --threads 1 --rounds 5
     python bench/alternating.py mlp --threads 2 --rounds 6
     python bench/alternating.py sgemm --threads 2 --rounds 5
+    python bench/alternating.py int8 --model sv.safetensors --threads 1 --rounds 8 --batch 64
 
 gemm: bf16 products (fastnet takes float32 arrays and rounds while packing;
 PyTorch is handed bfloat16 tensors made beforehand), GFLOP/s.
@@ -19,6 +20,9 @@ its threads set with threadpoolctl) and PyTorch, and fastnet on one thread in
 the same rounds, so its T-thread scaling is measured side by side too, GFLOP/s.
 mlp: the 784-1024-1024-10 SGD step at batch 256 of bench_training.py, float32
 and bf16 (PyTorch autocast), ms.
+int8: greedy translation of 1000 held-out Tatoeba sentences (train-translator's
+split of the model's pair file, $FASTNET_DATA or ../shared/data) by a saved
+translator and by its int8 copy, ms; no PyTorch needed.
 """
 import argparse
 import statistics
@@ -127,17 +131,54 @@ def mlp(torch, rounds, threads):
           f"fastnet bf16 / own float32 {ratio_line(times, 'fastnet', 'fastnet-bf16')}")
 
 
+def int8(model, pairs, batch, rounds, threads):
+    import copy
+    import os
+
+    from fastnet.demo.translation import _load_split
+
+    data = os.environ.get("FASTNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    pairs = pairs or os.path.join(data, "tatoeba-eng-swe.tsv")
+    f32 = fn.load(model)
+    lang = next(iter(f32.decoders))
+    quantized = copy.deepcopy(f32).quantize("int8")
+    sentences = _load_split(pairs, 12, 0)[4][:1000]  # train-translator's held-out split (seed 0)
+    outputs = {}
+
+    def run(name, tr):
+        def call():
+            outputs[name] = tr.translate(sentences, to=lang, batch_size=batch)
+        return call
+
+    times = alternate({"float32": run("float32", f32), "int8": run("int8", quantized)}, rounds, 0.0)
+    same = sum(a == b for a, b in zip(outputs["float32"], outputs["int8"]))
+    print(f"greedy translation of {len(sentences)} held-out sentences into {lang}, batch {batch}, {threads}t, "
+          f"int8 kernels {fn.config()['int8_path']}, best ms: "
+          + ", ".join(f"{name} {min(t) * 1e3:.0f}" for name, t in times.items()))
+    print(f"  int8 / float32 {ratio_line(times, 'float32', 'int8')}; {same} of {len(sentences)} outputs identical")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["gemm", "sgemm", "mlp"])
+    parser.add_argument("what", choices=["gemm", "sgemm", "mlp", "int8"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--model", help="int8: a translator saved by fastnet train-translator")
+    parser.add_argument("--pairs", help="int8: its pair file (default: tatoeba-eng-swe.tsv in the data folder)")
+    parser.add_argument("--batch", type=int, default=64, help="int8: sentences per batch")
     args = parser.parse_args()
+    fn.set_num_threads(args.threads)
+    paths = f"paths: float32 {fn.config()['cpu_path']}, bf16/int8 {fn.config()['mma_path']}"
+    if args.what == "int8":
+        if not args.model:
+            parser.error("int8 needs --model")
+        print(paths)
+        int8(args.model, args.pairs, args.batch, args.rounds, args.threads)
+        return
     import torch
 
-    fn.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
-    print(f"paths: float32 {fn.config()['cpu_path']}, bf16/int8 {fn.config()['mma_path']}; torch {torch.__version__}")
+    print(f"{paths}; torch {torch.__version__}")
     {"gemm": gemm, "sgemm": sgemm, "mlp": mlp}[args.what](torch, args.rounds, args.threads)
 
 
