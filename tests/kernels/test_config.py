@@ -9,6 +9,7 @@ def test_show_config_names_version_path_openmp_threads(capsys):
     out = capsys.readouterr().out
     assert fastnet.__version__ in out
     assert fastnet._kernels.get_cpu_path() in out
+    assert f"int8     : {fastnet._kernels.get_int8_path()} kernels" in out
     assert "openmp" in out and "threads" in out
 
 
