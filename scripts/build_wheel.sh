@@ -94,7 +94,7 @@ env -u PYTHONPATH "$VPY" -m pytest -q -ra -p no:cacheprovider ${FASTNET_WHEEL_PY
 if [ "${FASTNET_WHEEL_COMPARE:-1}" != "0" ]; then
     step "wheel vs in-place source build"
     if ! ls "$ROOT"/fastnet/_kernels*.so >/dev/null 2>&1; then
-        "$PYTHON" -m pip install --quiet --disable-pip-version-check "setuptools>=64" "Cython>=3.1"
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check "setuptools>=77" "Cython>=3.1"
         (cd "$ROOT" && "$PYTHON" setup.py build_ext --inplace -j 2 >"$OUT/inplace.log" 2>&1) \
             || { tail -n 40 "$OUT/inplace.log"; fail "in-place build failed"; }
     fi
