@@ -97,43 +97,40 @@ static FN_TARGET_AVX2 void avx2_s8_kernel(int mr, int64_t kpad, const uint8_t *a
  * floats: the row's largest magnitude, one multiply by 127/max, round to
  * nearest even, clamp; (float)acc times (scale_x * scale_w), then the bias. */
 
+/* Lanes [0, n) of 8 (n < 8 for the tail of a row): a mask for maskload/maskstore. */
+static FN_ALWAYS_INLINE FN_TARGET_AVX2 __m256i lanes_below(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 static FN_TARGET_AVX2 float avx2_quantize_row(const float *x, int64_t k, int64_t kpad, uint8_t offset,
                                               uint8_t *dst) {
     const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
     __m256 amax = _mm256_setzero_ps();
     int bad = 0;
-    int64_t p = 0;
-    for (; p + 8 <= k; p += 8) {
-        __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + p));
+    for (int64_t p = 0; p < k; p += 8) { /* a masked lane reads 0: neither NaN nor a larger magnitude */
+        __m256 a = _mm256_andnot_ps(sign, _mm256_maskload_ps(x + p, lanes_below(k - p)));
         bad |= _mm256_movemask_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ)); /* NaN or infinity */
         amax = _mm256_max_ps(amax, a);
-    }
-    float lanes[8], max = 0.0f;
-    _mm256_storeu_ps(lanes, amax);
-    for (int l = 0; l < 8; ++l) max = lanes[l] > max ? lanes[l] : max;
-    for (int64_t t = p; t < k; ++t) {
-        float a = fabsf(x[t]);
-        bad |= !(a < INFINITY);
-        max = a > max ? a : max;
     }
     if (bad) {
         memset(dst, offset, (size_t)kpad);
         return NAN;
     }
+    float lanes[8], max = 0.0f;
+    _mm256_storeu_ps(lanes, amax);
+    for (int l = 0; l < 8; ++l) max = lanes[l] > max ? lanes[l] : max;
     float scale = max / 127.0f, inv = max > 0.0f ? 127.0f / max : 0.0f;
     const __m256 vinv = _mm256_set1_ps(inv);
     const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
     const __m256i gather_bytes = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
-    for (p = 0; p + 8 <= k; p += 8) {
-        __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + p), vinv));
+    for (int64_t p = 0; p < k; p += 8) {
+        __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_maskload_ps(x + p, lanes_below(k - p)), vinv));
         q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
         __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256()); /* bytes 0-3, 16-19 */
         __m128i bytes = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(w, gather_bytes));
-        _mm_storel_epi64((__m128i *)(dst + p), _mm_add_epi8(bytes, _mm_set1_epi8((char)offset)));
-    }
-    for (; p < k; ++p) {
-        float r = nearbyintf(x[p] * inv);
-        dst[p] = (uint8_t)((int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r) + offset);
+        uint8_t eight[16];
+        _mm_storeu_si128((__m128i *)eight, _mm_add_epi8(bytes, _mm_set1_epi8((char)offset)));
+        memcpy(dst + p, eight, (size_t)(k - p < 8 ? k - p : 8));
     }
     memset(dst + k, offset, (size_t)(kpad - k));
     return scale;
@@ -141,10 +138,8 @@ static FN_TARGET_AVX2 float avx2_quantize_row(const float *x, int64_t k, int64_t
 
 static FN_TARGET_AVX2 void avx2_dequantize(const int32_t *tile, int mr, int nr, const float *x_scale,
                                            const float *w_scale, const float *bias, float *y, int64_t ldy) {
-    for (int c = 0; c < FN_S8_NR; c += 8) {
-        if (c >= nr) break;
-        int width = nr - c < 8 ? nr - c : 8;
-        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int c = 0; c < nr; c += 8) {
+        __m256i mask = lanes_below(nr - c);
         __m256 w = _mm256_maskload_ps(w_scale + c, mask);
         __m256 b = bias ? _mm256_maskload_ps(bias + c, mask) : _mm256_setzero_ps();
         for (int i = 0; i < mr; ++i) {
